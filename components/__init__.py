@@ -1,0 +1,21 @@
+"""kfkit's KFP components: one package per lifecycle stage.
+
+Each stage package holds the plain-Python module that does the work (tested without KFP) and a
+`component.py` with the thin `@dsl.component` wrapper.
+"""
+
+# name -> (module, function): the component catalog `kfkit compile` writes specs for.
+COMPONENTS = {
+    "ingest": ("components.ingest.component", "bigquery_query_to_dataset"),
+    "validate": ("components.validate.component", "validate_data"),
+}
+
+
+def load(name: str):
+    """The component registered under `name`."""
+    import importlib
+
+    if name not in COMPONENTS:
+        raise KeyError(f"unknown component {name!r}; known: {', '.join(sorted(COMPONENTS))}")
+    module, attr = COMPONENTS[name]
+    return getattr(importlib.import_module(module), attr)

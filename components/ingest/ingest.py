@@ -1,0 +1,263 @@
+"""Ingest logic: run a query, split its rows deterministically, stream them to sharded Parquet.
+
+Rows are assigned to splits by FarmHash Fingerprint64 of the split key, the function behind
+BigQuery's FARM_FINGERPRINT: for a single STRING or INT64 key column, a row lands in the split
+whose bucket range holds ABS(MOD(FARM_FINGERPRINT(CAST(key AS STRING)), 10000)), so a team can
+reproduce any split in BigQuery SQL. The hashing runs on the streamed Arrow batches, so both
+backends give the same rows to the same split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kfkit import sql as bqsql
+from kfkit.atomic import commit_dirs
+from kfkit.config import check_backend
+from kfkit.errors import ConfigError, IngestError
+
+log = logging.getLogger("kfkit.ingest")
+
+BUCKETS = 10_000
+SPLIT_NAMES = ("train", "eval", "test")
+ALL_COLUMNS = "*"
+KEY_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Fractions per split (in order) and the key that decides a row's split."""
+
+    fractions: dict[str, float]
+    key: str = ALL_COLUMNS
+
+    def __post_init__(self):
+        if not self.fractions:
+            raise ConfigError("split fractions are empty: give at least one split, e.g. train=1.0")
+        for name, fraction in self.fractions.items():
+            if not isinstance(fraction, (int, float)) or math.isnan(fraction) or not 0 <= fraction <= 1:
+                raise ConfigError(f"split fraction for {name!r} must be between 0 and 1, got {fraction!r}")
+        total = sum(self.fractions.values())
+        if abs(total - 1.0) > 1e-6:
+            listed = ", ".join(f"{k}={v}" for k, v in self.fractions.items())
+            raise ConfigError(f"split fractions must sum to 1, got {listed} (sum {total:g})")
+        if not self.key or not self.key.strip():
+            raise ConfigError("split key is empty: name the column(s) that identify a row, "
+                              f"or {ALL_COLUMNS!r} for the whole row")
+
+    @property
+    def key_columns(self) -> list[str] | None:
+        """The key's column names, or None for the whole row."""
+        if self.key.strip() == ALL_COLUMNS:
+            return None
+        return [c.strip() for c in self.key.split(",") if c.strip()]
+
+    def upper_bounds(self) -> list[int]:
+        """Exclusive upper bucket bound of each split, in order; the last is BUCKETS."""
+        bounds, cumulative = [], 0.0
+        for fraction in self.fractions.values():
+            cumulative += fraction
+            bounds.append(int(round(cumulative * BUCKETS)))
+        bounds[-1] = BUCKETS
+        return bounds
+
+
+@dataclass
+class IngestResult:
+    rows: dict[str, int]
+    shards: dict[str, int]
+    schema: list[dict[str, str]]
+    seconds: float
+    source_table: str | None = None
+    job_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def schema_description(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Array:
+    """The string each row's split bucket is hashed from (nulls as empty strings)."""
+    names = key_columns if key_columns is not None else batch.schema.names
+    parts = []
+    for name in names:
+        column = batch.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if not pa.types.is_string(column.type):
+            column = pc.cast(column, pa.string())
+        parts.append(column)
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, KEY_SEPARATOR, null_handling="replace",
+                                       null_replacement="")
+
+
+def buckets(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
+    """ABS(MOD(FARM_FINGERPRINT(key), 10000)) per row, as BigQuery computes it."""
+    hashed = bqsql.fingerprint64_array(key_strings(batch, key_columns).to_pylist())
+    return np.abs(np.fmod(hashed, BUCKETS))
+
+
+class ShardedParquetWriter:
+    """Writes one dataset as part-00000.parquet, part-00001.parquet, ... of at most shard_rows rows."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, shard_rows: int):
+        self.directory = directory
+        self.schema = schema
+        self.shard_rows = shard_rows
+        self.rows = 0
+        self.shards = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._in_shard = 0
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None or self._in_shard >= self.shard_rows:
+                self._rotate()
+            take = min(self.shard_rows - self._in_shard, table.num_rows - offset)
+            self._writer.write(table.slice(offset, take))
+            self._in_shard += take
+            self.rows += take
+            offset += take
+
+    def _rotate(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = self.directory / f"part-{self.shards:05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="snappy")
+        self.shards += 1
+        self._in_shard = 0
+
+    def close(self) -> None:
+        if self._writer is None:  # an empty split still gets a readable (empty) shard
+            self._rotate()
+        self._writer.close()
+
+
+def check_columns(schema: pa.Schema, label_column: str, split: SplitSpec) -> None:
+    names = schema.names
+    if label_column and label_column not in names:
+        raise IngestError(f"label column {label_column!r} is not in the query result; "
+                          f"columns are: {', '.join(names)}")
+    for column in split.key_columns or []:
+        if column not in names:
+            raise IngestError(f"split key column {column!r} is not in the query result; "
+                              f"columns are: {', '.join(names)}")
+
+
+def check_key_is_deterministic(query: str, split: SplitSpec) -> None:
+    bad = bqsql.nondeterministic_columns(query, split.key_columns)
+    if bad:
+        column, expression = next(iter(bad.items()))
+        what = "the whole row is the split key, and column" if split.key_columns is None else "split key column"
+        raise IngestError(
+            f"{what} {column!r} is computed with {expression}, which changes from run to run, so rows "
+            "would move between splits; key the split on a stable column (an id) instead")
+
+
+def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split: SplitSpec,
+                     outputs: dict[str, str | Path], shard_rows: int = 1_000_000,
+                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Route streamed rows into one sharded Parquet dataset per split; all-or-nothing on disk."""
+    missing = [name for name in split.fractions if name not in outputs]
+    if missing:
+        raise ConfigError(f"no output path for split(s) {', '.join(missing)}")
+    bounds = np.array(split.upper_bounds())
+    names = list(split.fractions)
+    temps: dict[str, Path] = {}
+    writers: dict[str, ShardedParquetWriter] = {}
+    try:
+        for name in names:
+            final = Path(outputs[name])
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temps[name] = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+            writers[name] = ShardedParquetWriter(temps[name], schema, shard_rows)
+        total = 0
+        for batch in batches:
+            if batch.schema != schema:
+                batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+            which = np.searchsorted(bounds, buckets(batch, split.key_columns), side="right")
+            for index, name in enumerate(names):
+                mask = which == index
+                if mask.any():
+                    writers[name].write(batch.filter(pa.array(mask)))
+            total += batch.num_rows
+            if progress:
+                progress(total)
+        for writer in writers.values():
+            writer.close()
+        if total == 0:
+            raise IngestError("the query returned no rows: check its WHERE clause and query parameters")
+        commit_dirs([(temps[name], Path(outputs[name])) for name in names])
+    except BaseException:
+        for tmp in temps.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ({name: writers[name].rows for name in names},
+            {name: writers[name].shards for name in names})
+
+
+def _bq_label(value: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+
+
+def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
+               label_column: str, backend: str = "local", query_parameters: dict | None = None,
+               project: str = "", location: str = "US", local_root: str | None = None,
+               shard_rows: int = 1_000_000, staging_dataset: str = "kfkit_staging",
+               labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_",
+               adapter=None, warehouse=None) -> IngestResult:
+    """Run `query` on `backend` and write one Parquet dataset per split to `outputs[split]`."""
+    started = time.perf_counter()
+    check_backend(backend)
+    params = dict(query_parameters or {})
+    bqsql.parse(query)  # a syntax error stops here, before any job or file
+    check_key_is_deterministic(query, split)
+
+    def report(rows: int) -> None:
+        log.info("ingest: %d rows streamed (%.0f rows/s)", rows, rows / max(time.perf_counter() - started, 1e-9))
+
+    if backend == "local":
+        from kfkit.warehouse import LocalWarehouse
+        warehouse = warehouse or LocalWarehouse(local_root, project=project or bqsql.DEFAULT_LOCAL_PROJECT)
+        warehouse.ensure_sample_data()
+        schema = warehouse.describe(query, params)
+        check_columns(schema, label_column, split)
+        rows, shards = stream_to_splits(warehouse.query_batches(query, params), schema, split, outputs,
+                                        shard_rows, report)
+        return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started)
+
+    from kfkit.adapters.bigquery import BigQueryAdapter, TableRef
+    adapter = adapter or BigQueryAdapter(project, location)
+    schema = adapter.dry_run(query, params)
+    check_columns(schema, label_column, split)
+    adapter.ensure_dataset(staging_dataset)
+    destination = TableRef(adapter.project, staging_dataset, f"ingest_{uuid.uuid4().hex[:16]}")
+    job_labels = {"kfkit-component": "ingest", **{_bq_label(k): _bq_label(v) for k, v in (labels or {}).items()}}
+    job = adapter.query_to_table(query, destination, params, labels=job_labels, job_id_prefix=job_id_prefix)
+    rows, shards = stream_to_splits(adapter.read_table(destination), schema, split, outputs, shard_rows, report)
+    return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started,
+                        source_table=destination.full_id, job_id=getattr(job, "job_id", None),
+                        extra={"table_uri": destination.api_uri, "project": destination.project,
+                               "dataset": destination.dataset, "table": destination.table})

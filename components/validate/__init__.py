@@ -1,0 +1,1 @@
+"""Validate: statistics, schema and anomalies of the ingested splits."""

@@ -1,0 +1,70 @@
+"""KFP wrapper of the validate stage."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def validate_data(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    test_data: Input[Dataset],
+    label_column: str,
+    statistics: Output[Artifact],
+    schema: Output[Artifact],
+    anomalies: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    schema_uri: str = "",
+    unseen_tolerance: float = 0.01,
+):
+    """Computes statistics of the training split, checks every split against a schema, and
+    fails with a message naming the column when an anomaly is blocking.
+
+    Args:
+        train_data: Training split (Parquet shards) from ingest.
+        eval_data: Evaluation split.
+        test_data: Test split.
+        label_column: The label; null labels and a single class are blocking.
+        schema_uri: A schema JSON to check against (a local path or gs://); empty infers the
+            schema from the training split.
+        unseen_tolerance: Largest share of a split's rows whose category is outside the schema's
+            domain before it is a blocking anomaly.
+
+    Returns:
+        statistics: JSON statistics of the training split (the monitoring baseline).
+        schema: JSON schema: each column's kind, type and categorical domain.
+        anomalies: JSON list of anomalies, blocking or not.
+        report: HTML report with the statistics and a histogram per feature.
+        metrics: Rows per split and anomaly counts.
+    """
+    import json
+    import logging
+
+    from components.validate.validate import load_json, render_report, validate
+    from kfkit.atomic import atomic_file
+    from kfkit.errors import ValidationError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    given = load_json(schema_uri, "schema") if schema_uri else None
+    result = validate({"train": train_data.path, "eval": eval_data.path, "test": test_data.path},
+                      label_column, schema=given, unseen_tolerance=unseen_tolerance)
+    for anomaly in result.anomalies:
+        logging.getLogger("kfkit.validate").warning("%s anomaly: %s", "blocking" if anomaly.blocking else "non-blocking", anomaly)
+    if result.blocking:
+        raise ValidationError("data validation found blocking anomalies:\n  " +
+                              "\n  ".join(str(a) for a in result.blocking))
+    for artifact, content in ((statistics, result.statistics), (schema, result.schema),
+                              (anomalies, result.anomalies_json())):
+        with atomic_file(artifact.path) as handle:
+            json.dump(content, handle, indent=1)
+    with atomic_file(report.path) as handle:
+        handle.write(render_report(result))
+    statistics.metadata.update({"rows": result.statistics["rows"], "label": label_column})
+    schema.metadata.update({"inferred": result.schema_inferred, "columns": len(result.schema["columns"])})
+    anomalies.metadata["count"] = len(result.anomalies)
+    for name, rows in result.split_rows.items():
+        metrics.log_metric(f"rows_{name}", rows)
+    metrics.log_metric("anomalies", len(result.anomalies))

@@ -1,0 +1,280 @@
+"""Data validation: statistics of the training split, a schema, and anomalies in every split.
+
+Statistics are computed by DuckDB straight from the Parquet shards (streamed, never a whole table
+in memory); the JSON they produce is the training baseline the monitor compares serving data with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from kfkit import report
+from kfkit.errors import ConfigError, ValidationError
+
+log = logging.getLogger("kfkit.validate")
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS = 20
+MAX_DOMAIN = 1000
+TOP_K = 50
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Anomaly:
+    column: str
+    kind: str
+    message: str
+    blocking: bool = True
+    split: str = ""
+
+    def __str__(self) -> str:
+        where = f" in split {self.split!r}" if self.split else ""
+        return f"column {self.column!r}{where}: {self.message}"
+
+
+def parquet_glob(path: str | Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return str(path / "*.parquet")
+    if path.exists():
+        return str(path)
+    raise ConfigError(f"dataset {str(path)!r} does not exist (expected a Parquet file or a directory of shards)")
+
+
+def _kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                     "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")):
+        return "numeric"
+    if t in ("VARCHAR", "BOOLEAN") or t.startswith("ENUM"):
+        return "categorical"
+    return "other"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def describe_columns(con, source: str) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
+
+
+def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str, Any]:
+    """Count, nulls, min/max/mean/std/quantiles and a histogram per number; frequencies per category."""
+    source = parquet_glob(dataset)
+    con = duckdb.connect()
+    columns = describe_columns(con, source)
+    rel = f"read_parquet('{source}')"
+    rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+    stats: dict[str, Any] = {"version": SCHEMA_VERSION, "rows": rows, "label": label_column, "columns": {}}
+    for name, duck_type in columns:
+        kind = _kind(duck_type)
+        col = _q(name)
+        entry: dict[str, Any] = {"kind": kind, "type": duck_type}
+        count, nulls = con.execute(f"SELECT count({col}), count(*) - count({col}) FROM {rel}").fetchone()
+        entry.update(count=count, nulls=nulls)
+        if kind == "numeric" and count:
+            mn, mx, mean, std, qs = con.execute(
+                f"SELECT min({col})::DOUBLE, max({col})::DOUBLE, avg({col})::DOUBLE, "
+                f"stddev_pop({col})::DOUBLE, quantile_cont({col}::DOUBLE, {list(QUANTILES)}) FROM {rel}").fetchone()
+            entry.update(min=mn, max=mx, mean=mean, std=std,
+                         quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
+            entry["histogram"] = _histogram(con, rel, col, mn, mx)
+        elif kind == "categorical":
+            distinct = con.execute(f"SELECT count(DISTINCT {col}) FROM {rel}").fetchone()[0]
+            top = con.execute(f"SELECT {col}::VARCHAR, count(*) FROM {rel} WHERE {col} IS NOT NULL "
+                              f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {MAX_DOMAIN}").fetchall()
+            entry.update(distinct=distinct, frequencies={value: n for value, n in top},
+                         domain_complete=distinct <= MAX_DOMAIN)
+        stats["columns"][name] = entry
+    con.close()
+    return stats
+
+
+def _histogram(con, rel: str, col: str, mn: float, mx: float) -> dict[str, list]:
+    if mx == mn:
+        return {"edges": [mn, mx], "counts": [con.execute(f"SELECT count({col}) FROM {rel}").fetchone()[0]]}
+    width = (mx - mn) / HISTOGRAM_BINS
+    counts = [0] * HISTOGRAM_BINS
+    for bucket, n in con.execute(
+            f"SELECT least(floor(({col}::DOUBLE - {mn!r}) / {width!r}), {HISTOGRAM_BINS - 1})::INT, count(*) "
+            f"FROM {rel} WHERE {col} IS NOT NULL GROUP BY 1").fetchall():
+        counts[bucket] += n
+    return {"edges": [mn + i * width for i in range(HISTOGRAM_BINS)] + [mx], "counts": counts}
+
+
+def infer_schema(stats: dict[str, Any]) -> dict[str, Any]:
+    """A schema from training statistics: each column's kind and type, and categorical domains."""
+    columns = []
+    for name, entry in stats["columns"].items():
+        column = {"name": name, "kind": entry["kind"], "type": entry["type"]}
+        if entry["kind"] == "categorical" and entry.get("domain_complete"):
+            column["domain"] = sorted(entry["frequencies"])
+        columns.append(column)
+    return {"version": SCHEMA_VERSION, "label": stats.get("label", ""), "columns": columns}
+
+
+def load_json(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(str(path).replace("gs://", "/gcs/", 1))
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
+
+
+def check_split(name: str, dataset: str | Path, schema: dict[str, Any], label_column: str,
+                unseen_tolerance: float) -> tuple[int, list[Anomaly]]:
+    """Anomalies of one split against the schema: columns, types, nulls, unseen categories."""
+    anomalies: list[Anomaly] = []
+    source = parquet_glob(dataset)
+    con = duckdb.connect()
+    rel = f"read_parquet('{source}')"
+    actual = dict(describe_columns(con, source))
+    rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+    if rows == 0:
+        anomalies.append(Anomaly("*", "empty_split", "the split has no rows; adjust the split fractions "
+                                 "or the query", split=name))
+    expected = {c["name"]: c for c in schema["columns"]}
+    for column_name, column in expected.items():
+        if column_name not in actual:
+            anomalies.append(Anomaly(column_name, "missing_column",
+                                     f"missing (the schema expects a {column['kind']} column of type {column['type']})",
+                                     split=name))
+            continue
+        kind = _kind(actual[column_name])
+        if kind != column["kind"]:
+            anomalies.append(Anomaly(column_name, "type_change",
+                                     f"type changed from {column['type']} ({column['kind']}) to "
+                                     f"{actual[column_name]} ({kind})", split=name))
+        elif actual[column_name] != column["type"]:
+            anomalies.append(Anomaly(column_name, "type_change",
+                                     f"type changed from {column['type']} to {actual[column_name]}",
+                                     blocking=False, split=name))
+        if rows == 0:
+            continue
+        col = _q(column_name)
+        non_null = con.execute(f"SELECT count({col}) FROM {rel}").fetchone()[0]
+        if column_name == label_column and non_null < rows:
+            anomalies.append(Anomaly(column_name, "null_label",
+                                     f"the label is null in {rows - non_null} of {rows} rows; filter them "
+                                     f"out in the query (WHERE {column_name} IS NOT NULL)", split=name))
+        elif non_null == 0 and column_name != label_column:
+            anomalies.append(Anomaly(column_name, "all_null",
+                                     f"null in all {rows} rows: drop the column or fix its source", split=name))
+        domain = column.get("domain")
+        if domain is not None and kind == "categorical" and non_null:
+            con.execute("CREATE OR REPLACE TEMP TABLE _domain(v VARCHAR)")
+            con.executemany("INSERT INTO _domain VALUES (?)", [[v] for v in domain])
+            unseen = con.execute(
+                f"SELECT {col}::VARCHAR, count(*) FROM {rel} WHERE {col} IS NOT NULL AND "
+                f"{col}::VARCHAR NOT IN (SELECT v FROM _domain) GROUP BY 1 ORDER BY 2 DESC").fetchall()
+            unseen_rows = sum(n for _, n in unseen)
+            if unseen_rows:
+                fraction = unseen_rows / non_null
+                examples = ", ".join(repr(v) for v, _ in unseen[:5])
+                anomalies.append(Anomaly(
+                    column_name, "unseen_categories",
+                    f"{len(unseen)} value(s) not in the schema's domain ({examples}) in {fraction:.2%} of "
+                    f"rows; tolerance is {unseen_tolerance:.2%}",
+                    blocking=fraction > unseen_tolerance, split=name))
+    for column_name in actual:
+        if column_name not in expected:
+            anomalies.append(Anomaly(column_name, "extra_column", "not in the schema (ignored downstream)",
+                                     blocking=False, split=name))
+    con.close()
+    return rows, anomalies
+
+
+@dataclass
+class ValidationResult:
+    statistics: dict[str, Any]
+    schema: dict[str, Any]
+    anomalies: list[Anomaly]
+    split_rows: dict[str, int]
+    schema_inferred: bool
+
+    @property
+    def blocking(self) -> list[Anomaly]:
+        return [a for a in self.anomalies if a.blocking]
+
+    def anomalies_json(self) -> dict[str, Any]:
+        return {"blocking": len(self.blocking), "anomalies": [asdict(a) for a in self.anomalies],
+                "split_rows": self.split_rows}
+
+
+def validate(splits: dict[str, str | Path], label_column: str, schema: dict[str, Any] | None = None,
+             unseen_tolerance: float = 0.01, train_split: str = "train") -> ValidationResult:
+    """Statistics of the training split, the schema (given or inferred), anomalies of every split."""
+    if train_split not in splits:
+        raise ConfigError(f"no {train_split!r} split given; got {', '.join(splits)}")
+    if not 0 <= unseen_tolerance <= 1:
+        raise ConfigError(f"unseen_tolerance must be between 0 and 1, got {unseen_tolerance}")
+    stats = compute_statistics(splits[train_split], label_column)
+    if label_column and label_column not in stats["columns"]:
+        raise ValidationError(f"label column {label_column!r} is not in the {train_split!r} split; columns "
+                              f"are: {', '.join(stats['columns'])}")
+    inferred = schema is None
+    if inferred:
+        schema = infer_schema(stats)
+    anomalies, split_rows = [], {}
+    for name, dataset in splits.items():
+        rows, found = check_split(name, dataset, schema, label_column, unseen_tolerance)
+        split_rows[name] = rows
+        # a domain inferred from the training split itself cannot have unseen values there
+        anomalies += found
+    if label_column:
+        label = stats["columns"][label_column]
+        if label["kind"] == "categorical" and label.get("distinct", 0) < 2 and stats["rows"]:
+            anomalies.append(Anomaly(label_column, "single_class",
+                                     f"the label has {label.get('distinct', 0)} class(es) in the training split; "
+                                     "a classifier needs at least two", split=train_split))
+    return ValidationResult(stats, schema, anomalies, split_rows, inferred)
+
+
+def render_report(result: ValidationResult, title: str = "kfkit data validation") -> str:
+    stats = result.statistics
+    body = []
+    blocking = result.blocking
+    status = (f"<p class='bad'>{len(blocking)} blocking anomal{'y' if len(blocking) == 1 else 'ies'}</p>"
+              if blocking else "<p class='ok'>No blocking anomalies.</p>")
+    body.append(status)
+    body.append("<h2>Splits</h2>" + report.table(["split", "rows"], sorted(result.split_rows.items())))
+    if result.anomalies:
+        body.append("<h2>Anomalies</h2>" + report.table(
+            ["column", "split", "kind", "blocking", "message"],
+            [(a.column, a.split, a.kind, report.Markup("<span class='bad'>yes</span>") if a.blocking else "no",
+              a.message) for a in result.anomalies]))
+    numeric = [(n, e) for n, e in stats["columns"].items() if e["kind"] == "numeric"]
+    categorical = [(n, e) for n, e in stats["columns"].items() if e["kind"] == "categorical"]
+    if numeric:
+        body.append("<h2>Numeric features (training split)</h2>" + report.table(
+            ["column", "count", "nulls", "min", "mean", "std", "p50", "max"],
+            [(n, e["count"], e["nulls"], e.get("min"), e.get("mean"), e.get("std"),
+              (e.get("quantiles") or {}).get("0.5"), e.get("max")) for n, e in numeric]))
+    if categorical:
+        body.append("<h2>Categorical features (training split)</h2>" + report.table(
+            ["column", "count", "nulls", "distinct", "most frequent"],
+            [(n, e["count"], e["nulls"], e.get("distinct"),
+              ", ".join(f"{k} ({v})" for k, v in list(e.get("frequencies", {}).items())[:3])) for n, e in categorical]))
+    cards = []
+    for name, entry in numeric:
+        hist = entry.get("histogram")
+        if hist:
+            cards.append(f"<div class='card'><h3>{report.esc(name)}</h3>"
+                         f"{report.histogram(hist['edges'], [hist['counts']])}</div>")
+    for name, entry in categorical:
+        top = list(entry.get("frequencies", {}).items())[:20]
+        if top:
+            cards.append(f"<div class='card'><h3>{report.esc(name)}</h3>"
+                         f"{report.bar_chart([k for k, _ in top], [[v for _, v in top]], rotate_labels=True)}</div>")
+    body.append("<h2>Distributions</h2><div class='grid'>" + "".join(cards) + "</div>")
+    return report.page(title, body)

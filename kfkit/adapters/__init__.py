@@ -1,0 +1,1 @@
+"""One adapter module per Google Cloud service: the only places that call those SDKs."""

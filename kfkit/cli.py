@@ -1,0 +1,150 @@
+"""The kfkit command line. Heavy libraries (KFP, TensorFlow, cloud SDKs) load only in the command
+that needs them, so `kfkit --help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from kfkit import __version__
+
+EPILOG = """examples:
+  kfkit run training --local                       train on the embedded backend (penguins)
+  kfkit run training --local --param label_column=species --params my.yaml
+  kfkit compile --output build/                    every pipeline and component spec as YAML
+  kfkit data synth synthetic.rows --rows 100000    synthetic rows into the local warehouse
+  kfkit data tables                                what the local warehouse holds
+"""
+
+
+def _compile(args) -> int:
+    # image settings must be in place before component modules are imported
+    if args.image_registry:
+        os.environ["KFKIT_IMAGE_REGISTRY"] = args.image_registry
+    if args.image_tag:
+        os.environ["KFKIT_IMAGE_TAG"] = args.image_tag
+    from kfkit.compile import compile_all
+
+    started = time.perf_counter()
+    written = compile_all(Path(args.output))
+    for path in written:
+        print(path)
+    print(f"compiled {len(written)} specs in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _run(args) -> int:
+    from kfkit import params as params_mod
+
+    values = {}
+    if args.params:
+        values.update(params_mod.load_file(args.params))
+    values.update(params_mod.parse_assignments(args.param))
+    if not args.local:
+        print("kfkit run needs --local (run on this machine); to run on Vertex AI or a Kubeflow "
+              "backend, compile it and submit the template", file=sys.stderr)
+        return 2
+    from kfkit.local_run import run_local
+
+    summary = run_local(args.pipeline, values, args.local_root)
+    print(summary.render())
+    return 0
+
+
+def _data(args) -> int:
+    from kfkit.warehouse import LocalWarehouse
+
+    warehouse = LocalWarehouse(args.local_root)
+    if args.data_command == "load-samples":
+        created = warehouse.ensure_sample_data()
+        print("loaded: " + (", ".join(created) if created else "nothing new"))
+    elif args.data_command == "tables":
+        warehouse.ensure_sample_data()
+        for table in warehouse.tables():
+            print(table)
+    elif args.data_command == "synth":
+        from kfkit import synthetic
+
+        started = time.perf_counter()
+        name = synthetic.write_to_warehouse(warehouse, args.table, args.rows, numeric=args.numeric,
+                                            categorical=args.categorical, seed=args.seed, task=args.task,
+                                            shift=args.shift, null_fraction=args.null_fraction)
+        print(f"wrote {args.rows} rows to {name} in {time.perf_counter() - started:.1f}s")
+    elif args.data_command == "load":
+        from kfkit.warehouse import load_file
+
+        name = load_file(warehouse, args.table, args.path)
+        print(f"loaded {args.path} into {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kfkit", description="Reusable KFP components and pipelines: BigQuery to a monitored "
+        "model on Vertex AI, or on this machine with the embedded backend.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kfkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="write every pipeline and component spec to YAML")
+    p.add_argument("--output", default="build", help="output directory (default: build)")
+    p.add_argument("--image-registry", help="registry of the kfkit images, e.g. us-docker.pkg.dev/PROJECT/REPO")
+    p.add_argument("--image-tag", help="tag of the kfkit images (default: the kfkit version)")
+    p.set_defaults(func=_compile)
+
+    import pipelines  # light: only the registry of names
+
+    p = sub.add_parser("run", help="run a pipeline (on this machine with --local)")
+    p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
+    p.add_argument("--local", action="store_true", help="run with kfp.local on the embedded backend")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a pipeline parameter (repeatable); values are read as YAML")
+    p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("data", help="the local warehouse: sample tables, synthetic data, your files")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    dsub.add_parser("load-samples", help="load the penguins and Chicago taxi sample tables")
+    dsub.add_parser("tables", help="list the tables")
+    s = dsub.add_parser("synth", help="write synthetic rows to a table")
+    s.add_argument("table", help="dataset.table or project.dataset.table")
+    s.add_argument("--rows", type=int, default=100_000)
+    s.add_argument("--numeric", type=int, default=15)
+    s.add_argument("--categorical", type=int, default=4)
+    s.add_argument("--task", choices=["binary", "multiclass", "regression"], default="binary")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shift", type=float, default=0.0, help="shift the feature distributions (drifted data)")
+    s.add_argument("--null-fraction", type=float, default=0.0)
+    s = dsub.add_parser("load", help="load a CSV or Parquet file as a table")
+    s.add_argument("table", help="dataset.table or project.dataset.table")
+    s.add_argument("path")
+    p.set_defaults(func=_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from kfkit.errors import KfkitError
+
+    try:
+        return args.func(args)
+    except KfkitError as exc:
+        print(f"kfkit: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Where kfkit keeps local state, and which container images components are compiled with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kfkit import __version__
+from kfkit.errors import ConfigError
+
+LOCAL_ROOT_ENV = "KFKIT_LOCAL_ROOT"
+DEFAULT_LOCAL_ROOT = ".kfkit"
+IMAGE_REGISTRY_ENV = "KFKIT_IMAGE_REGISTRY"
+IMAGE_TAG_ENV = "KFKIT_IMAGE_TAG"
+DEFAULT_IMAGE_REGISTRY = "ghcr.io/kfkit"
+BACKENDS = ("local", "bigquery")
+
+
+def local_root(path: str | os.PathLike | None = None, create: bool = True) -> Path:
+    """Resolve the local root: the argument, else $KFKIT_LOCAL_ROOT, else ./.kfkit.
+
+    Raises ConfigError naming the path when it cannot be created, read or written.
+    """
+    raw = path if path not in (None, "") else os.environ.get(LOCAL_ROOT_ENV, DEFAULT_LOCAL_ROOT)
+    root = Path(raw).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"local root {str(root)!r} exists but is not a directory")
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create local root {str(root)!r}: {exc.strerror}") from exc
+    if root.exists() and not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"local root {str(root)!r} is not readable and writable by this user; "
+            f"fix its permissions or choose another with --local-root or ${LOCAL_ROOT_ENV}"
+        )
+    return root
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def image_uri(name: str) -> str:
+    """The one place that decides image URIs: <registry>/<name>:<tag>.
+
+    `kfkit compile --image-registry ... --image-tag ...` sets the environment variables read here
+    before any component module is imported, so a compiled template names the images of one build.
+    """
+    registry = os.environ.get(IMAGE_REGISTRY_ENV, DEFAULT_IMAGE_REGISTRY).rstrip("/")
+    tag = os.environ.get(IMAGE_TAG_ENV, __version__)
+    return f"{registry}/{name}:{tag}"
+
+
+def runtime_image() -> str:
+    return image_uri("kfkit-runtime")
+
+
+def trainer_image() -> str:
+    return image_uri("kfkit-trainer")
+
+
+def serving_image() -> str:
+    return image_uri("kfkit-serving")

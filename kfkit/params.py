@@ -1,0 +1,78 @@
+"""Pipeline parameters from the command line and YAML files, checked against the pipeline's inputs
+before anything runs or is sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kfkit.errors import ConfigError
+
+_PY_TYPES = {
+    "STRING": (str,), "String": (str,),
+    "NUMBER_INTEGER": (int,), "Integer": (int,),
+    "NUMBER_DOUBLE": (float, int), "Float": (float, int),
+    "BOOLEAN": (bool,), "Boolean": (bool,),
+    "STRUCT": (dict,), "Dict": (dict,), "JsonObject": (dict,),
+    "LIST": (list,), "List": (list,), "JsonArray": (list,),
+}
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """`k=v` strings -> dict; values are read as YAML, so 3, 0.5, true and {a: 1} keep their types."""
+    out = {}
+    for item in assignments or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r} must look like name=value")
+        name, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        out[name.strip()] = value
+    return out
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"parameter file {str(path)!r} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"parameter file {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"parameter file {str(path)!r} must hold a mapping of name: value")
+    return data
+
+
+def pipeline_inputs(pipeline) -> dict[str, tuple[str, bool]]:
+    """name -> (KFP type name, optional) for a pipeline function or component."""
+    spec = pipeline.component_spec
+    return {name: (str(inp.type), inp.optional) for name, inp in (spec.inputs or {}).items()}
+
+
+def check(pipeline, values: dict[str, Any], pipeline_name: str = "") -> dict[str, Any]:
+    """Refuse unknown names, wrong types and missing required parameters, naming each."""
+    inputs = pipeline_inputs(pipeline)
+    label = pipeline_name or pipeline.name
+    for name, value in values.items():
+        if name not in inputs:
+            raise ConfigError(f"pipeline {label!r} has no parameter {name!r}; "
+                              f"its parameters are: {', '.join(sorted(inputs))}")
+        kfp_type = inputs[name][0]
+        allowed = _PY_TYPES.get(kfp_type)
+        if allowed is None:
+            continue
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if not ok:
+            raise ConfigError(f"parameter {name!r} of pipeline {label!r} expects {kfp_type.lower()}, "
+                              f"got {value!r} ({type(value).__name__})")
+        if kfp_type in ("NUMBER_DOUBLE", "Float") and isinstance(value, int):
+            values[name] = float(value)
+    missing = [n for n, (_, optional) in inputs.items() if not optional and n not in values]
+    if missing:
+        raise ConfigError(f"pipeline {label!r} needs parameter(s) {', '.join(missing)}")
+    return values

@@ -1,0 +1,136 @@
+"""BigQuery SQL on DuckDB: transpile with sqlglot, map table names, and supply FARM_FINGERPRINT.
+
+Table names: BigQuery's `project.dataset.table` becomes the DuckDB table `"project.dataset".table`
+(one DuckDB schema per BigQuery dataset), so the same query text runs on both backends.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import farmhash
+import numpy as np
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from kfkit.errors import QueryError
+
+DEFAULT_LOCAL_PROJECT = "local-project"
+
+_NONDETERMINISTIC = (exp.Rand, exp.Uuid, exp.CurrentTimestamp, exp.CurrentDate,
+                     exp.CurrentDatetime, exp.CurrentTime)
+_NONDETERMINISTIC_NAMES = {"RAND", "RANDOM", "GENERATE_UUID", "UUID", "NOW", "SYSDATE"}
+_RANKING = (exp.RowNumber,)
+
+
+def fingerprint64(value: str | bytes) -> int:
+    """BigQuery's FARM_FINGERPRINT: FarmHash Fingerprint64 of the UTF-8 bytes, as a signed INT64."""
+    unsigned = farmhash.fingerprint64(value)
+    return unsigned - (1 << 64) if unsigned >= (1 << 63) else unsigned
+
+
+def fingerprint64_array(values: Iterable[str | None]) -> np.ndarray:
+    """FARM_FINGERPRINT of many strings as int64 (None hashes as the empty string)."""
+    fp = farmhash.fingerprint64
+    unsigned = np.fromiter((fp(v if v is not None else "") for v in values), dtype=np.uint64)
+    return unsigned.view(np.int64)
+
+
+def _farm_fingerprint_udf(column: pa.Array) -> pa.Array:
+    valid = column.is_valid()
+    hashed = fingerprint64_array(column.to_pylist())
+    return pa.array(hashed, type=pa.int64(), mask=pa.compute.invert(valid).to_numpy(zero_copy_only=False))
+
+
+def register_functions(con) -> None:
+    """Add the BigQuery functions sqlglot passes through unchanged to a DuckDB connection."""
+    import duckdb
+    from duckdb.sqltypes import BIGINT, VARCHAR
+
+    try:
+        con.create_function("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT,
+                            type="arrow", null_handling="special", side_effects=False)
+    except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
+        pass
+
+
+def parse(sql: str) -> exp.Expression:
+    """Parse BigQuery SQL; a syntax error names the line, column and the text near it."""
+    if not sql or not sql.strip():
+        raise QueryError("query is empty: give a BigQuery SELECT statement")
+    try:
+        statements = sqlglot.parse(sql, read="bigquery")
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = ""
+        if first:
+            where = f" at line {first.get('line')}, column {first.get('col')} near {first.get('highlight')!r}"
+        raise QueryError(f"SQL syntax error{where}: {first.get('description', str(exc))}") from exc
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one SQL statement, got {len(statements)}")
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise QueryError(f"expected a SELECT query, got a {statement.key.upper()} statement")
+    return statement
+
+
+def local_schema_name(project: str, dataset: str) -> str:
+    return f"{project}.{dataset}"
+
+
+def table_references(tree: exp.Expression, default_project: str) -> list[tuple[str, str, str]]:
+    """(project, dataset, table) of every warehouse table the query reads (CTE names excluded)."""
+    refs = []
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db"):
+            refs.append((table.catalog or default_project, table.db, table.name))
+    return refs
+
+
+def to_duckdb(sql: str, default_project: str = DEFAULT_LOCAL_PROJECT) -> str:
+    """Transpile one BigQuery query to DuckDB SQL with table names mapped to local schemas."""
+    tree = parse(sql)
+
+    def rename(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.args.get("db"):
+            project = node.catalog or default_project
+            node = node.copy()
+            node.set("db", exp.to_identifier(local_schema_name(project, node.db), quoted=True))
+            node.set("catalog", None)
+        return node
+
+    return tree.transform(rename).sql(dialect="duckdb")
+
+
+def _nondeterminism(node: exp.Expression) -> str | None:
+    for sub in node.walk():
+        if isinstance(sub, _NONDETERMINISTIC):
+            return sub.sql(dialect="bigquery")
+        if isinstance(sub, exp.Anonymous) and str(sub.this).upper() in _NONDETERMINISTIC_NAMES:
+            return sub.sql(dialect="bigquery")
+        if isinstance(sub, exp.Window) and isinstance(sub.this, _RANKING) and not sub.args.get("order"):
+            return sub.sql(dialect="bigquery")
+    return None
+
+
+def nondeterministic_columns(sql: str, columns: Iterable[str] | None = None) -> dict[str, str]:
+    """Output columns computed with a function whose value changes from run to run.
+
+    Looks at every SELECT list in the query (CTEs and subqueries too), so `RAND() AS k` in a CTE
+    is found when the outer query selects `k`. `columns=None` checks every projection.
+    Returns {column: offending expression}.
+    """
+    wanted = None if columns is None else {c.lower() for c in columns}
+    found: dict[str, str] = {}
+    for select in parse(sql).find_all(exp.Select):
+        for projection in select.expressions:
+            name = projection.alias_or_name
+            if wanted is not None and name.lower() not in wanted:
+                continue
+            reason = _nondeterminism(projection)
+            if reason:
+                found.setdefault(name, reason)
+    return found
