@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     params_mod.check(pipeline, values, pipeline_name)
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
+    # kfkit components run in this environment on purpose (it has kfkit installed), and
+    # display names matter only on Vertex: neither warning helps a local user
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(runs),
                raise_on_error=True)
     before = {p.name for p in runs.iterdir()}

@@ -9,11 +9,13 @@ from kfp import dsl
 from components.ingest.component import bigquery_query_to_dataset
 from components.validate.component import validate_data
 
-PENGUINS_QUERY = """
-SELECT species, island, culmen_length_mm, culmen_depth_mm, flipper_length_mm, body_mass_g, sex
-FROM `bigquery-public-data.ml_datasets.penguins`
-WHERE species IS NOT NULL AND body_mass_g IS NOT NULL
-""".strip()
+# One line: KFP copies defaults into a comment header of the compiled YAML, and a newline there
+# makes the template unreadable to the Vertex SDK.
+PENGUINS_QUERY = (
+    "SELECT species, island, culmen_length_mm, culmen_depth_mm, flipper_length_mm, body_mass_g, sex "
+    "FROM `bigquery-public-data.ml_datasets.penguins` "
+    "WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
+)
 
 
 @dsl.pipeline(name="kfkit-training",

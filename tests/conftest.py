@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+from kfkit.warehouse import LocalWarehouse
+
+PENGUINS = "SELECT * FROM `bigquery-public-data.ml_datasets.penguins` WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
+DEFAULT_SPLIT = SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}, "*")
+
+
+@pytest.fixture(scope="session")
+def shared_root(tmp_path_factory) -> Path:
+    """A local root with the sample tables, shared by tests that only read it."""
+    root = tmp_path_factory.mktemp("kfkit-root")
+    LocalWarehouse(root).ensure_sample_data()
+    return root
+
+
+@pytest.fixture
+def warehouse(shared_root) -> LocalWarehouse:
+    return LocalWarehouse(shared_root)
+
+
+def split_outputs(directory: Path) -> dict[str, Path]:
+    return {name: directory / f"{name}_data" for name in SPLIT_NAMES}
+
+
+@pytest.fixture(scope="session")
+def penguin_splits(shared_root, tmp_path_factory) -> dict[str, Path]:
+    outputs = split_outputs(tmp_path_factory.mktemp("penguin-splits"))
+    run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", local_root=str(shared_root))
+    return outputs
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Everything in an output directory: after a failed step it must be empty."""
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

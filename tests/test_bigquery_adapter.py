@@ -1,0 +1,146 @@
+"""The BigQuery adapter checked at the SDK boundary: fake clients record exactly what would be sent."""
+
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from google.cloud.bigquery_storage import types
+
+from components.ingest.ingest import run_ingest
+from kfkit.adapters.bigquery import BigQueryAdapter, query_parameters
+from kfkit.errors import QueryError
+from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
+
+
+class FakeJob:
+    def __init__(self, schema):
+        self.schema = schema
+        self.job_id = "kfkit_ingest_123"
+
+    def result(self):
+        return self
+
+
+class FakeClient:
+    def __init__(self, schema, fail=None):
+        self.calls = []
+        self.schema = schema
+        self.fail = fail
+
+    def query(self, sql, job_config=None, location=None, job_id_prefix=None):
+        self.calls.append(("query", sql, job_config, location, job_id_prefix))
+        if self.fail:
+            raise self.fail
+        return FakeJob(self.schema)
+
+    def create_dataset(self, dataset, exists_ok=False):
+        self.calls.append(("create_dataset", dataset, exists_ok))
+
+
+class FakeReadClient:
+    """Serves the given Arrow table as two streams of pages, like the Storage Read API."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self.calls = []
+
+    def create_read_session(self, parent, read_session, max_stream_count):
+        self.calls.append(("create_read_session", parent, read_session, max_stream_count))
+        return SimpleNamespace(streams=[SimpleNamespace(name="s0"), SimpleNamespace(name="s1")])
+
+    def read_rows(self, name):
+        self.calls.append(("read_rows", name))
+        half = self.table.num_rows // 2
+        part = self.table.slice(0, half) if name == "s0" else self.table.slice(half)
+        pages = [SimpleNamespace(to_arrow=lambda b=b: b) for b in part.to_batches(max_chunksize=50)]
+        return SimpleNamespace(rows=lambda session: SimpleNamespace(pages=pages))
+
+
+def bq_schema(table: pa.Table):
+    types_ = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
+    return [bigquery.SchemaField(f.name, types_[f.type]) for f in table.schema]
+
+
+@pytest.fixture
+def penguins(warehouse) -> pa.Table:
+    return pa.Table.from_batches(list(warehouse.query_batches(PENGUINS)))
+
+
+def test_bigquery_ingest_sends_dry_run_then_query_job_with_destination_labels_and_parameters(penguins, tmp_path):
+    client, reader = FakeClient(bq_schema(penguins)), FakeReadClient(penguins)
+    adapter = BigQueryAdapter("my-proj", "EU", client=client, read_client=reader)
+    query = PENGUINS + " AND island = @island"
+
+    result = run_ingest(query, split_outputs(tmp_path), split=DEFAULT_SPLIT, label_column="species",
+                        backend="bigquery", query_parameters={"island": "Dream"}, adapter=adapter,
+                        labels={"Team": "Penguin Research"})
+
+    (_, sql1, dry, loc1, _), (_, dataset, exists_ok), (_, sql2, job, loc2, prefix) = client.calls
+    assert dry.dry_run is True and dry.use_query_cache is False and sql1 == query and loc1 == "EU"
+    assert dry.query_parameters == [bigquery.ScalarQueryParameter("island", "STRING", "Dream")]
+    assert dataset.dataset_id == "kfkit_staging" and dataset.location == "EU" and exists_ok
+    assert dataset.default_table_expiration_ms == 7 * 24 * 3600 * 1000
+    assert sql2 == query and loc2 == "EU" and prefix == "kfkit_ingest_"
+    assert job.destination.project == "my-proj" and job.destination.dataset_id == "kfkit_staging"
+    assert job.destination.table_id.startswith("ingest_")
+    assert job.write_disposition == "WRITE_TRUNCATE" and job.use_legacy_sql is False
+    assert job.labels == {"kfkit-component": "ingest", "team": "penguin-research"}
+    assert job.query_parameters == [bigquery.ScalarQueryParameter("island", "STRING", "Dream")]
+    assert result.source_table == f"my-proj.kfkit_staging.{job.destination.table_id}"
+    assert result.job_id == "kfkit_ingest_123"
+
+
+def test_bigquery_ingest_reads_the_destination_with_the_storage_read_api_in_arrow(penguins, tmp_path):
+    client, reader = FakeClient(bq_schema(penguins)), FakeReadClient(penguins)
+    adapter = BigQueryAdapter("my-proj", "US", client=client, read_client=reader)
+
+    result = run_ingest(PENGUINS, split_outputs(tmp_path), split=DEFAULT_SPLIT, label_column="species",
+                        backend="bigquery", adapter=adapter)
+
+    _, parent, session, streams = reader.calls[0]
+    assert parent == "projects/my-proj"
+    assert session.table == f"projects/my-proj/datasets/kfkit_staging/tables/{result.extra['table']}"
+    assert session.data_format == types.DataFormat.ARROW
+    assert [c[1] for c in reader.calls[1:]] == ["s0", "s1"]
+    assert sum(result.rows.values()) == penguins.num_rows
+
+
+def test_bigquery_and_local_backends_put_each_row_in_the_same_split(penguins, penguin_splits, tmp_path):
+    adapter = BigQueryAdapter("p", client=FakeClient(bq_schema(penguins)), read_client=FakeReadClient(penguins))
+    outputs = split_outputs(tmp_path)
+
+    run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery", adapter=adapter)
+
+    for name in outputs:
+        remote = ds.dataset(outputs[name]).to_table().sort_by([("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")])
+        local = ds.dataset(penguin_splits[name]).to_table().sort_by([("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")])
+        assert remote.equals(local)
+
+
+@pytest.mark.parametrize("error, message", [
+    (gexc.NotFound("Not found: Table my-proj:d.missing"), "not found: Not found: Table my-proj:d.missing"),
+    (gexc.BadRequest("Syntax error: Unexpected keyword WHERE at [1:20]"), "BigQuery rejected the query: Syntax error"),
+])
+def test_bigquery_errors_become_clear_query_errors_before_any_output(error, message, tmp_path):
+    adapter = BigQueryAdapter("my-proj", client=FakeClient([], fail=error), read_client=FakeReadClient(pa.table({})))
+    (tmp_path / "out").mkdir()
+
+    with pytest.raises(QueryError, match=message):
+        run_ingest("SELECT a FROM d.missing", split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT,
+                   label_column="a", backend="bigquery", adapter=adapter)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_query_parameters_get_bigquery_types():
+    import datetime as dt
+    params = query_parameters({"n": 3, "x": 0.5, "flag": True, "s": "a", "d": dt.date(2024, 1, 2), "ids": [1, 2]})
+    assert [(p.name, getattr(p, "type_", None) or p.array_type) for p in params] == [
+        ("n", "INT64"), ("x", "FLOAT64"), ("flag", "BOOL"), ("s", "STRING"), ("d", "DATE"), ("ids", "INT64")]
+
+
+def test_bigquery_backend_requires_a_project():
+    with pytest.raises(QueryError, match="project is required"):
+        BigQueryAdapter("")

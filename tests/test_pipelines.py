@@ -1,0 +1,125 @@
+"""Pipelines end to end through kfp.local, compiled templates through the Vertex SDK's own checks,
+and the CLI a user types."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import aiplatform
+
+import pipelines
+from kfkit import cli
+from kfkit.compile import compile_all
+from kfkit.errors import ConfigError
+from kfkit.local_run import run_local
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("compiled")
+    compile_all(out)
+    return out
+
+
+def vertex_job(template: Path, values: dict):
+    return aiplatform.PipelineJob(display_name="kfkit-test", template_path=str(template),
+                                  pipeline_root="gs://kfkit-test-bucket/root", parameter_values=values,
+                                  project="kfkit-test", location="us-central1",
+                                  credentials=AnonymousCredentials(), enable_caching=False)
+
+
+@pytest.mark.parametrize("name", sorted(pipelines.PIPELINES))
+def test_every_compiled_pipeline_passes_vertex_client_validation(compiled, name):
+    template = compiled / "pipelines" / f"{name}.yaml"
+
+    job = vertex_job(template, {})
+    custom = vertex_job(template, {"backend": "bigquery", "project": "kfkit-test", "train_fraction": 0.7,
+                                   "eval_fraction": 0.15, "test_fraction": 0.15})
+
+    assert job._gca_resource.pipeline_spec["pipelineInfo"]["name"] == f"kfkit-{name}"
+    assert dict(custom._gca_resource.runtime_config.parameter_values)["backend"] == "bigquery"
+
+
+def test_vertex_refuses_unknown_parameter_names(compiled):
+    with pytest.raises(ValueError, match="nope is not found"):
+        vertex_job(compiled / "pipelines" / "training.yaml", {"nope": 1})
+
+
+def test_component_specs_load_back_with_kfp(compiled):
+    from kfp import components
+
+    for spec in (compiled / "components").glob("*.yaml"):
+        component = components.load_component_from_file(str(spec))
+        assert component.component_spec.implementation.container.image.startswith("ghcr.io/kfkit/kfkit-runtime:")
+
+
+def test_compile_names_the_images_given_on_the_command_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kfkit.cli", "compile", "--output", str(tmp_path),
+                           "--image-registry", "europe-docker.pkg.dev/p/r", "--image-tag", "abc123"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    spec = yaml.safe_load((tmp_path / "components" / "ingest.yaml").read_text())
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"europe-docker.pkg.dev/p/r/kfkit-runtime:abc123"}
+
+
+def test_ingest_component_outputs_a_google_bqtable(compiled):
+    spec = yaml.safe_load((compiled / "components" / "ingest.yaml").read_text())
+    outputs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert outputs["destination_table"]["artifactType"]["schemaTitle"] == "google.BQTable"
+    assert outputs["train_data"]["artifactType"]["schemaTitle"] == "system.Dataset"
+
+
+@pytest.mark.slow
+def test_training_pipeline_runs_end_to_end_on_the_local_backend(tmp_path, capsys):
+    code = cli.main(["run", "training", "--local", "--local-root", str(tmp_path)])
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Pipeline 'training' succeeded" in printed
+    run_dir = next((tmp_path / "runs").iterdir())
+    validate_dir = run_dir / "validate-data"
+    stats = json.loads((validate_dir / "statistics").read_text())
+    assert stats["label"] == "species" and stats["rows"] > 200
+    assert (validate_dir / "report").read_text().startswith("<!doctype html>")
+    ingest_out = json.loads((run_dir / "bigquery-query-to-dataset" / "executor_output.json").read_text())
+    train_meta = ingest_out["artifacts"]["train_data"]["artifacts"][0]["metadata"]
+    assert train_meta["rows"] == stats["rows"] and train_meta["format"] == "parquet"
+
+
+@pytest.mark.slow
+def test_blocking_anomaly_fails_the_local_run_with_the_column_named(tmp_path, capfd):
+    query = ("SELECT species, island, CAST(NULL AS FLOAT64) AS culmen_length_mm "
+             "FROM `bigquery-public-data.ml_datasets.penguins`")
+    with pytest.raises(Exception, match="pipeline 'training' failed"):
+        run_local("training", {"query": query}, str(tmp_path))
+    assert "column 'culmen_length_mm' in split 'train': null in all" in capfd.readouterr().out
+
+
+def test_cli_refuses_unknown_parameter_before_running(tmp_path, capsys):
+    code = cli.main(["run", "training", "--local", "--local-root", str(tmp_path), "--param", "epochz=3"])
+    assert code == 1
+    assert "has no parameter 'epochz'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_cli_refuses_parameter_of_the_wrong_type(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("train_fraction: lots\n")
+    code = cli.main(["run", "training", "--local", "--local-root", str(tmp_path), "--params", str(params)])
+    assert code == 1
+    assert "parameter 'train_fraction' of pipeline 'training' expects float, got 'lots'" in capsys.readouterr().err
+
+
+def test_help_and_compile_do_not_import_tensorflow():
+    script = ("import sys; from kfkit import cli; cli.build_parser().format_help(); "
+              "import kfkit.compile; kfkit.compile.compile_all.__name__; "
+              "print('tensorflow' in sys.modules, 'mlflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.split() == ["False", "False"], done.stderr

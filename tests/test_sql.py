@@ -1,0 +1,91 @@
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from components.ingest.ingest import BUCKETS, buckets
+from kfkit import sql
+from kfkit.errors import QueryError
+
+# From BigQuery's documentation of FARM_FINGERPRINT (hash functions page) and a published example.
+BIGQUERY_DOC_VALUES = {
+    "1footrue": -1541654101129638711,
+    "2applefalse": 2794438866806483259,
+    "3true": -4880158226897771312,
+    "alphabet": -2427165924636348523,
+}
+
+
+def test_fingerprint64_matches_bigquery_documented_values():
+    assert {s: sql.fingerprint64(s) for s in BIGQUERY_DOC_VALUES} == BIGQUERY_DOC_VALUES
+
+
+def test_duckdb_farm_fingerprint_reproduces_bigquery_documentation_example():
+    con = duckdb.connect()
+    sql.register_functions(con)
+    bigquery_sql = """
+        WITH example AS (
+          SELECT 1 AS x, "foo" AS y, true AS z UNION ALL
+          SELECT 2 AS x, "apple" AS y, false AS z UNION ALL
+          SELECT 3 AS x, "" AS y, true AS z)
+        SELECT FARM_FINGERPRINT(CONCAT(CAST(x AS STRING), y, CAST(z AS STRING))) AS row_fingerprint
+        FROM example ORDER BY x"""
+
+    rows = con.execute(sql.to_duckdb(bigquery_sql)).fetchall()
+
+    assert [r[0] for r in rows] == [-1541654101129638711, 2794438866806483259, -4880158226897771312]
+
+
+def test_duckdb_farm_fingerprint_of_null_is_null():
+    con = duckdb.connect()
+    sql.register_functions(con)
+    assert con.execute("SELECT farm_fingerprint(NULL::VARCHAR)").fetchone()[0] is None
+
+
+def test_transpile_maps_backticked_project_dataset_table_to_local_schema():
+    out = sql.to_duckdb("SELECT a FROM `my-proj.sales.orders` JOIN sales.items USING (id)", "dflt")
+    assert '"my-proj.sales"."orders"' in out
+    assert '"dflt.sales".items' in out
+
+
+def test_safe_cast_and_query_parameters_run_on_the_local_warehouse(warehouse):
+    query = ("SELECT SAFE_CAST(island AS INT64) AS bad, SAFE_CAST(body_mass_g AS INT64) AS mass "
+             "FROM `bigquery-public-data.ml_datasets.penguins` WHERE island = @island AND body_mass_g > @min_mass")
+
+    table = pa.Table.from_batches(list(warehouse.query_batches(query, {"island": "Dream", "min_mass": 4000})))
+
+    assert table.num_rows > 0
+    assert table.column("bad").null_count == table.num_rows  # SAFE_CAST gives NULL, not an error
+    assert min(table.column("mass").to_pylist()) > 4000
+
+
+def test_split_buckets_equal_the_bigquery_sql_expression(warehouse):
+    ids = pa.array(np.arange(0, 5000, 7, dtype=np.int64))
+    batch = pa.RecordBatch.from_arrays([ids], names=["id"])
+    con = duckdb.connect()
+    sql.register_functions(con)
+    con.register("t", pa.Table.from_batches([batch]))
+    expected = con.execute(sql.to_duckdb(
+        f"SELECT ABS(MOD(FARM_FINGERPRINT(CAST(id AS STRING)), {BUCKETS})) FROM t ORDER BY id")).fetchall()
+
+    assert buckets(batch, ["id"]).tolist() == [r[0] for r in expected]
+
+
+@pytest.mark.parametrize("expression", ["RAND()", "GENERATE_UUID()", "CURRENT_TIMESTAMP()", "ROW_NUMBER() OVER ()"])
+def test_nondeterministic_key_expressions_are_found_through_ctes(expression):
+    query = f"WITH t AS (SELECT *, {expression} AS k FROM d.x) SELECT a, k FROM t"
+    assert list(sql.nondeterministic_columns(query, ["k"])) == ["k"]
+
+
+def test_ordered_row_number_is_deterministic():
+    assert sql.nondeterministic_columns("SELECT ROW_NUMBER() OVER (ORDER BY id) AS k FROM d.x", ["k"]) == {}
+
+
+def test_syntax_error_names_line_and_column():
+    with pytest.raises(QueryError, match=r"syntax error at line 1, column \d+"):
+        sql.parse("SELECT a FROM b WHERE")
+
+
+def test_statements_other_than_select_are_refused():
+    with pytest.raises(QueryError, match="expected a SELECT query"):
+        sql.parse("DROP TABLE d.x")
