@@ -1,0 +1,1 @@
+"""Train: a Keras model built from the validated schema and statistics, preprocessing inside it."""

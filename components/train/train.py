@@ -1,0 +1,189 @@
+"""Training logic: a Keras model with its preprocessing inside, fed by tf.data from Parquet shards.
+
+TensorFlow is imported inside the functions, so importing this module (to compile a pipeline)
+stays quick. The exported SavedModel takes raw feature values, one tensor per column, exactly as
+they sit in the table; Vertex's prebuilt TensorFlow containers and TF Serving load it as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfkit.atomic import atomic_dir
+from kfkit.errors import ConfigError
+from kfkit.tabular import EMBEDDING_THRESHOLD, ModelSpec, build_spec, check_columns, iter_batches
+
+log = logging.getLogger("kfkit.train")
+
+
+@dataclass
+class Hyperparameters:
+    hidden_units: list[int] = field(default_factory=lambda: [64, 32])
+    learning_rate: float = 0.01
+    epochs: int = 30
+    batch_size: int = 64
+    patience: int = 5
+    seed: int | None = 42
+
+    def check(self) -> "Hyperparameters":
+        if not self.hidden_units or any(int(u) <= 0 for u in self.hidden_units):
+            raise ConfigError(f"hidden_units must be positive layer widths, got {self.hidden_units}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        return self
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    return tf
+
+
+def strategy_from_env():
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers (Vertex CustomJob), else default."""
+    tf = _tf()
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = sum(len(v) for k, v in config.get("cluster", {}).items() if k in ("chief", "worker"))
+    if workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_dataset(path: str | Path, spec: ModelSpec, batch_size: int, shuffle_seed: int | None = None):
+    """A tf.data pipeline streaming (features, label) batches from the Parquet shards."""
+    tf = _tf()
+    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string)
+                 for f in spec.features}
+    label_spec = tf.TensorSpec([None], tf.float32 if spec.task == "regression" else tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter_batches(path, spec, batch_size, shuffle_seed=shuffle_seed),
+        output_signature=(signature, label_spec))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def build_model(spec: ModelSpec, hp: Hyperparameters):
+    """Inputs are raw columns; imputation, normalization and lookups are layers of the model."""
+    tf = _tf()
+    import keras
+
+    inputs, encoded = {}, []
+    for feature in spec.features:
+        if feature.kind == "numeric":
+            x = keras.Input(shape=(1,), dtype="float32", name=feature.name)
+            inputs[feature.name] = x
+            # nulls arrive as NaN and become the training mean, i.e. 0 after normalization
+            filled = keras.layers.Lambda(lambda t, m=feature.mean: tf.where(tf.math.is_nan(t), m, t),
+                                         name=f"impute_{feature.name}")(x)
+            encoded.append(keras.layers.Normalization(mean=feature.mean, variance=feature.variance,
+                                                      name=f"norm_{feature.name}")(filled))
+        else:
+            x = keras.Input(shape=(1,), dtype="string", name=feature.name)
+            inputs[feature.name] = x
+            if len(feature.vocabulary) <= EMBEDDING_THRESHOLD:
+                encoded.append(keras.layers.StringLookup(vocabulary=feature.vocabulary, output_mode="one_hot",
+                                                         name=f"lookup_{feature.name}")(x))
+            else:
+                ids = keras.layers.StringLookup(vocabulary=feature.vocabulary, name=f"lookup_{feature.name}")(x)
+                dim = min(16, int(len(feature.vocabulary) ** 0.5) + 1)
+                emb = keras.layers.Embedding(len(feature.vocabulary) + 1, dim, name=f"embed_{feature.name}")(ids)
+                encoded.append(keras.layers.Flatten()(emb))
+    hidden = keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
+    for i, units in enumerate(hp.hidden_units):
+        hidden = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(hidden)
+    if spec.task == "regression":
+        output, loss, metrics = keras.layers.Dense(1, name="prediction")(hidden), "mse", ["mae"]
+    elif spec.task == "binary":
+        output = keras.layers.Dense(1, activation="sigmoid", name="prediction")(hidden)
+        loss, metrics = "binary_crossentropy", ["accuracy"]
+    else:
+        output = keras.layers.Dense(len(spec.classes), activation="softmax", name="prediction")(hidden)
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model = keras.Model(inputs, output)
+    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss=loss, metrics=metrics)
+    return model
+
+
+def export(model, spec: ModelSpec, directory: Path) -> None:
+    """SavedModel whose serving signature takes one 1-D tensor per raw column.
+
+    Outputs: classification -> `scores` (probability per class, in `classes` order) and `classes`
+    (the predicted class name); regression -> `value`.
+    """
+    tf = _tf()
+    import keras
+
+    classes = tf.constant(spec.classes or ["_"])
+    mean, std = spec.label_mean, spec.label_std
+
+    def serve(features):
+        outputs = model({name: tf.expand_dims(value, -1) for name, value in features.items()})
+        if spec.task == "regression":
+            return {"value": tf.squeeze(outputs, -1) * std + mean}
+        if spec.task == "binary":
+            p = tf.squeeze(outputs, -1)
+            scores = tf.stack([1.0 - p, p], axis=-1)
+        else:
+            scores = outputs
+        return {"scores": scores, "classes": tf.gather(classes, tf.argmax(scores, -1))}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string, name=f.name)
+                 for f in spec.features}
+    archive.add_endpoint(name="serve", fn=serve, input_signature=[signature])
+    archive.write_out(str(directory), verbose=False)
+    spec.save(directory)
+
+
+@dataclass
+class TrainResult:
+    spec: ModelSpec
+    history: dict[str, list[float]]
+    epochs_run: int
+    seconds: float
+    metrics: dict[str, float]
+
+
+def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, Any], schema: dict[str, Any],
+          label: str, model_dir: str | Path, hp: Hyperparameters | None = None, task: str = "auto",
+          exclude_columns: list[str] | None = None, tensorboard_dir: str | Path | None = None) -> TrainResult:
+    """Train, early-stop on the eval split, and export the SavedModel to model_dir (atomically)."""
+    hp = (hp or Hyperparameters()).check()
+    spec = build_spec(statistics, schema, label, task, exclude_columns)
+    check_columns(train_data, spec)
+    check_columns(eval_data, spec)
+    tf = _tf()
+    import keras
+
+    if hp.seed is not None:
+        keras.utils.set_random_seed(hp.seed)
+        tf.config.experimental.enable_op_determinism()
+    started = time.perf_counter()
+    strategy = strategy_from_env()
+    with strategy.scope():
+        model = build_model(spec, hp)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience, restore_best_weights=True)]
+    tb_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or tensorboard_dir
+    if tb_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb_dir), histogram_freq=0))
+    history = model.fit(make_dataset(train_data, spec, hp.batch_size, shuffle_seed=hp.seed if hp.seed is not None else 0),
+                        validation_data=make_dataset(eval_data, spec, hp.batch_size),
+                        epochs=hp.epochs, callbacks=callbacks, verbose=2)
+    with atomic_dir(model_dir) as tmp:
+        export(model, spec, tmp)
+    hist = {k: [float(v) for v in values] for k, values in history.history.items()}
+    best = min(range(len(hist["val_loss"])), key=hist["val_loss"].__getitem__)
+    metrics = {f"{'eval' if k.startswith('val_') else 'train'}_{k.removeprefix('val_')}": values[best]
+               for k, values in hist.items()}
+    seconds = time.perf_counter() - started
+    log.info("trained %s model on %d features in %.1fs (%d epochs, best %d)", spec.task, len(spec.features),
+             seconds, len(hist["loss"]), best + 1)
+    return TrainResult(spec, hist, len(hist["loss"]), seconds, metrics)

@@ -1,0 +1,100 @@
+"""Load an exported kfkit SavedModel and predict, checking inputs against its signature first.
+
+Used by evaluate, batch prediction and the model server: a request names every field the
+signature has, with the right type, or it gets an error naming the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kfkit.errors import KfkitError
+from kfkit.tabular import ModelSpec, features_to_numpy
+
+
+class RequestError(KfkitError):
+    """A prediction request does not match the model's signature."""
+
+
+def _instance_error(index: int, message: str) -> RequestError:
+    return RequestError(f"instance {index}: {message}")
+
+
+def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict[str, np.ndarray]:
+    """Vertex-style instances (a list of {field: value}) -> one array per signature field."""
+    if not isinstance(instances, list) or not instances:
+        raise RequestError("'instances' must be a non-empty list of objects")
+    expected = ", ".join(f"{k} ({v})" for k, v in signature.items())
+    columns: dict[str, list] = {name: [] for name in signature}
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise _instance_error(i, f"expected an object with fields {expected}, got {type(instance).__name__}")
+        unknown = [k for k in instance if k not in signature]
+        if unknown:
+            raise _instance_error(i, f"unknown field {unknown[0]!r}; the model takes {expected}")
+        for name, dtype in signature.items():
+            if name not in instance:
+                raise _instance_error(i, f"missing field {name!r} ({dtype})")
+            value = instance[name]
+            if dtype == "float32":
+                if value is None:
+                    value = math.nan
+                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise _instance_error(i, f"field {name!r} expects a number, got {value!r}")
+            else:
+                if value is None:
+                    value = ""
+                elif not isinstance(value, str):
+                    raise _instance_error(i, f"field {name!r} expects a string, got {value!r}")
+            columns[name].append(value)
+    return {name: (np.asarray(values, dtype=np.float32) if signature[name] == "float32"
+                   else np.asarray(values, dtype=object)) for name, values in columns.items()}
+
+
+class LoadedModel:
+    """An exported model with its kfkit metadata and serving function."""
+
+    def __init__(self, model_dir: str | Path):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        self._tf = tf
+        self.model_dir = Path(str(model_dir).replace("gs://", "/gcs/", 1))
+        self.spec = ModelSpec.load(self.model_dir)
+        self._loaded = tf.saved_model.load(str(self.model_dir))
+        self.fn = self._loaded.signatures["serving_default"]
+
+    @property
+    def signature(self) -> dict[str, str]:
+        return self.spec.signature
+
+    def predict_arrays(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = self._tf
+        tensors = {name: tf.constant(features[name], dtype=tf.float32 if dtype == "float32" else tf.string)
+                   for name, dtype in self.signature.items()}
+        return {k: v.numpy() for k, v in self.fn(**tensors).items()}
+
+    def predict_table(self, table) -> dict[str, np.ndarray]:
+        return self.predict_arrays(features_to_numpy(table, self.spec))
+
+    def predict_instances(self, instances: list[Any]) -> list[dict[str, Any]]:
+        outputs = self.predict_arrays(instances_to_arrays(instances, self.signature))
+        predictions = []
+        for i in range(len(instances)):
+            row = {}
+            for name, values in outputs.items():
+                value = values[i]
+                if isinstance(value, bytes):
+                    value = value.decode()
+                elif isinstance(value, np.ndarray):
+                    value = value.tolist()
+                elif isinstance(value, np.generic):
+                    value = value.item()
+                row[name] = value
+            predictions.append(row)
+        return predictions
