@@ -8,6 +8,9 @@ Each stage package holds the plain-Python module that does the work (tested with
 COMPONENTS = {
     "ingest": ("components.ingest.component", "bigquery_query_to_dataset"),
     "validate": ("components.validate.component", "validate_data"),
+    "train": ("components.train.component", "train_tensorflow_model"),
+    "evaluate": ("components.evaluate.component", "evaluate_model"),
+    "model_card": ("components.model_card.component", "write_model_card"),
 }
 
 

@@ -1,12 +1,19 @@
-"""Training pipeline: ingest -> validate (train, evaluate and the gated steps join with their stages).
+"""Training pipeline: ingest -> validate -> train -> evaluate -> [blessed] model card.
 
 Every parameter defaults to a value that runs on one machine with the embedded backend; switch to
-Google Cloud with backend=bigquery and a project.
+Google Cloud with backend=bigquery and a project. Steps after evaluate run only when the
+champion/challenger gate blesses the new model.
 """
+
+
+from typing import Optional
 
 from kfp import dsl
 
+from components.evaluate.component import evaluate_model
 from components.ingest.component import bigquery_query_to_dataset
+from components.model_card.component import write_model_card
+from components.train.component import train_tensorflow_model
 from components.validate.component import validate_data
 
 # One line: KFP copies defaults into a comment header of the compiled YAML, and a newline there
@@ -17,34 +24,86 @@ PENGUINS_QUERY = (
     "WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
 )
 
+# Where the train step runs on Vertex when the pipeline is built with custom_training_job:
+# a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).
+DEFAULT_CUSTOM_JOB = {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
+                      "accelerator_count": 1, "replica_count": 2}
 
-@dsl.pipeline(name="kfkit-training",
-              description="BigQuery table to a validated dataset, then a trained and gated model.")
-def training_pipeline(
-    query: str = PENGUINS_QUERY,
-    label_column: str = "species",
-    query_parameters: dict = {},
-    backend: str = "local",
-    project: str = "",
-    location: str = "US",
-    split_key: str = "*",
-    train_fraction: float = 0.8,
-    eval_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    local_root: str = ".kfkit",
-    schema_uri: str = "",
-    unseen_tolerance: float = 0.01,
-):
-    ingest = bigquery_query_to_dataset(
-        query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
-        project=project, location=location, split_key=split_key, train_fraction=train_fraction,
-        eval_fraction=eval_fraction, test_fraction=test_fraction, local_root=local_root,
-    ).set_display_name("ingest")
-    # the source table can change between runs with identical parameters
-    ingest.set_caching_options(False)
 
-    validate = validate_data(
-        train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
-        test_data=ingest.outputs["test_data"], label_column=label_column, schema_uri=schema_uri,
-        unseen_tolerance=unseen_tolerance,
-    ).set_display_name("validate")
+def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str = "kfkit-training"):
+    """The training pipeline; with custom_training_job, the train step becomes a Vertex CustomJob
+    (several workers: the trainer picks MultiWorkerMirroredStrategy from TF_CONFIG)."""
+    train_op = train_tensorflow_model
+    if custom_training_job:
+        from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+        train_op = create_custom_training_job_from_component(train_tensorflow_model, display_name="kfkit-train",
+                                                             **custom_training_job)
+
+    @dsl.pipeline(name=name, description="BigQuery table to a validated dataset, a trained and gated model.")
+    def training_pipeline(
+        query: str = PENGUINS_QUERY,
+        label_column: str = "species",
+        query_parameters: dict = {},
+        backend: str = "local",
+        project: str = "",
+        location: str = "US",
+        split_key: str = "*",
+        train_fraction: float = 0.8,
+        eval_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        local_root: str = ".kfkit",
+        schema_uri: str = "",
+        unseen_tolerance: float = 0.01,
+        task: str = "auto",
+        hidden_units: list = [64, 32],
+        learning_rate: float = 0.01,
+        epochs: int = 30,
+        batch_size: int = 64,
+        seed: int = 42,
+        exclude_columns: list = [],
+        champion_model_uri: str = "",
+        min_accuracy: float = 0.8,
+        min_roc_auc: float = 0.0,
+        max_log_loss: float = 0.0,
+        max_rmse: float = 0.0,
+        tolerance: float = 0.01,
+    ):
+        ingest = bigquery_query_to_dataset(
+            query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
+            project=project, location=location, split_key=split_key, train_fraction=train_fraction,
+            eval_fraction=eval_fraction, test_fraction=test_fraction, local_root=local_root,
+        ).set_display_name("ingest")
+        # the source table can change between runs with identical parameters
+        ingest.set_caching_options(False)
+
+        validate = validate_data(
+            train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
+            test_data=ingest.outputs["test_data"], label_column=label_column, schema_uri=schema_uri,
+            unseen_tolerance=unseen_tolerance,
+        ).set_display_name("validate")
+
+        train = train_op(
+            train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
+            statistics=validate.outputs["statistics"], schema=validate.outputs["schema"],
+            label_column=label_column, task=task, hidden_units=hidden_units, learning_rate=learning_rate,
+            epochs=epochs, batch_size=batch_size, seed=seed, exclude_columns=exclude_columns,
+        ).set_display_name("train")
+
+        evaluate = evaluate_model(
+            model=train.outputs["model"], test_data=ingest.outputs["test_data"],
+            champion_model_uri=champion_model_uri, min_accuracy=min_accuracy, min_roc_auc=min_roc_auc,
+            max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance,
+        ).set_display_name("evaluate")
+
+        with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+            write_model_card(
+                model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+                statistics=validate.outputs["statistics"], reason=evaluate.outputs["reason"],
+            ).set_display_name("model-card")
+
+    return training_pipeline
+
+
+training_pipeline = make_training_pipeline()
+training_customjob_pipeline = make_training_pipeline(DEFAULT_CUSTOM_JOB, name="kfkit-training-customjob")

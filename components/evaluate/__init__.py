@@ -1,0 +1,1 @@
+"""Evaluate: test-split metrics and the champion/challenger gate."""

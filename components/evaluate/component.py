@@ -1,0 +1,71 @@
+"""KFP wrapper of the evaluate stage."""
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output, OutputPath
+
+from kfkit.config import trainer_image
+
+
+@dsl.component(base_image=trainer_image(), install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    test_data: Input[Dataset],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[HTML],
+    reason: OutputPath(str),
+    champion_model: Input[Model] = None,
+    champion_model_uri: str = "",
+    min_accuracy: float = 0.0,
+    min_roc_auc: float = 0.0,
+    max_log_loss: float = 0.0,
+    max_rmse: float = 0.0,
+    tolerance: float = 0.01,
+) -> bool:
+    """Evaluates the model on the test split and decides whether it may replace the champion.
+
+    Args:
+        model: The challenger, a kfkit SavedModel from train.
+        test_data: Test split (Parquet shards).
+        champion_model: The model in production, as an artifact (optional).
+        champion_model_uri: The model in production, as a path or gs:// URI (optional; used when
+            champion_model is not given).
+        min_accuracy: Lowest accuracy that may be blessed (classification; 0 = no limit).
+        min_roc_auc: Lowest ROC AUC that may be blessed (classification; 0 = no limit).
+        max_log_loss: Highest log loss that may be blessed (classification; 0 = no limit).
+        max_rmse: Highest RMSE that may be blessed (regression; 0 = no limit).
+        tolerance: How much worse than the champion the challenger may be: absolute on accuracy,
+            relative on RMSE.
+
+    Returns:
+        metrics: Test metrics (accuracy, ROC AUC, log loss, F1; or RMSE, MAE, R²).
+        classification_metrics: Confusion matrix and, for binary tasks, the ROC curve, as Vertex renders them.
+        report: HTML report with the metrics, confusion matrix, ROC curve or residuals.
+        reason: Why it was or was not blessed.
+        Output: blessed, True when the model may go on to registration. (A single return value:
+            kfp.local 2.17.0 resolves dsl.If conditions only on a task's `Output`.)
+    """
+    import logging
+
+    from components.evaluate.evaluate import Thresholds, evaluate_with_gate, render_report
+    from kfkit.atomic import atomic_file
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    champion = champion_model.path if champion_model is not None else (champion_model_uri or None)
+    thresholds = Thresholds(min_accuracy, min_roc_auc, max_log_loss, max_rmse, tolerance)
+    evaluation, decision = evaluate_with_gate(model.path, test_data.path, thresholds, champion)
+    for name, value in evaluation.metrics.items():
+        metrics.log_metric(name, value)
+    if decision.champion is not None:
+        for name, value in decision.champion.metrics.items():
+            metrics.log_metric(f"champion_{name}", value)
+    if evaluation.confusion:
+        classification_metrics.log_confusion_matrix(evaluation.classes, evaluation.confusion)
+    if evaluation.roc:
+        classification_metrics.log_roc_curve(evaluation.roc["fpr"], evaluation.roc["tpr"], evaluation.roc["thresholds"])
+    with atomic_file(report.path) as handle:
+        handle.write(render_report(evaluation, decision))
+    metrics.metadata["blessed"] = decision.blessed
+    with open(reason, "w") as handle:
+        handle.write(decision.reason)
+    return decision.blessed

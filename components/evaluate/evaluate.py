@@ -1,0 +1,245 @@
+"""Evaluation logic: metrics on the test split, and the champion/challenger decision.
+
+The challenger is blessed when it meets every absolute threshold and is not worse than the
+champion (evaluated on the same test split) by more than the tolerance. With no champion the
+thresholds alone decide. A champion that cannot be evaluated on this test split (its signature
+needs columns the split lacks, or it predicts another label) is never replaced automatically.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as pads
+
+from kfkit import report
+from kfkit.errors import ConfigError, KfkitError
+from kfkit.tabular import ModelSpec, label_to_numpy
+
+log = logging.getLogger("kfkit.evaluate")
+EPS = 1e-15
+
+
+@dataclass
+class Evaluation:
+    task: str
+    metrics: dict[str, float]
+    classes: list[str] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    roc: dict[str, list[float]] = field(default_factory=dict)
+    residuals: list[float] = field(default_factory=list)
+
+    @property
+    def primary(self) -> tuple[str, float]:
+        key = "rmse" if self.task == "regression" else "accuracy"
+        return key, self.metrics[key]
+
+
+def classification_metrics(y: np.ndarray, scores: np.ndarray, classes: list[str]) -> Evaluation:
+    from sklearn import metrics as skm
+
+    predicted = scores.argmax(axis=1)
+    labels = list(range(len(classes)))
+    clipped = np.clip(scores, EPS, 1 - EPS)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    out = {"accuracy": float(skm.accuracy_score(y, predicted)),
+           "log_loss": float(skm.log_loss(y, clipped, labels=labels)),
+           "examples": float(len(y))}
+    present = np.unique(y)
+    task = "binary" if len(classes) == 2 else "multiclass"
+    roc = {}
+    if task == "binary":
+        if len(present) == 2:
+            out["roc_auc"] = float(skm.roc_auc_score(y, scores[:, 1]))
+            fpr, tpr, thresholds = skm.roc_curve(y, scores[:, 1])
+            thresholds = np.clip(thresholds, 0.0, 1.0)  # sklearn's first threshold is inf
+            roc = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+    elif len(present) == len(classes):
+        out["roc_auc"] = float(skm.roc_auc_score(y, scores, multi_class="ovr", labels=labels))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    per_class = {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                 for c, p, r, f, s in zip(classes, precision, recall, f1, support)}
+    out["f1_macro"] = float(np.mean(f1))
+    confusion = skm.confusion_matrix(y, predicted, labels=labels).tolist()
+    return Evaluation(task, out, list(classes), confusion, per_class, roc)
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> Evaluation:
+    residual = predicted - y
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    out = {"rmse": float(np.sqrt(np.mean(residual ** 2))), "mae": float(np.mean(np.abs(residual))),
+           "r2": float(1 - np.sum(residual ** 2) / ss_tot) if ss_tot else 0.0, "examples": float(len(y))}
+    return Evaluation("regression", out, residuals=residual.tolist())
+
+
+def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int = 65_536):
+    """Predict the test split in batches and compute the task's metrics."""
+    from kfkit.model_io import LoadedModel
+
+    model = LoadedModel(model_dir)
+    spec = model.spec
+    dataset = pads.dataset(str(test_data), format="parquet")
+    missing = [c for c in [*spec.signature, spec.label] if c not in dataset.schema.names]
+    if missing:
+        raise ConfigError(f"the test split lacks column(s) {', '.join(map(repr, missing))} that the model needs")
+    labels, outputs = [], []
+    for batch in dataset.to_batches(columns=[*spec.signature, spec.label], batch_size=batch_rows):
+        if batch.num_rows == 0:
+            continue
+        predictions = model.predict_table(batch)
+        if spec.task == "regression":
+            labels.append(batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float64))
+            outputs.append(predictions["value"].astype(np.float64))
+        else:
+            labels.append(label_to_numpy(batch, spec))
+            outputs.append(predictions["scores"].astype(np.float64))
+    if not labels:
+        raise ConfigError(f"the test split {str(test_data)!r} has no rows")
+    y, out = np.concatenate(labels), np.concatenate(outputs)
+    if spec.task == "regression":
+        return spec, regression_metrics(y, out)
+    return spec, classification_metrics(y, out, spec.classes)
+
+
+@dataclass
+class Thresholds:
+    min_accuracy: float = 0.0
+    min_roc_auc: float = 0.0
+    max_log_loss: float = 0.0  # 0 = no limit
+    max_rmse: float = 0.0  # 0 = no limit
+    tolerance: float = 0.01
+
+    def failures(self, evaluation: Evaluation) -> list[str]:
+        m = evaluation.metrics
+        checks = [("accuracy", m.get("accuracy"), self.min_accuracy, ">="),
+                  ("roc_auc", m.get("roc_auc"), self.min_roc_auc, ">="),
+                  ("log_loss", m.get("log_loss"), self.max_log_loss, "<="),
+                  ("rmse", m.get("rmse"), self.max_rmse, "<=")]
+        out = []
+        for name, value, bound, op in checks:
+            if value is None or bound == 0.0:
+                continue
+            if (op == ">=" and value < bound) or (op == "<=" and value > bound):
+                out.append(f"{name} {value:.4f} is not {op} {bound:g}")
+        return out
+
+
+def compatible(champion: ModelSpec, challenger: ModelSpec, test_columns: list[str]) -> str | None:
+    """Why the champion cannot be compared on this test split, or None when it can."""
+    if champion.label != challenger.label or champion.task != challenger.task:
+        return (f"the champion predicts {champion.label!r} ({champion.task}), the challenger "
+                f"{challenger.label!r} ({challenger.task})")
+    if champion.task != "regression" and champion.classes != challenger.classes:
+        return f"the champion's classes {champion.classes} differ from the challenger's {challenger.classes}"
+    missing = [name for name in champion.signature if name not in test_columns]
+    if missing:
+        return f"the champion's signature needs column(s) {', '.join(map(repr, missing))} that the test split lacks"
+    return None
+
+
+@dataclass
+class Decision:
+    blessed: bool
+    reason: str
+    champion: Evaluation | None = None
+    champion_note: str = ""
+
+
+def decide(challenger: Evaluation, thresholds: Thresholds, champion: Evaluation | None = None,
+           champion_problem: str | None = None) -> Decision:
+    failures = thresholds.failures(challenger)
+    if failures:
+        return Decision(False, "below the thresholds: " + "; ".join(failures), champion)
+    if champion_problem:
+        return Decision(False, f"cannot compare with the champion ({champion_problem}); keeping the champion "
+                        "until a person decides", champion)
+    if champion is None:
+        return Decision(True, "meets every threshold; there is no champion yet")
+    name, ours = challenger.primary
+    theirs = champion.metrics[name]
+    if name == "rmse":
+        worse = ours > theirs * (1 + thresholds.tolerance)
+        comparison = f"rmse {ours:.4f} vs champion {theirs:.4f} (allowed up to {theirs * (1 + thresholds.tolerance):.4f})"
+    else:
+        worse = ours < theirs - thresholds.tolerance
+        comparison = f"{name} {ours:.4f} vs champion {theirs:.4f} (tolerance {thresholds.tolerance:g})"
+    if worse:
+        return Decision(False, f"worse than the champion: {comparison}", champion)
+    return Decision(True, f"meets every threshold and is not worse than the champion: {comparison}", champion)
+
+
+def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds: Thresholds,
+                       champion_dir: str | Path | None = None) -> tuple[Evaluation, Decision]:
+    spec, challenger = evaluate_model(model_dir, test_data)
+    champion, problem = None, None
+    if champion_dir:
+        champion_path = Path(str(champion_dir).replace("gs://", "/gcs/", 1))
+        if not champion_path.exists():
+            raise ConfigError(f"champion model {str(champion_dir)!r} does not exist")
+        champion_spec = ModelSpec.load(champion_path)
+        columns = pads.dataset(str(test_data), format="parquet").schema.names
+        problem = compatible(champion_spec, spec, columns)
+        if problem is None:
+            try:
+                _, champion = evaluate_model(champion_path, test_data)
+            except KfkitError as exc:
+                problem = f"evaluating it failed: {exc}"
+    decision = decide(challenger, thresholds, champion, problem)
+    log.info("blessed=%s: %s", decision.blessed, decision.reason)
+    return challenger, decision
+
+
+def _heatmap(classes: list[str], matrix: list[list[int]]) -> str:
+    n = len(classes)
+    cell = max(28, min(60, 360 // max(n, 1)))
+    top = max((max(row) for row in matrix), default=1) or 1
+    parts = [f"<svg width='{cell * n + 170}' height='{cell * n + 30}' xmlns='http://www.w3.org/2000/svg'>"]
+    for i, row in enumerate(matrix):
+        parts.append(f"<text x='165' y='{i * cell + cell / 2 + 4}' font-size='10' text-anchor='end'>"
+                     f"{report.esc(classes[i][:26])}</text>")
+        for j, value in enumerate(row):
+            shade = int(255 - 200 * value / top)
+            parts.append(f"<rect x='{170 + j * cell}' y='{i * cell}' width='{cell}' height='{cell}' "
+                         f"fill='rgb({shade},{shade},255)' stroke='#fff'/><text x='{170 + j * cell + cell / 2}' "
+                         f"y='{i * cell + cell / 2 + 4}' font-size='11' text-anchor='middle'>{value}</text>")
+    parts.append(f"<text x='{170 + n * cell / 2}' y='{n * cell + 20}' font-size='11' text-anchor='middle'>"
+                 "predicted (columns) vs actual (rows)</text></svg>")
+    return "".join(parts)
+
+
+def _roc_svg(roc: dict[str, list[float]], size: int = 260) -> str:
+    points = " ".join(f"{20 + f * (size - 30):.1f},{size - 20 - t * (size - 30):.1f}"
+                      for f, t in zip(roc["fpr"], roc["tpr"]))
+    return (f"<svg width='{size}' height='{size}' xmlns='http://www.w3.org/2000/svg'>"
+            f"<rect x='20' y='10' width='{size - 30}' height='{size - 30}' fill='none' stroke='#999'/>"
+            f"<line x1='20' y1='{size - 20}' x2='{size - 10}' y2='10' stroke='#ccc' stroke-dasharray='4'/>"
+            f"<polyline points='{points}' fill='none' stroke='{report.PALETTE[0]}' stroke-width='2'/>"
+            f"<text x='{size / 2}' y='{size - 4}' font-size='10' text-anchor='middle'>false positive rate</text>"
+            f"<text x='8' y='{size / 2}' font-size='10' transform='rotate(-90 8 {size / 2})' text-anchor='middle'>"
+            "true positive rate</text></svg>")
+
+
+def render_report(evaluation: Evaluation, decision: Decision) -> str:
+    css = "ok" if decision.blessed else "bad"
+    body = [f"<p class='{css}'>{'Blessed' if decision.blessed else 'Not blessed'}: {report.esc(decision.reason)}</p>"]
+    names = sorted(evaluation.metrics)
+    rows = [(n, evaluation.metrics[n], decision.champion.metrics.get(n) if decision.champion else None) for n in names]
+    body.append("<h2>Metrics on the test split</h2>" + report.table(["metric", "challenger", "champion"], rows))
+    if evaluation.per_class:
+        body.append("<h2>Per class</h2>" + report.table(
+            ["class", "precision", "recall", "f1", "support"],
+            [(c, v["precision"], v["recall"], v["f1"], v["support"]) for c, v in evaluation.per_class.items()]))
+    if evaluation.confusion:
+        body.append("<h2>Confusion matrix</h2>" + _heatmap(evaluation.classes, evaluation.confusion))
+    if evaluation.roc:
+        body.append("<h2>ROC curve</h2>" + _roc_svg(evaluation.roc))
+    if evaluation.residuals:
+        residuals = np.asarray(evaluation.residuals)
+        counts, edges = np.histogram(residuals, bins=30)
+        body.append("<h2>Residuals (predicted - actual)</h2>" + report.histogram(edges.tolist(), [counts.tolist()]))
+    return report.page("kfkit model evaluation", body)

@@ -1,0 +1,37 @@
+"""KFP wrapper of the model card step."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def write_model_card(
+    model: Input[Model],
+    metrics: Input[Metrics],
+    statistics: Input[Artifact],
+    reason: str,
+    model_card: Output[Markdown],
+):
+    """Writes a Markdown model card for a blessed model.
+
+    Args:
+        model: The blessed model (its metadata names task, label, signature and framework).
+        metrics: Its test metrics from evaluate.
+        statistics: Training statistics from validate.
+        reason: Evaluate's reason for blessing it.
+
+    Returns:
+        model_card: Markdown summary of the model, its inputs, data and evaluation.
+    """
+    import json
+
+    from components.model_card.model_card import render
+    from kfkit.atomic import atomic_file
+
+    with open(statistics.path) as f:
+        stats = json.load(f)
+    values = {k: float(v) for k, v in metrics.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    with atomic_file(model_card.path) as handle:
+        handle.write(render(dict(model.metadata), values, reason, stats, model.uri))

@@ -1,0 +1,73 @@
+"""KFP wrapper of the train stage."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from kfkit.config import trainer_image
+
+
+@dsl.component(base_image=trainer_image(), install_kfp_package=False)
+def train_tensorflow_model(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    statistics: Input[Artifact],
+    schema: Input[Artifact],
+    label_column: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard_logs: Output[Artifact],
+    task: str = "auto",
+    hidden_units: list = [64, 32],
+    learning_rate: float = 0.01,
+    epochs: int = 30,
+    batch_size: int = 64,
+    patience: int = 5,
+    seed: int = 42,
+    exclude_columns: list = [],
+):
+    """Trains a Keras (TensorFlow) model with all preprocessing inside it and exports a SavedModel.
+
+    Args:
+        train_data: Training split (Parquet shards), streamed through tf.data.
+        eval_data: Evaluation split, for early stopping.
+        statistics: Training statistics from validate (normalization and vocabularies).
+        schema: Schema from validate (which columns are features, and their kinds).
+        label_column: Column to predict.
+        task: `auto` (from the label's type), `binary`, `multiclass` or `regression`.
+        hidden_units: Width of each hidden layer.
+        learning_rate: Adam learning rate.
+        epochs: Most epochs; training stops early when eval loss stops improving.
+        batch_size: Rows per training step.
+        patience: Epochs without improvement before early stopping.
+        seed: Random seed; the same data and seed give the same model. Negative: unseeded.
+        exclude_columns: Columns that are not features (ids, timestamps).
+
+    Returns:
+        model: SavedModel (`model.export`) taking raw column values; metadata names the framework,
+            its version, the input signature, the label, the task and the classes.
+        metrics: Training and eval loss/metric at the best epoch.
+        tensorboard_logs: TensorBoard log directory (Vertex TensorBoard can read it).
+    """
+    import json
+    import logging
+
+    from components.train.train import Hyperparameters, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    hp = Hyperparameters(hidden_units=[int(u) for u in hidden_units], learning_rate=learning_rate, epochs=epochs,
+                         batch_size=batch_size, patience=patience, seed=seed if seed >= 0 else None)
+    with open(statistics.path) as f:
+        stats = json.load(f)
+    with open(schema.path) as f:
+        schema_json = json.load(f)
+    result = train(train_data.path, eval_data.path, stats, schema_json, label_column, model.path, hp, task,
+                   exclude_columns, tensorboard_dir=tensorboard_logs.path)
+    import tensorflow as tf
+
+    model.metadata.update({"framework": "tensorflow", "framework_version": tf.__version__,
+                           "format": "saved_model", "signature": result.spec.signature,
+                           "label": label_column, "task": result.spec.task, "classes": result.spec.classes,
+                           "epochs_run": result.epochs_run})
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
+    metrics.log_metric("training_seconds", result.seconds)
