@@ -40,3 +40,19 @@ def leftovers(directory: Path) -> list[str]:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def penguin_validation(penguin_splits):
+    from components.validate.validate import validate
+    return validate(penguin_splits, "species")
+
+
+@pytest.fixture(scope="session")
+def penguin_model(penguin_splits, penguin_validation, tmp_path_factory) -> Path:
+    """A real model trained on the penguin splits (about 5 s)."""
+    from components.train.train import Hyperparameters, train
+    model_dir = tmp_path_factory.mktemp("models") / "penguins"
+    train(penguin_splits["train"], penguin_splits["eval"], penguin_validation.statistics, penguin_validation.schema,
+          "species", model_dir, Hyperparameters(epochs=40, seed=7))
+    return model_dir

@@ -56,7 +56,7 @@ def test_component_specs_load_back_with_kfp(compiled):
 
     for spec in (compiled / "components").glob("*.yaml"):
         component = components.load_component_from_file(str(spec))
-        assert component.component_spec.implementation.container.image.startswith("ghcr.io/kfkit/kfkit-runtime:")
+        assert component.component_spec.implementation.container.image.startswith("ghcr.io/kfkit/kfkit-")
 
 
 def test_compile_names_the_images_given_on_the_command_line(tmp_path):
@@ -77,20 +77,48 @@ def test_ingest_component_outputs_a_google_bqtable(compiled):
 
 
 @pytest.mark.slow
-def test_training_pipeline_runs_end_to_end_on_the_local_backend(tmp_path, capsys):
+def test_training_pipeline_runs_end_to_end_and_blesses_a_good_model(tmp_path, capsys):
     code = cli.main(["run", "training", "--local", "--local-root", str(tmp_path)])
 
     assert code == 0
     printed = capsys.readouterr().out
     assert "Pipeline 'training' succeeded" in printed
     run_dir = next((tmp_path / "runs").iterdir())
-    validate_dir = run_dir / "validate-data"
-    stats = json.loads((validate_dir / "statistics").read_text())
+    stats = json.loads((run_dir / "validate-data" / "statistics").read_text())
     assert stats["label"] == "species" and stats["rows"] > 200
-    assert (validate_dir / "report").read_text().startswith("<!doctype html>")
+    assert (run_dir / "validate-data" / "report").read_text().startswith("<!doctype html>")
     ingest_out = json.loads((run_dir / "bigquery-query-to-dataset" / "executor_output.json").read_text())
     train_meta = ingest_out["artifacts"]["train_data"]["artifacts"][0]["metadata"]
     assert train_meta["rows"] == stats["rows"] and train_meta["format"] == "parquet"
+    assert (run_dir / "train-tensorflow-model" / "model" / "saved_model.pb").exists()
+    evaluation = json.loads((run_dir / "evaluate-model" / "executor_output.json").read_text())
+    assert evaluation["parameterValues"]["Output"] is True
+    assert "meets every threshold" in (run_dir / "evaluate-model" / "reason").read_text()
+    card = (run_dir / "write-model-card" / "model_card").read_text()
+    assert "multiclass on label `species`" in card and "| accuracy |" in card
+
+
+@pytest.mark.slow
+def test_model_below_the_thresholds_is_not_blessed_and_gated_steps_do_not_run(tmp_path):
+    summary = run_local("training", {"epochs": 1, "hidden_units": [2], "learning_rate": 0.0001,
+                                     "min_accuracy": 0.9}, str(tmp_path))
+
+    evaluation = json.loads((summary.run_dir / "evaluate-model" / "executor_output.json").read_text())
+    assert evaluation["parameterValues"]["Output"] is False
+    assert (summary.run_dir / "evaluate-model" / "reason").read_text().startswith("below the thresholds: accuracy")
+    assert not (summary.run_dir / "write-model-card").exists()
+    assert [t.name for t in summary.tasks][-1] == "evaluate-model"
+
+
+def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
+    spec = yaml.safe_load((compiled / "pipelines" / "training-customjob.yaml").read_text())
+    executor = spec["deploymentSpec"]["executors"]["exec-train-tensorflow-model"]
+    payload = json.dumps(executor)
+    assert "google_cloud_pipeline_components.container.v1.custom_job.launcher" in payload
+    worker_pool = spec["components"]["comp-train-tensorflow-model"]["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+    assert worker_pool[0]["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
+                                              "accelerator_count": 1}
+    assert len(worker_pool) == 2 and worker_pool[1]["replica_count"] == 1  # chief + one more worker
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,9 @@ def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, A
     tb_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or tensorboard_dir
     if tb_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb_dir), histogram_freq=0))
+    # Keras cannot know a generator's length before the first epoch ends and says so; harmless
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     history = model.fit(make_dataset(train_data, spec, hp.batch_size, shuffle_seed=hp.seed if hp.seed is not None else 0),
                         validation_data=make_dataset(eval_data, spec, hp.batch_size),
                         epochs=hp.epochs, callbacks=callbacks, verbose=2)

@@ -1,0 +1,134 @@
+import json
+import re
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from components.train.train import Hyperparameters, strategy_from_env, train
+from components.validate.validate import validate
+from kfkit import synthetic
+from kfkit.errors import ConfigError, ValidationError
+from kfkit.model_io import LoadedModel, RequestError
+from kfkit.tabular import ModelSpec, build_spec
+from tests.conftest import split_outputs
+from components.ingest.ingest import SplitSpec, run_ingest
+
+PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
+           "body_mass_g": 4950.0, "sex": "FEMALE"}
+
+
+def test_exported_model_takes_raw_rows_and_predicts_the_species(penguin_model, penguin_splits):
+    model = LoadedModel(penguin_model)
+    test = ds.dataset(penguin_splits["test"]).to_table()
+
+    outputs = model.predict_table(test)
+
+    accuracy = np.mean([c.decode() == s for c, s in zip(outputs["classes"], test.column("species").to_pylist())])
+    assert accuracy > 0.9
+    assert outputs["scores"].shape == (test.num_rows, 3)
+    assert np.allclose(outputs["scores"].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_model_metadata_names_signature_label_task_and_classes(penguin_model):
+    spec = ModelSpec.load(penguin_model)
+    assert spec.signature == {"island": "string", "culmen_length_mm": "float32", "culmen_depth_mm": "float32",
+                              "flipper_length_mm": "float32", "body_mass_g": "float32", "sex": "string"}
+    assert spec.task == "multiclass" and spec.label == "species" and len(spec.classes) == 3
+
+
+def test_saved_model_serving_signature_accepts_a_batch_of_raw_instances(penguin_model):
+    import tensorflow as tf
+    fn = tf.saved_model.load(str(penguin_model)).signatures["serving_default"]
+
+    out = fn(**{k: tf.constant([v, v]) for k, v in PENGUIN.items()})
+
+    assert out["classes"].numpy().tolist() == [b"Gentoo penguin (Pygoscelis papua)"] * 2
+
+
+def test_model_imputes_missing_values_instead_of_failing(penguin_model):
+    row = dict(PENGUIN, culmen_length_mm=None, sex=None)
+    [prediction] = LoadedModel(penguin_model).predict_instances([row])
+    assert prediction["classes"] == "Gentoo penguin (Pygoscelis papua)"
+
+
+@pytest.mark.parametrize("instance, message", [
+    ({k: v for k, v in PENGUIN.items() if k != "island"}, "instance 0: missing field 'island' (string)"),
+    (dict(PENGUIN, beak_colour="orange"), "instance 0: unknown field 'beak_colour'"),
+    (dict(PENGUIN, body_mass_g="heavy"), "instance 0: field 'body_mass_g' expects a number, got 'heavy'"),
+    (dict(PENGUIN, island=3), "instance 0: field 'island' expects a string, got 3"),
+])
+def test_request_that_does_not_match_the_signature_is_refused_naming_the_field(penguin_model, instance, message):
+    with pytest.raises(RequestError, match=re.escape(message)):
+        LoadedModel(penguin_model).predict_instances([instance])
+
+
+def test_same_data_and_seed_give_the_same_metrics(penguin_splits, penguin_validation, tmp_path):
+    runs = [train(penguin_splits["train"], penguin_splits["eval"], penguin_validation.statistics,
+                  penguin_validation.schema, "species", tmp_path / f"m{i}", Hyperparameters(epochs=3, seed=11))
+            for i in range(2)]
+    assert runs[0].metrics == pytest.approx(runs[1].metrics, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def synthetic_splits(tmp_path_factory, shared_root):
+    from kfkit.warehouse import LocalWarehouse
+    out = {}
+    for task in ("binary", "regression"):
+        synthetic.write_to_warehouse(LocalWarehouse(shared_root), f"tests.synth_{task}", 3000, numeric=4,
+                                     categorical=2, task=task, seed=3)
+        outputs = split_outputs(tmp_path_factory.mktemp(task))
+        run_ingest(f"SELECT * FROM tests.synth_{task}", outputs, label_column="label", local_root=str(shared_root),
+                   split=SplitSpec({"train": 0.7, "eval": 0.15, "test": 0.15}, "id"))
+        out[task] = outputs
+    return out
+
+
+@pytest.mark.parametrize("task, metric", [("binary", "eval_accuracy"), ("regression", "eval_mae")])
+def test_task_is_inferred_from_the_label_type(synthetic_splits, tmp_path, task, metric):
+    splits = synthetic_splits[task]
+    v = validate(splits, "label")
+
+    result = train(splits["train"], splits["eval"], v.statistics, v.schema, "label", tmp_path / "m",
+                   Hyperparameters(epochs=3, batch_size=256), exclude_columns=["id"])
+
+    assert result.spec.task == task and metric in result.metrics
+    assert "id" not in result.spec.signature
+
+
+def test_training_refuses_a_single_class_label(penguin_validation):
+    stats = json.loads(json.dumps(penguin_validation.statistics))
+    stats["columns"]["species"]["frequencies"] = {"Adelie": 100}
+    stats["columns"]["species"]["distinct"] = 1
+    with pytest.raises(ValidationError, match="label 'species' has a single class"):
+        build_spec(stats, penguin_validation.schema, "species", task="multiclass")
+
+
+def test_training_refuses_an_all_null_feature(penguin_validation):
+    stats = json.loads(json.dumps(penguin_validation.statistics))
+    stats["columns"]["sex"]["count"] = 0
+    with pytest.raises(ValidationError, match="feature 'sex' is null in every training row"):
+        build_spec(stats, penguin_validation.schema, "species")
+
+
+def test_training_refuses_a_schema_feature_missing_from_the_split(penguin_splits, penguin_validation, tmp_path):
+    schema = json.loads(json.dumps(penguin_validation.schema))
+    schema["columns"].append({"name": "beak_colour", "kind": "categorical", "type": "VARCHAR"})
+    stats = json.loads(json.dumps(penguin_validation.statistics))
+    stats["columns"]["beak_colour"] = {"kind": "categorical", "type": "VARCHAR", "count": 5, "frequencies": {"o": 5}}
+    with pytest.raises(ValidationError, match="column\\(s\\) 'beak_colour' of the model's schema are missing"):
+        train(penguin_splits["train"], penguin_splits["eval"], stats, schema, "species", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_hyperparameters_are_named():
+    with pytest.raises(ConfigError, match="learning_rate must be > 0, got -1"):
+        Hyperparameters(learning_rate=-1).check()
+
+
+def test_distribution_strategy_comes_from_tf_config(monkeypatch):
+    import tensorflow as tf
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert strategy_from_env() is tf.distribute.get_strategy()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}))
+    assert strategy_from_env() is tf.distribute.get_strategy()  # one worker: no multi-worker strategy
