@@ -151,12 +151,27 @@ def check_columns(dataset: str | Path, spec: ModelSpec, need_label: bool = True)
                               f"missing from {str(dataset)!r}; it has: {', '.join(sorted(names))}")
 
 
-def features_to_numpy(batch: pa.RecordBatch | pa.Table, spec: ModelSpec) -> dict[str, np.ndarray]:
+def category_ids(column: pa.Array | pa.ChunkedArray, vocabulary: list[str]) -> np.ndarray:
+    """Index of each value in the vocabulary plus one; 0 for nulls and unseen values.
+
+    The same numbering as a Keras StringLookup(vocabulary, num_oov_indices=1), so a model trained
+    on these ids serves raw strings behind that lookup layer.
+    """
+    index = pc.index_in(pc.cast(column, pa.string()), value_set=pa.array(vocabulary, pa.string()))
+    return (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+
+
+def features_to_numpy(batch: pa.RecordBatch | pa.Table, spec: ModelSpec,
+                      encode_categories: bool = False) -> dict[str, np.ndarray]:
+    """Model inputs: numbers as float32 (null -> NaN); categories as strings (null -> ""), or as
+    vocabulary ids when encode_categories (the fast path training uses)."""
     out = {}
     for feature in spec.features:
         column = batch.column(feature.name)
         if feature.kind == "numeric":
             out[feature.name] = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False).astype(np.float32)
+        elif encode_categories:
+            out[feature.name] = category_ids(column, feature.vocabulary)
         else:
             strings = pc.fill_null(pc.cast(column, pa.string()), "")
             out[feature.name] = np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
@@ -178,7 +193,7 @@ def label_to_numpy(batch: pa.RecordBatch | pa.Table, spec: ModelSpec) -> np.ndar
 
 
 def iter_batches(dataset: str | Path, spec: ModelSpec, batch_size: int, with_label: bool = True,
-                 shuffle_seed: int | None = None) -> Iterator:
+                 shuffle_seed: int | None = None, encode_categories: bool = False) -> Iterator:
     """(features, label) numpy batches streamed shard by shard; rows shuffled within each read."""
     files = shards(dataset)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
@@ -190,7 +205,7 @@ def iter_batches(dataset: str | Path, spec: ModelSpec, batch_size: int, with_lab
         for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
             if rng is not None:
                 batch = batch.take(pa.array(rng.permutation(batch.num_rows)))
-            features = features_to_numpy(batch, spec)
+            features = features_to_numpy(batch, spec, encode_categories)
             if with_label:
                 yield features, label_to_numpy(batch, spec)
             else:

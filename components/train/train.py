@@ -58,20 +58,28 @@ def strategy_from_env():
     return tf.distribute.get_strategy()
 
 
-def make_dataset(path: str | Path, spec: ModelSpec, batch_size: int, shuffle_seed: int | None = None):
-    """A tf.data pipeline streaming (features, label) batches from the Parquet shards."""
+def make_dataset(path: str | Path, spec: ModelSpec, batch_size: int, shuffle_seed: int | None = None,
+                 chunk_rows: int = 65_536):
+    """A tf.data pipeline streaming (features, label) batches from the Parquet shards.
+
+    Python reads large chunks (one Arrow -> numpy conversion per chunk) and tf.data's rebatch cuts
+    them into training batches in C++, so per-batch Python overhead does not bound throughput.
+    """
     tf = _tf()
-    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string)
+    # categories travel as vocabulary ids (see kfkit.tabular.category_ids): numeric tensors cross
+    # from Python to TensorFlow far faster than strings; the exported model maps strings itself
+    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.int32)
                  for f in spec.features}
     label_spec = tf.TensorSpec([None], tf.float32 if spec.task == "regression" else tf.int32)
     dataset = tf.data.Dataset.from_generator(
-        lambda: iter_batches(path, spec, batch_size, shuffle_seed=shuffle_seed),
+        lambda: iter_batches(path, spec, max(chunk_rows, batch_size), shuffle_seed=shuffle_seed,
+                             encode_categories=True),
         output_signature=(signature, label_spec))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def build_model(spec: ModelSpec, hp: Hyperparameters):
-    """Inputs are raw columns; imputation, normalization and lookups are layers of the model."""
+    """The trained network: imputation and normalization are layers; categories come in as ids."""
     tf = _tf()
     import keras
 
@@ -86,15 +94,15 @@ def build_model(spec: ModelSpec, hp: Hyperparameters):
             encoded.append(keras.layers.Normalization(mean=feature.mean, variance=feature.variance,
                                                       name=f"norm_{feature.name}")(filled))
         else:
-            x = keras.Input(shape=(1,), dtype="string", name=feature.name)
+            x = keras.Input(shape=(1,), dtype="int32", name=feature.name)
             inputs[feature.name] = x
-            if len(feature.vocabulary) <= EMBEDDING_THRESHOLD:
-                encoded.append(keras.layers.StringLookup(vocabulary=feature.vocabulary, output_mode="one_hot",
-                                                         name=f"lookup_{feature.name}")(x))
+            size = len(feature.vocabulary) + 1  # id 0: null or unseen
+            if size <= EMBEDDING_THRESHOLD:
+                encoded.append(keras.layers.CategoryEncoding(size, output_mode="one_hot",
+                                                             name=f"onehot_{feature.name}")(x))
             else:
-                ids = keras.layers.StringLookup(vocabulary=feature.vocabulary, name=f"lookup_{feature.name}")(x)
-                dim = min(16, int(len(feature.vocabulary) ** 0.5) + 1)
-                emb = keras.layers.Embedding(len(feature.vocabulary) + 1, dim, name=f"embed_{feature.name}")(ids)
+                dim = min(16, int(size ** 0.5) + 1)
+                emb = keras.layers.Embedding(size, dim, name=f"embed_{feature.name}")(x)
                 encoded.append(keras.layers.Flatten()(emb))
     hidden = keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
     for i, units in enumerate(hp.hidden_units):
@@ -112,6 +120,23 @@ def build_model(spec: ModelSpec, hp: Hyperparameters):
     return model
 
 
+def serving_model(model, spec: ModelSpec):
+    """The trained network behind StringLookup layers: raw strings in, as they sit in the table."""
+    import keras
+
+    inputs, routed = {}, {}
+    for feature in spec.features:
+        if feature.kind == "numeric":
+            inputs[feature.name] = routed[feature.name] = keras.Input(shape=(1,), dtype="float32", name=feature.name)
+        else:
+            x = keras.Input(shape=(1,), dtype="string", name=feature.name)
+            inputs[feature.name] = x
+            ids = keras.layers.StringLookup(vocabulary=feature.vocabulary, num_oov_indices=1,
+                                            output_mode="int", name=f"lookup_{feature.name}")(x)
+            routed[feature.name] = keras.ops.cast(ids, "int32")
+    return keras.Model(inputs, model(routed))
+
+
 def export(model, spec: ModelSpec, directory: Path) -> None:
     """SavedModel whose serving signature takes one 1-D tensor per raw column.
 
@@ -121,11 +146,12 @@ def export(model, spec: ModelSpec, directory: Path) -> None:
     tf = _tf()
     import keras
 
+    full = serving_model(model, spec)
     classes = tf.constant(spec.classes or ["_"])
     mean, std = spec.label_mean, spec.label_std
 
     def serve(features):
-        outputs = model({name: tf.expand_dims(value, -1) for name, value in features.items()})
+        outputs = full({name: tf.expand_dims(value, -1) for name, value in features.items()})
         if spec.task == "regression":
             return {"value": tf.squeeze(outputs, -1) * std + mean}
         if spec.task == "binary":
@@ -136,7 +162,7 @@ def export(model, spec: ModelSpec, directory: Path) -> None:
         return {"scores": scores, "classes": tf.gather(classes, tf.argmax(scores, -1))}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(full)
     signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string, name=f.name)
                  for f in spec.features}
     archive.add_endpoint(name="serve", fn=serve, input_signature=[signature])
