@@ -11,6 +11,8 @@ COMPONENTS = {
     "train": ("components.train.component", "train_tensorflow_model"),
     "evaluate": ("components.evaluate.component", "evaluate_model"),
     "model_card": ("components.model_card.component", "write_model_card"),
+    "register": ("components.register.component", "register_model"),
+    "deploy": ("components.deploy.component", "deploy_model"),
 }
 
 

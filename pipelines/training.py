@@ -1,4 +1,4 @@
-"""Training pipeline: ingest -> validate -> train -> evaluate -> [blessed] model card.
+"""Training pipeline: ingest -> validate -> train -> evaluate -> [blessed] model card, register, deploy.
 
 Every parameter defaults to a value that runs on one machine with the embedded backend; switch to
 Google Cloud with backend=bigquery and a project. Steps after evaluate run only when the
@@ -10,9 +10,11 @@ from typing import Optional
 
 from kfp import dsl
 
+from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate_model
 from components.ingest.component import bigquery_query_to_dataset
 from components.model_card.component import write_model_card
+from components.register.component import register_model
 from components.train.component import train_tensorflow_model
 from components.validate.component import validate_data
 
@@ -68,6 +70,14 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         max_log_loss: float = 0.0,
         max_rmse: float = 0.0,
         tolerance: float = 0.01,
+        model_name: str = "penguins",
+        endpoint_name: str = "penguins",
+        region: str = "us-central1",
+        traffic_percent: int = 100,
+        keep_previous: int = 1,
+        serving_image: str = "",
+        machine_type: str = "n1-standard-2",
+        request_logging_table: str = "",
     ):
         ingest = bigquery_query_to_dataset(
             query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
@@ -93,14 +103,29 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         evaluate = evaluate_model(
             model=train.outputs["model"], test_data=ingest.outputs["test_data"],
             champion_model_uri=champion_model_uri, min_accuracy=min_accuracy, min_roc_auc=min_roc_auc,
-            max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance,
+            max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance, model_name=model_name,
+            backend=backend, project=project, location=region, local_root=local_root,
         ).set_display_name("evaluate")
+        # the champion in the registry changes between runs
+        evaluate.set_caching_options(False)
 
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
             write_model_card(
                 model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                 statistics=validate.outputs["statistics"], reason=evaluate.outputs["reason"],
             ).set_display_name("model-card")
+            register = register_model(
+                model=train.outputs["model"], metrics=evaluate.outputs["metrics"], model_name=model_name,
+                blessed=True, backend=backend, project=project, location=region, local_root=local_root,
+                serving_image=serving_image, labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER},
+                task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
+            ).set_display_name("register")
+            deploy_model(
+                registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
+                traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,
+                location=region, machine_type=machine_type, request_logging_table=request_logging_table,
+                local_root=local_root,
+            ).set_display_name("deploy")
 
     return training_pipeline
 

@@ -21,6 +21,11 @@ def evaluate_model(
     max_log_loss: float = 0.0,
     max_rmse: float = 0.0,
     tolerance: float = 0.01,
+    model_name: str = "",
+    backend: str = "local",
+    project: str = "",
+    location: str = "us-central1",
+    local_root: str = ".kfkit",
 ) -> bool:
     """Evaluates the model on the test split and decides whether it may replace the champion.
 
@@ -36,6 +41,11 @@ def evaluate_model(
         max_rmse: Highest RMSE that may be blessed (regression; 0 = no limit).
         tolerance: How much worse than the champion the challenger may be: absolute on accuracy,
             relative on RMSE.
+        model_name: Registered model whose `champion` alias is looked up when no champion is given.
+        backend: Registry of that lookup: `local` (MLflow under local_root) or `vertex`/`bigquery`.
+        project: Google Cloud project (vertex registry).
+        location: Vertex AI region (vertex registry).
+        local_root: Directory of the embedded backend's state (local registry).
 
     Returns:
         metrics: Test metrics (accuracy, ROC AUC, log loss, F1; or RMSE, MAE, R²).
@@ -52,6 +62,12 @@ def evaluate_model(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     champion = champion_model.path if champion_model is not None else (champion_model_uri or None)
+    if champion is None and model_name:
+        from components.register.register import champion_model_dir
+
+        champion = champion_model_dir(model_name, "local" if backend == "local" else "vertex", local_root,
+                                      project, location)
+        logging.getLogger("kfkit.evaluate").info("champion of %s: %s", model_name, champion or "none yet")
     thresholds = Thresholds(min_accuracy, min_roc_auc, max_log_loss, max_rmse, tolerance)
     evaluation, decision = evaluate_with_gate(model.path, test_data.path, thresholds, champion)
     for name, value in evaluation.metrics.items():

@@ -1,0 +1,58 @@
+"""KFP wrapper of the deploy stage."""
+
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint, VertexModel
+from kfp import dsl
+from kfp.dsl import Input, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def deploy_model(
+    registered_model: Input[VertexModel],
+    endpoint_name: str,
+    endpoint: Output[VertexEndpoint],
+    traffic_percent: int = 100,
+    keep_previous: int = 1,
+    backend: str = "local",
+    project: str = "",
+    location: str = "us-central1",
+    machine_type: str = "n1-standard-2",
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    request_logging_table: str = "",
+    request_logging_sample_rate: float = 1.0,
+    local_root: str = ".kfkit",
+):
+    """Deploys a registered model version behind an endpoint (created if missing) with a traffic share.
+
+    Args:
+        registered_model: The version to deploy (google.VertexModel from register, or Google's ModelUploadOp).
+        endpoint_name: Endpoint display name.
+        traffic_percent: Share of traffic for the new version (canary); the rest keeps its proportions.
+            100 switches fully.
+        keep_previous: Previous versions kept deployed with no traffic (for a quick rollback).
+        backend: `local` (kfkit's model server) or `vertex`.
+        project: Google Cloud project (vertex backend).
+        location: Vertex AI region (vertex backend).
+        machine_type: Serving machine type (vertex backend).
+        min_replicas: Fewest serving replicas (vertex backend).
+        max_replicas: Most serving replicas (vertex backend).
+        request_logging_table: bq://project.dataset.table for request-response logging on a new
+            Vertex endpoint (the monitor reads it); empty: no logging.
+        request_logging_sample_rate: Share of requests logged.
+        local_root: Directory of the embedded backend's state (local backend).
+
+    Returns:
+        endpoint: google.VertexEndpoint artifact with the traffic split in its metadata.
+    """
+    from components.deploy.deploy import deploy_model as deploy
+
+    meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
+                  backend="vertex" if backend in ("vertex", "bigquery") else "local",
+                  traffic_percent=traffic_percent, keep_previous=keep_previous, machine_type=machine_type,
+                  min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
+                  logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,
+                  location=location)
+    endpoint.uri = meta.pop("uri", meta["resourceName"])
+    endpoint.metadata.update(meta)

@@ -1,0 +1,1 @@
+"""Register: a model version in Vertex AI Model Registry or the local MLflow registry."""

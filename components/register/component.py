@@ -1,0 +1,53 @@
+"""KFP wrapper of the register stage."""
+
+from google_cloud_pipeline_components.types.artifact_types import VertexModel
+from kfp import dsl
+from kfp.dsl import Input, Metrics, Model, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def register_model(
+    model: Input[Model],
+    metrics: Input[Metrics],
+    model_name: str,
+    registered_model: Output[VertexModel],
+    blessed: bool = True,
+    backend: str = "local",
+    project: str = "",
+    location: str = "us-central1",
+    local_root: str = ".kfkit",
+    serving_image: str = "",
+    labels: dict = {},
+    task_id: str = "",
+):
+    """Registers the model as a new version with aliases, labels and its evaluation metrics.
+
+    Args:
+        model: The SavedModel from train.
+        metrics: Its evaluation metrics (attached to the version).
+        model_name: Registered model name (Vertex display name / MLflow registered model).
+        blessed: Whether evaluate blessed it: the `champion` alias moves to it (and on Vertex it
+            becomes the default version). `challenger` is always set.
+        backend: `local` (MLflow registry under local_root) or `vertex` (Vertex AI Model Registry).
+        project: Google Cloud project (vertex backend).
+        location: Vertex AI region (vertex backend).
+        local_root: Directory of the embedded backend's state (local backend).
+        serving_image: Serving container for Vertex; default: Vertex's prebuilt TensorFlow CPU image.
+        labels: Labels of the version (pipeline run, git commit, data snapshot).
+        task_id: Pipeline task id; a retried task finds the version it created instead of adding one.
+
+    Returns:
+        registered_model: google.VertexModel artifact (on the local backend its metadata holds the
+            MLflow `models:/name/version` URI and the model directory).
+    """
+    from components.register.register import register_model as register
+
+    values = {k: float(v) for k, v in metrics.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    params = {k: v for k, v in model.metadata.items() if k in ("task", "label", "framework_version", "epochs_run")}
+    meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
+                    blessed=blessed, metrics=values, params=params, labels=dict(labels), task_id=task_id,
+                    local_root=local_root, project=project, location=location, serving_image=serving_image)
+    registered_model.uri = meta.pop("uri", meta["resourceName"])
+    registered_model.metadata.update(meta)

@@ -1,0 +1,56 @@
+"""Registration logic for both backends; returns the metadata of a google.VertexModel artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfkit.errors import ConfigError
+
+
+def aliases_for(blessed: bool) -> list[str]:
+    return ["challenger", "champion"] if blessed else ["challenger"]
+
+
+def register_model(model_dir: str, *, model_name: str, backend: str = "local", blessed: bool = True,
+                   metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
+                   labels: dict[str, str] | None = None, task_id: str = "", local_root: str | None = None,
+                   project: str = "", location: str = "", serving_image: str = "",
+                   registry=None, vertex=None) -> dict[str, Any]:
+    if backend not in ("local", "vertex"):
+        raise ConfigError(f"backend must be local or vertex, got {backend!r}")
+    if not model_name:
+        raise ConfigError("model_name is empty: name the registered model, e.g. 'penguins'")
+    aliases = aliases_for(blessed)
+    if backend == "local":
+        from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+        registry = registry or MlflowRegistry(local_root)
+        version = registry.register(model_name, model_dir, aliases=aliases, params=params, metrics=metrics,
+                                    tags=labels, task_id=task_id)
+        return {"backend": "local", "resourceName": version.uri, "model_name": model_name,
+                "version": version.version, "model_dir": version.model_dir, "aliases": aliases,
+                "created": version.created, "tracking_uri": registry.uri}
+    from kfkit.adapters.vertex import DEFAULT_SERVING_IMAGE, VertexAdapter
+
+    vertex = vertex or VertexAdapter(project, location)
+    model, created = vertex.upload_version(display_name=model_name, artifact_uri=model_dir,
+                                           serving_image=serving_image or DEFAULT_SERVING_IMAGE, aliases=aliases,
+                                           labels=labels or {}, metrics=metrics or {}, task_id=task_id,
+                                           make_default=blessed)
+    return {"backend": "vertex", "resourceName": model.versioned_resource_name, "model_name": model_name,
+            "version": str(model.version_id), "aliases": aliases, "created": created,
+            "uri": f"https://{location}-aiplatform.googleapis.com/v1/{model.versioned_resource_name}"}
+
+
+def champion_model_dir(model_name: str, backend: str = "local", local_root: str | None = None,
+                       project: str = "", location: str = "", registry=None, vertex=None) -> str | None:
+    """Where the model holding the `champion` alias lives, or None when there is none yet."""
+    if backend == "local":
+        from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+        version = (registry or MlflowRegistry(local_root)).version_by_alias(model_name, "champion")
+        return version.model_dir if version else None
+    from kfkit.adapters.vertex import VertexAdapter, gcs_to_fuse
+
+    model = (vertex or VertexAdapter(project, location)).model_by_alias(model_name, "champion")
+    return gcs_to_fuse(model.uri) if model is not None else None

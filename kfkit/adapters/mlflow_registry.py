@@ -1,0 +1,121 @@
+"""Local model registry and tracking on MLflow with a SQLite store under the local root.
+
+The only module that talks to MLflow. Versions carry the same aliases as on Vertex AI
+(`challenger` on registration, `champion` when blessed) and a tag with the pipeline task id that
+makes a retried registration find the version it already created.
+
+See the runs and models with: mlflow ui --backend-store-uri sqlite:///.kfkit/mlflow.db
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfkit import __version__
+from kfkit.config import local_root
+from kfkit.errors import ConfigError
+
+log = logging.getLogger("kfkit.registry")
+EXPERIMENT = "kfkit"
+TASK_TAG = "kfkit.task_id"
+
+
+@dataclass
+class RegisteredVersion:
+    name: str
+    version: str
+    model_dir: str
+    run_id: str
+    aliases: list[str]
+    created: bool
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def tracking_uri(root: str | Path | None = None) -> str:
+    return f"sqlite:///{local_root(root) / 'mlflow.db'}"
+
+
+class MlflowRegistry:
+    def __init__(self, root: str | Path | None = None, uri: str | None = None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.root = local_root(root)
+        self.uri = uri or tracking_uri(self.root)
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        self.mlflow = mlflow
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def experiment_id(self, name: str = EXPERIMENT) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # artifacts beside the database, not in ./mlruns of whatever directory a step runs in
+        location = (self.root / "mlartifacts" / name).as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def find_by_task(self, name: str, task_id: str):
+        if not task_id:
+            return None
+        for version in self.client.search_model_versions(f"name = '{name}'"):
+            if version.tags.get(TASK_TAG) == task_id:
+                return version
+        return None
+
+    def _model_dir(self, version) -> str:
+        # pyfunc artifacts keep their source directory's name: find the kfkit model inside
+        root = Path(self.mlflow.artifacts.download_artifacts(artifact_uri=version.source)) / "artifacts"
+        found = sorted(root.glob("*/kfkit_model.json"))
+        if not found:
+            raise ConfigError(f"registered model {version.name} version {version.version} has no kfkit SavedModel under {root}")
+        return str(found[0].parent)
+
+    def register(self, name: str, model_dir: str | Path, *, aliases: list[str], params: dict[str, Any] | None = None,
+                 metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
+                 task_id: str = "") -> RegisteredVersion:
+        """Log a run with the parameters and metrics, and the SavedModel as a new model version."""
+        existing = self.find_by_task(name, task_id)
+        if existing is not None:
+            log.info("task %s already registered %s version %s; reusing it", task_id, name, existing.version)
+            self._set_aliases(name, existing.version, aliases)
+            return RegisteredVersion(name, str(existing.version), self._model_dir(existing), existing.run_id,
+                                     aliases, created=False)
+        from kfkit.mlflow_pyfunc import KfkitSavedModel
+
+        tags = {**(tags or {}), **({TASK_TAG: task_id} if task_id else {})}
+        with self.mlflow.start_run(experiment_id=self.experiment_id(), run_name=f"{name}-register") as run:
+            self.mlflow.log_params({k: str(v)[:500] for k, v in (params or {}).items()})
+            self.mlflow.log_metrics({k: float(v) for k, v in (metrics or {}).items()})
+            self.mlflow.set_tags(tags)
+            # naming the requirements skips MLflow's slow inference of them (seconds per model)
+            info = self.mlflow.pyfunc.log_model(name="model", python_model=KfkitSavedModel(),
+                                                artifacts={"saved_model": str(model_dir)},
+                                                pip_requirements=[f"kfkit=={__version__}"])
+        try:
+            self.client.get_registered_model(name)
+        except Exception:  # noqa: BLE001 - MLflow raises its own RestException when missing
+            self.client.create_registered_model(name, tags={"created-by": "kfkit"})
+        version = self.client.create_model_version(name, info.model_uri, run_id=run.info.run_id, tags=tags)
+        self._set_aliases(name, version.version, aliases)
+        registered = self.client.get_model_version(name, version.version)
+        return RegisteredVersion(name, str(version.version), self._model_dir(registered), run.info.run_id,
+                                 aliases, created=True)
+
+    def _set_aliases(self, name: str, version: str, aliases: list[str]) -> None:
+        for alias in aliases:
+            self.client.set_registered_model_alias(name, alias, version)
+
+    def version_by_alias(self, name: str, alias: str) -> RegisteredVersion | None:
+        try:
+            version = self.client.get_model_version_by_alias(name, alias)
+        except Exception:  # noqa: BLE001 - no such model or alias
+            return None
+        return RegisteredVersion(name, str(version.version), self._model_dir(version), version.run_id,
+                                 list(version.aliases), created=False)
