@@ -18,6 +18,8 @@ EPILOG = """examples:
   kfkit compile --output build/                    every pipeline and component spec as YAML
   kfkit data synth synthetic.rows --rows 100000    synthetic rows into the local warehouse
   kfkit data tables                                what the local warehouse holds
+  kfkit serve --endpoint penguins                  serve the deployed model on 127.0.0.1:8080
+  kfkit rollback --endpoint penguins               restore the previous traffic split
 """
 
 
@@ -82,6 +84,39 @@ def _data(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from kfkit.server import serve
+
+    serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
+          port=args.port, log_sample_rate=args.log_sample_rate)
+    return 0
+
+
+def _endpoints(args) -> int:
+    from kfkit.endpoints import LocalEndpoints, describe
+
+    endpoints = LocalEndpoints(args.local_root)
+    names = endpoints.names()
+    if not names:
+        print("no local endpoints yet: run the training pipeline (its deploy step creates one)")
+    for name in names:
+        print(describe(endpoints.load(name)))
+    return 0
+
+
+def _rollback(args) -> int:
+    if args.backend == "vertex":
+        from kfkit.adapters.vertex import VertexAdapter
+
+        split = VertexAdapter(args.project, args.region).rollback(args.endpoint)
+        print(f"endpoint {args.endpoint}: traffic split restored to {split}")
+        return 0
+    from kfkit.endpoints import LocalEndpoints, describe
+
+    print("restored: " + describe(LocalEndpoints(args.local_root).rollback(args.endpoint)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kfkit", description="Reusable KFP components and pipelines: BigQuery to a monitored "
@@ -107,6 +142,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("serve", help="serve a local endpoint (or one model) with Vertex's prediction contract")
+    p.add_argument("--endpoint", default="penguins", help="local endpoint to serve (default: penguins)")
+    p.add_argument("--model-dir", help="serve this SavedModel alone instead of an endpoint ($AIP_STORAGE_URI)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
+    p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
+    p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("endpoints", help="list local endpoints and their traffic splits")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_endpoints)
+
+    p = sub.add_parser("rollback", help="restore an endpoint's previous traffic split")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--backend", choices=["local", "vertex"], default="local")
+    p.add_argument("--project", help="Google Cloud project (vertex)")
+    p.add_argument("--region", default="us-central1", help="Vertex AI region (vertex)")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_rollback)
 
     p = sub.add_parser("data", help="the local warehouse: sample tables, synthetic data, your files")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
