@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from kfkit.endpoints import LocalEndpoints, split_traffic
+from kfkit.errors import ConfigError
+
+
+def test_canary_takes_its_share_and_the_rest_keeps_proportions():
+    assert split_traffic({"a": 100}, "b", 10) == {"a": 90, "b": 10}
+    assert split_traffic({"a": 50, "b": 50}, "c", 33) == {"a": 34, "b": 33, "c": 33}
+    assert split_traffic({}, "a", 10) == {"a": 100}  # the first model takes all traffic
+    assert sum(split_traffic({"a": 33, "b": 33, "c": 34}, "d", 7).values()) == 100
+
+
+def test_traffic_percent_outside_0_to_100_is_refused():
+    with pytest.raises(ConfigError, match="between 0 and 100, got 120"):
+        split_traffic({"a": 100}, "b", 120)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "saved_model.pb").write_bytes(b"x")
+    return str(tmp_path / "m")
+
+
+def test_full_switch_keeps_only_keep_previous_idle_versions(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    for version in "1234":
+        state = endpoints.deploy("e", "m", version, model_dir, traffic_percent=100, keep_previous=1)
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("3", 0), ("4", 100)]
+
+
+def test_rollback_restores_the_previous_split(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=20)
+
+    state = endpoints.rollback("e")
+
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("1", 100)]
+    assert json.loads((tmp_path / "endpoints" / "e.json").read_text())["revision"] == 3
+
+
+def test_rollback_without_history_or_endpoint_is_a_clear_error(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    with pytest.raises(ConfigError, match="no local endpoint named 'nope'"):
+        endpoints.rollback("nope")
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.rollback("e")
+    with pytest.raises(ConfigError, match="no earlier traffic split"):
+        endpoints.rollback("e")
+
+
+def test_deploying_a_directory_without_a_saved_model_changes_nothing(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    before = (tmp_path / "endpoints" / "e.json").read_text()
+    with pytest.raises(ConfigError, match="holds no SavedModel"):
+        endpoints.deploy("e", "m", "2", str(tmp_path))
+    assert (tmp_path / "endpoints" / "e.json").read_text() == before
