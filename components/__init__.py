@@ -13,6 +13,7 @@ COMPONENTS = {
     "model_card": ("components.model_card.component", "write_model_card"),
     "register": ("components.register.component", "register_model"),
     "deploy": ("components.deploy.component", "deploy_model"),
+    "monitor": ("components.monitor.component", "monitor_endpoint"),
 }
 
 

@@ -4,6 +4,7 @@ PIPELINES = {
     "training": ("pipelines.training", "training_pipeline"),
     # the same pipeline with the train step as a multi-worker Vertex AI CustomJob (Vertex only)
     "training-customjob": ("pipelines.training", "training_customjob_pipeline"),
+    "monitoring": ("pipelines.monitoring", "monitoring_pipeline"),
 }
 
 

@@ -209,6 +209,8 @@ def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, A
                         epochs=hp.epochs, callbacks=callbacks, verbose=2)
     with atomic_dir(model_dir) as tmp:
         export(model, spec, tmp)
+        # the training baseline travels with the model: the monitor compares serving traffic with it
+        (tmp / "kfkit_statistics.json").write_text(json.dumps(statistics))
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     best = min(range(len(hist["val_loss"])), key=hist["val_loss"].__getitem__)
     metrics = {f"{'eval' if k.startswith('val_') else 'train'}_{k.removeprefix('val_')}": values[best]

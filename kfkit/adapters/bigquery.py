@@ -163,6 +163,18 @@ class BigQueryAdapter:
                 if batch.num_rows:
                     yield batch
 
+    def query_to_arrow(self, sql: str, params: dict[str, Any] | None = None) -> list[pa.RecordBatch]:
+        """Run a (small) query and read its result through the Storage Read API as Arrow."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import bigquery
+        config = bigquery.QueryJobConfig(use_legacy_sql=False, query_parameters=query_parameters(params))
+        try:
+            job = self.client.query(sql, job_config=config, location=self.location)
+            table = job.result().to_arrow(bqstorage_client=self.read_client)
+        except gexc.GoogleAPICallError as exc:
+            raise self._wrap(exc, "query") from exc
+        return table.to_batches()
+
     def delete_table(self, table: TableRef) -> None:
         self.client.delete_table(table.full_id, not_found_ok=True)
 

@@ -1,0 +1,93 @@
+"""KFP wrapper of the monitor stage."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def monitor_endpoint(
+    metrics: Output[Metrics],
+    anomalies: Output[Artifact],
+    report: Output[HTML],
+    endpoint_name: str = "penguins",
+    backend: str = "local",
+    window_hours: float = 24.0,
+    window_end: str = "",
+    baseline_window_hours: float = 0.0,
+    baseline_statistics_uri: str = "",
+    default_threshold: float = 0.3,
+    thresholds: dict = {},
+    request_logging_table: str = "",
+    project: str = "",
+    location: str = "US",
+    alert_destination: str = "",
+    local_root: str = ".kfkit",
+) -> bool:
+    """Compares an endpoint's logged requests with the training data (skew) or an earlier window (drift).
+
+    Args:
+        endpoint_name: Endpoint whose requests are monitored.
+        backend: `local` (kfkit serve's request logs) or `bigquery` (a Vertex endpoint's
+            request-response logging table, read through the BigQuery adapter).
+        window_hours: Length of the target window, ending at window_end.
+        window_end: End of the window, ISO 8601; empty: now.
+        baseline_window_hours: 0 compares with the training statistics (skew); > 0 compares with the
+            window of that length just before the target window (drift).
+        baseline_statistics_uri: Training statistics JSON (from validate); empty: the statistics
+            saved with the model taking most of the endpoint's traffic (local backend).
+        default_threshold: Distance above which a feature is anomalous (Vertex's default: 0.3).
+        thresholds: Per-feature thresholds, e.g. {"body_mass_g": 0.2}.
+        request_logging_table: project.dataset.table of the Vertex request-response log (bigquery backend).
+        project: Google Cloud project that runs the query (bigquery backend).
+        location: BigQuery location (bigquery backend).
+        alert_destination: https:// webhook or pubsub://projects/P/topics/T; empty: an alert file
+            under local_root (local backend). Drifted features are also logged at WARNING.
+        local_root: Directory of the embedded backend's state (local backend).
+
+    Returns:
+        metrics: One distance per feature (JS divergence or L-infinity).
+        anomalies: JSON of the features over their threshold, with the window.
+        report: HTML with overlaid baseline/target histograms per feature, worst first.
+        Output: drift_detected, True when any feature is over its threshold.
+    """
+    import json
+    import logging
+    import time
+
+    from components.monitor import monitor as mon
+    from kfkit.atomic import atomic_file
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    end = mon.parse_time(window_end, time.time())
+    start = end - window_hours * 3600
+    if backend == "local":
+        from kfkit.config import local_root as resolve
+
+        log_dir = resolve(local_root) / "request_logs" / endpoint_name
+        read = lambda a, b: mon.read_request_logs(log_dir, a, b)  # noqa: E731
+    else:
+        from kfkit.adapters.bigquery import BigQueryAdapter
+
+        adapter = BigQueryAdapter(project, location)
+        read = lambda a, b: mon.read_bigquery_logs(adapter, request_logging_table, a, b)  # noqa: E731
+    target, predictions = read(start, end)
+    if baseline_window_hours > 0:
+        base, base_predictions = read(start - baseline_window_hours * 3600, start)
+        result = mon.monitor(target, predictions, baseline_table=base, baseline_predictions=base_predictions,
+                             thresholds=thresholds, default_threshold=default_threshold, window=(start, end))
+    else:
+        statistics = (mon.load_statistics(baseline_statistics_uri) if baseline_statistics_uri
+                      else mon.baseline_statistics_for_endpoint(endpoint_name, local_root))
+        result = mon.monitor(target, predictions, statistics=statistics, thresholds=thresholds,
+                             default_threshold=default_threshold, window=(start, end))
+    for feature in result.features:
+        metrics.log_metric(feature.feature, feature.distance)
+    with atomic_file(anomalies.path) as handle:
+        json.dump(result.anomalies_json(), handle, indent=1)
+    with atomic_file(report.path) as handle:
+        handle.write(mon.render_report(result))
+    mon.alert(result, endpoint=endpoint_name, destination=alert_destination,
+              local_root=local_root if backend == "local" else None)
+    return result.drift_detected
