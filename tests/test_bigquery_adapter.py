@@ -144,3 +144,30 @@ def test_query_parameters_get_bigquery_types():
 def test_bigquery_backend_requires_a_project():
     with pytest.raises(QueryError, match="project is required"):
         BigQueryAdapter("")
+
+
+def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters():
+    import datetime as dt
+    import json as _json
+
+    from components.monitor.monitor import read_bigquery_logs
+
+    class LogClient(FakeClient):
+        def query(self, sql, job_config=None, location=None, job_id_prefix=None):
+            self.calls.append(("query", sql, job_config, location, job_id_prefix))
+            table = pa.table({"request_payload": [[_json.dumps({"instances": [{"x": 1.0}, {"x": 2.0}]})]],
+                              "response_payload": [[_json.dumps({"predictions": [{"classes": "a"}, {"classes": "b"}]})]]})
+            return SimpleNamespace(result=lambda: SimpleNamespace(to_arrow=lambda bqstorage_client: table))
+
+    client = LogClient([])
+    adapter = BigQueryAdapter("p", "US", client=client, read_client=object())
+
+    rows, predictions = read_bigquery_logs(adapter, "p.logs.req", 0.0, 3600.0)
+
+    _, sql, config, _, _ = client.calls[0]
+    assert "FROM `p.logs.req`" in sql and "logging_time >= @window_start AND logging_time < @window_end" in sql
+    assert config.query_parameters == [
+        bigquery.ScalarQueryParameter("window_start", "TIMESTAMP", dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)),
+        bigquery.ScalarQueryParameter("window_end", "TIMESTAMP", dt.datetime(1970, 1, 1, 1, tzinfo=dt.timezone.utc))]
+    assert rows.column("x").to_pylist() == [1.0, 2.0]
+    assert predictions.column("prediction").to_pylist() == ["a", "b"]
