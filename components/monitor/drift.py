@@ -15,6 +15,8 @@ and categories the baseline never saw are counted, never dropped.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +76,21 @@ def numeric_counts(values: pa.Array | pa.ChunkedArray | np.ndarray, edges: list[
         nulls = int(np.isnan(data).sum())
         data = data[~np.isnan(data)]
     edges_arr = np.asarray(edges, dtype=np.float64)
-    below = int(np.count_nonzero(data < edges_arr[0]))
-    above = int(np.count_nonzero(data > edges_arr[-1]))
-    inside = data[(data >= edges_arr[0]) & (data <= edges_arr[-1])]
-    index = np.clip(np.searchsorted(edges_arr, inside, side="right") - 1, 0, len(edges_arr) - 2)
-    bins = np.bincount(index, minlength=len(edges_arr) - 1)
+    n_bins = len(edges_arr) - 1
+    lo, hi = edges_arr[0], edges_arr[-1]
+    widths = np.diff(edges_arr)
+    if hi > lo and np.allclose(widths, widths[0], rtol=1e-9, atol=0):
+        # equal-width bins (validate's and drift mode's): arithmetic instead of a binary search
+        position = np.floor((data - lo) * (n_bins / (hi - lo)))
+        below = int(np.count_nonzero(data < lo))
+        above = int(np.count_nonzero(data > hi))
+        index = np.clip(position[(data >= lo) & (data <= hi)], 0, n_bins - 1).astype(np.int64)
+    else:
+        below = int(np.count_nonzero(data < lo))
+        above = int(np.count_nonzero(data > hi))
+        inside = data[(data >= lo) & (data <= hi)]
+        index = np.clip(np.searchsorted(edges_arr, inside, side="right") - 1, 0, n_bins - 1)
+    bins = np.bincount(index, minlength=n_bins)
     return [below, *bins.tolist(), above, nulls]
 
 
@@ -111,19 +123,20 @@ def baseline_from_statistics(statistics: dict[str, Any]) -> dict[str, Any]:
 
 def baseline_from_table(table: pa.Table, bins: int = 20) -> dict[str, Any]:
     """Profiles of an earlier serving window (drift mode): equal-width bins over its own range."""
-    profiles: dict[str, Any] = {}
-    for name in table.column_names:
+    def profile(name: str):
         column = table.column(name)
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            valid = pc.drop_null(column)
-            if len(valid) == 0:
-                continue
-            lo, hi = pc.min(valid).as_py(), pc.max(valid).as_py()
+            bounds = pc.min_max(column)
+            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+            if lo is None:
+                return None
             edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1).tolist()
-            profiles[name] = NumericProfile(edges, numeric_counts(column, edges))
-        else:
-            profiles[name] = categorical_counts(column)
-    return profiles
+            return NumericProfile(edges, numeric_counts(column, edges))
+        return categorical_counts(column)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        profiles = dict(zip(table.column_names, pool.map(profile, table.column_names)))
+    return {name: p for name, p in profiles.items() if p is not None}
 
 
 @dataclass
@@ -151,28 +164,30 @@ def compare(baseline: dict[str, Any], target: pa.Table, thresholds: dict[str, fl
                           "and that the endpoint logs requests)")
     thresholds = thresholds or {}
     names = features or [n for n in baseline if n in target.column_names]
-    results = []
     for name in names:
         if name not in target.column_names:
             raise ConfigError(f"feature {name!r} is not in the target data; it has: {', '.join(target.column_names)}")
-        profile, column = baseline[name], target.column(name)
-        threshold = float(thresholds.get(name, default_threshold))
-        if isinstance(profile, NumericProfile):
-            counts = numeric_counts(column, profile.edges)
-            distance = js_divergence(profile.counts, counts)
-            results.append(FeatureDrift(name, "numeric", distance, threshold,
-                                        _normalize(profile.counts), _normalize(counts), profile.labels,
-                                        unseen=counts[0] + counts[-2], nulls=counts[-1]))
-        else:
-            counts = categorical_counts(column)
-            distance = linf_distance(profile, counts)
-            keys = sorted(set(profile) | set(counts), key=lambda k: -(profile.get(k, 0) + counts.get(k, 0)))[:30]
-            tp, tq = sum(profile.values()), sum(counts.values())
-            results.append(FeatureDrift(name, "categorical", distance, threshold,
-                                        [profile.get(k, 0) / tp for k in keys], [counts.get(k, 0) / tq for k in keys],
-                                        keys, unseen=sum(v for k, v in counts.items() if k not in profile and k != NULL),
-                                        nulls=counts.get(NULL, 0)))
+    # numpy and Arrow release the GIL in the counting, so features are profiled on every core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda n: _compare_one(n, baseline[n], target.column(n),
+                                                       float(thresholds.get(n, default_threshold))), names))
     return sorted(results, key=lambda r: r.distance, reverse=True)
+
+
+def _compare_one(name: str, profile: Any, column, threshold: float) -> FeatureDrift:
+    if isinstance(profile, NumericProfile):
+        counts = numeric_counts(column, profile.edges)
+        distance = js_divergence(profile.counts, counts)
+        return FeatureDrift(name, "numeric", distance, threshold, _normalize(profile.counts), _normalize(counts),
+                            profile.labels, unseen=counts[0] + counts[-2], nulls=counts[-1])
+    counts = categorical_counts(column)
+    distance = linf_distance(profile, counts)
+    keys = sorted(set(profile) | set(counts), key=lambda k: -(profile.get(k, 0) + counts.get(k, 0)))[:30]
+    tp, tq = sum(profile.values()), sum(counts.values())
+    return FeatureDrift(name, "categorical", distance, threshold,
+                        [profile.get(k, 0) / tp for k in keys], [counts.get(k, 0) / tq for k in keys],
+                        keys, unseen=sum(v for k, v in counts.items() if k not in profile and k != NULL),
+                        nulls=counts.get(NULL, 0))
 
 
 def _normalize(counts: list[int]) -> list[float]:
