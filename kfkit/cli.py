@@ -40,15 +40,10 @@ def _compile(args) -> int:
 
 
 def _run(args) -> int:
-    from kfkit import params as params_mod
-
-    values = {}
-    if args.params:
-        values.update(params_mod.load_file(args.params))
-    values.update(params_mod.parse_assignments(args.param))
+    values = _values(args)
     if not args.local:
         print("kfkit run needs --local (run on this machine); to run on Vertex AI or a Kubeflow "
-              "backend, compile it and submit the template", file=sys.stderr)
+              "backend use `kfkit submit`", file=sys.stderr)
         return 2
     from kfkit.local_run import run_local
 
@@ -81,6 +76,49 @@ def _data(args) -> int:
 
         name = load_file(warehouse, args.table, args.path)
         print(f"loaded {args.path} into {name}")
+    return 0
+
+
+def _values(args) -> dict:
+    from kfkit import params as params_mod
+
+    values = {}
+    if args.params:
+        values.update(params_mod.load_file(args.params))
+    values.update(params_mod.parse_assignments(args.param))
+    return values
+
+
+def _vertex_submission(args):
+    from kfkit.adapters.vertex_pipelines import VertexSubmission
+    from kfkit.errors import ConfigError
+    from kfkit.submit import parse_labels
+
+    missing = [flag for flag, value in (("--project", args.project), ("--pipeline-root", args.pipeline_root)) if not value]
+    if missing:
+        raise ConfigError(f"submitting to Vertex AI needs {' and '.join(missing)} (or --kfp-host for Kubeflow Pipelines)")
+    return VertexSubmission(project=args.project, region=args.region, pipeline_root=args.pipeline_root,
+                            service_account=args.service_account or "", network=args.network or "",
+                            encryption_key=args.encryption_key or "", labels=parse_labels(args.labels),
+                            enable_caching=False if args.no_cache else None)
+
+
+def _submit(args) -> int:
+    from kfkit import submit
+
+    values = _values(args)
+    if args.kfp_host:
+        submit.submit_kfp(args.pipeline, values, args.kfp_host, experiment=args.experiment or "",
+                          template=args.template, enable_caching=False if args.no_cache else None)
+        return 0
+    submit.submit_vertex(args.pipeline, values, _vertex_submission(args), template=args.template, wait=args.wait)
+    return 0
+
+
+def _schedule(args) -> int:
+    from kfkit import submit
+
+    submit.schedule_vertex(args.pipeline, _values(args), _vertex_submission(args), args.cron, template=args.template)
     return 0
 
 
@@ -142,6 +180,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_run)
+
+    def cloud_flags(p):
+        p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
+        p.add_argument("--project", help="Google Cloud project")
+        p.add_argument("--region", default="us-central1", help="Vertex AI region (default: us-central1)")
+        p.add_argument("--pipeline-root", help="gs:// path for the pipeline's artifacts")
+        p.add_argument("--service-account", help="service account the pipeline runs as")
+        p.add_argument("--network", help="VPC network (projects/NUMBER/global/networks/NAME)")
+        p.add_argument("--encryption-key", help="Cloud KMS key for CMEK")
+        p.add_argument("--labels", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--no-cache", action="store_true", help="disable step caching")
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+        p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
+        p.add_argument("--template", help="a compiled template: a file, or an Artifact Registry URL "
+                       "https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE:TAG (default: compile now)")
+
+    p = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines or a Kubeflow Pipelines backend")
+    cloud_flags(p)
+    p.add_argument("--wait", action="store_true", help="show task states until the job ends; non-zero exit on failure")
+    p.add_argument("--kfp-host", help="Kubeflow Pipelines API URL (instead of Vertex AI)")
+    p.add_argument("--experiment", help="Kubeflow Pipelines experiment name")
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("schedule", help="run a pipeline on Vertex AI on a cron schedule (PipelineJobSchedule)")
+    cloud_flags(p)
+    p.add_argument("--cron", required=True, help='cron expression, e.g. "0 6 * * *" (optionally "TZ=Europe/Paris 0 6 * * *")')
+    p.set_defaults(func=_schedule)
 
     p = sub.add_parser("serve", help="serve a local endpoint (or one model) with Vertex's prediction contract")
     p.add_argument("--endpoint", default="penguins", help="local endpoint to serve (default: penguins)")

@@ -1,0 +1,83 @@
+"""`kfkit submit` and `kfkit schedule`: compile (or fetch) a template, check the parameters, send it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kfkit import params as params_mod
+from kfkit.errors import ConfigError
+
+
+def template_for(pipeline_name: str, template: str | None, directory: Path) -> Path:
+    """A compiled template: the given file, one from Artifact Registry, or compiled now."""
+    if template:
+        if template.startswith("https://"):
+            from kfkit.adapters.kfp_backend import download_template
+            return download_template(template, directory)
+        path = Path(template)
+        if not path.exists():
+            raise ConfigError(f"template {template!r} does not exist")
+        return path
+    from kfkit.compile import compile_pipeline
+    return compile_pipeline(pipeline_name, directory / f"{pipeline_name}.yaml")
+
+
+def checked_values(pipeline_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    import pipelines
+    return params_mod.check(pipelines.load(pipeline_name), dict(values), pipeline_name)
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--labels {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        out[key] = value
+    return out
+
+
+def submit_vertex(pipeline_name: str, values: dict[str, Any], sub, *, template: str | None = None,
+                  wait: bool = False, aiplatform=None, echo=print, sleep=None):
+    from kfkit.adapters import vertex_pipelines as vp
+
+    values = checked_values(pipeline_name, values)
+    if aiplatform is None:
+        from google.cloud import aiplatform
+    with tempfile.TemporaryDirectory() as tmp:
+        path = template_for(pipeline_name, template, Path(tmp))
+        job = vp.build_job(aiplatform, str(path), f"kfkit-{pipeline_name}", values, sub)
+        vp.submit(job, sub)
+    echo(f"submitted {job.resource_name}")
+    if wait:
+        vp.wait(job, echo=echo, **({"sleep": sleep} if sleep else {}))
+    return job
+
+
+def schedule_vertex(pipeline_name: str, values: dict[str, Any], sub, cron: str, *, template: str | None = None,
+                    aiplatform=None, echo=print):
+    from kfkit.adapters import vertex_pipelines as vp
+
+    values = checked_values(pipeline_name, values)
+    if aiplatform is None:
+        from google.cloud import aiplatform
+    with tempfile.TemporaryDirectory() as tmp:
+        path = template_for(pipeline_name, template, Path(tmp))
+        job = vp.build_job(aiplatform, str(path), f"kfkit-{pipeline_name}", values, sub)
+        created = vp.schedule(job, cron, f"kfkit-{pipeline_name}-schedule", sub)
+    echo(f"scheduled {pipeline_name} with cron {cron!r}: {getattr(created, 'resource_name', created)}")
+    return created
+
+
+def submit_kfp(pipeline_name: str, values: dict[str, Any], host: str, *, experiment: str = "",
+               template: str | None = None, enable_caching: bool | None = None, client=None, echo=print):
+    from kfkit.adapters.kfp_backend import submit_to_kfp
+
+    values = checked_values(pipeline_name, values)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = template_for(pipeline_name, template, Path(tmp))
+        run = submit_to_kfp(str(path), values, host, experiment, f"kfkit-{pipeline_name}", enable_caching, client)
+    echo(f"submitted to {host}: run {getattr(run, 'run_id', run)}")
+    return run
