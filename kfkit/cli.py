@@ -29,10 +29,21 @@ def _compile(args) -> int:
         os.environ["KFKIT_IMAGE_REGISTRY"] = args.image_registry
     if args.image_tag:
         os.environ["KFKIT_IMAGE_TAG"] = args.image_tag
+    from kfkit import catalog
     from kfkit.compile import compile_all
 
+    if args.check:
+        problems = catalog.check()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("component catalog is in sync" if not problems else f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1 if problems else 0
     started = time.perf_counter()
     written = compile_all(Path(args.output))
+    if (catalog.REPO / "pyproject.toml").exists() and not args.no_catalog:
+        image_env = {k: os.environ.pop(k, None) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG")}
+        written += catalog.write()
+        os.environ.update({k: v for k, v in image_env.items() if v})
     for path in written:
         print(path)
     print(f"compiled {len(written)} specs in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -168,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="build", help="output directory (default: build)")
     p.add_argument("--image-registry", help="registry of the kfkit images, e.g. us-docker.pkg.dev/PROJECT/REPO")
     p.add_argument("--image-tag", help="tag of the kfkit images (default: the kfkit version)")
+    p.add_argument("--check", action="store_true", help="only check that the committed component specs, "
+                   "docs/components.md and the interface lock match the code")
+    p.add_argument("--no-catalog", action="store_true", help="do not rewrite components/*/component.yaml and docs")
     p.set_defaults(func=_compile)
 
     import pipelines  # light: only the registry of names
