@@ -14,6 +14,7 @@ COMPONENTS = {
     "register": ("components.register.component", "register_model"),
     "deploy": ("components.deploy.component", "deploy_model"),
     "monitor": ("components.monitor.component", "monitor_endpoint"),
+    "batch_predict": ("components.batch_predict.component", "batch_predict"),
 }
 
 

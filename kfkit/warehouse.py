@@ -90,6 +90,19 @@ class LocalWarehouse:
             con.unregister("_kfkit_incoming")
         return f"{project}.{dataset}.{table}"
 
+    def rename_table(self, source: str, destination: str) -> str:
+        """Replace `destination` by `source` in one transaction (readers see the old or the new table)."""
+        sp, sd, st = split_table_name(source, self.project)
+        dp, dd, dt = split_table_name(destination, self.project)
+        if (sp, sd) != (dp, dd):
+            raise QueryError("a table can only be renamed within its dataset")
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DROP TABLE IF EXISTS {_quoted(dp, dd, dt)}")
+            con.execute(f"ALTER TABLE {_quoted(sp, sd, st)} RENAME TO \"{dt}\"")
+            con.execute("COMMIT")
+        return f"{dp}.{dd}.{dt}"
+
     def ensure_sample_data(self) -> list[str]:
         """Load the sample tables if they are not there yet; returns the tables it created."""
         penguins_csv = resources.files("palmerpenguins") / "data" / "penguins-raw.csv"

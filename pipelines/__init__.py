@@ -5,6 +5,7 @@ PIPELINES = {
     # the same pipeline with the train step as a multi-worker Vertex AI CustomJob (Vertex only)
     "training-customjob": ("pipelines.training", "training_customjob_pipeline"),
     "monitoring": ("pipelines.monitoring", "monitoring_pipeline"),
+    "batch-prediction": ("pipelines.batch_prediction", "batch_prediction_pipeline"),
 }
 
 

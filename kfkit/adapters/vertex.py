@@ -126,3 +126,14 @@ class VertexAdapter:
             raise ConfigError(f"cannot restore the previous split {previous}: deployed model(s) {missing} are gone")
         endpoint.update(traffic_split=previous, description=PREVIOUS_SPLIT_PREFIX + json.dumps(dict(endpoint.traffic_split)))
         return previous
+
+
+def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source_table: str,
+                           destination_prefix: str, machine_type: str, replicas: int, display_name: str):
+    """A Vertex AI batch prediction job from a BigQuery table to a new table under destination_prefix."""
+    return vertex.ai.BatchPredictionJob.create(
+        job_display_name=display_name, model_name=model_resource, instances_format="bigquery",
+        predictions_format="bigquery", bigquery_source=f"bq://{source_table.removeprefix('bq://')}",
+        bigquery_destination_prefix=f"bq://{destination_prefix.removeprefix('bq://')}", machine_type=machine_type,
+        starting_replica_count=replicas, max_replica_count=replicas, sync=True,
+        project=vertex.project, location=vertex.location)

@@ -1,0 +1,49 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from components.batch_predict.batch_predict import predict_local
+from components.register.register import register_model
+from kfkit.errors import ConfigError
+from kfkit.local_run import run_local
+from kfkit.model_io import LoadedModel
+from kfkit.warehouse import LocalWarehouse
+
+
+@pytest.fixture(scope="module")
+def root_with_champion(tmp_path_factory, penguin_model):
+    root = tmp_path_factory.mktemp("batch-root")
+    register_model(str(penguin_model), model_name="penguins", blessed=True, local_root=str(root))
+    LocalWarehouse(root).ensure_sample_data()
+    return root
+
+
+def read(root, table):
+    return pa.Table.from_batches(list(LocalWarehouse(root).query_batches(f"SELECT * FROM `{table}`")))
+
+
+@pytest.mark.slow
+def test_batch_prediction_pipeline_scores_the_table_with_the_champion(root_with_champion, penguin_model):
+    summary = run_local("batch-prediction", {"destination_table": "scored.penguins"}, str(root_with_champion))
+
+    table = read(root_with_champion, "local-project.scored.penguins")
+    source = read(root_with_champion, "bigquery-public-data.ml_datasets.penguins")
+    assert table.num_rows == source.num_rows == 344
+    assert set(table.column("model_version").to_pylist()) == {"1"}
+    expected = LoadedModel(penguin_model).predict_table(source)
+    assert table.column("predicted_species").to_pylist() == [c.decode() for c in expected["classes"]]
+    assert np.allclose(np.array(table.column("scores").to_pylist()), expected["scores"], atol=1e-6)
+    assert summary.tasks[0].name == "batch-predict"
+
+
+def test_unknown_alias_is_a_clear_error(root_with_champion):
+    with pytest.raises(ConfigError, match="no version of model 'penguins' holds the alias 'canary'"):
+        predict_local("bigquery-public-data.ml_datasets.penguins", "scored.x", model_name="penguins",
+                      model_alias="canary", local_root=str(root_with_champion))
+
+
+def test_source_without_the_model_columns_fails_and_writes_no_table(root_with_champion):
+    with pytest.raises(ConfigError, match="lacks column\\(s\\) 'island', 'culmen_length_mm'"):
+        predict_local("kfkit-samples.chicago_taxi.trips", "scored.taxi", model_name="penguins",
+                      local_root=str(root_with_champion))
+    assert not any("scored" in t and "taxi" in t or "_kfkit_tmp" in t for t in LocalWarehouse(root_with_champion).tables())
