@@ -10,6 +10,7 @@ See the runs and models with: mlflow ui --backend-store-uri sqlite:///.kfkit/mlf
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from kfkit.config import local_root
 from kfkit.errors import ConfigError
 
 log = logging.getLogger("kfkit.registry")
+# a progress bar per artifact download clutters pipeline logs; set the variable to true to see them
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 EXPERIMENT = "kfkit"
 TASK_TAG = "kfkit.task_id"
 
