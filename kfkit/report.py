@@ -36,8 +36,10 @@ def page(title: str, body: Iterable[str]) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence], left: int = 1) -> str:
     head = "".join(f"<th class='{'l' if i < left else ''}'>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td class='{'l' if i < left else ''}'>{cell if isinstance(cell, Markup) else fmt(cell)}</td>"
-                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    def td(i: int, cell) -> str:
+        return f"<td class='{'l' if i < left else ''}'>{cell if isinstance(cell, Markup) else fmt(cell)}</td>"
+
+    body = "".join("<tr>" + "".join(td(i, cell) for i, cell in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

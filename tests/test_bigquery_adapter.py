@@ -114,9 +114,10 @@ def test_bigquery_and_local_backends_put_each_row_in_the_same_split(penguins, pe
 
     run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery", adapter=adapter)
 
+    order = [("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")]
     for name in outputs:
-        remote = ds.dataset(outputs[name]).to_table().sort_by([("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")])
-        local = ds.dataset(penguin_splits[name]).to_table().sort_by([("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")])
+        remote = ds.dataset(outputs[name]).to_table().sort_by(order)
+        local = ds.dataset(penguin_splits[name]).to_table().sort_by(order)
         assert remote.equals(local)
 
 

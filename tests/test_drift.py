@@ -79,8 +79,8 @@ def test_request_logs_in_the_window_are_read_and_a_torn_last_line_is_skipped(tmp
 def test_alert_logs_a_warning_and_writes_an_alert_file(tmp_path, caplog):
     rng = np.random.default_rng(2)
     edges = np.linspace(-4, 4, 21).tolist()
-    stats = {"label": "", "columns": {"y": {"kind": "numeric", "nulls": 0,
-                                            "histogram": {"edges": edges, "counts": numeric_counts(rng.normal(size=5000), edges)[1:-2]}}}}
+    counts = numeric_counts(rng.normal(size=5000), edges)[1:-2]
+    stats = {"label": "", "columns": {"y": {"kind": "numeric", "nulls": 0, "histogram": {"edges": edges, "counts": counts}}}}
     result = monitor(pa.table({"y": rng.normal(loc=3, size=1000)}), None, statistics=stats)
 
     with caplog.at_level("WARNING"):

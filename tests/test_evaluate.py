@@ -68,7 +68,8 @@ def test_champion_with_another_signature_is_compared_on_the_same_split(penguin_m
 
 
 def test_champion_that_needs_columns_the_split_lacks_is_kept_with_a_reason(penguin_model, penguin_splits, tmp_path):
-    import json, shutil
+    import json
+    import shutil
     champion = tmp_path / "champion"
     shutil.copytree(penguin_model, champion)
     meta = json.loads((champion / "kfkit_model.json").read_text())

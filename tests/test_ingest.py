@@ -40,7 +40,8 @@ def test_ingest_shards_large_results_and_reports_counts(shared_root, warehouse, 
     synthetic.write_to_warehouse(warehouse, "tests.synthetic", 20_000, numeric=3, categorical=2)
     outputs = split_outputs(tmp_path)
 
-    result = run_ingest("SELECT * FROM tests.synthetic", outputs, split=SplitSpec({"train": 0.5, "eval": 0.25, "test": 0.25}, "id"),
+    split = SplitSpec({"train": 0.5, "eval": 0.25, "test": 0.25}, "id")
+    result = run_ingest("SELECT * FROM tests.synthetic", outputs, split=split,
                         label_column="label", local_root=str(shared_root), shard_rows=3000)
 
     assert sum(result.rows.values()) == 20_000

@@ -14,7 +14,6 @@ from google.cloud import aiplatform
 import pipelines
 from kfkit import cli
 from kfkit.compile import compile_all
-from kfkit.errors import ConfigError
 from kfkit.local_run import run_local
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,7 +114,8 @@ def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
     executor = spec["deploymentSpec"]["executors"]["exec-train-tensorflow-model"]
     payload = json.dumps(executor)
     assert "google_cloud_pipeline_components.container.v1.custom_job.launcher" in payload
-    worker_pool = spec["components"]["comp-train-tensorflow-model"]["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+    parameters = spec["components"]["comp-train-tensorflow-model"]["inputDefinitions"]["parameters"]
+    worker_pool = parameters["worker_pool_specs"]["defaultValue"]
     assert worker_pool[0]["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
                                               "accelerator_count": 1}
     assert len(worker_pool) == 2 and worker_pool[1]["replica_count"] == 1  # chief + one more worker

@@ -15,7 +15,8 @@ from kfkit.params import load_file
 
 SUB = VertexSubmission(project="kfkit-test", region="europe-west4", pipeline_root="gs://bucket/root",
                        service_account="pipelines@kfkit-test.iam.gserviceaccount.com",
-                       network="projects/123/global/networks/vpc", encryption_key="projects/p/locations/l/keyRings/r/cryptoKeys/k",
+                       network="projects/123/global/networks/vpc",
+                       encryption_key="projects/p/locations/l/keyRings/r/cryptoKeys/k",
                        labels={"team": "ml"}, enable_caching=False)
 
 
@@ -104,7 +105,7 @@ def test_wait_prints_task_states_and_fails_with_the_failing_task_error():
     lines = []
     with pytest.raises(KfkitError, match="ended PIPELINE_STATE_FAILED \\(task ingest: Not found: Table p:d.t\\)"):
         wait(Job(), echo=lines.append, sleep=lambda s: None)
-    assert [l.split()[-1] for l in lines] == ["RUNNING", "FAILED"]
+    assert [line.split()[-1] for line in lines] == ["RUNNING", "FAILED"]
 
 
 def test_submit_to_kubeflow_pipelines_uses_kfp_client():

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from components.monitor.drift import (DEFAULT_THRESHOLD, FeatureDrift, baseline_from_statistics, baseline_from_table,
-                                      categorical_counts, compare)
+                                      compare)
 from kfkit import report
 from kfkit.atomic import atomic_file
 from kfkit.errors import ConfigError
