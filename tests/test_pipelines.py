@@ -37,9 +37,12 @@ def vertex_job(template: Path, values: dict):
 def test_every_compiled_pipeline_passes_vertex_client_validation(compiled, name):
     template = compiled / "pipelines" / f"{name}.yaml"
 
+    inputs = pipelines.load(name).component_spec.inputs
+    wanted = {"backend": "bigquery", "project": "kfkit-test", "train_fraction": 0.7, "eval_fraction": 0.15,
+              "test_fraction": 0.15, "window_hours": 6.0, "model_alias": "challenger"}
+
     job = vertex_job(template, {})
-    custom = vertex_job(template, {"backend": "bigquery", "project": "kfkit-test", "train_fraction": 0.7,
-                                   "eval_fraction": 0.15, "test_fraction": 0.15})
+    custom = vertex_job(template, {k: v for k, v in wanted.items() if k in inputs})
 
     assert job._gca_resource.pipeline_spec["pipelineInfo"]["name"] == f"kfkit-{name}"
     assert dict(custom._gca_resource.runtime_config.parameter_values)["backend"] == "bigquery"
