@@ -21,12 +21,6 @@ LOCK = REPO / "components" / "interfaces.lock.json"
 DOCS = REPO / "docs" / "components.md"
 
 
-def _pinned_images():
-    """Catalog specs name the default images of this version, whatever the environment says."""
-    os.environ.pop("KFKIT_IMAGE_REGISTRY", None)
-    os.environ.pop("KFKIT_IMAGE_TAG", None)
-
-
 def interface(component) -> dict:
     spec = component.component_spec
     return {"inputs": {n: [str(i.type), repr(i.default), i.optional] for n, i in sorted((spec.inputs or {}).items())},
@@ -82,7 +76,9 @@ def docs_text(components_by_name: dict) -> str:
 
 
 def generate() -> tuple[dict[Path, str], dict]:
-    _pinned_images()
+    if any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG")):
+        raise KfkitError("the component catalog names the default images: unset KFKIT_IMAGE_REGISTRY and "
+                         "KFKIT_IMAGE_TAG to check or write it")
     import components
 
     loaded = {name: components.load(name) for name in sorted(components.COMPONENTS)}

@@ -40,10 +40,11 @@ def _compile(args) -> int:
         return 1 if problems else 0
     started = time.perf_counter()
     written = compile_all(Path(args.output))
-    if (catalog.REPO / "pyproject.toml").exists() and not args.no_catalog:
-        image_env = {k: os.environ.pop(k, None) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG")}
+    # the committed catalog names the default images of this version: a build for a registry
+    # (--image-registry/--image-tag, or their environment variables) leaves it alone
+    custom_images = any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG"))
+    if (catalog.REPO / "pyproject.toml").exists() and not args.no_catalog and not custom_images:
         written += catalog.write()
-        os.environ.update({k: v for k, v in image_env.items() if v})
     for path in written:
         print(path)
     print(f"compiled {len(written)} specs in {time.perf_counter() - started:.1f}s", file=sys.stderr)

@@ -63,7 +63,7 @@ def test_component_specs_load_back_with_kfp(compiled):
 
 def test_compile_names_the_images_given_on_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "kfkit.cli", "compile", "--output", str(tmp_path),
-                           "--image-registry", "europe-docker.pkg.dev/p/r", "--image-tag", "abc123"],
+                           "--image-registry", "europe-docker.pkg.dev/p/r", "--image-tag", "abc123", "--no-catalog"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     spec = yaml.safe_load((tmp_path / "components" / "ingest.yaml").read_text())

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create the virtual environment (if missing) and install kfkit with every extra; then lint.
+# The same script runs in Cloud Build (venv in /workspace), in .ci/run and on a laptop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/ruff" check .

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Submit the training pipeline when RUN_PIPELINE=true (Cloud Build's _RUN_PIPELINE).
+#   ci/run-pipeline.sh PROJECT REGION PIPELINE_ROOT SERVICE_ACCOUNT [TEMPLATE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+if [ "${RUN_PIPELINE:-false}" != "true" ]; then
+  echo "RUN_PIPELINE is not true: not submitting"
+  exit 0
+fi
+"$VENV/bin/kfkit" submit training --project "$1" --region "$2" --pipeline-root "$3" --service-account "$4" \
+  ${5:+--template "$5"} --param backend=bigquery --param "project=$1" --param "region=$2"
