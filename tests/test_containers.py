@@ -1,0 +1,117 @@
+"""The images, built and run for real (marked `docker`: skip locally with -m "not docker").
+
+A Docker engine is started with containers/local-engine.sh when none answers; CI runs these.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REGISTRY, TAG = "ghcr.io/kfkit", "0.1.0"
+IMAGES = ["runtime", "trainer", "serving"]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def docker(*args, check=True, **kwargs):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    started = False
+    if not os.environ.get("DOCKER_HOST") or docker("info", check=False).returncode != 0:
+        done = subprocess.run([str(REPO / "containers" / "local-engine.sh"), "start"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        os.environ["DOCKER_HOST"] = "unix://" + os.environ.get("KFKIT_DOCKER_STATE", "/tmp/kfkit-docker") + "/docker.sock"
+        started = True
+    yield
+    if started:
+        subprocess.run([str(REPO / "containers" / "local-engine.sh"), "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def images(engine):
+    for name in IMAGES:  # in order: each builds on the one before
+        done = subprocess.run([str(REPO / "ci" / "build-image.sh"), name, REGISTRY, TAG], capture_output=True, text=True,
+                              env=dict(os.environ, PUSH="false"), cwd=REPO)
+        assert done.returncode == 0, f"building {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return {name: f"{REGISTRY}/kfkit-{name}:{TAG}" for name in IMAGES}
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_every_image_builds_and_runs_as_a_non_root_user(images, name):
+    assert docker("run", "--rm", "--entrypoint", "id", images[name], "-u").stdout.strip() == "1000"
+
+
+def test_trainer_image_has_tensorflow_and_kfkit(images):
+    out = docker("run", "--rm", "--entrypoint", "python3", images["trainer"], "-c",
+                 "import tensorflow as tf, kfkit; print(tf.__version__, kfkit.__version__)").stdout.split()
+    assert out == ["2.21.0", TAG]
+
+
+def test_runtime_image_runs_ingest_and_validate_with_the_docker_runner(images, tmp_path):
+    from kfp import dsl, local
+
+    from components.ingest.component import bigquery_query_to_dataset
+    from components.validate.component import validate_data
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.chmod(tmp_path, 0o777)
+    os.chmod(runs, 0o777)  # the containers write as uid 1000
+    state = runs / "kfkit-state"
+
+    @dsl.pipeline(name="docker-ingest-validate")
+    def ingest_validate():
+        data = bigquery_query_to_dataset(
+            query="SELECT * FROM `bigquery-public-data.ml_datasets.penguins` WHERE body_mass_g IS NOT NULL",
+            label_column="species", local_root=str(state))
+        validate_data(train_data=data.outputs["train_data"], eval_data=data.outputs["eval_data"],
+                      test_data=data.outputs["test_data"], label_column="species")
+
+    local.init(runner=local.DockerRunner(), pipeline_root=str(runs), raise_on_error=True)
+    ingest_validate()
+
+    [run] = [p for p in runs.iterdir() if p.name.startswith("docker-ingest-validate")]
+    stats = json.loads((run / "validate-data" / "statistics").read_text())
+    assert stats["rows"] > 200 and stats["label"] == "species"
+
+
+def test_serving_image_answers_health_and_predict_on_a_published_port(images, penguin_model, tmp_path):
+    model = tmp_path / "model"
+    subprocess.run(["cp", "-r", str(penguin_model), str(model)], check=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    container = docker("run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080", "-v", f"{model}:/model:ro",
+                       "-e", "AIP_STORAGE_URI=/model", "-e", "AIP_PREDICT_ROUTE=/v1/predict",
+                       images["serving"]).stdout.strip()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, docker("logs", container, check=False).stdout[-2000:]
+                time.sleep(0.5)
+        body = json.dumps({"instances": [{"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0,
+                                          "flipper_length_mm": 218.0, "body_mass_g": 4950.0, "sex": "FEMALE"}]})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=body.encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+        assert answer["predictions"][0]["classes"] == "Gentoo penguin (Pygoscelis papua)"
+        assert "deployedModelId" in answer
+        health = json.loads(docker("inspect", "--format", "{{json .Config.Healthcheck}}", images["serving"]).stdout)
+        assert "AIP_HEALTH_ROUTE" in " ".join(health["Test"])
+    finally:
+        docker("rm", "-f", container, check=False)
