@@ -5,28 +5,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kfkit-installed
 
-.PHONY: demo test test-fast compile bench clean
+.PHONY: demo test test-fast test-local compile bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	VENV=$(VENV) PYTHON=$(PYTHON) ci/install.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/kfkit run training --local
 
+# everything, the image tests included (they start a Docker engine with containers/local-engine.sh)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# unit tests only: no kfp.local runs, no images
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not docker"
+
+# everything but the image tests
+test-local: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not docker"
 
 compile: $(STAMP)
 	$(BIN)/kfkit compile --output build
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
+	for b in ingest train serve monitor batch_predict; do $(BIN)/python benchmarks/$$b.py; done
 
 clean:
 	rm -rf build .kfkit .pytest_cache
