@@ -20,9 +20,6 @@ COMPONENTS = {
 
 def load(name: str):
     """The component registered under `name`."""
-    import importlib
+    from kfkit.lookup import load_named
 
-    if name not in COMPONENTS:
-        raise KeyError(f"unknown component {name!r}; known: {', '.join(sorted(COMPONENTS))}")
-    module, attr = COMPONENTS[name]
-    return getattr(importlib.import_module(module), attr)
+    return load_named(COMPONENTS, name, "component")

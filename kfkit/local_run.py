@@ -70,6 +70,8 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     import pipelines
     from kfkit import params as params_mod
 
+    if pipeline_name in pipelines.VERTEX_ONLY:
+        raise KfkitError(f"pipeline {pipeline_name!r} cannot run locally: {pipelines.VERTEX_ONLY[pipeline_name]}")
     pipeline = pipelines.load(pipeline_name)
     root = resolve_root(local_root)
     values = dict(values)

@@ -20,18 +20,23 @@ _PY_TYPES = {
 }
 
 
+def split_assignment(item: str, flag: str = "--param") -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"{flag} {item!r} must look like name=value")
+    name, raw = item.split("=", 1)
+    return name.strip(), raw
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     """`k=v` strings -> dict; values are read as YAML, so 3, 0.5, true and {a: 1} keep their types."""
     out = {}
     for item in assignments or []:
-        if "=" not in item:
-            raise ConfigError(f"--param {item!r} must look like name=value")
-        name, raw = item.split("=", 1)
+        name, raw = split_assignment(item)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        out[name.strip()] = value
+        out[name] = value
     return out
 
 

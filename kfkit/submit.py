@@ -30,13 +30,8 @@ def checked_values(pipeline_name: str, values: dict[str, Any]) -> dict[str, Any]
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--labels {item!r} must look like key=value")
-        key, value = item.split("=", 1)
-        out[key] = value
-    return out
+    """--labels key=value pairs; values stay strings (label values are never numbers or lists)."""
+    return {key: value for key, value in (params_mod.split_assignment(item, "--labels") for item in items or [])}
 
 
 def submit_vertex(pipeline_name: str, values: dict[str, Any], sub, *, template: str | None = None,

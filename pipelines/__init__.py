@@ -8,12 +8,12 @@ PIPELINES = {
     "batch-prediction": ("pipelines.batch_prediction", "batch_prediction_pipeline"),
 }
 
+# pipelines whose steps need Google Cloud services to run at all
+VERTEX_ONLY = {"training-customjob": "its train step is a Vertex AI CustomJob; run `training` locally"}
+
 
 def load(name: str):
-    """The pipeline function registered under `name`."""
-    import importlib
+    """The pipeline registered under `name`."""
+    from kfkit.lookup import load_named
 
-    if name not in PIPELINES:
-        raise KeyError(f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
-    module, attr = PIPELINES[name]
-    return getattr(importlib.import_module(module), attr)
+    return load_named(PIPELINES, name, "pipeline")

@@ -154,3 +154,8 @@ def test_help_and_compile_do_not_import_tensorflow():
               "print('tensorflow' in sys.modules, 'mlflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_vertex_only_pipeline_is_refused_locally_with_the_reason(tmp_path, capsys):
+    assert cli.main(["run", "training-customjob", "--local", "--local-root", str(tmp_path)]) == 1
+    assert "its train step is a Vertex AI CustomJob" in capsys.readouterr().err
