@@ -9,4 +9,5 @@ if [ "${RUN_PIPELINE:-false}" != "true" ]; then
   exit 0
 fi
 "$VENV/bin/kfkit" submit training --project "$1" --region "$2" --pipeline-root "$3" --service-account "$4" \
-  ${5:+--template "$5"} --param backend=bigquery --param "project=$1" --param "region=$2"
+  ${5:+--template "$5"} --param backend=bigquery --param "project=$1" --param "region=$2" \
+  ${SHORT_SHA:+--param "git_commit=$SHORT_SHA"}

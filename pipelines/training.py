@@ -78,6 +78,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         serving_image: str = "",
         machine_type: str = "n1-standard-2",
         request_logging_table: str = "",
+        git_commit: str = "",
     ):
         ingest = bigquery_query_to_dataset(
             query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
@@ -117,7 +118,8 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             register = register_model(
                 model=train.outputs["model"], metrics=evaluate.outputs["metrics"], model_name=model_name,
                 blessed=True, backend=backend, project=project, location=region, local_root=local_root,
-                serving_image=serving_image, labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER},
+                serving_image=serving_image,
+                labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "git-commit": git_commit},
                 task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
             ).set_display_name("register")
             deploy_model(
