@@ -73,10 +73,6 @@ class LocalWarehouse:
                 "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
         return [f"{schema}.{table}" for schema, table in rows]
 
-    def has_table(self, name: str) -> bool:
-        project, dataset, table = split_table_name(name, self.project)
-        return f"{project}.{dataset}.{table}" in self.tables()
-
     def write_table(self, name: str, data: pa.Table | pa.RecordBatchReader, replace: bool = True) -> str:
         """Create (or replace) a warehouse table from Arrow data, streamed when given a reader."""
         project, dataset, table = split_table_name(name, self.project)

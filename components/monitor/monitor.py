@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +212,6 @@ def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | Non
     if not path.exists():
         raise ConfigError(f"model {model['id']} has no training statistics ({path}); pass baseline_statistics_uri")
     return json.loads(path.read_text())
-
-
-def to_dict(result: MonitorResult) -> dict[str, Any]:
-    return {"features": [asdict(f) for f in result.features], "rows": result.rows, "mode": result.mode}
 
 
 def load_statistics(uri: str) -> dict[str, Any]:

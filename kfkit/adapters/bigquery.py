@@ -175,9 +175,6 @@ class BigQueryAdapter:
             raise self._wrap(exc, "query") from exc
         return table.to_batches()
 
-    def delete_table(self, table: TableRef) -> None:
-        self.client.delete_table(table.full_id, not_found_ok=True)
-
 
 _BQ_TO_ARROW = {
     "STRING": pa.string(), "BYTES": pa.binary(), "INTEGER": pa.int64(), "INT64": pa.int64(),
