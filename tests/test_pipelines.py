@@ -159,3 +159,12 @@ def test_help_and_compile_do_not_import_tensorflow():
 def test_vertex_only_pipeline_is_refused_locally_with_the_reason(tmp_path, capsys):
     assert cli.main(["run", "training-customjob", "--local", "--local-root", str(tmp_path)]) == 1
     assert "its train step is a Vertex AI CustomJob" in capsys.readouterr().err
+
+
+def test_kfkit_compile_writes_what_kfp_dsl_compile_writes(compiled, tmp_path):
+    kfp_cli = Path(sys.executable).parent / "kfp"
+    done = subprocess.run([str(kfp_cli), "dsl", "compile", "--py", "pipelines/training.py", "--function",
+                           "training_pipeline", "--output", str(tmp_path / "t.yaml")], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "t.yaml").read_text() == (compiled / "pipelines" / "training.yaml").read_text()
