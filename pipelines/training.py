@@ -120,6 +120,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 blessed=True, backend=backend, project=project, location=region, local_root=local_root,
                 serving_image=serving_image,
                 labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "git-commit": git_commit},
+                data_snapshot=ingest.outputs["Output"],
                 task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
             ).set_display_name("register")
             deploy_model(

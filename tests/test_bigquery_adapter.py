@@ -108,12 +108,16 @@ def test_bigquery_ingest_reads_the_destination_with_the_storage_read_api_in_arro
     assert sum(result.rows.values()) == penguins.num_rows
 
 
-def test_bigquery_and_local_backends_put_each_row_in_the_same_split(penguins, penguin_splits, tmp_path):
+def test_bigquery_and_local_backends_put_each_row_in_the_same_split(penguins, penguin_splits, warehouse, tmp_path):
     adapter = BigQueryAdapter("p", client=FakeClient(bq_schema(penguins)), read_client=FakeReadClient(penguins))
     outputs = split_outputs(tmp_path)
 
-    run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery", adapter=adapter)
+    remote = run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery",
+                        adapter=adapter)
+    local = run_ingest(PENGUINS, split_outputs(tmp_path / "local"), split=DEFAULT_SPLIT, label_column="species",
+                       warehouse=warehouse)
 
+    assert remote.snapshot == local.snapshot
     order = [("body_mass_g", "ascending"), ("culmen_length_mm", "ascending")]
     for name in outputs:
         remote = ds.dataset(outputs[name]).to_table().sort_by(order)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from kfkit import __version__
+
 REPO = Path(__file__).resolve().parent.parent
-REGISTRY, TAG = "ghcr.io/kfkit", "0.1.0"
+REGISTRY, TAG = "ghcr.io/kfkit", __version__
 IMAGES = ["runtime", "trainer", "serving"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -146,3 +146,14 @@ def test_ingest_rejects_local_root_that_is_a_file(tmp_path):
 
 def test_ingest_rejects_unknown_backend(tmp_path):
     _fails(tmp_path, ConfigError, "backend must be one of local, bigquery, got 'postgres'", backend="postgres")
+
+
+def test_snapshot_id_names_the_rows_whatever_their_order(shared_root, tmp_path):
+    ordered = [run_ingest(PENGUINS + f" ORDER BY body_mass_g {direction}", split_outputs(tmp_path / direction),
+                          split=DEFAULT_SPLIT, label_column="species", local_root=str(shared_root))
+               for direction in ("ASC", "DESC")]
+    fewer = run_ingest(PENGUINS + " AND island = 'Dream'", split_outputs(tmp_path / "dream"), split=DEFAULT_SPLIT,
+                       label_column="species", local_root=str(shared_root))
+
+    assert ordered[0].snapshot == ordered[1].snapshot and ordered[0].snapshot.startswith("342-")
+    assert fewer.snapshot != ordered[0].snapshot

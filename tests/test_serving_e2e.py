@@ -80,6 +80,7 @@ def test_pipeline_registered_the_blessed_model_as_champion_in_mlflow(deployed):
     version = registry.client.get_model_version("penguins", "1")
     assert set(version.aliases) == {"champion", "challenger"}
     assert version.tags["pipeline-run"].startswith("kfkit-training")
+    assert version.tags["data-snapshot"].startswith("342-")  # the rows the model was trained on
     run = registry.client.get_run(version.run_id)
     assert run.data.metrics["accuracy"] > 0.8
 

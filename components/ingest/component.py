@@ -27,7 +27,7 @@ def bigquery_query_to_dataset(
     shard_rows: int = 1000000,
     staging_dataset: str = "kfkit_staging",
     job_labels: dict = {},
-):
+) -> str:
     """Runs a BigQuery query and writes its rows, split deterministically, as Parquet datasets.
 
     Args:
@@ -54,6 +54,8 @@ def bigquery_query_to_dataset(
         test_data: Test split, same layout.
         destination_table: The query's destination table (google.BQTable); on the local backend
             its metadata names the local warehouse instead.
+        Output: the data snapshot id (row count and the order-independent sum of the rows' split-key
+            fingerprints): the same rows give the same id on either backend.
     """
     import logging
 
@@ -69,6 +71,7 @@ def bigquery_query_to_dataset(
                         labels=job_labels)
     for name, artifact in outputs.items():
         artifact.metadata.update({"split": name, "rows": result.rows[name], "shards": result.shards[name],
+                                  "snapshot": result.snapshot,
                                   "format": "parquet", "schema": result.schema, "label": label_column,
                                   "backend": backend})
     if result.source_table:
@@ -78,4 +81,6 @@ def bigquery_query_to_dataset(
                                            "tableId": result.extra["table"]})
     else:
         destination_table.metadata.update({"backend": "local", "query": query})
-    logging.getLogger("kfkit.ingest").info("ingest finished in %.2fs: %s", result.seconds, result.rows)
+    logging.getLogger("kfkit.ingest").info("ingest finished in %.2fs: %s, snapshot %s", result.seconds, result.rows,
+                                           result.snapshot)
+    return result.snapshot

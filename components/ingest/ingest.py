@@ -83,6 +83,7 @@ class IngestResult:
     shards: dict[str, int]
     schema: list[dict[str, str]]
     seconds: float
+    snapshot: str = ""
     source_table: str | None = None
     job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,10 +113,18 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
                                        null_replacement="")
 
 
+def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
+    """FARM_FINGERPRINT of each row's split key, as int64."""
+    return bqsql.fingerprint64_array(key_strings(batch, key_columns).to_pylist())
+
+
 def buckets(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
     """ABS(MOD(FARM_FINGERPRINT(key), 10000)) per row, as BigQuery computes it."""
-    hashed = bqsql.fingerprint64_array(key_strings(batch, key_columns).to_pylist())
-    return np.abs(np.fmod(hashed, BUCKETS))
+    return bucket_of(row_fingerprints(batch, key_columns))
+
+
+def bucket_of(fingerprints: np.ndarray) -> np.ndarray:
+    return np.abs(np.fmod(fingerprints, BUCKETS))
 
 
 class ShardedParquetWriter:
@@ -178,8 +187,12 @@ def check_key_is_deterministic(query: str, split: SplitSpec) -> None:
 
 def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split: SplitSpec,
                      outputs: dict[str, str | Path], shard_rows: int = 1_000_000,
-                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict[str, int]]:
-    """Route streamed rows into one sharded Parquet dataset per split; all-or-nothing on disk."""
+                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict[str, int], str]:
+    """Route streamed rows into one sharded Parquet dataset per split; all-or-nothing on disk.
+
+    Returns rows and shards per split, and a snapshot id: the row count and the sum of the rows'
+    key fingerprints, the same for the same rows whatever their order or backend.
+    """
     missing = [name for name in split.fractions if name not in outputs]
     if missing:
         raise ConfigError(f"no output path for split(s) {', '.join(missing)}")
@@ -194,10 +207,14 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
             temps[name] = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
             writers[name] = ShardedParquetWriter(temps[name], schema, shard_rows)
         total = 0
+        digest = np.uint64(0)
         for batch in batches:
             if batch.schema != schema:
                 batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
-            which = np.searchsorted(bounds, buckets(batch, split.key_columns), side="right")
+            fingerprints = row_fingerprints(batch, split.key_columns)
+            # order-independent sum (mod 2^64) of the rows' fingerprints: names this data snapshot
+            digest += np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64)
+            which = np.searchsorted(bounds, bucket_of(fingerprints), side="right")
             for index, name in enumerate(names):
                 mask = which == index
                 if mask.any():
@@ -215,7 +232,7 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ({name: writers[name].rows for name in names},
-            {name: writers[name].shards for name in names})
+            {name: writers[name].shards for name in names}, f"{total}-{int(digest):016x}")
 
 
 def _bq_label(value: str) -> str:
@@ -244,9 +261,9 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
         warehouse.ensure_sample_data()
         schema = warehouse.describe(query, params)
         check_columns(schema, label_column, split)
-        rows, shards = stream_to_splits(warehouse.query_batches(query, params), schema, split, outputs,
-                                        shard_rows, report)
-        return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started)
+        rows, shards, snapshot = stream_to_splits(warehouse.query_batches(query, params), schema, split, outputs,
+                                                  shard_rows, report)
+        return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started, snapshot)
 
     from kfkit.adapters.bigquery import BigQueryAdapter, TableRef
     adapter = adapter or BigQueryAdapter(project, location)
@@ -256,8 +273,9 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
     destination = TableRef(adapter.project, staging_dataset, f"ingest_{uuid.uuid4().hex[:16]}")
     job_labels = {"kfkit-component": "ingest", **{_bq_label(k): _bq_label(v) for k, v in (labels or {}).items()}}
     job = adapter.query_to_table(query, destination, params, labels=job_labels, job_id_prefix=job_id_prefix)
-    rows, shards = stream_to_splits(adapter.read_table(destination), schema, split, outputs, shard_rows, report)
-    return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started,
+    rows, shards, snapshot = stream_to_splits(adapter.read_table(destination), schema, split, outputs,
+                                              shard_rows, report)
+    return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started, snapshot,
                         source_table=destination.full_id, job_id=getattr(job, "job_id", None),
                         extra={"table_uri": destination.api_uri, "project": destination.project,
                                "dataset": destination.dataset, "table": destination.table})

@@ -20,6 +20,7 @@ def register_model(
     local_root: str = ".kfkit",
     serving_image: str = "",
     labels: dict = {},
+    data_snapshot: str = "",
     task_id: str = "",
 ):
     """Registers the model as a new version with aliases, labels and its evaluation metrics.
@@ -35,7 +36,8 @@ def register_model(
         location: Vertex AI region (vertex backend).
         local_root: Directory of the embedded backend's state (local backend).
         serving_image: Serving container for Vertex; default: Vertex's prebuilt TensorFlow CPU image.
-        labels: Labels of the version (pipeline run, git commit, data snapshot).
+        labels: Labels of the version (pipeline run, git commit).
+        data_snapshot: Id of the training data (ingest's output), added as the `data-snapshot` label.
         task_id: Pipeline task id; a retried task finds the version it created instead of adding one.
 
     Returns:
@@ -46,8 +48,9 @@ def register_model(
 
     values = {k: float(v) for k, v in metrics.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     params = {k: v for k, v in model.metadata.items() if k in ("task", "label", "framework_version", "epochs_run")}
+    all_labels = {**labels, **({"data-snapshot": data_snapshot} if data_snapshot else {})}
     meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
-                    blessed=blessed, metrics=values, params=params, labels=dict(labels), task_id=task_id,
+                    blessed=blessed, metrics=values, params=params, labels=all_labels, task_id=task_id,
                     local_root=local_root, project=project, location=location, serving_image=serving_image)
     registered_model.uri = meta.pop("uri", meta["resourceName"])
     registered_model.metadata.update(meta)
