@@ -67,9 +67,11 @@ def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: S
             parts.append(f"<rect x='{x:.1f}' y='{4 + plot_h - h:.1f}' width='{bar_w:.1f}' height='{h:.1f}' "
                          f"fill='{PALETTE[j % len(PALETTE)]}' fill-opacity='{opacity}'>"
                          f"<title>{esc(label)}: {fmt(value)}{' (' + esc(names[j]) + ')' if names else ''}</title></rect>")
-        if rotate_labels or len(labels) <= 12:
+        # at most about a dozen axis labels, so they stay legible; every bar keeps its tooltip
+        step = max(1, -(-len(labels) // 12))
+        if (rotate_labels or len(labels) <= 12) and (i % step == 0 or i == len(labels) - 1):
             x = 5 + i * group_w + group_w / 2
-            text = esc(str(label)[:14])
+            text = esc(str(label)[:18]) + f"<title>{esc(label)}</title>"
             if rotate_labels:
                 parts.append(f"<text x='{x:.1f}' y='{height - pad_bottom + 12}' font-size='9' "
                              f"transform='rotate(35 {x:.1f} {height - pad_bottom + 12})'>{text}</text>")

@@ -196,18 +196,24 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
 def _heatmap(classes: list[str], matrix: list[list[int]]) -> str:
     n = len(classes)
     cell = max(28, min(60, 360 // max(n, 1)))
+    left, top_pad = 170, 22
     top = max((max(row) for row in matrix), default=1) or 1
-    parts = [f"<svg width='{cell * n + 170}' height='{cell * n + 30}' xmlns='http://www.w3.org/2000/svg'>"]
+    width, height = left + cell * n + 40, top_pad + cell * n + 30
+    parts = [f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"]
+    for j, name in enumerate(classes):
+        parts.append(f"<text x='{left + j * cell + cell / 2}' y='14' font-size='9' text-anchor='middle'>"
+                     f"{report.esc(name[:max(4, cell // 6)])}<title>{report.esc(name)}</title></text>")
     for i, row in enumerate(matrix):
-        parts.append(f"<text x='165' y='{i * cell + cell / 2 + 4}' font-size='10' text-anchor='end'>"
-                     f"{report.esc(classes[i][:26])}</text>")
+        y = top_pad + i * cell
+        parts.append(f"<text x='{left - 5}' y='{y + cell / 2 + 4}' font-size='10' text-anchor='end'>"
+                     f"{report.esc(classes[i][:26])}<title>{report.esc(classes[i])}</title></text>")
         for j, value in enumerate(row):
             shade = int(255 - 200 * value / top)
-            parts.append(f"<rect x='{170 + j * cell}' y='{i * cell}' width='{cell}' height='{cell}' "
-                         f"fill='rgb({shade},{shade},255)' stroke='#fff'/><text x='{170 + j * cell + cell / 2}' "
-                         f"y='{i * cell + cell / 2 + 4}' font-size='11' text-anchor='middle'>{value}</text>")
-    parts.append(f"<text x='{170 + n * cell / 2}' y='{n * cell + 20}' font-size='11' text-anchor='middle'>"
-                 "predicted (columns) vs actual (rows)</text></svg>")
+            parts.append(f"<rect x='{left + j * cell}' y='{y}' width='{cell}' height='{cell}' "
+                         f"fill='rgb({shade},{shade},255)' stroke='#fff'/><text x='{left + j * cell + cell / 2}' "
+                         f"y='{y + cell / 2 + 4}' font-size='11' text-anchor='middle'>{value}</text>")
+    parts.append(f"<text x='{left + n * cell / 2}' y='{height - 8}' font-size='11' text-anchor='middle'>"
+                 "rows: actual class, columns: predicted class</text></svg>")
     return "".join(parts)
 
 
