@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from kfkit.errors import KfkitError
-from kfkit.tabular import ModelSpec, features_to_numpy
+from kfkit.tabular import NULL_INT, ModelSpec, features_to_numpy
 
 
 class RequestError(KfkitError):
@@ -46,14 +46,21 @@ def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict
                     value = math.nan
                 elif isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise _instance_error(i, f"field {name!r} expects a number, got {value!r}")
+            elif dtype == "int64":
+                if value is None:
+                    value = NULL_INT
+                elif isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                elif isinstance(value, bool) or not isinstance(value, int):
+                    raise _instance_error(i, f"field {name!r} expects an integer, got {value!r}")
             else:
                 if value is None:
                     value = ""
                 elif not isinstance(value, str):
                     raise _instance_error(i, f"field {name!r} expects a string, got {value!r}")
             columns[name].append(value)
-    return {name: (np.asarray(values, dtype=np.float32) if signature[name] == "float32"
-                   else np.asarray(values, dtype=object)) for name, values in columns.items()}
+    numpy_types = {"float32": np.float32, "int64": np.int64}
+    return {name: np.asarray(values, dtype=numpy_types.get(signature[name], object)) for name, values in columns.items()}
 
 
 class LoadedModel:
@@ -75,8 +82,8 @@ class LoadedModel:
 
     def predict_arrays(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = self._tf
-        tensors = {name: tf.constant(features[name], dtype=tf.float32 if dtype == "float32" else tf.string)
-                   for name, dtype in self.signature.items()}
+        tf_types = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+        tensors = {name: tf.constant(features[name], dtype=tf_types[dtype]) for name, dtype in self.signature.items()}
         return {k: v.numpy() for k, v in self.fn(**tensors).items()}
 
     def predict_table(self, table) -> dict[str, np.ndarray]:

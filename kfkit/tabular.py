@@ -31,10 +31,11 @@ class Feature:
     mean: float = 0.0
     variance: float = 1.0
     vocabulary: list[str] = field(default_factory=list)
+    value_type: str = "string"  # categorical only: "string" (StringLookup) or "int64" (IntegerLookup)
 
     @property
     def dtype(self) -> str:
-        return "float32" if self.kind == "numeric" else "string"
+        return "float32" if self.kind == "numeric" else self.value_type
 
 
 @dataclass
@@ -84,9 +85,19 @@ def resolve_task(task: str, label_stats: dict[str, Any]) -> str:
 
 
 def build_spec(statistics: dict[str, Any], schema: dict[str, Any], label: str, task: str = "auto",
-               exclude: list[str] | None = None) -> ModelSpec:
-    """Features, their normalization and vocabularies, from validate's schema and statistics."""
+               exclude: list[str] | None = None, categorical: list[str] | None = None) -> ModelSpec:
+    """Features, their normalization and vocabularies, from validate's schema and statistics.
+
+    `categorical` names integer columns to treat as categories (IntegerLookup) instead of numbers.
+    """
     columns = statistics["columns"]
+    for name in categorical or []:
+        if name not in columns:
+            raise ConfigError(f"categorical_columns names {name!r}, which is not in the data; columns are: "
+                              f"{', '.join(columns)}")
+        if columns[name]["kind"] == "numeric" and "frequencies" not in columns[name]:
+            raise ConfigError(f"categorical_columns: {name!r} is {columns[name]['type']}; only integer or string "
+                              "columns can be categories")
     if label not in columns:
         raise ValidationError(f"label column {label!r} is not in the training statistics; columns are: "
                               f"{', '.join(columns)}")
@@ -104,7 +115,10 @@ def build_spec(statistics: dict[str, Any], schema: dict[str, Any], label: str, t
         if st.get("count", 0) == 0:
             raise ValidationError(f"feature {name!r} is null in every training row; drop it from the query "
                                   "or pass it in exclude_columns")
-        if column["kind"] == "numeric":
+        if name in (categorical or []) and column["kind"] == "numeric":
+            vocabulary = sorted((str(v) for v in st.get("frequencies", {})), key=int)
+            features.append(Feature(name, "categorical", vocabulary=vocabulary, value_type="int64"))
+        elif column["kind"] == "numeric":
             std = st.get("std") or 0.0
             features.append(Feature(name, "numeric", float(st["mean"]), float(std * std) or 1.0))
         elif column["kind"] == "categorical":
@@ -151,13 +165,18 @@ def check_columns(dataset: str | Path, spec: ModelSpec, need_label: bool = True)
                               f"missing from {str(dataset)!r}; it has: {', '.join(sorted(names))}")
 
 
-def category_ids(column: pa.Array | pa.ChunkedArray, vocabulary: list[str]) -> np.ndarray:
+NULL_INT = np.iinfo(np.int64).min  # a null integer category at serving time: never in a vocabulary
+
+
+def category_ids(column: pa.Array | pa.ChunkedArray, vocabulary: list[str], value_type: str = "string") -> np.ndarray:
     """Index of each value in the vocabulary plus one; 0 for nulls and unseen values.
 
-    The same numbering as a Keras StringLookup(vocabulary, num_oov_indices=1), so a model trained
-    on these ids serves raw strings behind that lookup layer.
+    The same numbering as a Keras StringLookup / IntegerLookup(vocabulary, num_oov_indices=1), so a
+    model trained on these ids serves raw values behind that lookup layer.
     """
-    index = pc.index_in(pc.cast(column, pa.string()), value_set=pa.array(vocabulary, pa.string()))
+    arrow_type = pa.int64() if value_type == "int64" else pa.string()
+    values = pa.array([int(v) for v in vocabulary] if value_type == "int64" else vocabulary, arrow_type)
+    index = pc.index_in(pc.cast(column, arrow_type), value_set=values)
     return (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
 
 
@@ -171,7 +190,9 @@ def features_to_numpy(batch: pa.RecordBatch | pa.Table, spec: ModelSpec,
         if feature.kind == "numeric":
             out[feature.name] = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False).astype(np.float32)
         elif encode_categories:
-            out[feature.name] = category_ids(column, feature.vocabulary)
+            out[feature.name] = category_ids(column, feature.vocabulary, feature.value_type)
+        elif feature.value_type == "int64":
+            out[feature.name] = pc.fill_null(pc.cast(column, pa.int64()), NULL_INT).to_numpy(zero_copy_only=False)
         else:
             strings = pc.fill_null(pc.cast(column, pa.string()), "")
             out[feature.name] = np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)

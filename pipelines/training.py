@@ -64,6 +64,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         batch_size: int = 64,
         seed: int = 42,
         exclude_columns: list = [],
+        categorical_columns: list = [],
         champion_model_uri: str = "",
         min_accuracy: float = 0.8,
         min_roc_auc: float = 0.0,
@@ -99,6 +100,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             statistics=validate.outputs["statistics"], schema=validate.outputs["schema"],
             label_column=label_column, task=task, hidden_units=hidden_units, learning_rate=learning_rate,
             epochs=epochs, batch_size=batch_size, seed=seed, exclude_columns=exclude_columns,
+            categorical_columns=categorical_columns,
         ).set_display_name("train")
 
         evaluate = evaluate_model(

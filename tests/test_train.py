@@ -132,3 +132,34 @@ def test_distribution_strategy_comes_from_tf_config(monkeypatch):
     assert strategy_from_env() is tf.distribute.get_strategy()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}))
     assert strategy_from_env() is tf.distribute.get_strategy()  # one worker: no multi-worker strategy
+
+
+@pytest.fixture(scope="module")
+def taxi(tmp_path_factory, shared_root):
+    outputs = split_outputs(tmp_path_factory.mktemp("taxi"))
+    run_ingest("SELECT trip_start_hour, trip_miles, payment_type, CAST(tips > 0 AS INT64) AS tipped "
+               "FROM `kfkit-samples.chicago_taxi.trips` WHERE trip_miles IS NOT NULL", outputs, label_column="tipped",
+               local_root=str(shared_root), split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}))
+    return outputs, validate(outputs, "tipped")
+
+
+def test_integer_codes_go_through_integer_lookup_in_the_exported_model(taxi, tmp_path):
+    splits, v = taxi
+    assert len(v.statistics["columns"]["trip_start_hour"]["frequencies"]) == 24
+
+    result = train(splits["train"], splits["eval"], v.statistics, v.schema, "tipped", tmp_path / "m",
+                   Hyperparameters(epochs=2, batch_size=512), categorical_columns=["trip_start_hour"])
+
+    model = LoadedModel(tmp_path / "m")
+    assert result.spec.signature["trip_start_hour"] == "int64" and result.spec.task == "binary"
+    rows = [{"trip_start_hour": h, "trip_miles": 2.0, "payment_type": "Cash"} for h in (8, None, 99)]
+    predictions = model.predict_instances(rows)  # a null and an hour never seen: the OOV bucket
+    assert all(abs(sum(p["scores"]) - 1) < 1e-5 for p in predictions)
+    with pytest.raises(RequestError, match="field 'trip_start_hour' expects an integer, got '8'"):
+        model.predict_instances([dict(rows[0], trip_start_hour="8")])
+
+
+def test_only_integer_or_string_columns_can_be_categorical(taxi):
+    _, v = taxi
+    with pytest.raises(ConfigError, match="categorical_columns: 'trip_miles' is DOUBLE"):
+        build_spec(v.statistics, v.schema, "tipped", categorical=["trip_miles"])

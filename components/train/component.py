@@ -24,6 +24,7 @@ def train_tensorflow_model(
     patience: int = 5,
     seed: int = 42,
     exclude_columns: list = [],
+    categorical_columns: list = [],
 ):
     """Trains a Keras (TensorFlow) model with all preprocessing inside it and exports a SavedModel.
 
@@ -41,6 +42,8 @@ def train_tensorflow_model(
         patience: Epochs without improvement before early stopping.
         seed: Random seed; the same data and seed give the same model. Negative: unseeded.
         exclude_columns: Columns that are not features (ids, timestamps).
+        categorical_columns: Integer columns that are codes, not quantities (hour, area id): one-hot
+            or embedded through IntegerLookup instead of normalized.
 
     Returns:
         model: SavedModel (`model.export`) taking raw column values; metadata names the framework,
@@ -61,7 +64,7 @@ def train_tensorflow_model(
     with open(schema.path) as f:
         schema_json = json.load(f)
     result = train(train_data.path, eval_data.path, stats, schema_json, label_column, model.path, hp, task,
-                   exclude_columns, tensorboard_dir=tensorboard_logs.path)
+                   exclude_columns, tensorboard_dir=tensorboard_logs.path, categorical_columns=categorical_columns)
     import tensorflow as tf
 
     model.metadata.update({"framework": "tensorflow", "framework_version": tf.__version__,

@@ -128,6 +128,12 @@ def serving_model(model, spec: ModelSpec):
     for feature in spec.features:
         if feature.kind == "numeric":
             inputs[feature.name] = routed[feature.name] = keras.Input(shape=(1,), dtype="float32", name=feature.name)
+        elif feature.value_type == "int64":
+            x = keras.Input(shape=(1,), dtype="int64", name=feature.name)
+            inputs[feature.name] = x
+            ids = keras.layers.IntegerLookup(vocabulary=[int(v) for v in feature.vocabulary], num_oov_indices=1,
+                                             output_mode="int", name=f"lookup_{feature.name}")(x)
+            routed[feature.name] = keras.ops.cast(ids, "int32")
         else:
             x = keras.Input(shape=(1,), dtype="string", name=feature.name)
             inputs[feature.name] = x
@@ -163,8 +169,8 @@ def export(model, spec: ModelSpec, directory: Path) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(full)
-    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string, name=f.name)
-                 for f in spec.features}
+    tf_types = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+    signature = {f.name: tf.TensorSpec([None], tf_types[f.dtype], name=f.name) for f in spec.features}
     archive.add_endpoint(name="serve", fn=serve, input_signature=[signature])
     archive.write_out(str(directory), verbose=False)
     spec.save(directory)
@@ -181,10 +187,11 @@ class TrainResult:
 
 def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, Any], schema: dict[str, Any],
           label: str, model_dir: str | Path, hp: Hyperparameters | None = None, task: str = "auto",
-          exclude_columns: list[str] | None = None, tensorboard_dir: str | Path | None = None) -> TrainResult:
+          exclude_columns: list[str] | None = None, tensorboard_dir: str | Path | None = None,
+          categorical_columns: list[str] | None = None) -> TrainResult:
     """Train, early-stop on the eval split, and export the SavedModel to model_dir (atomically)."""
     hp = (hp or Hyperparameters()).check()
-    spec = build_spec(statistics, schema, label, task, exclude_columns)
+    spec = build_spec(statistics, schema, label, task, exclude_columns, categorical_columns)
     check_columns(train_data, spec)
     check_columns(eval_data, spec)
     tf = _tf()

@@ -58,6 +58,11 @@ def _kind(duck_type: str) -> str:
     return "other"
 
 
+def _is_integer(duck_type: str) -> bool:
+    return duck_type.upper().startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+                                         "UINTEGER", "UBIGINT"))
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -87,7 +92,8 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
             entry.update(min=mn, max=mx, mean=mean, std=std,
                          quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
             entry["histogram"] = _histogram(con, rel, col, mn, mx)
-        elif kind == "categorical":
+        if kind == "categorical" or (_is_integer(duck_type) and count):
+            # integers may be codes (hours, areas): their frequencies are the IntegerLookup vocabulary
             distinct = con.execute(f"SELECT count(DISTINCT {col}) FROM {rel}").fetchone()[0]
             top = con.execute(f"SELECT {col}::VARCHAR, count(*) FROM {rel} WHERE {col} IS NOT NULL "
                               f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {MAX_DOMAIN}").fetchall()
