@@ -207,13 +207,13 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
             temps[name] = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
             writers[name] = ShardedParquetWriter(temps[name], schema, shard_rows)
         total = 0
-        digest = np.uint64(0)
+        digest = 0
         for batch in batches:
             if batch.schema != schema:
                 batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
             fingerprints = row_fingerprints(batch, split.key_columns)
             # order-independent sum (mod 2^64) of the rows' fingerprints: names this data snapshot
-            digest += np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64)
+            digest = (digest + int(np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64))) % 2**64
             which = np.searchsorted(bounds, bucket_of(fingerprints), side="right")
             for index, name in enumerate(names):
                 mask = which == index
@@ -232,7 +232,7 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ({name: writers[name].rows for name in names},
-            {name: writers[name].shards for name in names}, f"{total}-{int(digest):016x}")
+            {name: writers[name].shards for name in names}, f"{total}-{digest:016x}")
 
 
 def _bq_label(value: str) -> str:
