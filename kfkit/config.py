@@ -38,6 +38,12 @@ def local_root(path: str | os.PathLike | None = None, create: bool = True) -> Pa
     return root
 
 
+def local_path(uri: str | os.PathLike) -> Path:
+    """A gs:// URI as the path Vertex AI mounts it at (Cloud Storage FUSE under /gcs/); paths unchanged."""
+    text = str(uri)
+    return Path("/gcs/" + text[len("gs://"):] if text.startswith("gs://") else text)
+
+
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

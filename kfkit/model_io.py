@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kfkit.config import local_path
 from kfkit.errors import KfkitError
 from kfkit.tabular import NULL_INT, ModelSpec, features_to_numpy
 
@@ -71,7 +72,7 @@ class LoadedModel:
         import tensorflow as tf
 
         self._tf = tf
-        self.model_dir = Path(str(model_dir).replace("gs://", "/gcs/", 1))
+        self.model_dir = local_path(model_dir)
         self.spec = ModelSpec.load(self.model_dir)
         self._loaded = tf.saved_model.load(str(self.model_dir))
         self.fn = self._loaded.signatures["serving_default"]

@@ -173,3 +173,16 @@ def test_rollback_refuses_when_the_previous_versions_are_gone():
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
     with pytest.raises(ConfigError, match=r"deployed model\(s\) \['d1'\] are gone"):
         vertex.rollback("penguins")
+
+
+def test_champion_is_found_by_alias_and_read_through_the_gcs_mount():
+    from components.register.register import champion_model_dir
+
+    rec = Recorder()
+    parent = FakeModel(rec, version="3")
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[parent]))
+
+    path = champion_model_dir("penguins", backend="vertex", project="p", location="us-central1", vertex=vertex)
+
+    assert ("Model", f"{parent.resource_name}@champion") in rec.calls
+    assert path == "/gcs/bucket/model"

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from kfkit import report
+from kfkit.config import local_path
 from kfkit.errors import ConfigError, KfkitError
 from kfkit.tabular import ModelSpec, label_to_numpy
 
@@ -177,7 +178,7 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
     spec, challenger = evaluate_model(model_dir, test_data)
     champion, problem = None, None
     if champion_dir:
-        champion_path = Path(str(champion_dir).replace("gs://", "/gcs/", 1))
+        champion_path = local_path(champion_dir)
         if not champion_path.exists():
             raise ConfigError(f"champion model {str(champion_dir)!r} does not exist")
         champion_spec = ModelSpec.load(champion_path)

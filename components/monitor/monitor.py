@@ -18,6 +18,7 @@ from components.monitor.drift import (DEFAULT_THRESHOLD, FeatureDrift, baseline_
                                       compare)
 from kfkit import report
 from kfkit.atomic import atomic_file
+from kfkit.config import local_path
 from kfkit.errors import ConfigError
 
 log = logging.getLogger("kfkit.monitor")
@@ -215,7 +216,7 @@ def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | Non
 
 
 def load_statistics(uri: str) -> dict[str, Any]:
-    path = Path(uri.replace("gs://", "/gcs/", 1))
+    path = local_path(uri)
     if path.is_dir():
         path = path / STATISTICS_FILE
     if not path.exists():

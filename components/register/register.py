@@ -50,7 +50,8 @@ def champion_model_dir(model_name: str, backend: str = "local", local_root: str 
 
         version = (registry or MlflowRegistry(local_root)).version_by_alias(model_name, "champion")
         return version.model_dir if version else None
-    from kfkit.adapters.vertex import VertexAdapter, gcs_to_fuse
+    from kfkit.adapters.vertex import VertexAdapter
+    from kfkit.config import local_path
 
     model = (vertex or VertexAdapter(project, location)).model_by_alias(model_name, "champion")
-    return gcs_to_fuse(model.uri) if model is not None else None
+    return str(local_path(model.uri)) if model is not None else None

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from kfkit import report
+from kfkit.config import local_path
 from kfkit.errors import ConfigError, ValidationError
 
 log = logging.getLogger("kfkit.validate")
@@ -128,7 +129,7 @@ def infer_schema(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_json(path: str | Path, what: str) -> dict[str, Any]:
-    path = Path(str(path).replace("gs://", "/gcs/", 1))
+    path = local_path(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as exc:

@@ -23,10 +23,6 @@ def label_value(value: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", str(value).lower())[:63]
 
 
-def gcs_to_fuse(uri: str) -> str:
-    return uri.replace("gs://", "/gcs/", 1)
-
-
 def fuse_to_gcs(path: str) -> str:
     return "gs://" + path[len("/gcs/"):] if path.startswith("/gcs/") else path
 
