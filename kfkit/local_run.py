@@ -49,15 +49,12 @@ def summarize(pipeline: str, run_dir: Path, started: float) -> RunSummary:
     finished.sort()
     tasks, previous = [], started
     for end, task_dir in finished:
-        artifacts = {}
         try:
             outputs = json.loads((task_dir / "executor_output.json").read_text()).get("artifacts", {})
         except (OSError, json.JSONDecodeError):
             outputs = {}
-        for name in sorted(outputs) or sorted(p.name for p in task_dir.iterdir() if p.name != "executor_output.json"):
-            artifacts[name] = str(task_dir / name)
-        if not artifacts:
-            artifacts = {p.name: str(p) for p in sorted(task_dir.iterdir()) if p.name != "executor_output.json"}
+        names = sorted(outputs) or sorted(p.name for p in task_dir.iterdir() if p.name != "executor_output.json")
+        artifacts = {name: str(task_dir / name) for name in names}
         tasks.append(TaskSummary(task_dir.name, max(end - previous, 0.0), artifacts))
         previous = end
     return RunSummary(pipeline, run_dir, time.time() - started, tasks)
