@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -104,6 +105,11 @@ def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int
     if spec.task == "regression":
         return spec, regression_metrics(y, out)
     return spec, classification_metrics(y, out, spec.classes)
+
+
+def metric_values(metadata: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a Metrics artifact's metadata (it also holds flags such as `blessed`)."""
+    return {k: float(v) for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 @dataclass

@@ -27,11 +27,12 @@ def write_model_card(
     """
     import json
 
+    from components.evaluate.evaluate import metric_values
     from components.model_card.model_card import render
     from kfkit.atomic import atomic_file
 
     with open(statistics.path) as f:
         stats = json.load(f)
-    values = {k: float(v) for k, v in metrics.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    values = metric_values(dict(metrics.metadata))
     with atomic_file(model_card.path) as handle:
         handle.write(render(dict(model.metadata), values, reason, stats, model.uri))

@@ -44,9 +44,10 @@ def register_model(
         registered_model: google.VertexModel artifact (on the local backend its metadata holds the
             MLflow `models:/name/version` URI and the model directory).
     """
+    from components.evaluate.evaluate import metric_values
     from components.register.register import register_model as register
 
-    values = {k: float(v) for k, v in metrics.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    values = metric_values(dict(metrics.metadata))
     params = {k: v for k, v in model.metadata.items() if k in ("task", "label", "framework_version", "epochs_run")}
     all_labels = {**labels, **({"data-snapshot": data_snapshot} if data_snapshot else {})}
     meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
