@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import farmhash
-import numpy as np
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
@@ -31,29 +30,33 @@ def fingerprint64(value: str | bytes) -> int:
     return unsigned - (1 << 64) if unsigned >= (1 << 63) else unsigned
 
 
-def fingerprint64_array(values: Iterable[str | None]) -> np.ndarray:
-    """FARM_FINGERPRINT of many strings as int64 (None hashes as the empty string)."""
-    fp = farmhash.fingerprint64
-    unsigned = np.fromiter((fp(v if v is not None else "") for v in values), dtype=np.uint64)
-    return unsigned.view(np.int64)
-
-
 def _farm_fingerprint_udf(column: pa.Array) -> pa.Array:
-    valid = column.is_valid()
-    hashed = fingerprint64_array(column.to_pylist())
-    return pa.array(hashed, type=pa.int64(), mask=pa.compute.invert(valid).to_numpy(zero_copy_only=False))
+    from kfkit.farmhash import fingerprint64_arrow
+    hashed = fingerprint64_arrow(column)
+    if not column.null_count:
+        return pa.array(hashed, type=pa.int64())
+    return pa.array(hashed, type=pa.int64(), mask=pa.compute.is_null(column).to_numpy(zero_copy_only=False))
 
 
 def register_functions(con) -> None:
-    """Add the BigQuery functions sqlglot passes through unchanged to a DuckDB connection."""
+    """Give a DuckDB connection BigQuery's time zone, functions and macros (kfkit.sql_semantics)."""
     import duckdb
-    from duckdb.sqltypes import BIGINT, VARCHAR
+    from duckdb.sqltypes import BIGINT, DOUBLE, VARCHAR
 
-    try:
-        con.create_function("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT,
-                            type="arrow", null_handling="special", side_effects=False)
-    except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
-        pass
+    from kfkit import sql_json, sql_semantics
+
+    con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
+    udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
+            ("bq_to_json_string", sql_json.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special"),
+            ("bq_double_to_string", sql_json.double_to_string_udf, [DOUBLE], VARCHAR, "special")]
+    for name, function, args, result, nulls in udfs:
+        try:
+            con.create_function(name, function, args, result, type="arrow", null_handling=nulls,
+                                side_effects=False)
+        except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
+            pass
+    for macro in sql_semantics.MACROS:
+        con.execute(macro)
 
 
 def parse(sql: str) -> exp.Expression:
@@ -91,8 +94,10 @@ def table_references(tree: exp.Expression, default_project: str) -> list[tuple[s
 
 
 def to_duckdb(sql: str, default_project: str = DEFAULT_LOCAL_PROJECT) -> str:
-    """Transpile one BigQuery query to DuckDB SQL with table names mapped to local schemas."""
-    tree = parse(sql)
+    """Transpile one BigQuery query to DuckDB SQL: BigQuery's semantics, table names mapped to local schemas."""
+    from kfkit.sql_semantics import rewrite
+
+    tree = rewrite(parse(sql), sql)
 
     def rename(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and node.args.get("db"):

@@ -115,7 +115,8 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
 
 def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
     """FARM_FINGERPRINT of each row's split key, as int64."""
-    return bqsql.fingerprint64_array(key_strings(batch, key_columns).to_pylist())
+    from kfkit.farmhash import fingerprint64_arrow
+    return fingerprint64_arrow(key_strings(batch, key_columns))
 
 
 def buckets(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:

@@ -1,0 +1,167 @@
+"""TO_JSON_STRING as BigQuery writes it, for values DuckDB has turned into JSON.
+
+BigQuery's encoder is ZetaSQL's `JsonFromValue` (zetasql/public/functions/json_format.cc): FLOAT64
+as `RoundTripDoubleToString` (printf %.15g, or %.17g when that does not round-trip; NaN and
+infinities as the strings "NaN", "Infinity", "-Infinity"), INT64 outside +/-2^53 quoted, NUMERIC
+quoted when it has a fraction, TIMESTAMP as `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z` in UTC, DATETIME
+likewise without the Z, DATE as `YYYY-MM-DD`, strings escaped by zetasql's JsonEscapeString (control
+characters, quote, backslash, U+2028/U+2029; everything else as UTF-8), no spaces. DuckDB's own
+to_json differs in each of those, so the local warehouse renders DuckDB's JSON again here, led by
+the DuckDB type of the value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+
+import pyarrow as pa
+
+MAX_LOSSLESS_INT = 9007199254740992
+
+
+def double_to_string(value: float) -> str:
+    """ZetaSQL's RoundTripDoubleToString (CAST(FLOAT64 AS STRING) in BigQuery)."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    text = "%.15g" % value
+    if float(text) != value:
+        text = "%.17g" % value
+    return text
+
+
+def _escape(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20:
+            out.append({"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, "\\u%04x" % code))
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif code in (0x2028, 0x2029):
+            out.append("\\u%04x" % code)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+# ---- DuckDB type strings, e.g. STRUCT(a INTEGER, "b c" DOUBLE[], s STRUCT(x DATE)) -------------
+def _split_top(text: str) -> list[str]:
+    parts, depth, current, quoted = [], 0, [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    if current:
+        parts.append("".join(current).strip())
+    return parts
+
+
+@lru_cache(maxsize=256)
+def parse_type(text: str):
+    """('struct', [(name, type)...]) | ('list', type) | ('scalar', NAME)."""
+    text = text.strip()
+    if text.endswith("[]"):
+        return ("list", parse_type(text[:-2]))
+    if re.match(r"^STRUCT\(", text, re.I):
+        fields = []
+        for part in _split_top(text[text.index("(") + 1: -1]):
+            if part.startswith('"'):
+                end = part.index('"', 1)
+                while end + 1 < len(part) and part[end + 1] == '"':
+                    end = part.index('"', end + 2)
+                name, rest = part[1:end].replace('""', '"'), part[end + 1:]
+            else:
+                name, _, rest = part.partition(" ")
+            fields.append((name, parse_type(rest)))
+        return ("struct", fields)
+    return ("scalar", text.upper())
+
+
+def _timestamp_text(text: str, zone: bool) -> str:
+    # DuckDB writes 'YYYY-MM-DD HH:MM:SS[.ffffff][+00]'; BigQuery narrows the fraction to 0, 3 or 6 digits
+    match = re.match(r"^(-?\d+-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))?", text)
+    if not match:
+        raise ValueError(f"cannot read the timestamp {text!r}")
+    day, clock, fraction = match.group(1), match.group(2), (match.group(3) or "").ljust(6, "0")
+    if int(fraction or 0) == 0:
+        fraction = ""
+    elif fraction.endswith("000"):
+        fraction = "." + fraction[:3]
+    else:
+        fraction = "." + fraction
+    return f"{day}T{clock}{fraction}{'Z' if zone else ''}"
+
+
+def render(value, kind) -> str:
+    if value is None:
+        return "null"
+    tag = kind[0]
+    if tag == "struct":
+        if not kind[1]:
+            return "{}"
+        return "{" + ",".join(_escape(name) + ":" + render(value.get(name), sub) for name, sub in kind[1]) + "}"
+    if tag == "list":
+        return "[" + ",".join(render(v, kind[1]) for v in value) + "]"
+    name = kind[1]
+    if name in ("BOOLEAN",):
+        return "true" if value else "false"
+    if name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                "UBIGINT", "UHUGEINT"):
+        number = int(value)
+        return f'"{number}"' if abs(number) > MAX_LOSSLESS_INT else str(number)
+    if name in ("DOUBLE", "FLOAT"):
+        if isinstance(value, str):  # DuckDB writes NaN and infinities as strings
+            number = float(value)
+        else:
+            number = float(value)
+        if math.isnan(number):
+            return '"NaN"'
+        if math.isinf(number):
+            return '"Infinity"' if number > 0 else '"-Infinity"'
+        return double_to_string(number)
+    if name.startswith("DECIMAL"):
+        text = str(value)
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        quoted = "." in text or abs(int(float(text))) > MAX_LOSSLESS_INT
+        return f'"{text}"' if quoted else text
+    if name in ("VARCHAR", "JSON"):
+        return _escape(value) if name == "VARCHAR" else json.dumps(value, separators=(",", ":"))
+    if name == "DATE":
+        return _escape(str(value))
+    if name in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+        return _escape(_timestamp_text(str(value), zone=True))
+    if name in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
+        return _escape(_timestamp_text(str(value), zone=False))
+    raise ValueError(f"TO_JSON_STRING of a {name} value is not supported by the local warehouse")
+
+
+def to_json_string_udf(json_text: pa.Array, type_text: pa.Array) -> pa.Array:
+    """DuckDB UDF: (to_json(x)::VARCHAR, typeof(x)) -> BigQuery's TO_JSON_STRING(x)."""
+    out = []
+    for text, kind in zip(json_text.to_pylist(), type_text.to_pylist()):
+        if text is None:
+            out.append("null")
+            continue
+        out.append(render(json.loads(text), parse_type(kind)))
+    return pa.array(out, type=pa.string())
+
+
+def double_to_string_udf(values: pa.Array) -> pa.Array:
+    return pa.array([None if v is None else double_to_string(v) for v in values.to_pylist()], type=pa.string())
