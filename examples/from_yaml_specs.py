@@ -17,7 +17,7 @@ validate = components.load_component_from_file(str(HERE / "components" / "valida
 @dsl.pipeline(name="taxi-data-check")
 def taxi_data_check(local_root: str = ".kfkit"):
     data = ingest(query="SELECT fare, trip_miles, trip_seconds, payment_type, company, tips "
-                        "FROM `kfkit-samples.chicago_taxi.trips` WHERE fare IS NOT NULL AND fare > @min_fare",
+                        "FROM `bigquery-public-data.chicago_taxi_trips.taxi_trips` WHERE fare IS NOT NULL AND fare > @min_fare",
                   query_parameters={"min_fare": 2.5}, label_column="tips", split_key="*", local_root=local_root)
     validate(train_data=data.outputs["train_data"], eval_data=data.outputs["eval_data"],
              test_data=data.outputs["test_data"], label_column="tips", unseen_tolerance=0.05)

@@ -121,21 +121,73 @@ def _nondeterminism(node: exp.Expression) -> str | None:
     return None
 
 
-def nondeterministic_columns(sql: str, columns: Iterable[str] | None = None) -> dict[str, str]:
-    """Output columns computed with a function whose value changes from run to run.
+def _sources(select: exp.Select, ctes: dict[str, exp.Expression]) -> list[exp.Expression]:
+    """The queries a SELECT reads its columns from: CTEs it names and subqueries in FROM/JOIN."""
+    found = []
+    items = [select.args.get("from_") or select.args.get("from")] + list(select.args.get("joins") or [])
+    for item in items:
+        if item is None:
+            continue
+        node = item.this
+        if isinstance(node, exp.Table) and not node.args.get("db") and node.name in ctes:
+            found.append(ctes[node.name])
+        elif isinstance(node, exp.Subquery):
+            found.append(node.this)
+    return found
 
-    Looks at every SELECT list in the query (CTEs and subqueries too), so `RAND() AS k` in a CTE
-    is found when the outer query selects `k`. `columns=None` checks every projection.
+
+def _selects(query: exp.Expression) -> list[exp.Select]:
+    if isinstance(query, exp.Select):
+        return [query]
+    if isinstance(query, exp.SetOperation):
+        return _selects(query.this) + _selects(query.expression)
+    if isinstance(query, exp.Subquery):
+        return _selects(query.this)
+    return []
+
+
+def _lineage_reason(node: exp.Expression, select: exp.Select, ctes: dict, depth: int = 0,
+                    names: set[str] | None = None) -> str | None:
+    """The nondeterministic expression an output expression depends on, following columns into CTEs.
+
+    `names` are the column names a `*` stands for (None: all of them).
+    """
+    is_star = isinstance(node, exp.Star)
+    reason = None if is_star else _nondeterminism(node)
+    if reason or depth > 20:
+        return reason
+    if not is_star:
+        names = {c.name.lower() for c in node.find_all(exp.Column)}
+    for source in _sources(select, ctes):
+        for inner in _selects(source):
+            for projection in inner.expressions:
+                if isinstance(projection, exp.Star):
+                    reason = _lineage_reason(projection, inner, ctes, depth + 1, names)
+                elif names is None or projection.alias_or_name.lower() in names:
+                    reason = _lineage_reason(projection, inner, ctes, depth + 1)
+                if reason:
+                    return reason
+    return None
+
+
+def nondeterministic_columns(sql: str, columns: Iterable[str] | None = None) -> dict[str, str]:
+    """Output columns whose value changes from run to run (RAND(), CURRENT_TIMESTAMP(), ...).
+
+    Follows each output column back through CTEs and subqueries, so `RAND() AS k` in a CTE is found
+    when the outer query selects `k`, while a CURRENT_DATETIME() that only filters rows, or feeds a
+    column the output does not carry, is not. `columns=None` checks every output column.
     Returns {column: offending expression}.
     """
+    tree = parse(sql)
+    ctes = {cte.alias: cte.this for cte in tree.find_all(exp.CTE)}
     wanted = None if columns is None else {c.lower() for c in columns}
     found: dict[str, str] = {}
-    for select in parse(sql).find_all(exp.Select):
+    for select in _selects(tree):
         for projection in select.expressions:
             name = projection.alias_or_name
-            if wanted is not None and name.lower() not in wanted:
+            if wanted is not None and name.lower() not in wanted and not isinstance(projection, exp.Star):
                 continue
-            reason = _nondeterminism(projection)
+            reason = _lineage_reason(projection, select, ctes)
             if reason:
                 found.setdefault(name, reason)
     return found

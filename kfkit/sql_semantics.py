@@ -66,13 +66,14 @@ MACROS = [
          WHEN lng IS NULL OR lat IS NULL THEN NULL
          WHEN lat < -90 OR lat > 90 OR isnan(lat) OR isnan(lng) OR isinf(lng)
            THEN error('ST_GEOGPOINT: latitude must be in [-90, 90], got ' || CAST(lat AS VARCHAR))
-         ELSE struct_pack(kfkit_geography_lng := CAST(((CAST(lng AS DOUBLE) + 180) % 360 + 360) % 360 - 180
-                                                       AS DOUBLE),
+         ELSE struct_pack(kfkit_geography_lng := CASE WHEN lng BETWEEN -180 AND 180 THEN CAST(lng AS DOUBLE)
+                                                      ELSE ((CAST(lng AS DOUBLE) + 180) % 360 + 360) % 360 - 180 END,
                           kfkit_geography_lat := CAST(lat AS DOUBLE)) END""",
-    f"""CREATE OR REPLACE MACRO st_distance(a, b) AS {EARTH_RADIUS_M} * 2 * asin(sqrt(least(1.0,
+    f"""CREATE OR REPLACE MACRO st_distance(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL
+         ELSE {EARTH_RADIUS_M} * 2 * asin(sqrt(least(1.0,
          pow(sin(radians(b.kfkit_geography_lat - a.kfkit_geography_lat) / 2), 2)
          + cos(radians(a.kfkit_geography_lat)) * cos(radians(b.kfkit_geography_lat))
-           * pow(sin(radians(b.kfkit_geography_lng - a.kfkit_geography_lng) / 2), 2))))""",
+           * pow(sin(radians(b.kfkit_geography_lng - a.kfkit_geography_lng) / 2), 2)))) END""",
     "CREATE OR REPLACE MACRO st_dwithin(a, b, d) AS st_distance(a, b) <= d",
     "CREATE OR REPLACE MACRO st_x(p) AS p.kfkit_geography_lng",
     "CREATE OR REPLACE MACRO st_y(p) AS p.kfkit_geography_lat",
@@ -82,7 +83,19 @@ MACROS = [
          || bq_double_to_string(p.kfkit_geography_lat) || ')'""",
     # BigQuery's INT64 sums: DuckDB widens to HUGEINT; an overflow is an error on both
     "CREATE OR REPLACE MACRO bq_current_datetime(tz) AS timezone(tz, current_timestamp)",
+    """CREATE OR REPLACE MACRO bq_byte_length(x) AS CASE
+         WHEN typeof(x) = 'BLOB' THEN octet_length(TRY_CAST(x AS BLOB))
+         ELSE strlen(TRY_CAST(x AS VARCHAR)) END""",
+    # arr[OFFSET(i)] / arr[ORDINAL(i)] outside the array is an error (SAFE_ variants give NULL)
+    """CREATE OR REPLACE MACRO bq_element(arr, i, base) AS CASE
+         WHEN arr IS NULL OR i IS NULL THEN NULL
+         WHEN i - base < 0 OR i - base >= len(arr)
+           THEN error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds')
+         ELSE arr[i - base + 1] END""",
 ]
+
+# Operators whose integer literal operands BigQuery computes in INT64.
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
 
 # Units of TIMESTAMP_DIFF (a DAY is 24 hours there) in microseconds.
 _UNIT_US = {"MICROSECOND": 1, "MILLISECOND": 1_000, "SECOND": 1_000_000, "MINUTE": 60_000_000,
@@ -211,6 +224,9 @@ def _format_pieces(fmt: str, value: exp.Expression, what: str) -> exp.Expression
             i += 4
             continue
         i += 2
+        if spec == "-" and i < len(fmt):  # sqlglot writes BigQuery's %e/%k/%l as %-d/%-H/%-I
+            spec = {"d": "e", "H": "k", "I": "l"}.get(fmt[i], "-" + fmt[i])
+            i += 1
         if spec == "e":
             add("lpad(CAST(day(__v) AS VARCHAR), 2, ' ')")
         elif spec == "k":
@@ -273,6 +289,10 @@ def _parse_format(fmt: str, what: str) -> str:
             i += 1
             continue
         spec = fmt[i + 1] if i + 1 < len(fmt) else ""
+        if spec == "-" and fmt[i + 2: i + 3] in ("d", "H", "I", "m"):
+            out.append("%-" + fmt[i + 2])
+            i += 3
+            continue
         if spec == "E" and fmt[i + 2: i + 4] in ("*S", "6S", "3S"):
             out.append("%S.%f")
             i += 4
@@ -411,9 +431,45 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
 
     def fix(node: exp.Expression) -> exp.Expression:
         what = node.sql(dialect="bigquery")[:60] if isinstance(node, exp.Func) else ""
-        if isinstance(node, exp.Literal) and not node.is_string and re.search(r"[.eE]", node.this):
-            # 2.5 is a FLOAT64 literal in BigQuery; DuckDB would make it a DECIMAL
-            return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            if re.search(r"[.eE]", node.this):
+                # 2.5 is a FLOAT64 literal in BigQuery; DuckDB would make it a DECIMAL
+                return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
+            parent = node.parent
+            if isinstance(parent, exp.Neg):  # -1 is arithmetic only where the negation is
+                parent = parent.parent
+            if isinstance(parent, _ARITHMETIC):
+                # an integer literal is INT64 in BigQuery; DuckDB would make it an INTEGER (overflow at 2^31)
+                return exp.Cast(this=node.copy(), to=exp.DataType.build("BIGINT"))
+            return node
+        if isinstance(node, exp.Null) and isinstance(node.parent, (exp.DPipe, exp.Concat)):
+            return exp.Cast(this=node.copy(), to=exp.DataType.build("VARCHAR"))
+        if isinstance(node, (exp.DateAdd, exp.DateSub)):
+            unit = node.args.get("unit")
+            interval = exp.Interval(this=exp.Cast(this=node.expression, to=exp.DataType.build("BIGINT")),
+                                    unit=exp.var(_unit(unit)[0]))
+            op = exp.Add if isinstance(node, exp.DateAdd) else exp.Sub
+            return exp.Cast(this=exp.Paren(this=op(this=node.this, expression=interval)),
+                            to=exp.DataType.build("DATE"))
+        if type(node).__name__ == "DateFromUnixDate":
+            return exp.Cast(this=exp.Add(this=exp.Cast(this=exp.Literal.string("1970-01-01"), to=exp.DataType.build("DATE")),
+                                         expression=exp.Cast(this=node.this, to=exp.DataType.build("INTEGER"))),
+                            to=exp.DataType.build("DATE"))
+        if type(node).__name__ == "String" and node.args.get("zone") is not None:
+            raise QueryError(f"{what}: STRING(timestamp, time_zone) is not supported by the local warehouse; "
+                             "use FORMAT_TIMESTAMP('%F %T', ts, zone)")
+        if isinstance(node, exp.UnixToTime) and node.args.get("scale") is not None:
+            scale = int(str(node.args["scale"]))
+            if scale in (3, 6):  # TIMESTAMP_MILLIS / TIMESTAMP_MICROS are TIMESTAMPs (UTC), exact
+                micros = node.this if scale == 6 else exp.Mul(this=exp.Cast(this=node.this, to=exp.DataType.build("BIGINT")),
+                                                              expression=exp.Literal.number(1000))
+                return _call("timezone", exp.Literal.string("UTC"), _call("make_timestamp", micros))
+        if type(node).__name__ == "ByteLength":
+            return _call("bq_byte_length", node.this)
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and not node.args.get("safe") \
+                and node.args.get("offset") is not None:
+            base = int(str(node.args.get("offset")))
+            return _call("bq_element", node.this, node.expressions[0], exp.Literal.number(base))
         if isinstance(node, exp.Extract):
             return _extract(node) or node
         if isinstance(node, (exp.DateTrunc, exp.DatetimeTrunc)):

@@ -1,8 +1,11 @@
 """The embedded warehouse: a DuckDB file under the local root that answers BigQuery SQL.
 
-It ships with the public tables the demos read, under their BigQuery names:
+It ships with the public tables the demos read, under their BigQuery names and schemas:
 `bigquery-public-data.ml_datasets.penguins` (Palmer penguins, BigQuery's columns and values) and
-`kfkit-samples.chicago_taxi.trips` (the Chicago taxi sample, see kfkit/data).
+`bigquery-public-data.chicago_taxi_trips.taxi_trips` (the 15,002-trip sample of kfkit/data, in
+BigQuery's column order and types; the columns the sample lacks are NULL: unique_key, taxi_id,
+trip_end_timestamp, tolls, extras, trip_total, pickup_location, dropoff_location).
+`kfkit-samples.chicago_taxi.trips` is a view with the sample's own columns, kept for old queries.
 """
 
 from __future__ import annotations
@@ -16,11 +19,48 @@ import duckdb
 import pyarrow as pa
 
 from kfkit import sql as bqsql
+from kfkit import sql_types
 from kfkit.config import local_root
 from kfkit.errors import QueryError
 
 PENGUINS_TABLE = "bigquery-public-data.ml_datasets.penguins"
-TAXI_TABLE = "kfkit-samples.chicago_taxi.trips"
+TAXI_TABLE = "bigquery-public-data.chicago_taxi_trips.taxi_trips"
+TAXI_SAMPLE_VIEW = "kfkit-samples.chicago_taxi.trips"
+
+# bigquery-public-data.chicago_taxi_trips.taxi_trips, BigQuery's order and types; None: not in the sample.
+_TAXI_COLUMNS = {
+    "unique_key": (None, "VARCHAR"),
+    "taxi_id": (None, "VARCHAR"),
+    "trip_start_timestamp": ("to_timestamp(trip_start_timestamp)", "TIMESTAMPTZ"),
+    "trip_end_timestamp": (None, "TIMESTAMPTZ"),
+    "trip_seconds": ("trip_seconds", "BIGINT"),
+    "trip_miles": ("trip_miles", "DOUBLE"),
+    "pickup_census_tract": ("pickup_census_tract", "BIGINT"),
+    "dropoff_census_tract": ("dropoff_census_tract", "BIGINT"),
+    "pickup_community_area": ("pickup_community_area", "BIGINT"),
+    "dropoff_community_area": ("dropoff_community_area", "BIGINT"),
+    "fare": ("fare", "DOUBLE"),
+    "tips": ("tips", "DOUBLE"),
+    "tolls": (None, "DOUBLE"),
+    "extras": (None, "DOUBLE"),
+    "trip_total": (None, "DOUBLE"),
+    "payment_type": ("payment_type", "VARCHAR"),
+    "company": ("company", "VARCHAR"),
+    "pickup_latitude": ("pickup_latitude", "DOUBLE"),
+    "pickup_longitude": ("pickup_longitude", "DOUBLE"),
+    "pickup_location": (None, "VARCHAR"),
+    "dropoff_latitude": ("dropoff_latitude", "DOUBLE"),
+    "dropoff_longitude": ("dropoff_longitude", "DOUBLE"),
+    "dropoff_location": (None, "VARCHAR"),
+}
+# the sample's own columns (TFX's selection: month, hour and day of week of the start, UNIX seconds)
+_TAXI_SAMPLE_SELECT = (
+    "SELECT pickup_community_area, fare, CAST(month(trip_start_timestamp) AS BIGINT) AS trip_start_month, "
+    "CAST(hour(trip_start_timestamp) AS BIGINT) AS trip_start_hour, "
+    "CAST(dayofweek(trip_start_timestamp) + 1 AS BIGINT) AS trip_start_day, "
+    "CAST(epoch(trip_start_timestamp) AS BIGINT) AS trip_start_timestamp, pickup_latitude, pickup_longitude, "
+    "dropoff_latitude, dropoff_longitude, trip_miles, pickup_census_tract, dropoff_census_tract, payment_type, "
+    "company, trip_seconds, dropoff_community_area, tips")
 WAREHOUSE_FILE = "warehouse.duckdb"
 
 # BigQuery's bigquery-public-data.ml_datasets.penguins columns, in its order, from penguins-raw.csv.
@@ -70,7 +110,8 @@ class LocalWarehouse:
     def tables(self) -> list[str]:
         with self.connect() as con:
             rows = con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
+                "SELECT schema_name, table_name FROM duckdb_tables() UNION ALL "
+                "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1, 2").fetchall()
         return [f"{schema}.{table}" for schema, table in rows]
 
     def write_table(self, name: str, data: pa.Table | pa.RecordBatchReader, replace: bool = True) -> str:
@@ -105,10 +146,12 @@ class LocalWarehouse:
         taxi_csv = resources.files("kfkit") / "data" / "chicago_taxi_sample.csv"
         penguin_select = ", ".join(f"CAST({src} AS {typ}) AS {name}"
                                    for name, (src, typ) in _PENGUIN_COLUMNS.items())
+        taxi_select = ", ".join(f"CAST({src or 'NULL'} AS {typ}) AS {name}"
+                                for name, (src, typ) in _TAXI_COLUMNS.items())
         sources = {
             PENGUINS_TABLE: (f"SELECT {penguin_select} FROM read_csv(?, header=true, nullstr='NA')",
                              str(penguins_csv)),
-            TAXI_TABLE: ("SELECT * FROM read_csv(?, header=true)", str(taxi_csv)),
+            TAXI_TABLE: (f"SELECT {taxi_select} FROM read_csv(?, header=true)", str(taxi_csv)),
         }
         existing = set(self.tables())
         created = []
@@ -121,10 +164,25 @@ class LocalWarehouse:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 con.execute(f"CREATE TABLE {_quoted(project, dataset, table)} AS {select}", [csv])
                 created.append(name)
+            if TAXI_SAMPLE_VIEW not in existing:
+                project, dataset, table = split_table_name(TAXI_SAMPLE_VIEW)
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{bqsql.local_schema_name(project, dataset)}"')
+                con.execute(f"CREATE VIEW {_quoted(project, dataset, table)} AS {_TAXI_SAMPLE_SELECT} "
+                            f"FROM {_quoted(*split_table_name(TAXI_TABLE))}")
+                created.append(TAXI_SAMPLE_VIEW)
         return created
 
     # ---- queries ----------------------------------------------------------------------------
-    def _prepare(self, query: str) -> str:
+    def _prepare(self, query: str, con=None, params: dict[str, Any] | None = None) -> str:
+        """DuckDB SQL for a BigQuery query, its result columns cast to BigQuery's types."""
+        duck_sql = self._transpile(query)
+        if con is None:
+            return duck_sql
+        probe = self._execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
+        select = sql_types.projection([(name, str(kind)) for name, kind in zip(probe.columns, probe.types)])
+        return duck_sql if select is None else f"SELECT {select} FROM ({duck_sql}) AS _q"
+
+    def _transpile(self, query: str) -> str:
         tree = bqsql.parse(query)
         known = set(self.tables())
         for project, dataset, table in bqsql.table_references(tree, self.project):
@@ -136,32 +194,62 @@ class LocalWarehouse:
                     f"tables there: {hint}. Load data with `kfkit data load` or `kfkit data synth`.")
         return bqsql.to_duckdb(query, self.project)
 
-    def _execute(self, con, duck_sql: str, params: dict[str, Any] | None):
+    def _execute(self, con, duck_sql: str, params: dict[str, Any] | None, query: str = ""):
         try:
             return con.sql(duck_sql, params=params or None)
         except (duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
-                duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-            message = re.sub(r"\s+", " ", str(exc)).strip()
-            raise QueryError(f"the local warehouse rejected the query: {message}") from exc
+                duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as exc:
+            raise QueryError(explain_error(exc, query)) from exc
 
     def describe(self, query: str, params: dict[str, Any] | None = None) -> pa.Schema:
-        """The result schema of a query, without running it."""
-        duck_sql = self._prepare(query)
+        """The result schema of a query (BigQuery's types, as Arrow), without running it."""
         with self.connect() as con:
-            cursor = self._execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params)
+            duck_sql = self._prepare(query, con, params)
+            cursor = self._execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
             return cursor.to_arrow_table().schema
 
     def query_batches(self, query: str, params: dict[str, Any] | None = None,
                       batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
         """Run a BigQuery query and stream the result as Arrow record batches."""
-        duck_sql = self._prepare(query)
         con = self.connect()
         try:
-            reader = self._execute(con, duck_sql, params).to_arrow_reader(batch_rows)
+            duck_sql = self._prepare(query, con, params)
+            reader = self._execute(con, duck_sql, params, query).to_arrow_reader(batch_rows)
             for batch in reader:
                 yield batch
         finally:
             con.close()
+
+
+def _line_naming(query: str, name: str) -> str:
+    for number, text in enumerate(query.splitlines(), start=1):
+        if re.search(rf"\b{re.escape(name)}\b", text, re.I):
+            return f"line {number}: "
+    return ""
+
+
+def explain_error(exc: Exception, query: str) -> str:
+    """DuckDB's error in BigQuery's terms: the function or column by name, and its line in the query."""
+    message = re.sub(r"\s+", " ", str(exc)).strip()
+    message = re.sub(r"^(Catalog|Binder|Parser|Conversion|Invalid Input|Out of Range) Error: ", "", message)
+    function = re.search(r"[Ff]unction with name \"?([A-Za-z_][\w.]*)\"? (does not exist|is not in the catalog)",
+                         message)
+    if function:
+        name = function.group(1)
+        return (f"{_line_naming(query, name)}function {name.upper()} is not known to the local warehouse "
+                "(not a BigQuery function, or one it does not support: see docs/sql.md for the supported "
+                "surface and what to write instead)")
+    column = re.search(r'Referenced column "?([\w]+)"? not found', message)
+    if column:
+        return f"{_line_naming(query, column.group(1))}unrecognized name: {column.group(1)} ({message})"
+    ambiguous = re.search(r'[Aa]mbiguous reference to column name "?([\w]+)"?', message)
+    if ambiguous:
+        return f"{_line_naming(query, ambiguous.group(1))}column name {ambiguous.group(1)} is ambiguous ({message})"
+    no_match = re.search(r"No function matches the given name and argument types '([\w]+)\(([^)]*)\)'", message)
+    if no_match:
+        return (f"{_line_naming(query, no_match.group(1))}no matching signature for function "
+                f"{no_match.group(1).upper()} for argument types: {no_match.group(2)}")
+    return f"the local warehouse rejected the query: {message}"
 
 
 def load_file(warehouse: LocalWarehouse, table: str, path: str | Path) -> str:

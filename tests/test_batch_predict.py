@@ -44,6 +44,6 @@ def test_unknown_alias_is_a_clear_error(root_with_champion):
 
 def test_source_without_the_model_columns_fails_and_writes_no_table(root_with_champion):
     with pytest.raises(ConfigError, match="lacks column\\(s\\) 'island', 'culmen_length_mm'"):
-        predict_local("kfkit-samples.chicago_taxi.trips", "scored.taxi", model_name="penguins",
+        predict_local("bigquery-public-data.chicago_taxi_trips.taxi_trips", "scored.taxi", model_name="penguins",
                       local_root=str(root_with_champion))
     assert not any("scored" in t and "taxi" in t or "_kfkit_tmp" in t for t in LocalWarehouse(root_with_champion).tables())

@@ -137,8 +137,10 @@ def test_distribution_strategy_comes_from_tf_config(monkeypatch):
 @pytest.fixture(scope="module")
 def taxi(tmp_path_factory, shared_root):
     outputs = split_outputs(tmp_path_factory.mktemp("taxi"))
-    run_ingest("SELECT trip_start_hour, trip_miles, payment_type, CAST(tips > 0 AS INT64) AS tipped "
-               "FROM `kfkit-samples.chicago_taxi.trips` WHERE trip_miles IS NOT NULL", outputs, label_column="tipped",
+    run_ingest("SELECT EXTRACT(HOUR FROM trip_start_timestamp) AS trip_start_hour, trip_miles, payment_type, "
+               "CAST(tips > 0 AS INT64) AS tipped "
+               "FROM `bigquery-public-data.chicago_taxi_trips.taxi_trips` WHERE trip_miles IS NOT NULL", outputs,
+               label_column="tipped",
                local_root=str(shared_root), split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}))
     return outputs, validate(outputs, "tipped")
 
