@@ -185,7 +185,18 @@ _BQ_TO_ARROW = {
 }
 
 
+def field_to_arrow(field) -> pa.DataType:
+    """One BigQuery SchemaField as the Arrow type the Storage Read API delivers (REPEATED: list, RECORD: struct)."""
+    kind = field.field_type.upper()
+    if kind in ("RECORD", "STRUCT"):
+        arrow = pa.struct([pa.field(f.name, field_to_arrow(f)) for f in field.fields])
+    elif kind in _BQ_TO_ARROW:
+        arrow = _BQ_TO_ARROW[kind]
+    else:
+        raise QueryError(f"column {field.name!r} has the BigQuery type {kind}, which kfkit cannot read")
+    return pa.list_(arrow) if (field.mode or "").upper() == "REPEATED" else arrow
+
+
 def schema_to_arrow(fields) -> pa.Schema:
-    """BigQuery SchemaField list -> Arrow schema (top-level columns; nested types kept as string)."""
-    return pa.schema([pa.field(f.name, _BQ_TO_ARROW.get(f.field_type.upper(), pa.string()))
-                      for f in fields])
+    """BigQuery SchemaField list -> Arrow schema, as the Storage Read API delivers the rows."""
+    return pa.schema([pa.field(f.name, field_to_arrow(f)) for f in fields])

@@ -38,3 +38,9 @@ def test_local_warehouse_answers_as_bigquery_documents(con, case):
         assert sorted(actual.split(",")) == sorted(case.value.split(","))
     else:
         assert same(actual, case.value, case.approx), f"got {actual!r}, BigQuery documents {case.value!r}"
+
+
+def test_docs_sql_md_is_generated_from_the_cases():
+    from tests.sql_conformance.make_docs import DOC, render
+
+    assert DOC.read_text() == render(), "docs/sql.md is stale: run python tests/sql_conformance/make_docs.py"
