@@ -209,7 +209,7 @@ class LocalWarehouse:
             return cursor.to_arrow_table().schema
 
     def query_batches(self, query: str, params: dict[str, Any] | None = None,
-                      batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+                      batch_rows: int = 1_048_576) -> Iterator[pa.RecordBatch]:
         """Run a BigQuery query and stream the result as Arrow record batches."""
         con = self.connect()
         try:
