@@ -14,6 +14,8 @@ COMPONENTS = {
     "register": ("components.register.component", "register_model"),
     "deploy": ("components.deploy.component", "deploy_model"),
     "monitor": ("components.monitor.component", "monitor_endpoint"),
+    "recipe": ("components.recipe.component", "champion_recipe"),
+    "record_recipe": ("components.recipe.component", "record_recipe"),
     "batch_predict": ("components.batch_predict.component", "batch_predict"),
 }
 

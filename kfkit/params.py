@@ -20,6 +20,20 @@ _PY_TYPES = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamp typing: 2026-11-22T10:00:00Z stays the string it was typed as (RFC 3339
+    window bounds are string parameters; a datetime would fail the type check)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def split_assignment(item: str, flag: str = "--param") -> tuple[str, str]:
     if "=" not in item:
         raise ConfigError(f"{flag} {item!r} must look like name=value")
@@ -33,7 +47,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     for item in assignments or []:
         name, raw = split_assignment(item)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         out[name] = value
@@ -43,7 +57,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 def load_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"parameter file {str(path)!r} does not exist") from exc
     except yaml.YAMLError as exc:

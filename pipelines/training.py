@@ -14,17 +14,12 @@ from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate_model
 from components.ingest.component import bigquery_query_to_dataset
 from components.model_card.component import write_model_card
+from components.recipe.component import RECIPE_PARAMETERS, record_recipe
 from components.register.component import register_model
 from components.train.component import train_tensorflow_model
 from components.validate.component import validate_data
 
-# One line: KFP copies defaults into a comment header of the compiled YAML, and a newline there
-# makes the template unreadable to the Vertex SDK.
-PENGUINS_QUERY = (
-    "SELECT species, island, culmen_length_mm, culmen_depth_mm, flipper_length_mm, body_mass_g, sex "
-    "FROM `bigquery-public-data.ml_datasets.penguins` "
-    "WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
-)
+from components.recipe.recipe import PENGUINS_QUERY
 
 # Where the train step runs on Vertex when the pipeline is built with custom_training_job:
 # a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).
@@ -81,6 +76,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         request_logging_table: str = "",
         git_commit: str = "",
     ):
+        parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
             query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
             project=project, location=location, split_key=split_key, train_fraction=train_fraction,
@@ -113,6 +109,8 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         evaluate.set_caching_options(False)
 
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+            # every parameter of this run, recorded with the model before it is registered
+            recipe = record_recipe(model=train.outputs["model"], **parameters).set_display_name("record-recipe")
             write_model_card(
                 model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                 statistics=validate.outputs["statistics"], reason=evaluate.outputs["reason"],
@@ -125,6 +123,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 data_snapshot=ingest.outputs["Output"],
                 task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
             ).set_display_name("register")
+            register.after(recipe)
             deploy_model(
                 registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,

@@ -1,5 +1,6 @@
-"""Issue 5 end to end: serve the demo model, send in-distribution then shifted traffic, and the
-monitoring pipeline reports drift on exactly the shifted features, then retrains."""
+"""Monitoring end to end: serve a trained model, send in-distribution then shifted traffic; the
+monitoring pipeline reports drift on exactly the shifted features, then retrains with the
+champion's own recipe; a window of a few requests is insufficient data and retrains nothing."""
 
 import datetime as dt
 import json
@@ -49,9 +50,33 @@ def test_in_distribution_traffic_shows_no_skew(traffic):
     summary = run_local("monitoring", {"window_end": iso(middle), "window_hours": (middle - start) / 3600 + 1e-6,
                                        "retrain": False}, str(root))
     result = anomalies(summary)
-    assert result["rows"] == 500 and result["drift_detected"] is False
-    assert max(result["distances"].values()) < 0.1
+    assert result["rows"] == 500 and result["drift_detected"] is False and result["verdict"] == "no drift"
+    assert max(result["distances"].values()) < 0.3
     assert [t.name for t in summary.tasks] == ["monitor-endpoint"]
+
+
+def test_a_handful_of_requests_is_insufficient_data_and_retrains_nothing(traffic):
+    root, _, middle, end = traffic
+    server = ModelServer(endpoint="penguins", local_root=str(root))
+    rows = [{"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
+             "body_mass_g": 4950.0, "sex": "FEMALE"}]
+    late = time.time()
+    for _ in range(5):
+        server.predict({"instances": rows})
+    now = time.time() + 0.001
+    summary = run_local("monitoring", {"window_end": iso(now), "window_hours": (now - late) / 3600}, str(root))
+
+    result = anomalies(summary)
+    assert result["rows"] == 5 and result["verdict"] == "insufficient data" and result["drift_detected"] is False
+    assert [t.name for t in summary.tasks] == ["monitor-endpoint"]
+    assert "insufficient data" in (summary.run_dir / "monitor-endpoint" / "report").read_text()
+
+
+def test_an_empty_window_ends_well_with_that_verdict(traffic):
+    root, start, _, _ = traffic
+    summary = run_local("monitoring", {"window_end": iso(start - 7200), "window_hours": 1.0}, str(root))
+
+    assert anomalies(summary)["verdict"] == "insufficient data" and anomalies(summary)["rows"] == 0
 
 
 def test_shifted_traffic_drifts_on_the_shifted_features_only_and_triggers_retraining(traffic):

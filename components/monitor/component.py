@@ -19,6 +19,8 @@ def monitor_endpoint(
     baseline_statistics_uri: str = "",
     default_threshold: float = 0.3,
     thresholds: dict = {},
+    min_count: int = 100,
+    distance_method: str = "tfdv",
     request_logging_table: str = "",
     project: str = "",
     location: str = "US",
@@ -32,13 +34,20 @@ def monitor_endpoint(
         backend: `local` (kfkit serve's request logs) or `bigquery` (a Vertex endpoint's
             request-response logging table, read through the BigQuery adapter).
         window_hours: Length of the target window, ending at window_end.
-        window_end: End of the window, ISO 8601; empty: now.
+        window_end: End of the window, RFC 3339 (2026-11-22T10:00:00Z); empty: now.
         baseline_window_hours: 0 compares with the training statistics (skew); > 0 compares with the
             window of that length just before the target window (drift).
         baseline_statistics_uri: Training statistics JSON (from validate); empty: the statistics
             saved with the model taking most of the endpoint's traffic (local backend).
         default_threshold: Distance above which a feature is anomalous (Vertex's default: 0.3).
         thresholds: Per-feature thresholds, e.g. {"body_mass_g": 0.2}.
+        min_count: Fewest non-missing values of a feature in the window for a verdict; below it the
+            feature is `insufficient data`, never drift (default from the false-alarm simulation in
+            benchmarks/monitor_guard.py: at most 1% false alarms on in-distribution windows).
+        distance_method: `tfdv` (TFDV's distances, as Vertex AI Model Monitoring v1 computes them:
+            each side's own 10-bucket histogram, re-bucketed onto the union of boundaries) or
+            `baseline_bins` (both sides on the baseline's 20 bins: stable on heavy-tailed features,
+            where `tfdv` flags in-distribution windows; see docs/monitoring.md).
         request_logging_table: project.dataset.table of the Vertex request-response log (bigquery backend).
         project: Google Cloud project that runs the query (bigquery backend).
         location: BigQuery location (bigquery backend).
@@ -48,9 +57,10 @@ def monitor_endpoint(
 
     Returns:
         metrics: One distance per feature (JS divergence or L-infinity).
-        anomalies: JSON of the features over their threshold, with the window.
-        report: HTML with overlaid baseline/target histograms per feature, worst first.
-        Output: drift_detected, True when any feature is over its threshold.
+        anomalies: JSON of the verdict (drift, no drift, insufficient data), every feature's status,
+            distance and counts, and the window.
+        report: HTML with the verdict and overlaid baseline/window histograms per feature, worst first.
+        Output: drift_detected, True when any feature with enough values is over its threshold.
     """
     import json
     import logging
@@ -76,14 +86,19 @@ def monitor_endpoint(
     if baseline_window_hours > 0:
         base, base_predictions = read(start - baseline_window_hours * 3600, start)
         result = mon.monitor(target, predictions, baseline_table=base, baseline_predictions=base_predictions,
-                             thresholds=thresholds, default_threshold=default_threshold, window=(start, end))
+                             thresholds=thresholds, default_threshold=default_threshold, min_count=min_count,
+                             method=distance_method, window=(start, end))
     else:
         statistics = (mon.load_statistics(baseline_statistics_uri) if baseline_statistics_uri
                       else mon.baseline_statistics_for_endpoint(endpoint_name, local_root))
         result = mon.monitor(target, predictions, statistics=statistics, thresholds=thresholds,
-                             default_threshold=default_threshold, window=(start, end))
+                             default_threshold=default_threshold, min_count=min_count, method=distance_method,
+                             window=(start, end))
+    metrics.log_metric("requests", result.rows)
     for feature in result.features:
-        metrics.log_metric(feature.feature, feature.distance)
+        if feature.distance is not None:
+            metrics.log_metric(feature.feature, feature.distance)
+    logging.getLogger("kfkit.monitor").info("verdict: %s (%d requests)", result.verdict, result.rows)
     with atomic_file(anomalies.path) as handle:
         json.dump(result.anomalies_json(), handle, indent=1)
     with atomic_file(report.path) as handle:

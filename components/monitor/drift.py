@@ -1,195 +1,386 @@
-"""Distribution distances, as Vertex AI Model Monitoring and TensorFlow Data Validation compute them.
+"""Per-feature skew and drift verdicts from TFDV's distances (kfkit/tfdv.py).
 
-- Numeric features: Jensen-Shannon divergence of the two histograms on the baseline's bins, with
-  log base 2, so it lies in [0, 1] (0: identical, 1: disjoint). It equals
-  `scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2` (scipy returns the JS *distance*, the
-  square root). Values below or above the baseline's range fall in two open-ended bins.
-- Categorical features: L-infinity distance, the largest absolute difference between the two
-  frequency distributions over the union of categories, in [0, 1].
-
-Following TFDV's convention (which Vertex AI Model Monitoring uses for its skew and drift
-thresholds: default 0.3 per feature); see the TFDV "Data Validation" guide, "Drift and skew
-detection", and Vertex AI's "Model Monitoring overview". Missing values are a bucket of their own,
-and categories the baseline never saw are counted, never dropped.
+A feature's verdict is one of:
+- `drift`: its distance (JS divergence for numbers, L-infinity for categories) is over its threshold;
+- `ok`: under it;
+- `insufficient data`: fewer non-missing values in the window than `min_count`; its distance is
+  still shown, but it is not a verdict (default from benchmarks/monitor_guard.py: the smallest
+  window where in-distribution samples of the training data cross 0.3 in at most 1% of windows);
+- `missing`: the feature is absent from every request of the window;
+- `new`: the window has a feature the baseline does not (reported, never compared);
+- `error`: this feature could not be compared (the message says why); the others still are.
+Values that are not of the feature's kind (a string in a numeric column, a list, a number beyond
+float range in a category) are counted as `invalid` on that feature and left out of its distance.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kfkit.errors import ConfigError
+from kfkit import tfdv
 
-NULL = "__null__"
-OTHER = "__other__"
 DEFAULT_THRESHOLD = 0.3
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence, base 2, of two count (or probability) vectors."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if p.sum() == 0 or q.sum() == 0:
-        raise ConfigError("cannot compare an empty distribution")
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a):
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return max(0.0, min(1.0, 0.5 * kl(p) + 0.5 * kl(q)))
-
-
-def linf_distance(p: dict[str, float], q: dict[str, float]) -> float:
-    """L-infinity distance of two frequency tables (normalized here) over the union of their keys."""
-    tp, tq = sum(p.values()), sum(q.values())
-    if tp == 0 or tq == 0:
-        raise ConfigError("cannot compare an empty distribution")
-    return float(max(abs(p.get(k, 0) / tp - q.get(k, 0) / tq) for k in set(p) | set(q)))
+# benchmarks/monitor_guard.py: in-distribution windows of the sample tables stop crossing 0.3 (at most
+# 1% of windows) from 50 values on; the default doubles that for data less regular than theirs
+DEFAULT_MIN_COUNT = 100
+OK, DRIFT, INSUFFICIENT, MISSING, NEW, ERROR = "ok", "drift", "insufficient data", "missing", "new", "error"
+MAX_LABEL = 40
 
 
 @dataclass
-class NumericProfile:
-    edges: list[float]
-    counts: list[int]  # [below range] + one per bin + [above range] + [null]
-
-    @property
-    def labels(self) -> list[str]:
-        inner = [f"{self.edges[i]:.3g}..{self.edges[i + 1]:.3g}" for i in range(len(self.edges) - 1)]
-        return [f"<{self.edges[0]:.3g}", *inner, f">{self.edges[-1]:.3g}", "null"]
+class NumericBaseline:
+    histogram: tfdv.Histogram
 
 
-def numeric_counts(values: pa.Array | pa.ChunkedArray | np.ndarray, edges: list[float]) -> list[int]:
-    """Counts on fixed edges: [below] + bins (last bin closed) + [above] + [null]."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        nulls = values.null_count
-        data = pc.cast(pc.drop_null(values), pa.float64()).to_numpy(zero_copy_only=False)
-    else:
-        data = np.asarray(values, dtype=np.float64)
-        nulls = int(np.isnan(data).sum())
-        data = data[~np.isnan(data)]
-    edges_arr = np.asarray(edges, dtype=np.float64)
-    n_bins = len(edges_arr) - 1
-    lo, hi = edges_arr[0], edges_arr[-1]
-    widths = np.diff(edges_arr)
-    if hi > lo and np.allclose(widths, widths[0], rtol=1e-9, atol=0):
-        # equal-width bins (validate's and drift mode's): arithmetic instead of a binary search
-        position = np.floor((data - lo) * (n_bins / (hi - lo)))
-        below = int(np.count_nonzero(data < lo))
-        above = int(np.count_nonzero(data > hi))
-        index = np.clip(position[(data >= lo) & (data <= hi)], 0, n_bins - 1).astype(np.int64)
-    else:
-        below = int(np.count_nonzero(data < lo))
-        above = int(np.count_nonzero(data > hi))
-        inside = data[(data >= lo) & (data <= hi)]
-        index = np.clip(np.searchsorted(edges_arr, inside, side="right") - 1, 0, n_bins - 1)
-    bins = np.bincount(index, minlength=n_bins)
-    return [below, *bins.tolist(), above, nulls]
+@dataclass
+class CategoricalBaseline:
+    counts: dict[str, float]
 
 
-def categorical_counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    values = pc.cast(values, pa.string())
-    out: dict[str, int] = {}
-    for item in pc.value_counts(values).to_pylist():
-        key = NULL if item["values"] is None else item["values"]
-        out[key] = out.get(key, 0) + item["counts"]
-    return out
+BASELINE_BINS = 20  # bins of the `baseline_bins` method (validate's histogram)
+METHODS = ("tfdv", "baseline_bins")
 
 
-def baseline_from_statistics(statistics: dict[str, Any]) -> dict[str, Any]:
-    """Profiles of each feature from validate's training statistics (its histograms and frequencies)."""
-    profiles: dict[str, Any] = {}
+@dataclass
+class Profile:
+    """One side of one feature: what the distance needs, and what was set aside."""
+
+    kind: str
+    histogram: tfdv.Histogram | None = None
+    edges: list[float] | None = None      # baseline_bins method: the baseline's bin edges
+    bin_counts: list[float] | None = None  # and its counts on them
+    values: np.ndarray | None = None       # a window's numeric values, to count on another side's edges
+    counts: dict[str, float] | None = None
+    present: int = 0      # non-missing, valid values
+    missing: int = 0
+    invalid: int = 0
+
+
+# ---- reading a column whatever it holds ---------------------------------------------------------
+def _numeric(value: Any) -> float | None:
+    """A logged value as a float; None if it is not a number (bool, string, list, ...)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # beyond float range: it is +/-inf as a float64
+            return math.inf if value > 0 else -math.inf
+    return None
+
+
+def _category(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value):
+            return str(int(value))
+        return repr(value)
+    return None
+
+
+def numeric_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any]) -> Profile:
+    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_integer(column.type)
+                                                            or pa.types.is_floating(column.type)):
+        missing = column.null_count
+        values = pc.cast(pc.drop_null(column), pa.float64()).to_numpy(zero_copy_only=False)
+        return _with_bins(Profile("numeric", histogram=tfdv.histogram(values), present=len(values), missing=missing,
+                                  values=values))
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        column = column.to_pylist()
+    values, missing, invalid = [], 0, 0
+    for value in column:
+        if value is None:
+            missing += 1
+            continue
+        number = _numeric(value)
+        if number is None:
+            invalid += 1
+        else:
+            values.append(number)
+    array = np.asarray(values, dtype=np.float64)
+    return _with_bins(Profile("numeric", histogram=tfdv.histogram(array), present=len(values), missing=missing,
+                              invalid=invalid, values=array))
+
+
+def _with_bins(profile: Profile) -> Profile:
+    """Equal-width bins over the finite range (the baseline side of the `baseline_bins` method)."""
+    finite = profile.values[np.isfinite(profile.values)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        profile.edges = np.linspace(lo, hi if hi > lo else lo + 1.0, BASELINE_BINS + 1).tolist()
+        profile.bin_counts = [0.0, *np.histogram(finite, bins=profile.edges)[0].astype(float).tolist(), 0.0]
+    return profile
+
+
+def counts_on_edges(values: np.ndarray, edges: list[float]) -> list[float]:
+    """[below] + one count per bin (last closed) + [above] + [NaN]: a window on the baseline's bins."""
+    values = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(values)
+    data = values[~nan]
+    lo, hi = edges[0], edges[-1]
+    inside = data[(data >= lo) & (data <= hi)]
+    bins = np.histogram(inside, bins=edges)[0] if inside.size else np.zeros(len(edges) - 1)
+    return [float(np.count_nonzero(data < lo)), *bins.astype(float).tolist(), float(np.count_nonzero(data > hi)),
+            float(nan.sum())]
+
+
+def categorical_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any], k: int = tfdv.TOP_K) -> Profile:
+    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_string(column.type)
+                                                            or pa.types.is_large_string(column.type)):
+        missing = column.null_count
+        counts = {item["values"]: float(item["counts"]) for item in pc.value_counts(pc.drop_null(column)).to_pylist()}
+        return Profile("categorical", counts=tfdv.top_k(counts, k), present=len(column) - missing, missing=missing)
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        column = column.to_pylist()
+    counts: dict[str, float] = {}
+    missing = invalid = 0
+    for value in column:
+        if value is None:
+            missing += 1
+            continue
+        key = _category(value)
+        if key is None:
+            invalid += 1
+        else:
+            counts[key] = counts.get(key, 0.0) + 1.0
+    present = int(sum(counts.values()))
+    return Profile("categorical", counts=tfdv.top_k(counts, k), present=present, missing=missing, invalid=invalid)
+
+
+# ---- baselines ----------------------------------------------------------------------------------
+def baseline_from_statistics(statistics: dict[str, Any]) -> dict[str, Profile]:
+    """Each feature's baseline from validate's training statistics (TFDV histogram, top values)."""
+    profiles: dict[str, Profile] = {}
     for name, entry in statistics["columns"].items():
-        if entry["kind"] == "numeric" and entry.get("histogram"):
+        present = int(entry.get("count", 0))
+        if entry.get("kind") == "numeric" and entry.get("tfdv_histogram"):
+            profiles[name] = Profile("numeric", histogram=tfdv.Histogram.from_json(entry["tfdv_histogram"]),
+                                     present=present, missing=int(entry.get("nulls", 0)))
+        elif entry.get("kind") == "numeric" and entry.get("histogram"):
+            # statistics written before kfkit 0.4: validate's 20 equal-width buckets
             hist = entry["histogram"]
-            profiles[name] = NumericProfile(list(hist["edges"]), [0, *hist["counts"], 0, entry.get("nulls", 0)])
-        elif entry["kind"] == "categorical":
-            freq = dict(entry.get("frequencies", {}))
-            rest = entry.get("count", 0) - sum(freq.values())
-            if rest > 0:
-                freq[OTHER] = rest
-            if entry.get("nulls"):
-                freq[NULL] = entry["nulls"]
-            profiles[name] = freq
+            edges, counts = hist["edges"], hist["counts"]
+            buckets = [(float(edges[i]), float(edges[i + 1]), float(counts[i])) for i in range(len(counts))]
+            profiles[name] = Profile("numeric", histogram=tfdv.Histogram(buckets), present=present)
+        if name in profiles and profiles[name].kind == "numeric" and entry.get("histogram"):
+            hist = entry["histogram"]
+            profiles[name].edges = [float(e) for e in hist["edges"]]
+            profiles[name].bin_counts = [0.0, *[float(c) for c in hist["counts"]], 0.0]
+        elif entry.get("kind") == "categorical":
+            counts = {str(k): float(v) for k, v in entry.get("frequencies", {}).items()}
+            profiles[name] = Profile("categorical", counts=tfdv.top_k(counts), present=present,
+                                     missing=int(entry.get("nulls", 0)))
     return profiles
 
 
-def baseline_from_table(table: pa.Table, bins: int = 20) -> dict[str, Any]:
-    """Profiles of an earlier serving window (drift mode): equal-width bins over its own range."""
-    def profile(name: str):
-        column = table.column(name)
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            bounds = pc.min_max(column)
-            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-            if lo is None:
-                return None
-            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1).tolist()
-            return NumericProfile(edges, numeric_counts(column, edges))
-        return categorical_counts(column)
+def _kind_of(column) -> str:
+    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_integer(column.type)
+                                                            or pa.types.is_floating(column.type)):
+        return "numeric"
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        return "categorical"
+    numbers = sum(1 for v in column if _numeric(v) is not None)
+    others = sum(1 for v in column if v is not None and _numeric(v) is None)
+    return "numeric" if numbers > others else "categorical"
+
+
+def profile(column, kind: str) -> Profile:
+    return numeric_profile(column) if kind == "numeric" else categorical_profile(column)
+
+
+def baseline_from_columns(columns: dict[str, Any]) -> dict[str, Profile]:
+    """Profiles of an earlier window (drift mode), each feature's kind read from its values."""
+    def one(name):
+        return name, profile(columns[name], _kind_of(columns[name]))
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        profiles = dict(zip(table.column_names, pool.map(profile, table.column_names)))
-    return {name: p for name, p in profiles.items() if p is not None}
+        return dict(pool.map(one, list(columns)))
 
 
+# ---- comparing ----------------------------------------------------------------------------------
 @dataclass
 class FeatureDrift:
     feature: str
     kind: str
-    distance: float
+    status: str
+    distance: float | None
     threshold: float
-    baseline: list[float] = field(default_factory=list)  # normalized, for plots
+    baseline: list[float] = field(default_factory=list)   # normalized, for plots
     target: list[float] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    present: int = 0
+    missing: int = 0
+    invalid: int = 0
     unseen: int = 0
-    nulls: int = 0
+    message: str = ""
 
     @property
     def anomalous(self) -> bool:
-        return self.distance > self.threshold
+        return self.status == DRIFT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "kind": self.kind, "status": self.status, "distance": self.distance,
+                "threshold": self.threshold, "present": self.present, "missing": self.missing,
+                "invalid": self.invalid, "unseen": self.unseen, "message": self.message}
 
 
-def compare(baseline: dict[str, Any], target: pa.Table, thresholds: dict[str, float] | None = None,
-            default_threshold: float = DEFAULT_THRESHOLD, features: list[str] | None = None) -> list[FeatureDrift]:
-    """Distance per feature between the baseline profiles and the target rows, worst first."""
-    if target.num_rows == 0:
-        raise ConfigError("the target window has no rows: nothing to compare (check the time window "
-                          "and that the endpoint logs requests)")
+def _label(text: str) -> str:
+    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+
+
+def _bucket_label(low: float, high: float) -> str:
+    if low == high:
+        return f"{low:.4g}"
+    return f"{low:.4g} to {high:.4g}"
+
+
+def _baseline_bins_js(base: Profile, target: Profile) -> tuple[float, list[float], list[float], list[str]]:
+    """The `baseline_bins` method: both sides counted on the baseline's bins (with open-ended bins
+    below and above, NaN apart), JS divergence base 2. Stable on heavy tails, where TFDV's per-side
+    ranges make in-distribution windows look drifted (benchmarks/monitor_guard.py)."""
+    if base.edges is None or base.bin_counts is None:
+        raise ValueError("the baseline has no bins for the baseline_bins method")
+    b = [*base.bin_counts, 0.0]
+    t = counts_on_edges(target.values if target.values is not None else np.zeros(0), base.edges)
+    p, q = np.asarray(b), np.asarray(t)
+    if p.sum() == 0 or q.sum() == 0:
+        raise ValueError("Unable to normalize an empty histogram")
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    mask_p, mask_q = p > 0, q > 0
+    distance = min(float((np.sum(p[mask_p] * np.log2(p[mask_p] / m[mask_p]))
+                          + np.sum(q[mask_q] * np.log2(q[mask_q] / m[mask_q]))) / 2), 1.0)
+    e = base.edges
+    labels = [f"< {e[0]:.4g}", *[_bucket_label(e[i], e[i + 1]) for i in range(len(e) - 1)], f"> {e[-1]:.4g}", "NaN"]
+    return distance, p.tolist(), q.tolist(), labels
+
+
+def compare_feature(name: str, base: Profile, target: Profile, threshold: float,
+                    min_count: int, method: str = "tfdv") -> FeatureDrift:
+    """One feature's verdict; never raises (a problem becomes the `error` verdict on this feature)."""
+    result = FeatureDrift(name, base.kind, OK, None, threshold, present=target.present, missing=target.missing,
+                          invalid=target.invalid)
+    try:
+        if target.present == 0:
+            result.status = MISSING if target.invalid == 0 else ERROR
+            result.message = ("no value in the window" if target.invalid == 0
+                              else f"all {target.invalid} values are not {base.kind}")
+            return result
+        if base.kind == "numeric" and method == "baseline_bins":
+            result.distance, result.baseline, result.target, result.labels = _baseline_bins_js(base, target)
+        elif base.kind == "numeric":
+            result.distance = tfdv.jensen_shannon(base.histogram, target.histogram)
+            finite = [c for lo, hi, c in base.histogram.buckets if math.isfinite(lo) and math.isfinite(hi)]
+            if finite and len(finite) > 1 and max(finite) > 0.9 * sum(finite):
+                result.message = ("heavy tail: 90% of the baseline is in one of TFDV's buckets, where its distance "
+                                  "flags in-distribution windows too; consider distance_method=baseline_bins")
+            b, t = tfdv.aligned_counts(base.histogram, target.histogram)
+            labels = _aligned_labels(base.histogram, target.histogram)
+            result.baseline, result.target = _normalize(b), _normalize(t)
+            result.labels = labels if len(labels) == len(b) else [str(i) for i in range(len(b))]
+        else:
+            key, result.distance = tfdv.linf(base.counts, target.counts)
+            keys = sorted(set(base.counts) | set(target.counts),
+                          key=lambda k: -(base.counts.get(k, 0) + target.counts.get(k, 0)))[:30]
+            tb, tt = sum(base.counts.values()) or 1, sum(target.counts.values()) or 1
+            result.baseline = [base.counts.get(k, 0) / tb for k in keys]
+            result.target = [target.counts.get(k, 0) / tt for k in keys]
+            result.labels = [_label(k) for k in keys]
+            result.unseen = int(sum(v for k, v in target.counts.items() if k not in base.counts))
+        if target.present < min_count:
+            result.status = INSUFFICIENT
+            result.message = f"{target.present} values, fewer than min_count={min_count}: no verdict"
+        else:
+            result.status = DRIFT if result.distance > threshold else OK
+    except Exception as exc:  # one feature's problem must not stop the others
+        result.status, result.message = ERROR, f"{type(exc).__name__}: {exc}"
+        if base.kind == "numeric" and not target.histogram.buckets and target.histogram.num_nan:
+            result.message = (f"all {int(target.histogram.num_nan)} values are NaN; TFDV's distance cannot compare "
+                              "a histogram of NaN alone")
+    if target.invalid and result.status in (OK, DRIFT, INSUFFICIENT):
+        result.message = (result.message + "; " if result.message else "") + \
+            f"{target.invalid} values not {base.kind} were left out"
+    return result
+
+
+def _aligned_labels(h1: tfdv.Histogram, h2: tfdv.Histogram) -> list[str]:
+    f1, p1, inf1 = tfdv._strip(h1)
+    f2, p2, inf2 = tfdv._strip(h2)
+    b1 = sorted({v for lo, hi, _ in f1 for v in (lo, hi)})
+    b2 = sorted({v for lo, hi, _ in f2 for v in (lo, hi)})
+    edges = sorted(set(b1) | set(b2)) if b1 != b2 else b1
+    labels = [_bucket_label(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+    labels += [f"{p:.4g}" for p in sorted(set(p1) | set(p2))]
+    labels += ["±inf (baseline)"] * bool(inf1) + ["±inf (window)"] * bool(inf2)
+    if b1 == b2 and (h1.num_nan or h2.num_nan):
+        labels += ["NaN (window)", "NaN (baseline)"]
+    return labels
+
+
+def compare(baseline: dict[str, Profile], columns: dict[str, Any], thresholds: dict[str, float] | None = None,
+            default_threshold: float = DEFAULT_THRESHOLD, min_count: int = DEFAULT_MIN_COUNT,
+            features: list[str] | None = None, method: str = "tfdv") -> list[FeatureDrift]:
+    """Every feature's verdict, worst first: baseline features, then the window's new ones.
+
+    `method`: `tfdv` (TFDV's / Vertex AI Model Monitoring's distances) or `baseline_bins`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"distance method must be one of {', '.join(METHODS)}, got {method!r}")
     thresholds = thresholds or {}
-    names = features or [n for n in baseline if n in target.column_names]
-    for name in names:
-        if name not in target.column_names:
-            raise ConfigError(f"feature {name!r} is not in the target data; it has: {', '.join(target.column_names)}")
-    # numpy and Arrow release the GIL in the counting, so features are profiled on every core
+    names = features if features is not None else list(baseline)
+
+    def one(name: str) -> FeatureDrift:
+        threshold = float(thresholds.get(name, default_threshold))
+        base = baseline[name]
+        column = columns.get(name)
+        if column is None:
+            return FeatureDrift(name, base.kind, MISSING, None, threshold, message="not in any request of the window")
+        return compare_feature(name, base, profile(column, base.kind), threshold, min_count, method)
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(lambda n: _compare_one(n, baseline[n], target.column(n),
-                                                       float(thresholds.get(n, default_threshold))), names))
-    return sorted(results, key=lambda r: r.distance, reverse=True)
+        results = list(pool.map(one, names))
+    if features is None:
+        for name in columns:
+            if name not in baseline:
+                results.append(FeatureDrift(name, "unknown", NEW, None, default_threshold,
+                                            message="in the window, not in the baseline: not compared"))
+    order = {DRIFT: 0, ERROR: 1, OK: 2, INSUFFICIENT: 3, MISSING: 4, NEW: 5}
+    return sorted(results, key=lambda r: (order[r.status], -(r.distance or 0.0)))
 
 
-def _compare_one(name: str, profile: Any, column, threshold: float) -> FeatureDrift:
-    if isinstance(profile, NumericProfile):
-        counts = numeric_counts(column, profile.edges)
-        distance = js_divergence(profile.counts, counts)
-        return FeatureDrift(name, "numeric", distance, threshold, _normalize(profile.counts), _normalize(counts),
-                            profile.labels, unseen=counts[0] + counts[-2], nulls=counts[-1])
-    counts = categorical_counts(column)
-    distance = linf_distance(profile, counts)
-    keys = sorted(set(profile) | set(counts), key=lambda k: -(profile.get(k, 0) + counts.get(k, 0)))[:30]
-    tp, tq = sum(profile.values()), sum(counts.values())
-    return FeatureDrift(name, "categorical", distance, threshold,
-                        [profile.get(k, 0) / tp for k in keys], [counts.get(k, 0) / tq for k in keys],
-                        keys, unseen=sum(v for k, v in counts.items() if k not in profile and k != NULL),
-                        nulls=counts.get(NULL, 0))
-
-
-def _normalize(counts: list[int]) -> list[float]:
+def _normalize(counts: list[float]) -> list[float]:
     total = sum(counts) or 1
     return [c / total for c in counts]
+
+
+def columns_of(table_or_rows: pa.Table | list[dict] | dict) -> dict[str, Any]:
+    """Feature columns from an Arrow table, or from logged instances of any shape (never fails)."""
+    if isinstance(table_or_rows, pa.Table):
+        return {name: table_or_rows.column(name) for name in table_or_rows.column_names}
+    if isinstance(table_or_rows, dict):
+        return table_or_rows
+    names: dict[str, None] = {}
+    for row in table_or_rows:
+        if isinstance(row, dict):
+            names.update(dict.fromkeys(k for k in row if isinstance(k, str)))
+    columns = {name: [] for name in names}
+    for row in table_or_rows:
+        row = row if isinstance(row, dict) else {}
+        for name in names:
+            columns[name].append(row.get(name))
+    return columns

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from components.monitor.drift import (DEFAULT_THRESHOLD, FeatureDrift, baseline_from_statistics, baseline_from_table,
-                                      compare)
+from components.monitor import drift
+from components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
 from kfkit import report
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
@@ -46,50 +46,80 @@ def _prediction_value(prediction: Any) -> Any:
     return prediction
 
 
-def read_request_logs(log_dir: str | Path, start: float, end: float) -> tuple[pa.Table, pa.Table]:
-    """Logged instances and predictions with start <= timestamp < end (a torn last line is skipped)."""
+def _instances(record: Any) -> tuple[list, list]:
+    """(instances, predictions) of one logged record, whatever shape it has (bad parts dropped)."""
+    if not isinstance(record, dict):
+        return [], []
+    instances = record.get("instances")
+    predictions = record.get("predictions")
+    instances = [i for i in instances if isinstance(i, dict)] if isinstance(instances, list) else []
+    predictions = predictions if isinstance(predictions, list) else []
+    return instances, [{PREDICTION: _prediction_value(p)} for p in predictions]
+
+
+def read_request_logs(log_dir: str | Path, start: float, end: float) -> tuple[list[dict], list[dict]]:
+    """Logged instances and predictions with start <= timestamp < end.
+
+    Never fails on what a log holds: a torn or non-JSON line, a record of another shape, a value of
+    any type are skipped or kept as they are for the monitor to judge per feature.
+    """
     log_dir = Path(log_dir)
     rows, predictions = [], []
     first_day = dt.datetime.fromtimestamp(start, dt.timezone.utc).date()
     last_day = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
-    for path in sorted(log_dir.glob("*.jsonl")) if log_dir.exists() else []:
+    for path in sorted(log_dir.glob("*.jsonl*")) if log_dir.exists() else []:
         try:
-            day = dt.date.fromisoformat(path.stem)
+            day = dt.date.fromisoformat(path.name[:10])
         except ValueError:
             continue
         if not first_day <= day <= last_day:
             continue
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a record cut short by a crash
-                if not start <= record["timestamp"] < end:
+                except (json.JSONDecodeError, RecursionError, ValueError):
+                    continue  # a record cut short by a crash, or not JSON
+                stamp = record.get("timestamp") if isinstance(record, dict) else None
+                if not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or not start <= stamp < end:
                     continue
-                rows.extend(record["instances"])
-                predictions.extend({PREDICTION: _prediction_value(p)} for p in record["predictions"])
-    return pa.Table.from_pylist(rows), pa.Table.from_pylist(predictions)
+                instances, preds = _instances(record)
+                rows.extend(instances)
+                predictions.extend(preds)
+    return rows, predictions
 
 
-def read_bigquery_logs(adapter, table: str, start: float, end: float) -> tuple[pa.Table, pa.Table]:
+def read_bigquery_logs(adapter, table: str, start: float, end: float) -> tuple[list[dict], list[dict]]:
     """A Vertex endpoint's request-response logging table over [start, end), through the BigQuery adapter."""
     sql = (f"SELECT request_payload, response_payload FROM `{table}` "
            "WHERE logging_time >= @window_start AND logging_time < @window_end")
     params = {"window_start": dt.datetime.fromtimestamp(start, dt.timezone.utc),
               "window_end": dt.datetime.fromtimestamp(end, dt.timezone.utc)}
     rows, predictions = [], []
+
+    def parse(payload):
+        if isinstance(payload, str):
+            try:
+                return json.loads(payload)
+            except (json.JSONDecodeError, RecursionError, ValueError):
+                return None
+        return payload
+
     for batch in adapter.query_to_arrow(sql, params):
         for request, response in zip(batch.column("request_payload").to_pylist(),
                                      batch.column("response_payload").to_pylist()):
             for payload in request if isinstance(request, list) else [request]:
-                body = json.loads(payload) if isinstance(payload, str) else payload
-                rows.extend(body.get("instances", body) if isinstance(body, dict) else body)
+                body = parse(payload)
+                items = body.get("instances", []) if isinstance(body, dict) else body
+                rows.extend(i for i in (items if isinstance(items, list) else []) if isinstance(i, dict))
             for payload in response if isinstance(response, list) else [response]:
-                body = json.loads(payload) if isinstance(payload, str) else payload
+                body = parse(payload)
                 preds = body.get("predictions", []) if isinstance(body, dict) else body
-                predictions.extend({PREDICTION: _prediction_value(p)} for p in preds)
-    return pa.Table.from_pylist(rows), pa.Table.from_pylist(predictions)
+                predictions.extend({PREDICTION: _prediction_value(p)} for p in (preds if isinstance(preds, list) else []))
+    return rows, predictions
+
+
+NO_DRIFT, DRIFT_VERDICT, INSUFFICIENT_VERDICT = "no drift", "drift", "insufficient data"
 
 
 @dataclass
@@ -98,6 +128,7 @@ class MonitorResult:
     window: tuple[float, float]
     rows: int
     mode: str
+    min_count: int = DEFAULT_MIN_COUNT
 
     @property
     def anomalous(self) -> list[FeatureDrift]:
@@ -107,68 +138,91 @@ class MonitorResult:
     def drift_detected(self) -> bool:
         return bool(self.anomalous)
 
+    @property
+    def verdict(self) -> str:
+        """drift, no drift, or insufficient data (nothing had enough values for a verdict)."""
+        if self.drift_detected:
+            return DRIFT_VERDICT
+        if not any(f.status in (drift.OK, drift.DRIFT) for f in self.features):
+            return INSUFFICIENT_VERDICT
+        return NO_DRIFT
+
     def anomalies_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "window_start": self.window[0], "window_end": self.window[1], "rows": self.rows,
-                "drift_detected": self.drift_detected,
-                "anomalies": [{"feature": f.feature, "kind": f.kind, "distance": f.distance, "threshold": f.threshold,
-                               "unseen": f.unseen, "nulls": f.nulls} for f in self.anomalous],
-                "distances": {f.feature: f.distance for f in self.features}}
+                "verdict": self.verdict, "drift_detected": self.drift_detected, "min_count": self.min_count,
+                "anomalies": [f.to_json() for f in self.anomalous],
+                "verdicts": [f.to_json() for f in self.features],
+                "distances": {f.feature: f.distance for f in self.features if f.distance is not None}}
 
 
-def monitor(target: pa.Table, predictions: pa.Table | None, *, statistics: dict[str, Any] | None = None,
-            baseline_table: pa.Table | None = None, baseline_predictions: pa.Table | None = None,
+def monitor(target, predictions=None, *, statistics: dict[str, Any] | None = None,
+            baseline_table=None, baseline_predictions=None,
             thresholds: dict[str, float] | None = None, default_threshold: float = DEFAULT_THRESHOLD,
+            min_count: int = DEFAULT_MIN_COUNT, method: str = "tfdv",
             window: tuple[float, float] = (0.0, 0.0)) -> MonitorResult:
-    """Skew (statistics = training statistics) or drift (baseline_table = an earlier window)."""
-    if target.num_rows == 0:
-        raise ConfigError("the target window has no logged requests: nothing to compare (check the window "
-                          "and that the endpoint logs requests)")
+    """Skew (statistics = training statistics) or drift (baseline_table = an earlier window).
+
+    `target`, `predictions` and the baselines are Arrow tables or logged instances (lists of dicts).
+    An empty or small window is a verdict (insufficient data), not an error.
+    """
     if statistics is None and baseline_table is None:
         raise ConfigError("give a baseline: training statistics (skew) or an earlier window (drift)")
+    columns = drift.columns_of(target if target is not None else [])
+    rows = target.num_rows if isinstance(target, pa.Table) else len(target or [])
     if statistics is not None:
         label = statistics.get("label")
-        baseline = baseline_from_statistics(statistics)
+        baseline = drift.baseline_from_statistics(statistics)
         label_profile = baseline.pop(label, None) if label else None
         mode = "skew"
     else:
-        if baseline_table.num_rows == 0:
-            raise ConfigError("the baseline window has no logged requests")
-        baseline, label_profile, mode = baseline_from_table(baseline_table), None, "drift"
-    features = [n for n in baseline if n in target.column_names]
-    if not features:
-        raise ConfigError(f"no feature of the baseline ({', '.join(baseline)}) is in the target data "
-                          f"({', '.join(target.column_names)})")
-    results = compare(baseline, target, thresholds, default_threshold, features)
-    prediction_baseline = None
-    if predictions is not None and predictions.num_rows:
-        if mode == "skew" and isinstance(label_profile, dict):
-            prediction_baseline = {PREDICTION: label_profile}  # predicted classes vs training labels
-        elif mode == "drift" and baseline_predictions is not None and baseline_predictions.num_rows:
-            prediction_baseline = baseline_from_table(baseline_predictions)
-    if prediction_baseline and PREDICTION in prediction_baseline:
-        prediction_baseline = {f"{PREDICTION}": prediction_baseline[PREDICTION]}
-        results += compare(prediction_baseline, predictions, thresholds, default_threshold, [PREDICTION])
-        results.sort(key=lambda r: r.distance, reverse=True)
-    return MonitorResult(results, window, target.num_rows, mode)
+        baseline = drift.baseline_from_columns(drift.columns_of(baseline_table))
+        label_profile, mode = None, "drift"
+    results = drift.compare(baseline, columns, thresholds, default_threshold, min_count,
+                            method=method) if baseline else []
+    prediction_columns = drift.columns_of(predictions if predictions is not None else [])
+    if PREDICTION in prediction_columns:
+        reference = None
+        if mode == "skew" and label_profile is not None:
+            reference = label_profile  # predicted values vs the training labels
+        elif mode == "drift" and baseline_predictions is not None:
+            reference = drift.baseline_from_columns(drift.columns_of(baseline_predictions)).get(PREDICTION)
+        if reference is not None:
+            results += drift.compare({PREDICTION: reference}, prediction_columns, thresholds, default_threshold,
+                                     min_count, features=[PREDICTION], method=method)
+    order = {drift.DRIFT: 0, drift.ERROR: 1, drift.OK: 2, drift.INSUFFICIENT: 3, drift.MISSING: 4, drift.NEW: 5}
+    results.sort(key=lambda r: (order[r.status], -(r.distance or 0.0)))
+    return MonitorResult(results, window, rows, mode, min_count)
 
 
 def render_report(result: MonitorResult, title: str = "kfkit monitoring") -> str:
     start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in result.window)
     n = len(result.anomalous)
-    body = [f"<p class='{'bad' if n else 'ok'}'>{n} of {len(result.features)} features over their threshold "
-            f"({result.mode}; {result.rows} requests logged from {start} to {end}).</p>",
-            "<h2>Distances, worst first</h2>",
-            report.table(["feature", "kind", "distance", "threshold", "status", "unseen", "nulls"],
-                         [(f.feature, "JS divergence" if f.kind == "numeric" else "L-infinity", f.distance,
-                           f.threshold, report.Markup("<span class='bad'>drift</span>" if f.anomalous else "ok"),
-                           f.unseen, f.nulls) for f in result.features]),
-            "<h2>Baseline and target distributions</h2><div class='grid'>"]
+    verdict = result.verdict
+    css = {DRIFT_VERDICT: "bad", NO_DRIFT: "ok", INSUFFICIENT_VERDICT: "muted"}[verdict]
+    detail = {DRIFT_VERDICT: f"{n} of {len(result.features)} features over their threshold",
+              NO_DRIFT: "no feature over its threshold",
+              INSUFFICIENT_VERDICT: f"no feature had the {result.min_count} values a verdict needs: no verdict, "
+                                    "no retraining"}[verdict]
+    body = [f"<p class='{css}'><b>{verdict}</b>: {detail} ({result.mode}; {result.rows} requests logged from "
+            f"{start} to {end}).</p>",
+            "<h2>Features, worst first</h2>",
+            report.table(["feature", "distance", "threshold", "status", "values", "missing", "invalid", "unseen",
+                          "note"],
+                         [(f.feature, "—" if f.distance is None else
+                           f"{f.distance:.4f} ({'JS divergence' if f.kind == 'numeric' else 'L-infinity'})",
+                           f.threshold, report.Markup(f"<span class='{'bad' if f.anomalous else 'muted'}'>"
+                                                      f"{report.esc(f.status)}</span>"),
+                           f.present, f.missing, f.invalid, f.unseen, f.message) for f in result.features]),
+            "<h2>Baseline and window distributions</h2><div class='grid'>"]
     for f in result.features:
-        chart = report.bar_chart(f.labels, [f.baseline, f.target], ["baseline", "target"], width=420,
+        if not f.labels:
+            continue
+        chart = report.bar_chart(f.labels, [f.baseline, f.target], ["baseline", "window"], width=420,
                                  rotate_labels=True, height=190)
         css = "bad" if f.anomalous else "muted"
-        body.append(f"<div class='card'><h3>{report.esc(f.feature)} <span class='{css}'>{f.distance:.3f}</span></h3>"
-                    f"{chart}</div>")
+        distance = "" if f.distance is None else f"{f.distance:.3f}"
+        body.append(f"<div class='card'><h3>{report.esc(f.feature)} <span class='{css}'>{distance} "
+                    f"{report.esc(f.status)}</span></h3>{chart}</div>")
     body.append("</div>")
     return report.page(title, body)
 

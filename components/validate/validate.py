@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from kfkit import report
+from kfkit import report, tfdv
 from kfkit.config import local_path
 from kfkit.errors import ConfigError, ValidationError
 
@@ -93,6 +93,10 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
             entry.update(min=mn, max=mx, mean=mean, std=std,
                          quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
             entry["histogram"] = _histogram(con, rel, col, mn, mx)
+            # TFDV's standard histogram (10 buckets over the finite range, +/-inf and NaN apart): the
+            # monitor's skew baseline, so distances mean what Vertex AI Model Monitoring's mean
+            values = con.execute(f"SELECT {col}::DOUBLE FROM {rel} WHERE {col} IS NOT NULL").fetchnumpy()
+            entry["tfdv_histogram"] = tfdv.histogram(next(iter(values.values()))).to_json()
         if kind == "categorical" or (_is_integer(duck_type) and count):
             # integers may be codes (hours, areas): their frequencies are the IntegerLookup vocabulary
             distinct = con.execute(f"SELECT count(DISTINCT {col}) FROM {rel}").fetchone()[0]
