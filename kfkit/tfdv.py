@@ -57,11 +57,15 @@ def _json_float(value: float):
 def histogram(values: np.ndarray, num_buckets: int = NUM_BUCKETS) -> Histogram:
     """The standard histogram of float values (missing values already removed; NaN and +/-inf kept)."""
     values = np.asarray(values, dtype=np.float64)
-    nan = int(np.count_nonzero(np.isnan(values)))
-    values = values[~np.isnan(values)]
-    neg_inf = int(np.count_nonzero(values == -np.inf))
-    pos_inf = int(np.count_nonzero(values == np.inf))
-    finite = values[np.isfinite(values)]
+    finite_mask = np.isfinite(values)
+    if finite_mask.all():
+        nan = neg_inf = pos_inf = 0
+        finite = values
+    else:
+        nan = int(np.count_nonzero(np.isnan(values)))
+        neg_inf = int(np.count_nonzero(values == -np.inf))
+        pos_inf = int(np.count_nonzero(values == np.inf))
+        finite = values[finite_mask]
     result = Histogram(num_nan=float(nan))
     if finite.size == 0:
         if neg_inf or pos_inf:  # no finite values: one bucket spanning what there is
@@ -78,7 +82,8 @@ def histogram(values: np.ndarray, num_buckets: int = NUM_BUCKETS) -> Histogram:
         edges = np.linspace(lo, hi, num_buckets + 1)
         if not np.isfinite(edges).all():  # overflow of the range: TFDV returns an empty histogram
             return Histogram(num_nan=float(nan))
-        counts, _ = np.histogram(finite, bins=edges)
+        # numpy's uniform-bin path: the same counts as on `edges` (it corrects against them), faster
+        counts, _ = np.histogram(finite, bins=num_buckets, range=(lo, hi))
         result.buckets.extend((float(edges[i]), float(edges[i + 1]), float(counts[i])) for i in range(num_buckets))
     if pos_inf:
         result.buckets.append((math.inf, math.inf, float(pos_inf)))

@@ -47,3 +47,26 @@ def test_source_without_the_model_columns_fails_and_writes_no_table(root_with_ch
         predict_local("bigquery-public-data.chicago_taxi_trips.taxi_trips", "scored.taxi", model_name="penguins",
                       local_root=str(root_with_champion))
     assert not any("scored" in t and "taxi" in t or "_kfkit_tmp" in t for t in LocalWarehouse(root_with_champion).tables())
+
+
+@pytest.mark.slow
+def test_batch_prediction_checks_its_input_against_the_training_statistics(root_with_champion):
+    import json
+
+    source = read(root_with_champion, "bigquery-public-data.ml_datasets.penguins")
+    shifted = source.set_column(source.schema.get_field_index("body_mass_g"), "body_mass_g",
+                                pa.compute.add(source.column("body_mass_g"), 3000.0))
+    LocalWarehouse(root_with_champion).write_table("incoming.penguins", shifted)
+
+    same = run_local("batch-prediction", {"destination_table": "scored.same", "monitor_input": True},
+                     str(root_with_champion))
+    moved = run_local("batch-prediction", {"source_table": "local-project.incoming.penguins",
+                                           "destination_table": "scored.moved", "monitor_input": True},
+                      str(root_with_champion))
+
+    verdict = {name: json.loads((s.run_dir / "monitor-endpoint" / "anomalies").read_text())
+               for name, s in (("same", same), ("moved", moved))}
+    assert verdict["same"]["verdict"] == "no drift" and verdict["same"]["mode"] == "batch skew"
+    assert verdict["moved"]["verdict"] == "drift"
+    assert [a["feature"] for a in verdict["moved"]["anomalies"]] == ["body_mass_g"]
+    assert {t.name for t in moved.tasks} == {"monitor-endpoint", "batch-predict"}

@@ -174,5 +174,5 @@ def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters()
     assert config.query_parameters == [
         bigquery.ScalarQueryParameter("window_start", "TIMESTAMP", dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)),
         bigquery.ScalarQueryParameter("window_end", "TIMESTAMP", dt.datetime(1970, 1, 1, 1, tzinfo=dt.timezone.utc))]
-    assert rows.column("x").to_pylist() == [1.0, 2.0]
-    assert predictions.column("prediction").to_pylist() == ["a", "b"]
+    assert [r["x"] for r in rows] == [1.0, 2.0]
+    assert [p["prediction"] for p in predictions] == ["a", "b"]

@@ -26,6 +26,8 @@ def monitor_endpoint(
     location: str = "US",
     alert_destination: str = "",
     local_root: str = ".kfkit",
+    source_table: str = "",
+    model_name: str = "penguins",
 ) -> bool:
     """Compares an endpoint's logged requests with the training data (skew) or an earlier window (drift).
 
@@ -54,6 +56,11 @@ def monitor_endpoint(
         alert_destination: https:// webhook or pubsub://projects/P/topics/T; empty: an alert file
             under local_root (local backend). Drifted features are also logged at WARNING.
         local_root: Directory of the embedded backend's state (local backend).
+        source_table: A table to check instead of the endpoint's requests (batch monitoring: the
+            input of a batch prediction), project.dataset.table in the local warehouse or BigQuery;
+            compared with the training statistics of model_name's champion (skew).
+        model_name: Registered model whose champion's training statistics are the baseline of a
+            source_table check.
 
     Returns:
         metrics: One distance per feature (JS divergence or L-infinity).
@@ -82,13 +89,24 @@ def monitor_endpoint(
 
         adapter = BigQueryAdapter(project, location)
         read = lambda a, b: mon.read_bigquery_logs(adapter, request_logging_table, a, b)  # noqa: E731
-    target, predictions = read(start, end)
-    if baseline_window_hours > 0:
+    if source_table:
+        target = mon.read_table(source_table, backend=backend, local_root=local_root, project=project,
+                                location=location)
+        statistics = (mon.load_statistics(baseline_statistics_uri) if baseline_statistics_uri
+                      else mon.baseline_statistics_for_model(model_name, backend=backend, local_root=local_root,
+                                                             project=project))
+        result = mon.monitor(target, None, statistics=statistics, thresholds=thresholds,
+                             default_threshold=default_threshold, min_count=min_count, method=distance_method,
+                             window=(start, end))
+        result.mode = "batch skew"
+    elif baseline_window_hours > 0:
+        target, predictions = read(start, end)
         base, base_predictions = read(start - baseline_window_hours * 3600, start)
         result = mon.monitor(target, predictions, baseline_table=base, baseline_predictions=base_predictions,
                              thresholds=thresholds, default_threshold=default_threshold, min_count=min_count,
                              method=distance_method, window=(start, end))
     else:
+        target, predictions = read(start, end)
         statistics = (mon.load_statistics(baseline_statistics_uri) if baseline_statistics_uri
                       else mon.baseline_statistics_for_endpoint(endpoint_name, local_root))
         result = mon.monitor(target, predictions, statistics=statistics, thresholds=thresholds,

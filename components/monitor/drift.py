@@ -98,8 +98,8 @@ def numeric_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any]) -> Profi
                                                             or pa.types.is_floating(column.type)):
         missing = column.null_count
         values = pc.cast(pc.drop_null(column), pa.float64()).to_numpy(zero_copy_only=False)
-        return _with_bins(Profile("numeric", histogram=tfdv.histogram(values), present=len(values), missing=missing,
-                                  values=values))
+        return Profile("numeric", histogram=tfdv.histogram(values), present=len(values), missing=missing,
+                       values=values)
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = column.to_pylist()
     values, missing, invalid = [], 0, 0
@@ -113,8 +113,8 @@ def numeric_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any]) -> Profi
         else:
             values.append(number)
     array = np.asarray(values, dtype=np.float64)
-    return _with_bins(Profile("numeric", histogram=tfdv.histogram(array), present=len(values), missing=missing,
-                              invalid=invalid, values=array))
+    return Profile("numeric", histogram=tfdv.histogram(array), present=len(values), missing=missing,
+                   invalid=invalid, values=array)
 
 
 def _with_bins(profile: Profile) -> Profile:
@@ -253,6 +253,8 @@ def _baseline_bins_js(base: Profile, target: Profile) -> tuple[float, list[float
     """The `baseline_bins` method: both sides counted on the baseline's bins (with open-ended bins
     below and above, NaN apart), JS divergence base 2. Stable on heavy tails, where TFDV's per-side
     ranges make in-distribution windows look drifted (benchmarks/monitor_guard.py)."""
+    if (base.edges is None or base.bin_counts is None) and base.values is not None:
+        _with_bins(base)  # a window baseline (drift mode): its bins are made when first needed
     if base.edges is None or base.bin_counts is None:
         raise ValueError("the baseline has no bins for the baseline_bins method")
     b = [*base.bin_counts, 0.0]

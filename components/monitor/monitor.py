@@ -269,6 +269,37 @@ def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | Non
     return json.loads(path.read_text())
 
 
+def baseline_statistics_for_model(model_name: str, *, backend: str = "local", local_root: str | Path | None = None,
+                                  project: str = "", location: str = "") -> dict[str, Any]:
+    """The training statistics saved with the registry's champion of `model_name`."""
+    from components.register.register import champion_model_dir
+
+    registry_backend = "vertex" if backend in ("vertex", "bigquery") else "local"
+    model_dir = champion_model_dir(model_name, registry_backend, str(local_root) if local_root else None, project,
+                                   location)
+    if model_dir is None:
+        raise ConfigError(f"model {model_name!r} has no champion to take a baseline from; pass baseline_statistics_uri")
+    return load_statistics(model_dir)
+
+
+def read_table(source_table: str, *, backend: str = "local", local_root: str | Path | None = None, project: str = "",
+               location: str = "US", adapter=None) -> pa.Table:
+    """Every row of a warehouse table (a batch prediction's input), for a skew check."""
+    query = f"SELECT * FROM `{source_table.strip('`')}`"
+    if backend == "local":
+        from kfkit.warehouse import LocalWarehouse
+
+        warehouse = LocalWarehouse(local_root)
+        warehouse.ensure_sample_data()
+        batches = list(warehouse.query_batches(query))
+        return pa.Table.from_batches(batches) if batches else pa.table({})
+    from kfkit.adapters.bigquery import BigQueryAdapter
+
+    adapter = adapter or BigQueryAdapter(project, location)
+    batches = adapter.query_to_arrow(query)
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
 def load_statistics(uri: str) -> dict[str, Any]:
     path = local_path(uri)
     if path.is_dir():
