@@ -291,3 +291,33 @@ def test_recipe_defaults_are_the_training_pipelines_own():
     declared = {n: signature.parameters[n].default for n in training_pipeline.component_spec.inputs}
 
     assert declared == TRAINING_DEFAULTS and list(declared) == list(TRAINING_DEFAULTS)
+
+
+def test_whatever_the_server_accepted_the_monitor_reads_and_judges(tmp_path, penguin_model, penguin_validation):
+    from kfkit.server import ModelServer
+
+    server = ModelServer(model_dir=str(penguin_model), local_root=str(tmp_path), endpoint="corpus")
+    base = {"island": "Biscoe", "culmen_length_mm": 45.0, "culmen_depth_mm": 15.0, "flipper_length_mm": 215.0,
+            "body_mass_g": 5000.0, "sex": "FEMALE"}
+    odd_values = {"culmen_length_mm": [math.nan, math.inf, -math.inf, 1e308, 10 ** 30, -0.0, None, 0],
+                  "island": ["", "x" * 50_000, "\u2028", "Biscoe\x00", None, "Ünïcødé"],
+                  "sex": [None, "", "male"], "extra": [1, "a", [1, 2], {"k": "v"}]}
+    accepted = 0
+    for name, values in odd_values.items():
+        for value in values:
+            try:
+                server.predict({"instances": [{**base, name: value}] * 3})
+                accepted += 1
+            except Exception:
+                pass  # refused requests are the server's business (and never logged)
+    for _ in range(40):
+        server.predict({"instances": [base] * 5})
+    start, end = 0.0, 4e9
+
+    rows, predictions = read_request_logs(tmp_path / "request_logs" / "corpus", start, end)
+    result = monitor(rows, predictions, statistics=penguin_validation.statistics, window=(start, end))
+
+    assert accepted > 5 and len(rows) >= 200
+    assert result.verdict in ("drift", "no drift", "insufficient data")
+    json.dumps(result.anomalies_json(), allow_nan=False)
+    render_report(result)
