@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import pyarrow as pa
 
+from kfkit.sql_types import split_fields
+
 MAX_LOSSLESS_INT = 9007199254740992
 
 
@@ -53,25 +55,6 @@ def _escape(text: str) -> str:
 
 
 # ---- DuckDB type strings, e.g. STRUCT(a INTEGER, "b c" DOUBLE[], s STRUCT(x DATE)) -------------
-def _split_top(text: str) -> list[str]:
-    parts, depth, current, quoted = [], 0, [], False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0 and not quoted:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    if current:
-        parts.append("".join(current).strip())
-    return parts
-
-
 @lru_cache(maxsize=256)
 def parse_type(text: str):
     """('struct', [(name, type)...]) | ('list', type) | ('scalar', NAME)."""
@@ -80,7 +63,7 @@ def parse_type(text: str):
         return ("list", parse_type(text[:-2]))
     if re.match(r"^STRUCT\(", text, re.I):
         fields = []
-        for part in _split_top(text[text.index("(") + 1: -1]):
+        for part in split_fields(text[text.index("(") + 1: -1]):
             if part.startswith('"'):
                 end = part.index('"', 1)
                 while end + 1 < len(part) and part[end + 1] == '"':

@@ -25,7 +25,8 @@ BIGQUERY_NAMES = {"BIGINT": "INT64", "DOUBLE": "FLOAT64", "DECIMAL(38,9)": "NUME
                   "TIMESTAMP WITH TIME ZONE": "TIMESTAMP"}
 
 
-def _split_fields(body: str) -> list[str]:
+def split_fields(body: str) -> list[str]:
+    """The top-level, comma-separated parts of a DuckDB STRUCT(...) body (quotes and parentheses respected)."""
     parts, depth, current, quoted = [], 0, [], False
     for ch in body:
         if ch == '"':
@@ -54,7 +55,7 @@ def bigquery_type(duck: str, column: str) -> str:
         return bigquery_type(duck[: duck.rindex("[")], column) + "[]"
     if upper.startswith("STRUCT("):
         fields = []
-        for part in _split_fields(duck[duck.index("(") + 1: -1]):
+        for part in split_fields(duck[duck.index("(") + 1: -1]):
             if part.startswith('"'):
                 end = part.index('"', 1)
                 name, rest = part[: end + 1], part[end + 1:]
