@@ -19,7 +19,8 @@ EPILOG = """examples:
   kfkit data synth synthetic.rows --rows 100000    synthetic rows into the local warehouse
   kfkit data tables                                what the local warehouse holds
   kfkit serve --endpoint penguins                  serve the deployed model on 127.0.0.1:8080
-  kfkit rollback --endpoint penguins               restore the previous traffic split
+  kfkit rollback --endpoint penguins               restore the previous traffic split (--undo: put it back)
+  kfkit promote --endpoint penguins                give the canary 100% of the traffic
 """
 
 
@@ -138,7 +139,10 @@ def _serve(args) -> int:
     from kfkit.server import serve
 
     serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
-          port=args.port, log_sample_rate=args.log_sample_rate)
+          port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
+          log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
+                      "max_total_bytes": int(args.log_max_total_mb * 1024 * 1024),
+                      "max_age_days": args.log_max_age_days})
     return 0
 
 
@@ -163,7 +167,18 @@ def _rollback(args) -> int:
         return 0
     from kfkit.endpoints import LocalEndpoints, describe
 
-    print("restored: " + describe(LocalEndpoints(args.local_root).rollback(args.endpoint)))
+    endpoints = LocalEndpoints(args.local_root)
+    if args.undo:
+        print("rollback undone: " + describe(endpoints.undo_rollback(args.endpoint)))
+    else:
+        print("restored: " + describe(endpoints.rollback(args.endpoint)))
+    return 0
+
+
+def _promote(args) -> int:
+    from kfkit.endpoints import LocalEndpoints, describe
+
+    print("promoted: " + describe(LocalEndpoints(args.local_root).promote(args.endpoint, args.deployed_model_id)))
     return 0
 
 
@@ -229,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
     p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
     p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")
+    p.add_argument("--log-max-file-mb", type=float, default=64, help="request log file size before rotation (64)")
+    p.add_argument("--log-max-total-mb", type=float, default=1024, help="request logs kept in all (1024 MB)")
+    p.add_argument("--log-max-age-days", type=float, default=30, help="request logs older than this are deleted (30)")
+    p.add_argument("--max-connections", type=int, default=2048,
+                   help="open connections or requests in progress before answering 503 (2048)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_serve)
 
@@ -242,7 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="Google Cloud project (vertex)")
     p.add_argument("--region", default="us-central1", help="Vertex AI region (vertex)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.add_argument("--undo", action="store_true", help="put back the split the last rollback replaced (local)")
     p.set_defaults(func=_rollback)
+
+    p = sub.add_parser("promote", help="give an endpoint's canary (or --deployed-model-id) 100%% of the traffic")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--deployed-model-id", default="", help="deployed model to promote (default: the newest)")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_promote)
 
     p = sub.add_parser("data", help="the local warehouse: sample tables, synthetic data, your files")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")

@@ -2,7 +2,8 @@
 
 State lives in <local root>/endpoints/<name>.json, replaced atomically on every change, so the
 model server (which watches the file) never reads a half-written state. Every change pushes the
-previous state onto a history, which `kfkit rollback` pops.
+previous split onto a history, which `kfkit rollback` pops; a rollback pushes the split it
+replaced onto a redo stack, which `kfkit rollback --undo` pops (a new deploy or promote clears it).
 """
 
 from __future__ import annotations
@@ -87,20 +88,62 @@ class LocalEndpoints:
         deployed.append({"id": new_id, "model": model, "version": str(version), "model_dir": str(model_dir),
                          "traffic": traffic[new_id], "deployed_at": time.time()})
         state.update(revision=state["revision"] + 1, deployed_models=deployed,
-                     history=(state["history"] + [previous])[-HISTORY_LIMIT:])
+                     history=(state["history"] + [previous])[-HISTORY_LIMIT:], redo=[])
         self._save(state)
         return state
 
-    def rollback(self, name: str) -> dict[str, Any]:
-        """Restore the traffic split (and deployed versions) from before the last change."""
+    def _existing(self, name: str) -> dict[str, Any]:
         state = self.load(name)
         if state is None:
             raise ConfigError(f"no local endpoint named {name!r}; endpoints: {', '.join(self.names()) or 'none'}")
+        state.setdefault("redo", [])
+        return state
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Restore the traffic split (and deployed versions) from before the last change; undoable."""
+        state = self._existing(name)
         if not state["history"]:
             raise ConfigError(f"endpoint {name!r} has no earlier traffic split to roll back to")
-        previous = state["history"].pop()
+        previous = state["history"][-1]
+        if not any(m["traffic"] > 0 for m in previous["deployed_models"]):
+            raise ConfigError(f"rolling back endpoint {name!r} would leave it with no deployed model taking "
+                              "traffic (that split was before its first deploy); nothing was changed")
+        state["history"].pop()
+        state["redo"] = (state["redo"] + [{"revision": state["revision"],
+                                            "deployed_models": state["deployed_models"]}])[-HISTORY_LIMIT:]
         state["deployed_models"] = previous["deployed_models"]
         state["revision"] += 1
+        self._save(state)
+        return state
+
+    def undo_rollback(self, name: str) -> dict[str, Any]:
+        """Put back the split the last rollback replaced."""
+        state = self._existing(name)
+        if not state["redo"]:
+            raise ConfigError(f"endpoint {name!r} has no rollback to undo")
+        undone = state["redo"].pop()
+        state["history"] = (state["history"] + [{"revision": state["revision"],
+                                                 "deployed_models": state["deployed_models"]}])[-HISTORY_LIMIT:]
+        state["deployed_models"] = undone["deployed_models"]
+        state["revision"] += 1
+        self._save(state)
+        return state
+
+    def promote(self, name: str, deployed_model_id: str = "") -> dict[str, Any]:
+        """Give one deployed model (default: the newest, the canary) 100% of the traffic; undoable by rollback."""
+        state = self._existing(name)
+        deployed = [dict(m) for m in state["deployed_models"]]
+        if not deployed:
+            raise ConfigError(f"endpoint {name!r} has no deployed model to promote")
+        target = deployed_model_id or max(deployed, key=lambda m: m.get("deployed_at", 0))["id"]
+        if target not in {m["id"] for m in deployed}:
+            raise ConfigError(f"endpoint {name!r} has no deployed model {target!r}; it has: "
+                              f"{', '.join(m['id'] for m in deployed)}")
+        previous = {"revision": state["revision"], "deployed_models": state["deployed_models"]}
+        for m in deployed:
+            m["traffic"] = 100 if m["id"] == target else 0
+        state.update(revision=state["revision"] + 1, deployed_models=deployed,
+                     history=(state["history"] + [previous])[-HISTORY_LIMIT:], redo=[])
         self._save(state)
         return state
 

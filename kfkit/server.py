@@ -9,7 +9,8 @@ routing table they started with, so a reload drops none.
 
 Every request is checked against the model's signature (400 naming the field), bodies above
 1.5 MB get 413 (Vertex's limit), no input ends the server, and sampled request/response records
-are appended to JSON Lines files the monitor reads.
+are appended to JSON Lines files the monitor reads, rotated and pruned to stay bounded.
+The HTTP side (uvicorn, guards, metrics) is kfkit.http_app.
 """
 
 from __future__ import annotations
@@ -21,16 +22,20 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError
+from kfkit.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
 from kfkit.model_io import LoadedModel, RequestError
 
 log = logging.getLogger("kfkit.server")
-MAX_BODY_BYTES = int(1.5 * 1024 * 1024)
+
+# Request logs stay bounded (defaults, each a `kfkit serve` flag): a file rotates at this size or
+# at midnight UTC, and the oldest files go when all of them pass the total or a file the age.
+LOG_MAX_FILE_BYTES = 64 * 1024 * 1024
+LOG_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+LOG_MAX_AGE_DAYS = 30
 
 
 @dataclass
@@ -58,14 +63,62 @@ class Router:
 
 
 class RequestLog:
-    """Appends one JSON line per sampled request; a crash loses at most the line being written."""
+    """Appends one JSON line per sampled request to <dir>/<YYYY-MM-DD>[.<n>].jsonl.
 
-    def __init__(self, directory: Path | None, endpoint: str, sample_rate: float = 1.0):
+    Strict JSON Lines (no NaN, ASCII-escaped), files 0600 in a 0700 directory, rotated by size and
+    by day, pruned to a total size and an age. A crash loses at most the line being written.
+    """
+
+    def __init__(self, directory: Path | None, endpoint: str, sample_rate: float = 1.0,
+                 max_file_bytes: int = LOG_MAX_FILE_BYTES, max_total_bytes: int = LOG_MAX_TOTAL_BYTES,
+                 max_age_days: float = LOG_MAX_AGE_DAYS):
         self.directory = directory
         self.endpoint = endpoint
         self.sample_rate = sample_rate
+        self.max_file_bytes = max_file_bytes
+        self.max_total_bytes = max_total_bytes
+        self.max_age_days = max_age_days
         self._lock = threading.Lock()
         self._random = random.Random()
+        self._path: Path | None = None
+        self._size = 0
+
+    def _current(self, now: float) -> Path:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        if self._path is None or not self._path.name.startswith(day) or self._size >= self.max_file_bytes:
+            if not self.directory.exists():
+                self.directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+            n = 0
+            while True:
+                candidate = self.directory / (f"{day}.jsonl" if n == 0 else f"{day}.{n}.jsonl")
+                size = candidate.stat().st_size if candidate.exists() else 0
+                if size < self.max_file_bytes:
+                    break
+                n += 1
+            self._path, self._size = candidate, size
+            self.prune(now)
+        return self._path
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete log files older than max_age_days, then the oldest until the total fits max_total_bytes."""
+        now = now or time.time()
+        files = sorted((p for p in self.directory.glob("*.jsonl") if p != self._path),
+                       key=lambda p: p.stat().st_mtime)
+        removed = []
+        for path in list(files):
+            if now - path.stat().st_mtime > self.max_age_days * 86400:
+                path.unlink(missing_ok=True)
+                files.remove(path)
+                removed.append(path)
+        total = sum(p.stat().st_size for p in files) + self._size
+        for path in files:
+            if total <= self.max_total_bytes:
+                break
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
 
     def write(self, deployed: Deployed, instances: list, predictions: list) -> None:
         if self.directory is None or self._random.random() >= self.sample_rate:
@@ -74,17 +127,25 @@ class RequestLog:
         record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
                   "model": deployed.model, "model_version": deployed.version,
                   "instances": instances, "predictions": predictions}
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        path = self.directory / (time.strftime("%Y-%m-%d", time.gmtime(now)) + ".jsonl")
+        try:
+            line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+        except (ValueError, TypeError):
+            log.warning("request not logged: it holds a value JSON cannot carry")
+            return
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(line)
+            path = self._current(now)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+            self._size += len(line)
 
 
 class ModelServer:
     def __init__(self, *, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
-                 log_sample_rate: float = 1.0, reload_interval: float = 0.5, seed: int | None = None):
+                 log_sample_rate: float = 1.0, reload_interval: float = 0.5, seed: int | None = None,
+                 log_limits: dict[str, float] | None = None):
         from kfkit.config import local_root as resolve_root
 
         self.endpoint = endpoint or "default"
@@ -106,7 +167,7 @@ class ModelServer:
                 raise KfkitError(f"no local endpoint {self.endpoint!r} under {root}: deploy a model first "
                                  "(the training pipeline's deploy step) or pass --model-dir")
         log_dir = (root / "request_logs" / self.endpoint) if root else None
-        self.request_log = RequestLog(log_dir, self.endpoint, log_sample_rate)
+        self.request_log = RequestLog(log_dir, self.endpoint, log_sample_rate, **(log_limits or {}))
         self.router = self._build_router()
 
     def _load(self, model_dir: str) -> LoadedModel:
@@ -139,10 +200,16 @@ class ModelServer:
                 log.exception("could not reload endpoint %s; still serving revision %d", self.endpoint,
                               self.router.revision)
 
+    def ready(self) -> bool:
+        """A model is loaded and takes traffic."""
+        return bool(self.router.deployed)
+
     def predict(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict) or "instances" not in body:
             raise RequestError("the request body must be a JSON object with an 'instances' list")
         router = self.router  # one table for the whole request, even if a reload happens now
+        if not router.deployed:
+            raise RequestError("no model is deployed on this endpoint")
         deployed = router.pick()
         instances = body["instances"]
         predictions = deployed.loaded.predict_instances(instances)
@@ -154,90 +221,58 @@ class ModelServer:
         self._stop.set()
 
 
-def make_handler(server: ModelServer, health_route: str, predict_route: str):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # headers and body are separate writes: with Nagle on, keep-alive clients wait ~40 ms
-        # for a delayed ACK before the body arrives
-        disable_nagle_algorithm = True
+def make_http_server(*, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
+                     host: str = "127.0.0.1", port: int | None = None, log_sample_rate: float = 1.0,
+                     ready: threading.Event | None = None, max_connections: int = 2048, workers: int = 4,
+                     log_limits: dict[str, float] | None = None):
+    """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain)."""
+    import uvicorn
 
-        def log_message(self, fmt, *args):  # access logs at DEBUG, not on stderr per request
-            log.debug("%s " + fmt, self.address_string(), *args)
+    from kfkit.http_app import GuardedProtocol, make_app
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            if self.path.split("?")[0] == health_route:
-                self._send(200, {"status": "ok", "revision": server.router.revision,
-                                 "deployedModels": [{"id": d.id, "traffic": d.traffic} for d in server.router.deployed]})
-            else:
-                self._send(404, {"error": f"no route {self.path}; use GET {health_route} or POST {predict_route}"})
-
-        def do_POST(self):
-            if self.path.split("?")[0] != predict_route:
-                self._send(404, {"error": f"no route {self.path}; use POST {predict_route}"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                self._send(400, {"error": "Content-Length is not a number"})
-                return
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                           {"error": f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} (1.5 MB, as on Vertex AI)"})
-                return
-            raw = self.rfile.read(length)
-            try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                self._send(400, {"error": f"the request body is not valid JSON: {exc}"})
-                return
-            try:
-                self._send(200, server.predict(body))
-            except RequestError as exc:
-                self._send(400, {"error": str(exc)})
-            except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
-                log.exception("prediction failed")
-                self._send(500, {"error": f"prediction failed: {type(exc).__name__}: {exc}"})
-
-    return Handler
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # the default listen backlog (5) drops connections when many clients connect at once
-    request_queue_size = 256
-
-
-def serve(*, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
-          host: str = "127.0.0.1", port: int | None = None, log_sample_rate: float = 1.0,
-          ready: threading.Event | None = None) -> None:
-    """Run the server until interrupted. Environment variables follow Vertex's custom containers."""
     model_dir = model_dir or os.environ.get("AIP_STORAGE_URI") or None
-    port = int(port or os.environ.get("AIP_HTTP_PORT", 8080))
+    port = int(port if port is not None else os.environ.get("AIP_HTTP_PORT", 8080))
     health_route = os.environ.get("AIP_HEALTH_ROUTE", "/health")
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
-                         log_sample_rate=log_sample_rate)
-    httpd = _HTTPServer((host, port), make_handler(server, health_route, predict_route))
-    watcher = threading.Thread(target=server.watch, daemon=True)
-    watcher.start()
-    log.info("serving %s on http://%s:%d%s (health %s)", model_dir or f"endpoint {server.endpoint}", host,
-             httpd.server_address[1], predict_route, health_route)
-    print(f"kfkit serve: listening on http://{host}:{httpd.server_address[1]}{predict_route}", flush=True)
-    if ready:
-        ready.set()
+                         log_sample_rate=log_sample_rate, log_limits=log_limits)
+    app = make_app(server, health_route, predict_route, workers=workers)
     try:
-        httpd.serve_forever()
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    config = uvicorn.Config(app, host=host, port=port, http=GuardedProtocol, loop=loop, lifespan="on",
+                            limit_concurrency=max_connections, backlog=2048, timeout_keep_alive=5,
+                            timeout_graceful_shutdown=25, access_log=False, log_level="warning",
+                            server_header=False, date_header=False)
+
+    class _Server(uvicorn.Server):
+        model_server = server
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.should_exit:
+                return
+            threading.Thread(target=server.watch, daemon=True, name="kfkit-reload").start()
+            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+            self.bound_port = bound
+            log.info("serving %s on http://%s:%d%s (health %s)", model_dir or f"endpoint {server.endpoint}", host,
+                     bound, predict_route, health_route)
+            print(f"kfkit serve: listening on http://{host}:{bound}{predict_route}", flush=True)
+            if ready:
+                ready.set()
+
+        async def shutdown(self, sockets=None):
+            await super().shutdown(sockets)
+            server.stop()
+
+    return _Server(config)
+
+
+def serve(**kwargs) -> None:
+    """Run the server until SIGINT/SIGTERM, then drain in-flight requests. Follows Vertex's AIP_* variables."""
+    try:
+        make_http_server(**kwargs).run()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.stop()
-        httpd.server_close()

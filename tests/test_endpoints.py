@@ -48,9 +48,49 @@ def test_rollback_without_history_or_endpoint_is_a_clear_error(tmp_path, model_d
     with pytest.raises(ConfigError, match="no local endpoint named 'nope'"):
         endpoints.rollback("nope")
     endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=20)
     endpoints.rollback("e")
-    with pytest.raises(ConfigError, match="no earlier traffic split"):
+    with pytest.raises(ConfigError, match="would leave it with no deployed model"):
         endpoints.rollback("e")
+
+
+def test_rollback_never_leaves_an_endpoint_without_a_model_and_changes_nothing_when_refused(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    before = (tmp_path / "endpoints" / "e.json").read_text()
+
+    with pytest.raises(ConfigError, match="would leave it with no deployed model taking traffic"):
+        endpoints.rollback("e")
+
+    assert (tmp_path / "endpoints" / "e.json").read_text() == before
+
+
+def test_a_rollback_can_be_undone_and_a_second_one_goes_further_back(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=30)
+    endpoints.deploy("e", "m", "3", model_dir, traffic_percent=10)
+    split = lambda state: [(m["version"], m["traffic"]) for m in state["deployed_models"]]  # noqa: E731
+
+    assert split(endpoints.rollback("e")) == [("1", 70), ("2", 30)]
+    assert split(endpoints.rollback("e")) == [("1", 100)]
+    assert split(endpoints.undo_rollback("e")) == [("1", 70), ("2", 30)]
+    assert split(endpoints.undo_rollback("e")) == [("1", 63), ("2", 27), ("3", 10)]
+    with pytest.raises(ConfigError, match="no rollback to undo"):
+        endpoints.undo_rollback("e")
+
+
+def test_promote_gives_the_canary_all_traffic_and_a_rollback_restores_the_canary_split(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=20)
+
+    promoted = endpoints.promote("e")
+
+    assert [(m["version"], m["traffic"]) for m in promoted["deployed_models"]] == [("1", 0), ("2", 100)]
+    assert [(m["version"], m["traffic"]) for m in endpoints.rollback("e")["deployed_models"]] == [("1", 80), ("2", 20)]
+    with pytest.raises(ConfigError, match="no deployed model 'x'"):
+        endpoints.promote("e", "x")
 
 
 def test_deploying_a_directory_without_a_saved_model_changes_nothing(tmp_path, model_dir):

@@ -1,0 +1,278 @@
+"""The HTTP side of `kfkit serve`: an ASGI app on uvicorn (the server Vertex AI's Custom Prediction
+Routines and KServe run), with the guards a production endpoint needs.
+
+uvicorn (httptools) parses HTTP: chunked bodies, conflicting or malformed Content-Length and other
+framing errors are its job, answered 400 or closed, never read as a second request. kfkit adds:
+a header timeout and a body timeout (slow or stalled clients are cut off; uvicorn itself only
+times out idle keep-alive connections), a connection limit answering 503, the 1.5 MB body limit
+(413, Vertex's), strict JSON (no NaN/Infinity, numbers in range, valid UTF-8, bounded nesting:
+400 naming the field), JSON answers for every status (404 unknown route, 405 wrong method), a
+Prometheus `/metrics` route and one structured access-log line per request. Predictions run in a
+thread pool, so the event loop keeps accepting while TensorFlow works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from kfkit.model_io import RequestError
+
+log = logging.getLogger("kfkit.server")
+access_log = logging.getLogger("kfkit.access")
+
+MAX_BODY_BYTES = int(1.5 * 1024 * 1024)
+MAX_DEPTH = 32              # JSON nesting a request may have (instances are flat objects)
+HEADER_TIMEOUT_S = 10.0     # from connection (or the end of the last response) to complete headers
+BODY_TIMEOUT_S = 10.0       # between two chunks of a request body
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on receiving each request's headers."""
+
+    _header_timer = None
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.debug("closing a connection that sent no complete request headers in %.0f s", HEADER_TIMEOUT_S)
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _reject_constant(name: str):
+    raise BadRequest(400, f"{name} is not a JSON number: send finite numbers only")
+
+
+def parse_body(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity literals, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"the request body is not UTF-8: {exc}") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise BadRequest(400, f"the request body nests deeper than {MAX_DEPTH} levels") from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"the request body is not valid JSON: {exc}") from exc
+
+
+def check_values(value: Any, where: str, depth: int = 0) -> None:
+    """Every number finite and in range, every string valid Unicode, nesting bounded: else 400 naming it."""
+    if depth > MAX_DEPTH:
+        raise BadRequest(400, f"{where} nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadRequest(400, f"{where} is out of the range of a 64-bit float")
+    elif isinstance(value, int):
+        if not -(2 ** 63) <= value < 2 ** 63:
+            raise BadRequest(400, f"{where} is an integer out of the 64-bit range")
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest(400, f"{where} holds an unpaired UTF-16 surrogate") from exc
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_values(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_values(key, f"{where} key", depth + 1)
+            check_values(item, f"{where}.{key}", depth + 1)
+
+
+class Metrics:
+    """Prometheus text exposition of request counts and latency (no client library needed)."""
+
+    def __init__(self):
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe(self, route: str, deployed: str, status: int, seconds: float) -> None:
+        key = (route, deployed, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if route == "predict":
+            self.latency_sum += seconds
+            self.latency_count += 1
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    self.buckets[i] += 1
+
+    def render(self) -> str:
+        lines = ["# HELP kfkit_requests_total Requests by route, deployed model and status.",
+                 "# TYPE kfkit_requests_total counter"]
+        for (route, deployed, status), n in sorted(self.requests.items()):
+            lines.append(f'kfkit_requests_total{{route="{route}",deployed_model="{deployed}",status="{status}"}} {n}')
+        lines += ["# HELP kfkit_predict_latency_seconds Prediction request latency.",
+                  "# TYPE kfkit_predict_latency_seconds histogram"]
+        for bound, n in zip(LATENCY_BUCKETS, self.buckets):
+            lines.append(f'kfkit_predict_latency_seconds_bucket{{le="{bound}"}} {n}')
+        lines.append(f'kfkit_predict_latency_seconds_bucket{{le="+Inf"}} {self.latency_count}')
+        lines.append(f"kfkit_predict_latency_seconds_sum {self.latency_sum}")
+        lines.append(f"kfkit_predict_latency_seconds_count {self.latency_count}")
+        return "\n".join(lines) + "\n"
+
+
+def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4):
+    """The ASGI app around a ModelServer."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
+    metrics = Metrics()
+    routes = {health_route: ("GET", "health"), predict_route: ("POST", "predict"), "/metrics": ("GET", "metrics")}
+
+    async def send_json(send, status: int, payload: dict, extra: list | None = None) -> None:
+        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+        await send({"type": "http.response.body", "body": body})
+
+    async def read_body(scope, receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise BadRequest(400, "Content-Length is not a number") from None
+                if length > MAX_BODY_BYTES:
+                    raise BadRequest(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
+                                          "(1.5 MB, as on Vertex AI)")
+        chunks, size = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise BadRequest(408, f"the request body stalled for {BODY_TIMEOUT_S:.0f} s") from None
+            if message["type"] == "http.disconnect":
+                raise BadRequest(499, "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BadRequest(413, f"request body is over {MAX_BODY_BYTES} bytes (1.5 MB, as on Vertex AI)")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    pool.shutdown(wait=True)  # in-flight predictions finish (graceful drain on SIGTERM)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        route = routes.get(path)
+        status, deployed, error = 500, "", ""
+        try:
+            if route is None:
+                status = 404
+                await send_json(send, 404, {"error": f"no route {path}; use GET {health_route} or POST {predict_route}"})
+            elif method != route[0] and not (method == "HEAD" and route[0] == "GET"):
+                status = 405
+                await send_json(send, 405, {"error": f"{method} is not allowed on {path}; use {route[0]}"},
+                                [(b"allow", route[0].encode())])
+            elif route[1] == "health":
+                ready = server.ready()
+                status = 200 if ready else 503
+                router = server.router
+                await send_json(send, status, {
+                    "status": "ok" if ready else "not ready: no deployed model", "revision": router.revision,
+                    "deployedModels": [{"id": d.id, "traffic": d.traffic} for d in router.deployed]})
+            elif route[1] == "metrics":
+                body = metrics.render().encode()
+                status = 200
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain; version=0.0.4"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+            else:
+                body = parse_body(await read_body(scope, receive))
+                if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+                    raise BadRequest(400, "the request body must be a JSON object with an 'instances' list")
+                check_values(body["instances"], "instances")
+                if not server.ready():
+                    raise BadRequest(503, "no model is deployed on this endpoint yet")
+                loop = asyncio.get_running_loop()
+                try:
+                    result = await loop.run_in_executor(pool, server.predict, body)
+                except RequestError as exc:
+                    raise BadRequest(400, str(exc)) from exc
+                deployed = result.get("deployedModelId", "")
+                try:
+                    status = 200
+                    await send_json(send, 200, result)
+                except ValueError:  # a non-finite model output: never send NaN in JSON
+                    raise BadRequest(400, "the model's output is not a finite number for these instances "
+                                          "(inputs far outside the training data?)") from None
+        except BadRequest as exc:
+            status, error = exc.status, exc.message
+            if exc.status != 499:
+                await send_json(send, exc.status, {"error": exc.message}, [(b"connection", b"close")]
+                                if exc.status in (408, 413) else None)
+        except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
+            log.exception("request failed")
+            status, error = 500, f"{type(exc).__name__}: {exc}"
+            try:
+                await send_json(send, 500, {"error": f"prediction failed: {error}"})
+            except Exception:  # noqa: BLE001 - the response may have started already
+                pass
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.observe(route[1] if route else "unknown", deployed, status, seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("", 0)
+                access_log.info(json.dumps({"client": client[0], "method": method, "path": path, "status": status,
+                                            "ms": round(seconds * 1000, 2), "deployed_model": deployed,
+                                            **({"error": error} if error else {})}))
+
+    app.metrics = metrics
+    return app

@@ -1,0 +1,329 @@
+"""Hostile clients against `kfkit serve` (uvicorn + kfkit's guards) on 127.0.0.1: malformed framing,
+smuggling attempts, hostile JSON, slow and idle connections. Each case asserts the status (always
+JSON) and that a valid request right after it is answered."""
+
+import http.client
+import json
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from kfkit import http_app
+from kfkit.endpoints import LocalEndpoints
+from kfkit.server import make_http_server
+
+PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
+           "body_mass_g": 4950.0, "sex": "FEMALE"}
+VALID = json.dumps({"instances": [PENGUIN]}).encode()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, penguin_model):
+    root = tmp_path_factory.mktemp("hostile-root")
+    LocalEndpoints(root).deploy("penguins", "penguins", "1", str(penguin_model))
+    ready = threading.Event()
+    server = make_http_server(endpoint="penguins", local_root=str(root), port=0, ready=ready, max_connections=4096)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    yield server.bound_port, root, server
+    server.should_exit = True
+    thread.join(30)
+
+
+def request(port, method="POST", path="/predict", body=VALID, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, response.getheader("Content-Type"), data
+
+
+def raw(port, payload: bytes, read_timeout=3.0, half_close=True) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
+        sock.sendall(payload)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def answered_after(port):
+    status, kind, data = request(port)
+    assert status == 200 and json.loads(data)["predictions"], data
+    return True
+
+
+def statuses(response: bytes) -> list[int]:
+    return [int(line.split()[1]) for line in response.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n" + VALID, 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n" + VALID, 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n" + VALID, 400),
+    (b"GARBAGE\r\n\r\n", 400),
+])
+def test_malformed_framing_is_refused_and_its_bytes_never_run_as_a_request(live, payload, expected):
+    port, root, _ = live
+    before = _logged(root)
+
+    response = raw(port, payload)
+
+    assert statuses(response)[:1] in ([expected], [])  # refused, or the connection closed
+    assert 200 not in statuses(response)
+    assert _logged(root) == before  # nothing reached the model
+    assert answered_after(port)
+
+
+def test_chunked_body_is_read_as_one_body_not_as_a_second_request(live):
+    port, root, _ = live
+    smuggled = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = VALID + smuggled
+    payload = (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               + f"{len(body):x}".encode() + b"\r\n" + body + b"\r\n0\r\n\r\n")
+
+    response = raw(port, payload, half_close=False)
+
+    assert statuses(response) == [400]  # the body with the trailing bytes is not valid JSON
+    assert b"no route /nope" not in response
+    assert answered_after(port)
+
+
+def test_content_length_with_transfer_encoding_is_not_smuggled(live):
+    port, root, _ = live
+    before = _logged(root)
+    payload = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"0\r\n\r\nPOST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(VALID)).encode()
+               + b"\r\n\r\n" + VALID)
+
+    response = raw(port, payload)
+
+    assert 200 not in statuses(response)[:1]
+    assert _logged(root) - before <= 1  # never two predictions from one request's bytes
+    assert answered_after(port)
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"instances": [{"culmen_length_mm": Infinity}]}', "Infinity"),
+    (b'{"instances": [{"culmen_length_mm": NaN}]}', "NaN"),
+    (b'{"instances": [{"island": "Biscoe", "culmen_length_mm": 1e400}]}', "instances[0].culmen_length_mm"),
+    (b'{"instances": [{"body_mass_g": 1' + b"0" * 400 + b"}]}", "instances[0].body_mass_g"),
+    (b'{"instances": [{"island": "\\ud800"}]}', "instances[0].island"),
+    (b'{"instances": ' + b"[" * 10000 + b"]" * 10000 + b"}", "nests deeper"),
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    (b'{"instances": "no"}', "'instances' list"),
+    (b"[1, 2]", "'instances' list"),
+])
+def test_hostile_json_gets_400_naming_the_field_never_500(live, body, field):
+    port, _, _ = live
+
+    status, kind, data = request(live[0], body=body)
+
+    assert status == 400 and kind == "application/json"
+    assert field in json.loads(data)["error"]
+    assert answered_after(port)
+
+
+def test_a_model_output_that_is_not_finite_is_never_sent_as_nan(live):
+    port, _, _ = live
+    huge = dict(PENGUIN, body_mass_g=1.7e308, flipper_length_mm=1.7e308)
+
+    status, kind, data = request(port, body=json.dumps({"instances": [huge]}).encode())
+
+    assert status in (200, 400) and b"NaN" not in data and b"Infinity" not in data
+    json.loads(data)
+
+
+@pytest.mark.parametrize("method, path, expected", [
+    ("PUT", "/predict", 405), ("GET", "/predict", 405), ("DELETE", "/health", 405),
+    ("GET", "/nope", 404), ("POST", "/health", 405)])
+def test_every_answer_is_json_with_the_right_status(live, method, path, expected):
+    status, kind, data = request(live[0], method=method, path=path, body=VALID if method != "GET" else None)
+
+    assert status == expected and kind == "application/json" and json.loads(data)["error"]
+
+
+def test_body_limit_is_413_just_over_and_not_at_1_5_mb(live):
+    port, _, _ = live
+    limit = http_app.MAX_BODY_BYTES
+    padding = b" " * (limit - len(VALID))
+
+    at_limit = request(port, body=VALID + padding)
+    over = VALID + padding + b" "
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(over))
+        try:
+            sock.sendall(over)  # the server may answer and close before it has all of it
+        except OSError:
+            pass
+        response = sock.recv(65536)
+
+    assert len(VALID + padding) == limit and at_limit[0] == 200
+    assert statuses(response) == [413] and b"1.5 MB" in response and b"application/json" in response
+    assert answered_after(port)
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(live, monkeypatch):
+    port, _, _ = live
+    monkeypatch.setattr(http_app, "HEADER_TIMEOUT_S", 0.5)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # the server closed it
+        assert time.monotonic() - started < 5
+    assert answered_after(port)
+
+
+def test_a_client_that_stalls_its_body_gets_408(live, monkeypatch):
+    port, _, _ = live
+    monkeypatch.setattr(http_app, "BODY_TIMEOUT_S", 0.5)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst")
+        response = sock.recv(4096)
+    assert statuses(response) == [408]
+    assert answered_after(port)
+
+
+def test_a_thousand_idle_connections_do_not_stop_normal_clients(live):
+    port, _, _ = live
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    idle = []
+    try:
+        for _ in range(1000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        started = time.monotonic()
+        assert answered_after(port)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in idle:
+            sock.close()
+    assert answered_after(port)
+
+
+def test_metrics_count_requests_by_status_and_model(live):
+    port, _, _ = live
+    request(port)
+    request(port, path="/nope")
+
+    status, kind, data = request(port, method="GET", path="/metrics", body=None)
+
+    text = data.decode()
+    assert status == 200 and kind.startswith("text/plain")
+    assert 'route="predict",deployed_model="penguins-v1' in text and 'status="200"' in text
+    assert 'route="unknown",deployed_model="",status="404"' in text
+    assert "kfkit_predict_latency_seconds_count" in text
+
+
+def _logged(root) -> int:
+    return sum(len(p.read_text().splitlines()) for p in (root / "request_logs" / "penguins").glob("*.jsonl")) \
+        if (root / "request_logs" / "penguins").exists() else 0
+
+
+def test_no_request_fails_across_a_deploy_and_a_rollback(live, penguin_model):
+    port, root, _ = live
+    stop = threading.Event()
+    results: list[int] = []
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            conn.request("POST", "/predict", body=VALID, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            results.append(response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    endpoints = LocalEndpoints(root)
+    deadline = time.monotonic() + 1.0
+    while len(results) < 50 and time.monotonic() < deadline + 10:
+        time.sleep(0.05)  # let traffic build up before the change (bounded)
+    endpoints.deploy("penguins", "penguins", "2", str(penguin_model), traffic_percent=50)
+    before = len(results)
+    while len(results) < before + 100:
+        time.sleep(0.05)
+    endpoints.rollback("penguins")
+    before = len(results)
+    while len(results) < before + 100:
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(results) >= 250 and set(results) == {200}
+
+
+def test_health_is_not_ready_while_no_model_is_deployed(tmp_path):
+    from kfkit.server import ModelServer
+
+    (tmp_path / "endpoints").mkdir()
+    (tmp_path / "endpoints" / "empty.json").write_text(json.dumps(
+        {"endpoint": "empty", "revision": 1, "deployed_models": [], "history": []}))
+    server = ModelServer(endpoint="empty", local_root=str(tmp_path))
+    app = http_app.make_app(server)
+
+    status, body = _call(app, "GET", "/health")
+    predict_status, predict_body = _call(app, "POST", "/predict", VALID)
+
+    assert status == 503 and "not ready" in body["status"]
+    assert predict_status == 503 and "no model is deployed" in predict_body["error"]
+
+
+def _call(app, method, path, body=b""):
+    import asyncio
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "client": ("127.0.0.1", 1)}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_request_logs_are_private_strict_json_lines_rotated_and_pruned(tmp_path):
+    import os
+    import stat
+
+    from kfkit.server import Deployed, RequestLog
+
+    log_dir = tmp_path / "logs" / "e"
+    request_log = RequestLog(log_dir, "e", max_file_bytes=2000, max_total_bytes=5000, max_age_days=1)
+    deployed = Deployed("d1", "m", "1", 100, None)
+    for i in range(60):
+        request_log.write(deployed, [{"x": i, "s": "\u2028é"}], [{"classes": "a"}])
+    request_log.write(deployed, [{"x": float("nan")}], [{}])  # not JSON: skipped, never written as NaN
+    aged = sorted(log_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)[0]
+    os.utime(aged, (1, 1))  # one file made very old
+    request_log.prune()
+
+    files = sorted(log_dir.glob("*.jsonl"))
+    assert stat.S_IMODE(os.stat(log_dir).st_mode) == 0o700
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files)
+    assert len(files) >= 2 and all(p.stat().st_size <= 2000 + 200 for p in files)
+    assert sum(p.stat().st_size for p in files) <= 5000
+    for path in files:
+        for line in path.read_bytes().splitlines():
+            record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in a log line"))
+            assert line.isascii() and record["deployed_model_id"] == "d1"
+    assert not aged.exists()
