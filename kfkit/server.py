@@ -82,6 +82,7 @@ class RequestLog:
         self._random = random.Random()
         self._path: Path | None = None
         self._size = 0
+        self._fd: int | None = None
 
     def _current(self, now: float) -> Path:
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -96,7 +97,10 @@ class RequestLog:
                 if size < self.max_file_bytes:
                     break
                 n += 1
+            if self._fd is not None:
+                os.close(self._fd)
             self._path, self._size = candidate, size
+            self._fd = os.open(candidate, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self.prune(now)
         return self._path
 
@@ -133,13 +137,15 @@ class RequestLog:
             log.warning("request not logged: it holds a value JSON cannot carry")
             return
         with self._lock:
-            path = self._current(now)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            self._current(now)
+            os.write(self._fd, line)  # one write of the whole line to an O_APPEND file
             self._size += len(line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class ModelServer:
@@ -219,6 +225,7 @@ class ModelServer:
 
     def stop(self) -> None:
         self._stop.set()
+        self.request_log.close()
 
 
 def make_http_server(*, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
