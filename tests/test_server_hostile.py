@@ -327,3 +327,35 @@ def test_request_logs_are_private_strict_json_lines_rotated_and_pruned(tmp_path)
             record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in a log line"))
             assert line.isascii() and record["deployed_model_id"] == "d1"
     assert not aged.exists()
+
+
+def test_sigterm_drains_and_exits_cleanly(penguin_model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(penguin_model),
+                                "--port", str(port), "--local-root", str(tmp_path)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the server's log for its start, bounded
+        batch = json.dumps({"instances": [PENGUIN] * 64}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/predict", body=batch, headers={"Content-Type": "application/json"})
+        process.send_signal(signal.SIGTERM)
+        response = conn.getresponse()
+
+        assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 64
+        assert process.wait(timeout=30) in (0, -15)  # drained, then ended by the signal it got
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
