@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kfkit.model_io import RequestError
@@ -33,6 +34,18 @@ MAX_DEPTH = 32              # JSON nesting a request may have (instances are fla
 HEADER_TIMEOUT_S = 10.0     # from connection (or the end of the last response) to complete headers
 BODY_TIMEOUT_S = 10.0       # between two chunks of a request body
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+async def _service_unavailable(scope, receive, send) -> None:
+    body = b'{"error":"the server is at its connection limit; retry shortly"}'
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# uvicorn answers over limit_concurrency with this app; kfkit's answers are JSON, that one too
+httptools_impl.service_unavailable = _service_unavailable
 
 
 class GuardedProtocol(HttpToolsProtocol):

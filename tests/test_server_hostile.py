@@ -359,3 +359,39 @@ def test_sigterm_drains_and_exits_cleanly(penguin_model, tmp_path):
         if process.poll() is None:
             process.kill()
         log.close()
+
+
+def test_over_the_connection_limit_new_requests_get_503_and_then_recover(tmp_path, penguin_model):
+    ready = threading.Event()
+    server = make_http_server(model_dir=str(penguin_model), local_root=str(tmp_path), port=0, ready=ready,
+                              max_connections=3)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    port = server.bound_port
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        time.sleep(0.2)  # let the server register the connections (bounded)
+        status, kind, data = request(port)
+        for sock in idle:
+            sock.close()
+
+        assert status == 503 and kind == "application/json" and "connection limit" in json.loads(data)["error"]
+        deadline = time.monotonic() + 10
+        while request(port)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answered_after(port)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_each_request_is_one_structured_access_log_line(live, caplog):
+    port, _, _ = live
+    with caplog.at_level("INFO", logger="kfkit.access"):
+        request(port)
+        request(port, method="PUT")
+
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "kfkit.access"]
+    assert [(line["method"], line["status"]) for line in lines] == [("POST", 200), ("PUT", 405)]
+    assert lines[0]["deployed_model"].startswith("penguins-v1") and lines[0]["ms"] > 0
