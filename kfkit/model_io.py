@@ -26,6 +26,9 @@ def _instance_error(index: int, message: str) -> RequestError:
     return RequestError(f"instance {index}: {message}")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict[str, np.ndarray]:
     """Vertex-style instances (a list of {field: value}) -> one array per signature field."""
     if not isinstance(instances, list) or not instances:
@@ -47,6 +50,8 @@ def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict
                     value = math.nan
                 elif isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise _instance_error(i, f"field {name!r} expects a number, got {value!r}")
+                elif not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                    raise _instance_error(i, f"field {name!r} is {value!r}, beyond the float32 range the model takes")
             elif dtype == "int64":
                 if value is None:
                     value = NULL_INT
