@@ -43,6 +43,11 @@ def split_traffic(current: dict[str, int], new_id: str, percent: int) -> dict[st
     return shares
 
 
+def _push(stack: list, state: dict[str, Any]) -> list:
+    """`stack` with the state's current split on top (at most HISTORY_LIMIT kept)."""
+    return (stack + [{"revision": state["revision"], "deployed_models": state["deployed_models"]}])[-HISTORY_LIMIT:]
+
+
 class LocalEndpoints:
     def __init__(self, root: str | Path | None = None):
         self.dir = local_root(root) / "endpoints"
@@ -76,7 +81,7 @@ class LocalEndpoints:
         if not (Path(model_dir) / "saved_model.pb").exists():
             raise ConfigError(f"model directory {model_dir!r} holds no SavedModel (saved_model.pb)")
         state = self.load(name) or {"endpoint": name, "revision": 0, "deployed_models": [], "history": []}
-        previous = {"revision": state["revision"], "deployed_models": state["deployed_models"]}
+        history = _push(state["history"], state)
         deployed = [dict(m) for m in state["deployed_models"]]
         new_id = f"{model}-v{version}-{uuid.uuid4().hex[:6]}"
         traffic = split_traffic({m["id"]: m["traffic"] for m in deployed}, new_id, traffic_percent)
@@ -87,8 +92,7 @@ class LocalEndpoints:
         deployed = [m for m in deployed if m["id"] not in drop]
         deployed.append({"id": new_id, "model": model, "version": str(version), "model_dir": str(model_dir),
                          "traffic": traffic[new_id], "deployed_at": time.time()})
-        state.update(revision=state["revision"] + 1, deployed_models=deployed,
-                     history=(state["history"] + [previous])[-HISTORY_LIMIT:], redo=[])
+        state.update(revision=state["revision"] + 1, deployed_models=deployed, history=history, redo=[])
         self._save(state)
         return state
 
@@ -109,8 +113,7 @@ class LocalEndpoints:
             raise ConfigError(f"rolling back endpoint {name!r} would leave it with no deployed model taking "
                               "traffic (that split was before its first deploy); nothing was changed")
         state["history"].pop()
-        state["redo"] = (state["redo"] + [{"revision": state["revision"],
-                                            "deployed_models": state["deployed_models"]}])[-HISTORY_LIMIT:]
+        state["redo"] = _push(state["redo"], state)
         state["deployed_models"] = previous["deployed_models"]
         state["revision"] += 1
         self._save(state)
@@ -122,8 +125,7 @@ class LocalEndpoints:
         if not state["redo"]:
             raise ConfigError(f"endpoint {name!r} has no rollback to undo")
         undone = state["redo"].pop()
-        state["history"] = (state["history"] + [{"revision": state["revision"],
-                                                 "deployed_models": state["deployed_models"]}])[-HISTORY_LIMIT:]
+        state["history"] = _push(state["history"], state)
         state["deployed_models"] = undone["deployed_models"]
         state["revision"] += 1
         self._save(state)
@@ -139,11 +141,10 @@ class LocalEndpoints:
         if target not in {m["id"] for m in deployed}:
             raise ConfigError(f"endpoint {name!r} has no deployed model {target!r}; it has: "
                               f"{', '.join(m['id'] for m in deployed)}")
-        previous = {"revision": state["revision"], "deployed_models": state["deployed_models"]}
+        history = _push(state["history"], state)
         for m in deployed:
             m["traffic"] = 100 if m["id"] == target else 0
-        state.update(revision=state["revision"] + 1, deployed_models=deployed,
-                     history=(state["history"] + [previous])[-HISTORY_LIMIT:], redo=[])
+        state.update(revision=state["revision"] + 1, deployed_models=deployed, history=history, redo=[])
         self._save(state)
         return state
 
