@@ -4,6 +4,7 @@ that needs them, so `kfkit --help` answers at once."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from kfkit import __version__
+from kfkit.errors import ConfigError
 
 EPILOG = """examples:
   kfkit run training --local                       train on the embedded backend (penguins)
@@ -58,10 +60,38 @@ def _run(args) -> int:
         print("kfkit run needs --local (run on this machine); to run on Vertex AI or a Kubeflow "
               "backend use `kfkit submit`", file=sys.stderr)
         return 2
-    from kfkit.local_run import run_local
+    from kfkit.local_run import PipelineFailed, run_local
 
-    summary = run_local(args.pipeline, values, args.local_root)
-    print(summary.render())
+    try:
+        summary = run_local(args.pipeline, values, args.local_root, verbose=args.verbose_run or args.verbose)
+    except PipelineFailed as exc:
+        from kfkit.outcome import render
+
+        print(render(exc.summary.outcome), file=sys.stderr)
+        return 1
+    print(summary.render(steps=args.verbose_run or args.verbose))
+    return 0
+
+
+def _runs(args) -> int:
+    from kfkit.config import local_root
+    from kfkit.outcome import SUMMARY_FILE, render
+
+    runs = local_root(args.local_root) / "runs"
+    summaries = sorted(runs.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True) \
+        if runs.exists() else []
+    if args.action == "show":
+        wanted = [p for p in summaries if p.parent.name == args.run or p.parent.name.endswith(args.run or "")]
+        if not args.run or not wanted:
+            raise ConfigError(f"no local run {args.run!r}; `kfkit runs` lists them")
+        print(render(json.loads(wanted[0].read_text())))
+        return 0
+    if not summaries:
+        print(f"no local runs under {runs} yet: kfkit run training --local")
+    for path in summaries[: args.limit]:
+        result = json.loads(path.read_text())
+        print(f"{result['run_id']:<52} {result['status']:<10} {result.get('decision') or '':<16} "
+              f"{result['seconds']:7.1f}s")
     return 0
 
 
@@ -209,7 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pipeline parameter (repeatable); values are read as YAML")
     p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.add_argument("--verbose", dest="verbose_run", action="store_true",
+                   help="print every step's full output as it comes (default: logs go to <run dir>/logs/)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("runs", help="recent local runs and their outcomes; `runs show RUN` prints one again")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("run", nargs="?", help="run id (or its end) for `show`")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_runs)
 
     def cloud_flags(p):
         p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))

@@ -1,4 +1,9 @@
-"""Run a kfkit pipeline on this machine with kfp.local, and summarize what each step produced."""
+"""Run a kfkit pipeline on this machine with kfp.local, and say what the run decided.
+
+Quiet by default: kfp.local's output goes to <run dir>/logs/ (run.log and one file per step), the
+terminal gets a line per step and the outcome (kfkit.outcome). `verbose=True` lets kfp.local
+print everything as it comes.
+"""
 
 from __future__ import annotations
 
@@ -26,16 +31,21 @@ class RunSummary:
     run_dir: Path
     seconds: float
     tasks: list[TaskSummary]
+    outcome: dict[str, Any] = field(default_factory=dict)
 
-    def render(self) -> str:
-        lines = [f"Pipeline {self.pipeline!r} succeeded in {self.seconds:.1f}s; run directory: {self.run_dir}"]
-        for task in self.tasks:
-            lines.append(f"  {task.name:<32} {task.seconds:7.2f}s")
-            for name, path in task.artifacts.items():
-                lines.append(f"      {name:<22} {path}")
-        reports = [p for t in self.tasks for n, p in t.artifacts.items() if n.endswith("report")]
-        if reports:
-            lines.append("Open the reports in a browser: " + ", ".join(reports))
+    def render(self, steps: bool = False) -> str:
+        """The outcome; with steps, each step's time and its artifacts that are files."""
+        from kfkit.outcome import render
+
+        lines = []
+        if steps:
+            for task in self.tasks:
+                lines.append(f"  {task.name:<32} {task.seconds:7.2f}s")
+                for name, path in task.artifacts.items():
+                    if Path(path).exists():
+                        lines.append(f"      {name:<22} {path}")
+        lines.append(render(self.outcome) if self.outcome else
+                     f"Pipeline {self.pipeline!r} succeeded in {self.seconds:.1f}s; run directory: {self.run_dir}")
         return "\n".join(lines)
 
 
@@ -44,7 +54,7 @@ def summarize(pipeline: str, run_dir: Path, started: float) -> RunSummary:
     finished = []
     for task_dir in run_dir.iterdir():
         output = task_dir / "executor_output.json"
-        if task_dir.is_dir() and output.exists():
+        if task_dir.is_dir() and output.exists() and task_dir.name not in ("logs", "reports"):
             finished.append((output.stat().st_mtime, task_dir))
     finished.sort()
     tasks, previous = [], started
@@ -60,12 +70,17 @@ def summarize(pipeline: str, run_dir: Path, started: float) -> RunSummary:
     return RunSummary(pipeline, run_dir, time.time() - started, tasks)
 
 
-def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None = None) -> RunSummary:
+def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None = None, *, verbose: bool = False,
+              progress_stream=None) -> RunSummary:
     """Run a registered pipeline with kfp.local's SubprocessRunner in this Python environment."""
+    import sys
+
     from kfp import local
 
     import pipelines
+    from kfkit import outcome as outcome_mod
     from kfkit import params as params_mod
+    from kfkit import run_output
 
     if pipeline_name in pipelines.VERTEX_ONLY:
         raise KfkitError(f"pipeline {pipeline_name!r} cannot run locally: {pipelines.VERTEX_ONLY[pipeline_name]}")
@@ -85,12 +100,50 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
                raise_on_error=True)
     before = {p.name for p in runs.iterdir()}
     started = time.time()
+    run_log = runs / f".run-{pipeline_name}-{started:.0f}.log"
+    progress = run_output.Progress(progress_stream or sys.stdout)
+    error: Exception | None = None
     try:
-        pipeline(**values)
+        if verbose:
+            pipeline(**values)
+        else:
+            progress.line(f"kfkit run {pipeline_name} (local, {root}); steps:")
+            with run_output.quiet_output(run_log, progress):
+                pipeline(**values)
     except RuntimeError as exc:
-        raise KfkitError(f"pipeline {pipeline_name!r} failed: {exc}. The failing step's error is printed above.") from exc
+        error = exc
     new = sorted((p for p in runs.iterdir() if p.name not in before and p.is_dir()),
                  key=lambda p: p.stat().st_mtime)
     if not new:
-        raise KfkitError(f"pipeline {pipeline_name!r} ran but wrote no run directory under {runs}")
-    return summarize(pipeline_name, new[-1], started)
+        detail = f": {error}" if error else ""
+        raise KfkitError(f"pipeline {pipeline_name!r} ran but wrote no run directory under {runs}{detail}")
+    run_dir = new[-1]
+    step_logs = {}
+    if run_log.exists():
+        logs = run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        run_log = run_log.rename(logs / "run.log")
+        step_logs = run_output.split_logs(run_log, logs)
+    summary = summarize(pipeline_name, run_dir, started)
+    steps = [{"name": t.name, "seconds": round(t.seconds, 2),
+              "log": str(step_logs[t.name]) if t.name in step_logs else None} for t in summary.tasks]
+    if error is None:
+        summary.outcome = outcome_mod.outcome(pipeline_name, run_dir, "succeeded", summary.seconds, steps)
+        return summary
+    failure = run_output.find_failure(step_logs, progress) if step_logs else None
+    if failure is None:
+        lines = [f"{error}", "Run again with --verbose to see every step's output."]
+        failed = {"step": None, "message": str(error), "log": None, "lines": lines}
+    else:
+        failed = {"step": failure.step, "kind": failure.kind, "message": failure.message,
+                  "log": str(failure.log) if failure.log else None, "lines": failure.render()}
+    summary.outcome = outcome_mod.outcome(pipeline_name, run_dir, "failed", summary.seconds, steps, failed)
+    raise PipelineFailed(summary, "\n".join(failed["lines"]))
+
+
+class PipelineFailed(KfkitError):
+    """A local run failed; `summary` holds what ran, the failing step and its log."""
+
+    def __init__(self, summary: RunSummary, message: str):
+        super().__init__(f"pipeline {summary.pipeline!r} failed.\n{message}")
+        self.summary = summary

@@ -2,8 +2,10 @@
 and the CLI a user types."""
 
 import json
+import re
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from google.cloud import aiplatform
 import pipelines
 from kfkit import cli
 from kfkit.compile import compile_all
-from kfkit.local_run import run_local
+from kfkit.local_run import PipelineFailed, run_local
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,8 +86,10 @@ def test_training_pipeline_runs_end_to_end_and_blesses_a_good_model(tmp_path, ca
 
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Pipeline 'training' succeeded" in printed
-    run_dir = next((tmp_path / "runs").iterdir())
+    assert "Pipeline 'training' succeeded" in printed and ": BLESSED" in printed
+    assert "Registered models:/penguins/1 (version 1; aliases challenger, champion)" in printed
+    assert "Deployed to endpoint penguins (revision 1)" in printed
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     stats = json.loads((run_dir / "validate-data" / "statistics").read_text())
     assert stats["label"] == "species" and stats["rows"] > 200
     assert (run_dir / "validate-data" / "report").read_text().startswith("<!doctype html>")
@@ -98,6 +102,20 @@ def test_training_pipeline_runs_end_to_end_and_blesses_a_good_model(tmp_path, ca
     assert "meets every threshold" in (run_dir / "evaluate-model" / "reason").read_text()
     card = (run_dir / "write-model-card" / "model_card").read_text()
     assert "multiclass on label `species`" in card and "| accuracy |" in card
+    # the outcome is the product: a few lines, no colour codes in a non-terminal, only real paths
+    assert "\x1b[" not in printed and len(printed.splitlines()) < 30
+    assert "executorInput" not in printed
+    uris = re.findall(r"file://\S+", printed)
+    assert uris and all(Path(urllib.parse.urlparse(u).path).exists() for u in uris)
+    assert all(u.endswith(".html") for u in uris)
+    assert "<table>" in (run_dir / "reports" / "model-card.html").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["decision"] == "BLESSED" and summary["status"] == "succeeded"
+    assert all(Path(step["log"]).exists() for step in summary["steps"])
+    assert cli.main(["runs", "--local-root", str(tmp_path)]) == 0
+    assert run_dir.name in capsys.readouterr().out
+    assert cli.main(["runs", "show", run_dir.name, "--local-root", str(tmp_path)]) == 0
+    assert "Registered models:/penguins/1" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -110,6 +128,10 @@ def test_model_below_the_thresholds_is_not_blessed_and_gated_steps_do_not_run(tm
     assert (summary.run_dir / "evaluate-model" / "reason").read_text().startswith("below the thresholds: accuracy")
     assert not (summary.run_dir / "write-model-card").exists()
     assert [t.name for t in summary.tasks][-1] == "evaluate-model"
+    rendered = summary.render()
+    assert summary.outcome["decision"] == "NOT BLESSED"
+    assert "Model not blessed: below the thresholds: accuracy" in rendered
+    assert "Not registered, not deployed" in rendered
 
 
 def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
@@ -128,9 +150,16 @@ def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
 def test_blocking_anomaly_fails_the_local_run_with_the_column_named(tmp_path, capfd):
     query = ("SELECT species, island, CAST(NULL AS FLOAT64) AS culmen_length_mm "
              "FROM `bigquery-public-data.ml_datasets.penguins`")
-    with pytest.raises(Exception, match="pipeline 'training' failed"):
+    with pytest.raises(PipelineFailed, match="pipeline 'training' failed") as failed:
         run_local("training", {"query": query}, str(tmp_path))
-    assert "column 'culmen_length_mm' in split 'train': null in all" in capfd.readouterr().out
+
+    message = str(failed.value)
+    assert "Step 'validate-data' failed: data validation found blocking anomalies" in message
+    assert "column 'culmen_length_mm' in split 'train': null in all" in message
+    assert "Traceback" not in message  # kfkit's own errors come without one
+    log = Path(failed.value.summary.outcome["failure"]["log"])
+    assert log.exists() and "culmen_length_mm" in log.read_text()
+    assert "\x1b[" not in log.read_text()
 
 
 def test_cli_refuses_unknown_parameter_before_running(tmp_path, capsys):

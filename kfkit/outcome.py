@@ -1,0 +1,212 @@
+"""What a pipeline run decided, in a few lines: read from the run directory's step outputs.
+
+Training: blessed or not and why, the key metrics, the registered version and aliases, the
+endpoint and its split. Monitoring: the verdict, the worst features, whether a retrain ran.
+Batch prediction: the table written, its rows, the model version. Every path printed exists;
+registry versions, endpoints and tables are printed as what they are (models:/name/3, endpoint
+penguins, project.dataset.table). HTML reports are copied to <run dir>/reports/*.html with an
+index page, so a browser renders them (the artifacts themselves have no extension).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.json"
+
+
+def _outputs(run_dir: Path, step: str) -> dict[str, Any]:
+    path = run_dir / step / "executor_output.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _artifact(run_dir: Path, step: str, name: str) -> dict[str, Any]:
+    items = _outputs(run_dir, step).get("artifacts", {}).get(name, {}).get("artifacts", [])
+    return items[0] if items else {}
+
+
+def _parameter(run_dir: Path, step: str, name: str = "Output"):
+    return _outputs(run_dir, step).get("parameterValues", {}).get(name)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def training_lines(run_dir: Path) -> tuple[str, list[str]]:
+    metrics = _artifact(run_dir, "evaluate-model", "metrics").get("metadata", {})
+    blessed = _parameter(run_dir, "evaluate-model")
+    reason_path = run_dir / "evaluate-model" / "reason"
+    reason = reason_path.read_text().strip() if reason_path.exists() else ""
+    shown = {k: v for k, v in metrics.items() if k not in ("blessed", "examples") and not k.startswith("champion")}
+    numbers = ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
+    lines = []
+    snapshot = _parameter(run_dir, "bigquery-query-to-dataset")
+    rows = {name: _artifact(run_dir, "bigquery-query-to-dataset", f"{name}_data").get("metadata", {}).get("rows")
+            for name in ("train", "eval", "test")}
+    if snapshot:
+        lines.append(f"Data: snapshot {snapshot}; rows " + ", ".join(f"{k} {v}" for k, v in rows.items() if v is not None))
+    if blessed is None:
+        return "no decision (evaluate did not run)", lines
+    if blessed:
+        decision = "BLESSED"
+        lines.append(f"Model blessed: {reason}" + (f" ({numbers})" if numbers else ""))
+        registered = _artifact(run_dir, "register-model", "registered_model").get("metadata", {})
+        if registered:
+            lines.append(f"Registered {registered.get('resourceName')} (version {registered.get('version')}; aliases "
+                         f"{', '.join(registered.get('aliases', []))})")
+        endpoint = _artifact(run_dir, "deploy-model", "endpoint").get("metadata", {})
+        if endpoint:
+            split = ", ".join(f"{k} {v}%" for k, v in endpoint.get("traffic_split", {}).items())
+            lines.append(f"Deployed to endpoint {endpoint.get('endpoint') or endpoint.get('resourceName')} "
+                         f"(revision {endpoint.get('revision', '?')}): {split}")
+    else:
+        decision = "NOT BLESSED"
+        lines.append(f"Model not blessed: {reason}" + (f" ({numbers})" if numbers else ""))
+        lines.append("Not registered, not deployed: the champion keeps serving.")
+    return decision, lines
+
+
+def monitoring_lines(run_dir: Path) -> tuple[str, list[str]]:
+    path = run_dir / "monitor-endpoint" / "anomalies"
+    if not path.exists():
+        return "no verdict (monitor did not run)", []
+    result = json.loads(path.read_text())
+    verdict = result.get("verdict", "drift" if result.get("drift_detected") else "no drift")
+    lines = [f"Verdict: {verdict} ({result.get('mode')}; {result.get('rows')} requests in the window)"]
+    compared = [f for f in result.get("verdicts", []) if f.get("distance") is not None]
+    worst = sorted(compared, key=lambda f: -f["distance"])[:3]
+    if worst:
+        lines.append("Worst features: " + ", ".join(f"{f['feature']} {f['distance']:.3f} ({f['status']})" for f in worst))
+    retrained = (run_dir / "train-tensorflow-model").exists()
+    if retrained:
+        blessed = _parameter(run_dir, "evaluate-model")
+        registered = _artifact(run_dir, "register-model", "registered_model").get("metadata", {})
+        lines.append("Retrained with the champion's recipe: " + (
+            f"blessed, registered {registered.get('resourceName')}" if blessed and registered
+            else "not blessed, the champion stays"))
+    elif verdict == "drift":
+        lines.append("No retrain (retrain=false).")
+    else:
+        lines.append("No retrain.")
+    return verdict.upper(), lines
+
+
+def batch_lines(run_dir: Path) -> tuple[str, list[str]]:
+    table = _artifact(run_dir, "batch-predict", "predictions").get("metadata", {})
+    metrics = _artifact(run_dir, "batch-predict", "metrics").get("metadata", {})
+    lines = []
+    if (run_dir / "monitor-endpoint").exists():
+        decision, monitor = monitoring_lines(run_dir)
+        lines.append("Input check: " + monitor[0])
+    if not table:
+        return "no predictions", lines
+    name = ".".join(table[k] for k in ("projectId", "datasetId", "tableId") if k in table) or table.get("table", "")
+    lines.insert(0, f"Wrote {name}: {int(metrics.get('rows', 0)):,} rows scored with model version "
+                    f"{table.get('model_version', '?')}")
+    return "SCORED", lines
+
+
+DECIDERS = {"training": training_lines, "training-customjob": training_lines, "monitoring": monitoring_lines,
+            "batch-prediction": batch_lines}
+
+
+def publish_reports(run_dir: Path) -> list[Path]:
+    """HTML reports (and the model card) as .html files under <run dir>/reports, with an index page."""
+    out = run_dir / "reports"
+    found = []
+    for step in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name not in ("reports", "logs")):
+        report = step / "report"
+        if report.is_file():
+            out.mkdir(exist_ok=True)
+            target = out / f"{step.name}.html"
+            shutil.copyfile(report, target)
+            found.append(target)
+        card = step / "model_card"
+        if card.is_file():
+            out.mkdir(exist_ok=True)
+            target = out / "model-card.html"
+            target.write_text(markdown_page("Model card", card.read_text()))
+            found.append(target)
+    if found:
+        links = "".join(f"<li><a href='{html.escape(p.name)}'>{html.escape(p.stem)}</a></li>" for p in found)
+        (out / "index.html").write_text(f"<!doctype html><meta charset='utf-8'><title>{html.escape(run_dir.name)}"
+                                        f"</title><h1>{html.escape(run_dir.name)}</h1><ul>{links}</ul>")
+    return found
+
+
+def markdown_page(title: str, text: str) -> str:
+    """A small Markdown subset (headings, lists, tables, paragraphs) as an HTML page."""
+    body, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            head, *rest = cells
+            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
+            table.clear()
+
+    in_list = False
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("- ") or line.startswith("* "):
+            if not in_list:
+                body.append("<ul>")
+                in_list = True
+            body.append(f"<li>{html.escape(line[2:])}</li>")
+            continue
+        if in_list:
+            body.append("</ul>")
+            in_list = False
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 4)
+            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush_table()
+    if in_list:
+        body.append("</ul>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+
+
+def outcome(pipeline: str, run_dir: Path, status: str, seconds: float, steps: list[dict[str, Any]],
+            failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's outcome, also written to <run dir>/summary.json."""
+    decider = DECIDERS.get(pipeline)
+    decision, lines = decider(run_dir) if decider and status == "succeeded" else ("FAILED" if failure else "", [])
+    reports = publish_reports(run_dir)
+    result = {"pipeline": pipeline, "run_id": run_dir.name, "run_dir": str(run_dir), "status": status,
+              "seconds": round(seconds, 2), "decision": decision, "lines": lines, "steps": steps,
+              "reports": [p.as_uri() for p in reports],
+              "index": (run_dir / "reports" / "index.html").as_uri() if reports else None,
+              "failure": failure}
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    head = (f"Pipeline {result['pipeline']!r} {result['status']} in {result['seconds']:.1f}s"
+            + (f": {result['decision']}" if result.get("decision") else ""))
+    lines = [head, *("  " + line for line in result.get("lines", []))]
+    if result.get("failure"):
+        lines += ["", *result["failure"]["lines"]]
+    if result.get("reports"):
+        lines.append("Reports: " + (result.get("index") or ""))
+        lines += [f"  {uri}" for uri in result["reports"]]
+    lines.append(f"Run directory: {result['run_dir']} (summary.json, logs/)")
+    return "\n".join(lines)
