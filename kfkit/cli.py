@@ -265,7 +265,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--template", help="a compiled template: a file, or an Artifact Registry URL "
                        "https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE:TAG (default: compile now)")
 
-    p = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines or a Kubeflow Pipelines backend")
+    p = sub.add_parser(
+        "submit", help="submit a pipeline to Vertex AI Pipelines or a Kubeflow Pipelines backend",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile a kfkit pipeline and submit it as a Vertex AI PipelineJob (default) or to a\n"
+                    "Kubeflow Pipelines backend (--kfp-host). Parameters are checked against the pipeline\n"
+                    "before anything is sent. On Google Cloud pass backend=bigquery and the project as\n"
+                    "pipeline parameters: the steps then use BigQuery and the Vertex AI Model Registry.\n"
+                    "Authentication: application-default credentials (gcloud auth application-default\n"
+                    "login, or the service account of the machine); --service-account is the identity the\n"
+                    "pipeline's steps run as.",
+        epilog="example (Vertex AI):\n"
+               "  kfkit submit training --project my-proj --region us-central1 \\\n"
+               "    --pipeline-root gs://my-bucket/pipeline-root \\\n"
+               "    --service-account pipelines@my-proj.iam.gserviceaccount.com \\\n"
+               "    --param backend=bigquery --param project=my-proj --param location=US \\\n"
+               "    --param query='SELECT * FROM `my-proj.sales.features`' --param label_column=churned --wait\n"
+               "example (Kubeflow Pipelines):\n"
+               "  kfkit submit training --kfp-host https://kfp.example.com --experiment churn")
     cloud_flags(p)
     p.add_argument("--wait", action="store_true", help="show task states until the job ends; non-zero exit on failure")
     p.add_argument("--kfp-host", help="Kubeflow Pipelines API URL (instead of Vertex AI)")

@@ -90,6 +90,7 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     if "local_root" in params_mod.pipeline_inputs(pipeline):
         values.setdefault("local_root", str(root))
     params_mod.check(pipeline, values, pipeline_name)
+    every = _defaults(pipeline) | values  # what the run used, for its record
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     # kfkit components run in this environment on purpose (it has kfkit installed), and
@@ -129,6 +130,7 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
               "log": str(step_logs[t.name]) if t.name in step_logs else None} for t in summary.tasks]
     if error is None:
         summary.outcome = outcome_mod.outcome(pipeline_name, run_dir, "succeeded", summary.seconds, steps)
+        _track(summary.outcome, every, root)
         return summary
     failure = run_output.find_failure(step_logs, progress) if step_logs else None
     if failure is None:
@@ -138,7 +140,30 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
         failed = {"step": failure.step, "kind": failure.kind, "message": failure.message,
                   "log": str(failure.log) if failure.log else None, "lines": failure.render()}
     summary.outcome = outcome_mod.outcome(pipeline_name, run_dir, "failed", summary.seconds, steps, failed)
+    _track(summary.outcome, every, root)
     raise PipelineFailed(summary, "\n".join(failed["lines"]))
+
+
+def _defaults(pipeline) -> dict[str, Any]:
+    import inspect
+
+    func = getattr(pipeline, "pipeline_func", None)
+    if func is None:
+        return {}
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _track(result: dict[str, Any], values: dict[str, Any], root: Path) -> None:
+    """Every run (blessed, rejected or failed) becomes an MLflow run; tracking never fails the run."""
+    import logging
+
+    from kfkit import outcome as outcome_mod
+
+    try:
+        outcome_mod.track(result, values, root)
+    except Exception as exc:  # noqa: BLE001 - the run's outcome stands without its MLflow record
+        logging.getLogger("kfkit.run").warning("could not record the run in MLflow: %s", exc)
 
 
 class PipelineFailed(KfkitError):

@@ -199,6 +199,44 @@ def outcome(pipeline: str, run_dir: Path, status: str, seconds: float, steps: li
     return result
 
 
+def step_metrics(run_dir: Path) -> dict[str, float]:
+    """Every number the steps' Metrics artifacts hold, as <step>.<metric>."""
+    found = {}
+    for step in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        for name, entry in _outputs(run_dir, step.name).get("artifacts", {}).items():
+            if name not in ("metrics",):
+                continue
+            for item in entry.get("artifacts", []):
+                for key, value in item.get("metadata", {}).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        found[f"{step.name}.{key}"] = float(value)
+    return found
+
+
+def track(result: dict[str, Any], params: dict[str, Any], local_root: str | Path | None) -> dict[str, Any] | None:
+    """Record the run in MLflow (see MlflowRegistry.track_pipeline_run); updates summary.json."""
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+    run_dir = Path(result["run_dir"])
+    registry = MlflowRegistry(local_root)
+    registered = _artifact(run_dir, "register-model", "registered_model").get("metadata", {})
+    metrics = {**step_metrics(run_dir), **{f"{s['name']}.seconds": s["seconds"] for s in result["steps"]},
+               "seconds": result["seconds"]}
+    snapshot = _parameter(run_dir, "bigquery-query-to-dataset")
+    tags = {"kfkit.status": result["status"], "kfkit.decision": result.get("decision") or "",
+            "kfkit.run_dir": str(run_dir), **({"kfkit.data_snapshot": snapshot} if snapshot else {}),
+            **({"kfkit.failed_step": result["failure"].get("step") or ""} if result.get("failure") else {})}
+    artifacts = [run_dir / "reports", run_dir / SUMMARY_FILE]
+    version = (registered.get("model_name"), registered.get("version")) if registered.get("backend") == "local" else None
+    experiment, run_id = registry.track_pipeline_run(result["pipeline"], result["run_id"], params=params,
+                                                     metrics=metrics, tags=tags, artifacts=artifacts,
+                                                     registered=version if version and all(version) else None)
+    result["mlflow"] = {"experiment_id": experiment, "run_id": run_id, "tracking_uri": registry.uri,
+                        "url": f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"}
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(result, indent=1))
+    return result["mlflow"]
+
+
 def render(result: dict[str, Any]) -> str:
     head = (f"Pipeline {result['pipeline']!r} {result['status']} in {result['seconds']:.1f}s"
             + (f": {result['decision']}" if result.get("decision") else ""))
@@ -209,4 +247,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append("Reports: " + (result.get("index") or ""))
         lines += [f"  {uri}" for uri in result["reports"]]
     lines.append(f"Run directory: {result['run_dir']} (summary.json, logs/)")
+    if result.get("mlflow"):
+        tracked = result["mlflow"]
+        lines.append(f"MLflow run: {tracked['url']} (mlflow ui --backend-store-uri {tracked['tracking_uri']})")
     return "\n".join(lines)

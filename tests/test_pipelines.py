@@ -116,6 +116,24 @@ def test_training_pipeline_runs_end_to_end_and_blesses_a_good_model(tmp_path, ca
     assert run_dir.name in capsys.readouterr().out
     assert cli.main(["runs", "show", run_dir.name, "--local-root", str(tmp_path)]) == 0
     assert "Registered models:/penguins/1" in capsys.readouterr().out
+    run = _mlflow_runs(tmp_path, "kfkit-training")[0]
+    assert run.data.tags["kfkit.decision"] == "BLESSED" and run.data.tags["kfkit.data_snapshot"]
+    assert run.data.params["epochs"] == "30" and run.data.params["label_column"] == "species"
+    assert run.data.metrics["evaluate-model.accuracy"] > 0.8 and "train-tensorflow-model.seconds" in run.data.metrics
+    version = _mlflow_client(tmp_path).get_model_version("penguins", "1")
+    assert version.tags["kfkit.pipeline_run"] == run.info.run_id
+
+
+def _mlflow_client(root):
+    from mlflow import MlflowClient
+
+    from kfkit.adapters.mlflow_registry import tracking_uri
+    return MlflowClient(tracking_uri=tracking_uri(root), registry_uri=tracking_uri(root))
+
+
+def _mlflow_runs(root, experiment):
+    client = _mlflow_client(root)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
 @pytest.mark.slow
@@ -132,6 +150,8 @@ def test_model_below_the_thresholds_is_not_blessed_and_gated_steps_do_not_run(tm
     assert summary.outcome["decision"] == "NOT BLESSED"
     assert "Model not blessed: below the thresholds: accuracy" in rendered
     assert "Not registered, not deployed" in rendered
+    [run] = _mlflow_runs(tmp_path, "kfkit-training")
+    assert run.data.tags["kfkit.decision"] == "NOT BLESSED" and run.data.params["min_accuracy"] == "0.9"
 
 
 def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
@@ -160,6 +180,8 @@ def test_blocking_anomaly_fails_the_local_run_with_the_column_named(tmp_path, ca
     log = Path(failed.value.summary.outcome["failure"]["log"])
     assert log.exists() and "culmen_length_mm" in log.read_text()
     assert "\x1b[" not in log.read_text()
+    [run] = _mlflow_runs(tmp_path, "kfkit-training")
+    assert run.data.tags["kfkit.status"] == "failed" and run.data.tags["kfkit.failed_step"] == "validate-data"
 
 
 def test_cli_refuses_unknown_parameter_before_running(tmp_path, capsys):

@@ -111,6 +111,32 @@ class MlflowRegistry:
         return RegisteredVersion(name, str(version.version), self._model_dir(registered), run.info.run_id,
                                  aliases, created=True)
 
+    def track_pipeline_run(self, pipeline: str, run_name: str, *, params: dict[str, Any], metrics: dict[str, float],
+                           tags: dict[str, str], artifacts: list[Path],
+                           registered: tuple[str, str] | None = None) -> tuple[str, str]:
+        """One MLflow run per pipeline run (blessed, rejected or failed) in experiment kfkit-<pipeline>.
+
+        Returns (experiment id, run id); the registered version, if any, is tagged with the run.
+        """
+        import json
+
+        experiment = self.experiment_id(f"kfkit-{pipeline}")
+        with self.mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
+            # MLflow caps a parameter value at 6,000 characters
+            self.mlflow.log_params({k: (v if isinstance(v, str) else json.dumps(v))[:6000] for k, v in params.items()})
+            self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            self.mlflow.set_tags(tags)
+            for path in artifacts:
+                if path.is_dir():
+                    self.mlflow.log_artifacts(str(path), artifact_path=path.name)
+                elif path.exists():
+                    self.mlflow.log_artifact(str(path))
+        if registered:
+            name, version = registered
+            self.client.set_model_version_tag(name, version, "kfkit.pipeline_run", run.info.run_id)
+            self.client.set_tag(run.info.run_id, "kfkit.registered_version", f"models:/{name}/{version}")
+        return experiment, run.info.run_id
+
     def _set_aliases(self, name: str, version: str, aliases: list[str]) -> None:
         for alias in aliases:
             self.client.set_registered_model_alias(name, alias, version)
