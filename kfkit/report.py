@@ -47,50 +47,120 @@ class Markup(str):
     """Text already escaped: inserted into tables as-is."""
 
 
+CHAR_W = 5.6  # width of a character of the 9-10 px label font, for layout
+
+
+def nice(value: float) -> str:
+    """A number for an axis or a bin: few digits, thousands separated, no exponent below 1e9."""
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e9 or magnitude < 1e-4:
+        return f"{value:.3g}"
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 1:
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:.3g}"
+
+
+def _ticks(top: float, count: int = 4) -> list[float]:
+    return [top * i / count for i in range(count + 1)]
+
+
 def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: Sequence[str] = (),
-              width: int = 360, height: int = 160, rotate_labels: bool = False) -> str:
-    """Grouped bars (one group per label, one bar per series), values as fractions or counts."""
+              width: int = 360, height: int = 160, rotate_labels: bool = False, note: str = "") -> str:
+    """Grouped bars (one group per label, one bar per series) with a y axis and full category labels.
+
+    Labels are never cut: when they do not fit side by side they are written vertically, and the
+    chart grows to hold the longest; past two dozen groups every n-th label is written (every bar
+    keeps its tooltip).
+    """
     if not labels:
         return "<p class='muted'>no data</p>"
+    labels = [str(label) for label in labels]
     top = max((max(s) if len(s) else 0) for s in series) or 1.0
-    pad_bottom = 44 if rotate_labels else 18
-    plot_h = height - pad_bottom - 4
-    group_w = (width - 10) / len(labels)
+    left = 40
+    group_w = (width - left - 6) / len(labels)
+    longest = max(len(label) for label in labels)
+    vertical = rotate_labels or longest * CHAR_W > group_w * 0.95
+    pad_bottom = int(longest * CHAR_W + 10) if vertical else 18
+    legend_h = 14 * len(names) + 4 if names else 0
+    plot_top = 4 + legend_h
+    plot_h = max(height - pad_bottom - plot_top, 60)
+    total_h = plot_top + plot_h + pad_bottom
     bar_w = max(group_w / (len(series) + 0.5), 1.0)
-    parts = [f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"]
+    parts = [f"<svg width='{width}' height='{total_h}' xmlns='http://www.w3.org/2000/svg' class='chart'>"]
+    for tick in _ticks(top):
+        y = plot_top + plot_h - plot_h * tick / top
+        parts.append(f"<line x1='{left - 3}' x2='{width - 4}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
+                     f"<text x='{left - 5}' y='{y + 3:.1f}' font-size='9' text-anchor='end' class='tick'>"
+                     f"{esc(nice(tick))}</text>")
+    parts.append(f"<line x1='{left}' x2='{left}' y1='{plot_top}' y2='{plot_top + plot_h}' stroke='#999'/>")
+    step = max(1, -(-len(labels) // 24))
     for i, label in enumerate(labels):
         for j, values in enumerate(series):
             value = values[i] if i < len(values) else 0
             h = plot_h * value / top
-            x = 5 + i * group_w + j * bar_w
+            x = left + 2 + i * group_w + j * bar_w
             opacity = "0.85" if len(series) == 1 else "0.6"
-            parts.append(f"<rect x='{x:.1f}' y='{4 + plot_h - h:.1f}' width='{bar_w:.1f}' height='{h:.1f}' "
-                         f"fill='{PALETTE[j % len(PALETTE)]}' fill-opacity='{opacity}'>"
+            parts.append(f"<rect class='mark' x='{x:.1f}' y='{plot_top + plot_h - h:.1f}' width='{bar_w:.1f}' "
+                         f"height='{h:.1f}' fill='{PALETTE[j % len(PALETTE)]}' fill-opacity='{opacity}'>"
                          f"<title>{esc(label)}: {fmt(value)}{' (' + esc(names[j]) + ')' if names else ''}</title></rect>")
-        # at most about a dozen axis labels, so they stay legible; every bar keeps its tooltip
-        step = max(1, -(-len(labels) // 12))
-        if (rotate_labels or len(labels) <= 12) and (i % step == 0 or i == len(labels) - 1):
-            x = 5 + i * group_w + group_w / 2
-            text = esc(str(label)[:18]) + f"<title>{esc(label)}</title>"
-            if rotate_labels:
-                parts.append(f"<text x='{x:.1f}' y='{height - pad_bottom + 12}' font-size='9' "
-                             f"transform='rotate(35 {x:.1f} {height - pad_bottom + 12})'>{text}</text>")
+        if i % step == 0 or i == len(labels) - 1:
+            x = left + 2 + i * group_w + group_w / 2
+            y = plot_top + plot_h + 6
+            if vertical:
+                parts.append(f"<text class='label' x='{x:.1f}' y='{y}' font-size='9' text-anchor='end' "
+                             f"dominant-baseline='middle' transform='rotate(-90 {x:.1f} {y})'>{esc(label)}"
+                             f"<title>{esc(label)}</title></text>")
             else:
-                parts.append(f"<text x='{x:.1f}' y='{height - 4}' font-size='9' text-anchor='middle'>{text}</text>")
+                parts.append(f"<text class='label' x='{x:.1f}' y='{y + 8}' font-size='9' text-anchor='middle'>"
+                             f"{esc(label)}<title>{esc(label)}</title></text>")
     for j, name in enumerate(names):
-        parts.append(f"<rect x='{width - 110}' y='{6 + 14 * j}' width='10' height='10' fill='{PALETTE[j % len(PALETTE)]}'/>"
-                     f"<text x='{width - 96}' y='{15 + 14 * j}' font-size='11'>{esc(name)}</text>")
+        parts.append(f"<rect x='{left + 4}' y='{4 + 14 * j}' width='10' height='10' fill='{PALETTE[j % len(PALETTE)]}'/>"
+                     f"<text class='legend' x='{left + 18}' y='{13 + 14 * j}' font-size='11'>{esc(name)}</text>")
     parts.append("</svg>")
-    return "".join(parts)
+    caption = f"<div class='muted'>{esc(note)}</div>" if note else ""
+    return "".join(parts) + caption
 
 
 def histogram(edges: Sequence[float], series: Sequence[Sequence[float]], names: Sequence[str] = (),
-              width: int = 360, height: int = 160) -> str:
-    """Histogram(s) over shared bin edges; the axis shows the first and last edge."""
-    labels = [f"[{edges[i]:.4g}, {edges[i + 1]:.4g})" for i in range(len(edges) - 1)]
-    svg = bar_chart(labels, series, names, width, height - 14)
-    if not edges:
-        return svg
-    axis = (f"<div class='muted' style='display:flex;justify-content:space-between;width:{width}px'>"
-            f"<span>{edges[0]:.4g}</span><span>{edges[-1]:.4g}</span></div>")
-    return svg + axis
+              width: int = 360, height: int = 160, note: str = "") -> str:
+    """Histogram(s) over shared bin edges; each bin labelled by its range in readable numbers."""
+    labels = [f"{nice(edges[i])} to {nice(edges[i + 1])}" for i in range(len(edges) - 1)]
+    return bar_chart(labels, series, names, width, height, note=note)
+
+
+def line_chart(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], x_label: str, y_label: str,
+               size: int = 300, diagonal: bool = True) -> str:
+    """Curves on [0, 1] x [0, 1] (ROC), with ticks and a legend naming each curve."""
+    left, bottom, top_pad = 42, 34, 8
+    plot = size - left - 10
+    legend_h = 14 * len(curves)
+    height = top_pad + plot + bottom + legend_h
+    width = max(size, left + 16 + int(max((len(c[0]) for c in curves), default=0) * 6.6) + 10)
+    parts = [f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg' class='chart'>",
+             f"<rect x='{left}' y='{top_pad}' width='{plot}' height='{plot}' fill='none' stroke='#999'/>"]
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        x, y = left + tick * plot, top_pad + plot - tick * plot
+        parts.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top_pad + plot}' y2='{top_pad + plot + 4}' stroke='#999'/>"
+                     f"<text class='tick' x='{x:.1f}' y='{top_pad + plot + 14}' font-size='9' text-anchor='middle'>"
+                     f"{tick:g}</text>"
+                     f"<line x1='{left - 4}' x2='{left}' y1='{y:.1f}' y2='{y:.1f}' stroke='#999'/>"
+                     f"<text class='tick' x='{left - 6}' y='{y + 3:.1f}' font-size='9' text-anchor='end'>{tick:g}</text>")
+    if diagonal:
+        parts.append(f"<line x1='{left}' y1='{top_pad + plot}' x2='{left + plot}' y2='{top_pad}' stroke='#ccc' "
+                     "stroke-dasharray='4'/>")
+    for k, (name, xs, ys) in enumerate(curves):
+        points = " ".join(f"{left + x * plot:.1f},{top_pad + plot - y * plot:.1f}" for x, y in zip(xs, ys))
+        color = PALETTE[k % len(PALETTE)]
+        parts.append(f"<polyline class='mark' points='{points}' fill='none' stroke='{color}' stroke-width='2'>"
+                     f"<title>{esc(name)}</title></polyline>")
+        y = top_pad + plot + bottom + 10 + 14 * k
+        parts.append(f"<rect x='{left}' y='{y - 9}' width='10' height='10' fill='{color}'/>"
+                     f"<text class='legend' x='{left + 14}' y='{y}' font-size='11'>{esc(name)}</text>")
+    parts.append(f"<text x='{left + plot / 2}' y='{top_pad + plot + 28}' font-size='10' text-anchor='middle'>"
+                 f"{esc(x_label)}</text><text x='10' y='{top_pad + plot / 2}' font-size='10' text-anchor='middle' "
+                 f"transform='rotate(-90 10 {top_pad + plot / 2})'>{esc(y_label)}</text></svg>")
+    return "".join(parts)

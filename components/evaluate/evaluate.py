@@ -33,6 +33,7 @@ class Evaluation:
     confusion: list[list[int]] = field(default_factory=list)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     roc: dict[str, list[float]] = field(default_factory=dict)
+    roc_per_class: dict[str, dict] = field(default_factory=dict)  # one-vs-rest curves and AUC, for the report
     residuals: list[float] = field(default_factory=list)
 
     @property
@@ -62,12 +63,19 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray, classes: list[str]
             roc = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
     elif len(present) == len(classes):
         out["roc_auc"] = float(skm.roc_auc_score(y, scores, multi_class="ovr", labels=labels))
+    roc_per_class = {}
+    for index in (range(len(classes)) if task == "multiclass" else ([1] if len(present) == 2 else [])):
+        positive = (y == index).astype(int)
+        if 0 < positive.sum() < len(positive):
+            fpr, tpr, _ = skm.roc_curve(positive, scores[:, index])
+            roc_per_class[classes[index]] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                                             "auc": float(skm.roc_auc_score(positive, scores[:, index]))}
     precision, recall, f1, support = skm.precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
     per_class = {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                  for c, p, r, f, s in zip(classes, precision, recall, f1, support)}
     out["f1_macro"] = float(np.mean(f1))
     confusion = skm.confusion_matrix(y, predicted, labels=labels).tolist()
-    return Evaluation(task, out, list(classes), confusion, per_class, roc)
+    return Evaluation(task, out, list(classes), confusion, per_class, roc, roc_per_class)
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> Evaluation:
@@ -201,39 +209,41 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
 
 
 def _heatmap(classes: list[str], matrix: list[list[int]]) -> str:
+    """Confusion matrix with every class name in full (rows left, columns written vertically)."""
     n = len(classes)
     cell = max(28, min(60, 360 // max(n, 1)))
-    left, top_pad = 170, 22
+    longest = max((len(c) for c in classes), default=1)
+    left = int(longest * 6.2) + 12
+    top_pad = int(longest * report.CHAR_W) + 12
     top = max((max(row) for row in matrix), default=1) or 1
-    width, height = left + cell * n + 40, top_pad + cell * n + 30
-    parts = [f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"]
+    caption = "rows: actual class, columns: predicted class"
+    width, height = max(left + cell * n + 10, int(len(caption) * 6.2) + 10), top_pad + cell * n + 24
+    parts = [f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg' class='chart'>"]
     for j, name in enumerate(classes):
-        parts.append(f"<text x='{left + j * cell + cell / 2}' y='14' font-size='9' text-anchor='middle'>"
-                     f"{report.esc(name[:max(4, cell // 6)])}<title>{report.esc(name)}</title></text>")
+        x, y = left + j * cell + cell / 2, top_pad - 6
+        parts.append(f"<text class='label' x='{x}' y='{y}' font-size='9' transform='rotate(-90 {x} {y})' "
+                     f"dominant-baseline='middle'>{report.esc(name)}<title>{report.esc(name)}</title></text>")
     for i, row in enumerate(matrix):
         y = top_pad + i * cell
-        parts.append(f"<text x='{left - 5}' y='{y + cell / 2 + 4}' font-size='10' text-anchor='end'>"
-                     f"{report.esc(classes[i][:26])}<title>{report.esc(classes[i])}</title></text>")
+        parts.append(f"<text class='label' x='{left - 5}' y='{y + cell / 2 + 4}' font-size='10' text-anchor='end'>"
+                     f"{report.esc(classes[i])}<title>{report.esc(classes[i])}</title></text>")
         for j, value in enumerate(row):
             shade = int(255 - 200 * value / top)
-            parts.append(f"<rect x='{left + j * cell}' y='{y}' width='{cell}' height='{cell}' "
-                         f"fill='rgb({shade},{shade},255)' stroke='#fff'/><text x='{left + j * cell + cell / 2}' "
-                         f"y='{y + cell / 2 + 4}' font-size='11' text-anchor='middle'>{value}</text>")
-    parts.append(f"<text x='{left + n * cell / 2}' y='{height - 8}' font-size='11' text-anchor='middle'>"
-                 "rows: actual class, columns: predicted class</text></svg>")
+            ink = "#fff" if shade < 140 else "#111"  # readable on dark cells
+            parts.append(f"<rect class='mark' x='{left + j * cell}' y='{y}' width='{cell}' height='{cell}' "
+                         f"fill='rgb({shade},{shade},255)' stroke='#fff'><title>actual {report.esc(classes[i])}, "
+                         f"predicted {report.esc(classes[j])}: {value}</title></rect>"
+                         f"<text x='{left + j * cell + cell / 2}' y='{y + cell / 2 + 4}' font-size='11' "
+                         f"text-anchor='middle' fill='{ink}'>{value}</text>")
+    parts.append(f"<text class='label' x='{width - 4}' y='{height - 6}' font-size='11' text-anchor='end'>"
+                 f"{caption}</text></svg>")
     return "".join(parts)
 
 
-def _roc_svg(roc: dict[str, list[float]], size: int = 260) -> str:
-    points = " ".join(f"{20 + f * (size - 30):.1f},{size - 20 - t * (size - 30):.1f}"
-                      for f, t in zip(roc["fpr"], roc["tpr"]))
-    return (f"<svg width='{size}' height='{size}' xmlns='http://www.w3.org/2000/svg'>"
-            f"<rect x='20' y='10' width='{size - 30}' height='{size - 30}' fill='none' stroke='#999'/>"
-            f"<line x1='20' y1='{size - 20}' x2='{size - 10}' y2='10' stroke='#ccc' stroke-dasharray='4'/>"
-            f"<polyline points='{points}' fill='none' stroke='{report.PALETTE[0]}' stroke-width='2'/>"
-            f"<text x='{size / 2}' y='{size - 4}' font-size='10' text-anchor='middle'>false positive rate</text>"
-            f"<text x='8' y='{size / 2}' font-size='10' transform='rotate(-90 8 {size / 2})' text-anchor='middle'>"
-            "true positive rate</text></svg>")
+def _roc_svg(evaluation) -> str:
+    curves = [(f"{name} (AUC {curve['auc']:.3f})", curve["fpr"], curve["tpr"])
+              for name, curve in evaluation.roc_per_class.items()]
+    return report.line_chart(curves, "false positive rate", "true positive rate")
 
 
 def render_report(evaluation: Evaluation, decision: Decision) -> str:
@@ -248,8 +258,9 @@ def render_report(evaluation: Evaluation, decision: Decision) -> str:
             [(c, v["precision"], v["recall"], v["f1"], v["support"]) for c, v in evaluation.per_class.items()]))
     if evaluation.confusion:
         body.append("<h2>Confusion matrix</h2>" + _heatmap(evaluation.classes, evaluation.confusion))
-    if evaluation.roc:
-        body.append("<h2>ROC curve</h2>" + _roc_svg(evaluation.roc))
+    if evaluation.roc_per_class:
+        title = "ROC curve" if evaluation.task == "binary" else "ROC curves (each class against the rest)"
+        body.append(f"<h2>{title}</h2>" + _roc_svg(evaluation))
     if evaluation.residuals:
         residuals = np.asarray(evaluation.residuals)
         counts, edges = np.histogram(residuals, bins=30)

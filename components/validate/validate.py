@@ -93,6 +93,14 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
             entry.update(min=mn, max=mx, mean=mean, std=std,
                          quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
             entry["histogram"] = _histogram(con, rel, col, mn, mx)
+            low, high = entry["quantiles"].get("0.01"), entry["quantiles"].get("0.99")
+            if low is not None and high is not None and high > low and (mx - mn) > 4 * (high - low):
+                # a few outliers would squash the chart into one bar: show the 1st-99th percentiles
+                shown = _histogram(con, f"(SELECT * FROM {rel} WHERE {col} BETWEEN {low!r} AND {high!r})", col,
+                                   low, high)
+                below, above = con.execute(f"SELECT count_if({col} < {low!r}), count_if({col} > {high!r}) "
+                                           f"FROM {rel}").fetchone()
+                entry["display_histogram"] = {**shown, "below": below, "above": above}
             # TFDV's standard histogram (10 buckets over the finite range, +/-inf and NaN apart): the
             # monitor's skew baseline, so distances mean what Vertex AI Model Monitoring's mean
             values = con.execute(f"SELECT {col}::DOUBLE FROM {rel} WHERE {col} IS NOT NULL").fetchnumpy()
@@ -278,10 +286,15 @@ def render_report(result: ValidationResult, title: str = "kfkit data validation"
               ", ".join(f"{k} ({v})" for k, v in list(e.get("frequencies", {}).items())[:3])) for n, e in categorical]))
     cards = []
     for name, entry in numeric:
-        hist = entry.get("histogram")
+        hist = entry.get("display_histogram") or entry.get("histogram")
         if hist:
+            note = ""
+            if "below" in hist:
+                note = (f"shown: the 1st to 99th percentile; {hist['below']} lower and {hist['above']} higher "
+                        f"values (outliers, up to {report.nice(entry['min'])} and {report.nice(entry['max'])}) "
+                        "are not drawn")
             cards.append(f"<div class='card'><h3>{report.esc(name)}</h3>"
-                         f"{report.histogram(hist['edges'], [hist['counts']])}</div>")
+                         f"{report.histogram(hist['edges'], [hist['counts']], note=note)}</div>")
     for name, entry in categorical:
         top = list(entry.get("frequencies", {}).items())[:20]
         if top:

@@ -1,0 +1,133 @@
+"""The HTML reports as a person sees them: each is loaded in headless Chromium (Debian's package),
+and the browser's own layout says whether every chart has marks and every label is written in full
+inside its chart (not cut, not clipped). .ci/run installs Chromium, and in CI (CI=true) these tests
+fail without it; elsewhere they are skipped with that reason (apt-get install chromium)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from components.evaluate.evaluate import Decision, evaluate_model, render_report as evaluation_report
+from components.ingest.ingest import SplitSpec, run_ingest
+from components.monitor import drift
+from components.monitor.monitor import MonitorResult, render_report as monitor_report
+from components.validate.validate import render_report as validation_report, validate
+from kfkit.outcome import markdown_page
+from tests.conftest import split_outputs
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHECK = """<script>
+window.addEventListener('load', () => {
+  const charts = [];
+  document.querySelectorAll('svg.chart').forEach(svg => {
+    const box = svg.getBoundingClientRect();
+    const labels = [];
+    svg.querySelectorAll('text.label, text.legend').forEach(t => {
+      const title = t.querySelector('title');
+      const shown = t.childNodes.length ? t.childNodes[0].textContent : '';
+      const b = t.getBoundingClientRect();
+      labels.push({shown: shown, full: title ? title.textContent : shown,
+                   inside: b.width > 0 && b.left >= box.left - 1 && b.right <= box.right + 1 &&
+                           b.top >= box.top - 1 && b.bottom <= box.bottom + 1});
+    });
+    charts.push({marks: svg.querySelectorAll('.mark').length, labels: labels});
+  });
+  document.body.setAttribute('data-check', JSON.stringify(charts));
+});
+</script>"""
+
+
+def browser_check(html: str, tmp_path, name: str) -> list[dict]:
+    page = tmp_path / f"{name}.html"
+    page.write_text(html.replace("</body>", CHECK + "</body>"))
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r"data-check=\"([^\"]*)\"", done.stdout)
+    assert match, f"Chromium gave no layout for {name}: {done.stderr[-1500:]}"
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">").replace("&#39;", "'"))
+
+
+def assert_legible(charts: list[dict], expected_charts: int) -> None:
+    assert len(charts) >= expected_charts
+    for chart in charts:
+        assert chart["marks"] > 0, chart
+        for label in chart["labels"]:
+            assert label["shown"] == label["full"], f"label cut: {label}"
+            assert label["inside"], f"label outside its chart: {label}"
+
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                                reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def taxi_validation(shared_root, tmp_path_factory):
+    outputs = split_outputs(tmp_path_factory.mktemp("taxi-browser"))
+    run_ingest("SELECT company, payment_type, trip_miles, fare, tips FROM "
+               "`bigquery-public-data.chicago_taxi_trips.taxi_trips` WHERE company IS NOT NULL", outputs,
+               split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}), label_column="tips",
+               local_root=str(shared_root))
+    return validate(outputs, "tips")
+
+
+def test_validation_report_shows_every_label_in_full_and_outliers_do_not_squash_histograms(
+        taxi_validation, tmp_path):
+    html = validation_report(taxi_validation)
+
+    charts = browser_check(html, tmp_path, "validation")
+
+    assert_legible(charts, expected_charts=4)
+    assert "1st to 99th percentile" in html  # trip_miles has a long tail: the chart says what it shows
+    assert "Chicago Elite Cab Corp. (Chicago Carriag" in html  # a long company name, written in full
+
+
+def test_evaluation_report_names_every_class_in_full_with_a_roc_curve_per_class(penguin_model, penguin_splits,
+                                                                                tmp_path):
+    _, evaluation = evaluate_model(penguin_model, penguin_splits["test"])
+    html = evaluation_report(evaluation, Decision(True, "meets every threshold"))
+
+    charts = browser_check(html, tmp_path, "evaluation")
+
+    assert_legible(charts, expected_charts=2)  # confusion matrix and ROC curves
+    assert len(evaluation.roc_per_class) == len(evaluation.classes)
+    assert all(f"{name} (AUC " in html for name in evaluation.classes)
+
+
+def test_monitoring_report_charts_are_legible(penguin_validation, tmp_path):
+    rows = [{"island": "Biscoe", "culmen_length_mm": 40.0 + i % 10, "culmen_depth_mm": 17.0, "flipper_length_mm": 200.0,
+             "body_mass_g": 4000.0 + 10 * i, "sex": "MALE"} for i in range(300)]
+    result = monitor_report(MonitorResult(drift.compare(drift.baseline_from_statistics(penguin_validation.statistics),
+                                                        drift.columns_of(rows)), (0.0, 3600.0), 300, "skew"))
+
+    assert_legible(browser_check(result, tmp_path, "monitoring"), expected_charts=5)
+
+
+def test_model_card_renders_as_html_with_its_tables(tmp_path):
+    html = markdown_page("Model card", "# penguins\n\n- task: multiclass\n\n| metric | value |\n|---|---|\n"
+                                       "| accuracy | 0.98 |\n")
+    page = tmp_path / "card.html"
+    page.write_text(html)
+
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", f"--user-data-dir={tmp_path / 'c'}", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+
+    assert "<td>accuracy</td><td>0.98</td>" in done.stdout and "<li>task: multiclass</li>" in done.stdout
+
+
+def test_a_chart_of_one_series_still_has_marks_and_axis_ticks(tmp_path):
+    from kfkit import report
+
+    html = report.page("t", [report.bar_chart(["a", "b"], [[1, 3]])])
+
+    [chart] = browser_check(html, tmp_path, "small")
+    assert chart["marks"] == 2 and "class='tick'" in html
+
+
