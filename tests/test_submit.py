@@ -108,6 +108,24 @@ def test_wait_prints_task_states_and_fails_with_the_failing_task_error():
     assert [line.split()[-1] for line in lines] == ["RUNNING", "FAILED"]
 
 
+@pytest.mark.parametrize("ran, outcome", [
+    ({"evaluate-model": "SUCCEEDED", "register-model": "SUCCEEDED", "deploy-model": "SUCCEEDED"},
+     "Outcome: BLESSED: the model was registered and deployed"),
+    ({"evaluate-model": "SUCCEEDED", "register-model": "SKIPPED", "deploy-model": "SKIPPED"},
+     "Outcome: NOT BLESSED: register and deploy did not run"),
+])
+def test_wait_ends_with_what_the_job_decided(ran, outcome):
+    job = SimpleNamespace(resource_name="projects/p/locations/l/pipelineJobs/j",
+                          state=SimpleNamespace(name="PIPELINE_STATE_SUCCEEDED"),
+                          task_details=[SimpleNamespace(task_name=n, state=SimpleNamespace(name=s), error=None)
+                                        for n, s in ran.items()])
+    lines = []
+
+    wait(job, echo=lines.append, sleep=lambda s: None)
+
+    assert lines[-2].startswith("Tasks: ") and lines[-1].startswith(outcome)
+
+
 def test_submit_to_kubeflow_pipelines_uses_kfp_client():
     class Client:
         calls = []

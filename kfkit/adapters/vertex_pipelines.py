@@ -64,6 +64,28 @@ def wait(job, poll_seconds: float = 15.0, echo: Callable[[str], None] = print, s
         detail = "; ".join(f"task {t.task_name}: {getattr(t.error, 'message', '') or 'no message'}" for t in failed)
         raise KfkitError(f"pipeline job {job.resource_name} ended {state}" + (f" ({detail})" if detail else ""))
     echo(f"pipeline job {job.resource_name} succeeded")
+    for line in outcome_lines(job):
+        echo(line)
+
+
+def outcome_lines(job) -> list[str]:
+    """What a finished job decided, from its tasks' states (the gated steps ran or were skipped)."""
+    states = {t.task_name: _state(t.state) for t in getattr(job, "task_details", []) or []}
+    ran = {name for name, state in states.items() if state == "SUCCEEDED"}
+    lines = [f"Tasks: {len(ran)} succeeded, {sum(1 for s in states.values() if s == 'SKIPPED')} skipped"]
+    if "evaluate-model" in states:
+        if "register-model" in ran:
+            lines.append("Outcome: BLESSED: the model was registered" + (" and deployed" if "deploy-model" in ran else ""))
+        else:
+            lines.append("Outcome: NOT BLESSED: register and deploy did not run; the evaluate step's `reason` "
+                         "artifact says why")
+    if "monitor-endpoint" in states:
+        lines.append("Outcome: " + ("DRIFT: the retrain ran" if "train-tensorflow-model" in ran
+                                    else "no retrain (no drift, insufficient data, or retrain=false); see the "
+                                         "monitor step's `anomalies` artifact"))
+    if "batch-predict" in ran:
+        lines.append("Outcome: SCORED: see the batch-predict step's `predictions` table")
+    return lines
 
 
 def schedule(job, cron: str, display_name: str, sub: VertexSubmission, max_concurrent_runs: int = 1):
