@@ -70,3 +70,5 @@ def test_batch_prediction_checks_its_input_against_the_training_statistics(root_
     assert verdict["moved"]["verdict"] == "drift"
     assert [a["feature"] for a in verdict["moved"]["anomalies"]] == ["body_mass_g"]
     assert {t.name for t in moved.tasks} == {"monitor-endpoint", "batch-predict"}
+    assert "Wrote local-project.scored.moved: 344 rows" in moved.render()
+    assert "Input check: Verdict: drift" in moved.render()

@@ -68,6 +68,7 @@ def test_a_handful_of_requests_is_insufficient_data_and_retrains_nothing(traffic
 
     result = anomalies(summary)
     assert result["rows"] == 5 and result["verdict"] == "insufficient data" and result["drift_detected"] is False
+    assert summary.outcome["decision"] == "INSUFFICIENT DATA" and "No retrain." in summary.render()
     assert [t.name for t in summary.tasks] == ["monitor-endpoint"]
     assert "insufficient data" in (summary.run_dir / "monitor-endpoint" / "report").read_text()
 
@@ -90,6 +91,9 @@ def test_shifted_traffic_drifts_on_the_shifted_features_only_and_triggers_retrai
     assert report.index("flipper_length_mm") < report.index("culmen_depth_mm")  # worst first
     assert list((root / "alerts").glob("penguins-*.json"))
     assert "train-tensorflow-model" in [t.name for t in summary.tasks]  # the retraining sub-pipeline ran
+    rendered = summary.render()
+    assert summary.outcome["decision"] == "DRIFT" and "Retrained with the champion's recipe" in rendered
+    assert "body_mass_g" in rendered or "flipper_length_mm" in rendered  # the worst features are named
 
 
 def test_drift_between_two_serving_windows(traffic):
