@@ -68,6 +68,13 @@ class GuardedProtocol(HttpToolsProtocol):
             log.debug("closing a connection that sent no complete request headers in %.0f s", HEADER_TIMEOUT_S)
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to malformed framing, as JSON like every other answer."""
+        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        self.transport.close()
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_timer()

@@ -84,6 +84,9 @@ def test_malformed_framing_is_refused_and_its_bytes_never_run_as_a_request(live,
 
     assert statuses(response)[:1] in ([expected], [])  # refused, or the connection closed
     assert 200 not in statuses(response)
+    if statuses(response):
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert b"application/json" in head and json.loads(body)["error"]
     assert _logged(root) == before  # nothing reached the model
     assert answered_after(port)
 
