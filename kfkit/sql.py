@@ -6,6 +6,7 @@ Table names: BigQuery's `project.dataset.table` becomes the DuckDB table `"proje
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import farmhash
@@ -78,6 +79,15 @@ def parse(sql: str) -> exp.Expression:
     if not isinstance(statement, exp.Query):
         raise QueryError(f"expected a SELECT query, got a {statement.key.upper()} statement")
     return statement
+
+
+def line_of(sql: str, name: str) -> int | None:
+    """The first line (1-based) of the query text that names `name` as a word, or None."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.I)
+    for number, text in enumerate(sql.splitlines(), start=1):
+        if pattern.search(text):
+            return number
+    return None
 
 
 def local_schema_name(project: str, dataset: str) -> str:

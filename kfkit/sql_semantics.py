@@ -141,11 +141,9 @@ def _line_of(node: exp.Expression, sql: str) -> int:
     meta = getattr(node, "meta", None) or {}
     if "line" in meta:
         return int(meta["line"])
-    name = node.sql(dialect="bigquery").split("(")[0]
-    for number, text in enumerate(sql.splitlines(), start=1):
-        if name.upper() in text.upper():
-            return number
-    return 1
+    from kfkit.sql import line_of
+
+    return line_of(sql, node.sql(dialect="bigquery").split("(")[0]) or 1
 
 
 def refusals(tree: exp.Expression, sql: str) -> None:

@@ -173,14 +173,9 @@ class LocalWarehouse:
         return created
 
     # ---- queries ----------------------------------------------------------------------------
-    def _prepare(self, query: str, con=None, params: dict[str, Any] | None = None) -> str:
+    def _prepare(self, query: str, con, params: dict[str, Any] | None = None) -> str:
         """DuckDB SQL for a BigQuery query, its result columns cast to BigQuery's types."""
-        duck_sql = self._transpile(query)
-        if con is None:
-            return duck_sql
-        probe = self._execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
-        select = sql_types.projection([(name, str(kind)) for name, kind in zip(probe.columns, probe.types)])
-        return duck_sql if select is None else f"SELECT {select} FROM ({duck_sql}) AS _q"
+        return with_bigquery_types(con, self._transpile(query), params, query)
 
     def _transpile(self, query: str) -> str:
         tree = bqsql.parse(query)
@@ -194,18 +189,11 @@ class LocalWarehouse:
                     f"tables there: {hint}. Load data with `kfkit data load` or `kfkit data synth`.")
         return bqsql.to_duckdb(query, self.project)
 
-    def _execute(self, con, duck_sql: str, params: dict[str, Any] | None, query: str = ""):
-        try:
-            return con.sql(duck_sql, params=params or None)
-        except (duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
-                duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as exc:
-            raise QueryError(explain_error(exc, query)) from exc
-
     def describe(self, query: str, params: dict[str, Any] | None = None) -> pa.Schema:
         """The result schema of a query (BigQuery's types, as Arrow), without running it."""
         with self.connect() as con:
             duck_sql = self._prepare(query, con, params)
-            cursor = self._execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
+            cursor = execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
             return cursor.to_arrow_table().schema
 
     def query_batches(self, query: str, params: dict[str, Any] | None = None,
@@ -214,18 +202,32 @@ class LocalWarehouse:
         con = self.connect()
         try:
             duck_sql = self._prepare(query, con, params)
-            reader = self._execute(con, duck_sql, params, query).to_arrow_reader(batch_rows)
+            reader = execute(con, duck_sql, params, query).to_arrow_reader(batch_rows)
             for batch in reader:
                 yield batch
         finally:
             con.close()
 
 
+def execute(con, duck_sql: str, params: dict[str, Any] | None, query: str = ""):
+    """Run DuckDB SQL; DuckDB's errors become QueryErrors in BigQuery's terms (explain_error)."""
+    try:
+        return con.sql(duck_sql, params=params or None)
+    except (duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
+            duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as exc:
+        raise QueryError(explain_error(exc, query)) from exc
+
+
+def with_bigquery_types(con, duck_sql: str, params: dict[str, Any] | None = None, query: str = "") -> str:
+    """`duck_sql` with every result column cast to its BigQuery type (kfkit.sql_types), by a LIMIT 0 probe."""
+    probe = execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
+    select = sql_types.projection([(name, str(kind)) for name, kind in zip(probe.columns, probe.types)])
+    return duck_sql if select is None else f"SELECT {select} FROM ({duck_sql}) AS _q"
+
+
 def _line_naming(query: str, name: str) -> str:
-    for number, text in enumerate(query.splitlines(), start=1):
-        if re.search(rf"\b{re.escape(name)}\b", text, re.I):
-            return f"line {number}: "
-    return ""
+    line = bqsql.line_of(query, name)
+    return f"line {line}: " if line else ""
 
 
 def explain_error(exc: Exception, query: str) -> str:

@@ -11,7 +11,8 @@ import duckdb
 import pyarrow as pa
 import yaml
 
-from kfkit import sql, sql_types
+from kfkit import sql
+from kfkit.warehouse import with_bigquery_types
 
 CASES_FILE = Path(__file__).with_name("cases.yaml")
 DOC_BASE = "https://cloud.google.com/bigquery/docs/reference/standard-sql/"
@@ -109,11 +110,7 @@ def connection() -> duckdb.DuckDBPyConnection:
 
 def run(con, query: str, params: dict | None = None) -> pa.Table:
     """A BigQuery query through the local warehouse's path: transpile, then cast to BigQuery's types."""
-    duck_sql = sql.to_duckdb(query)
-    probe = con.sql(f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params=params or None)
-    select = sql_types.projection([(n, str(t)) for n, t in zip(probe.columns, probe.types)])
-    if select:
-        duck_sql = f"SELECT {select} FROM ({duck_sql}) AS _q"
+    duck_sql = with_bigquery_types(con, sql.to_duckdb(query), params, query)
     return con.sql(duck_sql, params=params or None).to_arrow_table()
 
 
