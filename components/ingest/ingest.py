@@ -244,14 +244,13 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
     except BaseException:
         for future in pending:
             future.cancel()
-        for pool in pools.values():
+        for pool in pools.values():  # no writer may still be writing into what is removed next
             pool.shutdown(wait=True)
         for tmp in temps.values():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        for pool in pools.values():
-            pool.shutdown(wait=True)
+    for pool in pools.values():
+        pool.shutdown(wait=True)
     return ({name: writers[name].rows for name in names},
             {name: writers[name].shards for name in names}, f"{total}-{digest:016x}")
 
