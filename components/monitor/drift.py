@@ -93,9 +93,13 @@ def _category(value: Any) -> str | None:
     return None
 
 
+def _arrow_of(column, *kinds) -> bool:
+    """An Arrow column whose type passes one of the pyarrow.types predicates `kinds`."""
+    return isinstance(column, (pa.Array, pa.ChunkedArray)) and any(kind(column.type) for kind in kinds)
+
+
 def numeric_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any]) -> Profile:
-    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_integer(column.type)
-                                                            or pa.types.is_floating(column.type)):
+    if _arrow_of(column, pa.types.is_integer, pa.types.is_floating):
         missing = column.null_count
         values = pc.cast(pc.drop_null(column), pa.float64()).to_numpy(zero_copy_only=False)
         return Profile("numeric", histogram=tfdv.histogram(values), present=len(values), missing=missing,
@@ -140,8 +144,7 @@ def counts_on_edges(values: np.ndarray, edges: list[float]) -> list[float]:
 
 
 def categorical_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any], k: int = tfdv.TOP_K) -> Profile:
-    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_string(column.type)
-                                                            or pa.types.is_large_string(column.type)):
+    if _arrow_of(column, pa.types.is_string, pa.types.is_large_string):
         missing = column.null_count
         counts = {item["values"]: float(item["counts"]) for item in pc.value_counts(pc.drop_null(column)).to_pylist()}
         return Profile("categorical", counts=tfdv.top_k(counts, k), present=len(column) - missing, missing=missing)
@@ -189,8 +192,7 @@ def baseline_from_statistics(statistics: dict[str, Any]) -> dict[str, Profile]:
 
 
 def _kind_of(column) -> str:
-    if isinstance(column, (pa.Array, pa.ChunkedArray)) and (pa.types.is_integer(column.type)
-                                                            or pa.types.is_floating(column.type)):
+    if _arrow_of(column, pa.types.is_integer, pa.types.is_floating):
         return "numeric"
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         return "categorical"
@@ -361,6 +363,11 @@ def compare(baseline: dict[str, Profile], columns: dict[str, Any], thresholds: d
             if name not in baseline:
                 results.append(FeatureDrift(name, "unknown", NEW, None, default_threshold,
                                             message="in the window, not in the baseline: not compared"))
+    return worst_first(results)
+
+
+def worst_first(results: list[FeatureDrift]) -> list[FeatureDrift]:
+    """Drift first, then errors, then the rest; larger distances first within a status."""
     order = {DRIFT: 0, ERROR: 1, OK: 2, INSUFFICIENT: 3, MISSING: 4, NEW: 5}
     return sorted(results, key=lambda r: (order[r.status], -(r.distance or 0.0)))
 

@@ -189,9 +189,7 @@ def monitor(target, predictions=None, *, statistics: dict[str, Any] | None = Non
         if reference is not None:
             results += drift.compare({PREDICTION: reference}, prediction_columns, thresholds, default_threshold,
                                      min_count, features=[PREDICTION], method=method)
-    order = {drift.DRIFT: 0, drift.ERROR: 1, drift.OK: 2, drift.INSUFFICIENT: 3, drift.MISSING: 4, drift.NEW: 5}
-    results.sort(key=lambda r: (order[r.status], -(r.distance or 0.0)))
-    return MonitorResult(results, window, rows, mode, min_count)
+    return MonitorResult(drift.worst_first(results), window, rows, mode, min_count)
 
 
 def render_report(result: MonitorResult, title: str = "kfkit monitoring") -> str:
