@@ -122,8 +122,9 @@ def _rebucket(boundaries: list[float], buckets: list[tuple[float, float, float]]
     return out
 
 
-def aligned_counts(h1: Histogram, h2: Histogram) -> tuple[list[float], list[float]]:
-    """The two histograms' counts on common buckets (TFDV AlignHistograms)."""
+def align(h1: Histogram, h2: Histogram) -> tuple[list[float], list[float], list[tuple]]:
+    """The two histograms' counts on common buckets (TFDV AlignHistograms), and what each bucket is:
+    ("range", low, high), ("point", value), ("inf", side) or ("nan", side), side 1 or 2."""
     f1, p1, inf1 = _strip(h1)
     f2, p2, inf2 = _strip(h2)
     nan1, nan2 = h1.num_nan, h2.num_nan
@@ -134,26 +135,38 @@ def aligned_counts(h1: Histogram, h2: Histogram) -> tuple[list[float], list[floa
         c1, c2 = _rebucket(boundaries, f1), _rebucket(boundaries, f2)
         nan1 = nan2 = 0.0  # the re-bucketed histogram is a new one, without num_nan (as in TFDV)
     else:
+        boundaries = b1
         c1, c2 = [c for _, _, c in f1], [c for _, _, c in f2]
+    buckets = [("range", boundaries[i], boundaries[i + 1]) for i in range(len(boundaries) - 1)]
     for point in sorted(set(p1) | set(p2)):
         c1.append(p1.get(point, 0.0))
         c2.append(p2.get(point, 0.0))
+        buckets.append(("point", point))
     if inf1:
         c1.append(inf1)
         c2.append(0.0)
+        buckets.append(("inf", 1))
     if inf2:
         c1.append(0.0)
         c2.append(inf2)
+        buckets.append(("inf", 2))
     if nan1 > 0 or nan2 > 0:
         c1 += [0.0, nan1]
         c2 += [nan2, 0.0]
+        buckets += [("nan", 2), ("nan", 1)]
+    return c1, c2, buckets
+
+
+def aligned_counts(h1: Histogram, h2: Histogram) -> tuple[list[float], list[float]]:
+    """The two histograms' counts on common buckets (TFDV AlignHistograms)."""
+    c1, c2, _ = align(h1, h2)
     return c1, c2
 
 
-def jensen_shannon(h1: Histogram, h2: Histogram) -> float:
-    """TFDV's JensenShannonDivergence of two standard histograms, in [0, 1]."""
-    c1, c2 = aligned_counts(h1, h2)
-    p, q = np.asarray(c1, dtype=np.float64), np.asarray(c2, dtype=np.float64)
+def divergence(counts_1, counts_2) -> float:
+    """Jensen-Shannon divergence, log base 2, of two count vectors on the same buckets, capped at 1
+    (TFDV's NormalizeHistogram, KullbackLeiblerDivergence and JensenShannonDivergence)."""
+    p, q = np.asarray(counts_1, dtype=np.float64), np.asarray(counts_2, dtype=np.float64)
     if p.sum() == 0 or q.sum() == 0:
         raise ValueError("Unable to normalize an empty histogram")
     p, q = p / p.sum(), q / q.sum()
@@ -164,6 +177,11 @@ def jensen_shannon(h1: Histogram, h2: Histogram) -> float:
         return float(np.sum(a[mask] * np.log2(a[mask] / b[mask])))
 
     return min((kl(p, m) + kl(q, m)) / 2, 1.0)
+
+
+def jensen_shannon(h1: Histogram, h2: Histogram) -> float:
+    """TFDV's JensenShannonDivergence of two standard histograms, in [0, 1]."""
+    return divergence(*aligned_counts(h1, h2))
 
 
 def top_k(counts: dict[str, float], k: int = TOP_K) -> dict[str, float]:

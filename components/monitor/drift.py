@@ -261,17 +261,10 @@ def _baseline_bins_js(base: Profile, target: Profile) -> tuple[float, list[float
         raise ValueError("the baseline has no bins for the baseline_bins method")
     b = [*base.bin_counts, 0.0]
     t = counts_on_edges(target.values if target.values is not None else np.zeros(0), base.edges)
-    p, q = np.asarray(b), np.asarray(t)
-    if p.sum() == 0 or q.sum() == 0:
-        raise ValueError("Unable to normalize an empty histogram")
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    mask_p, mask_q = p > 0, q > 0
-    distance = min(float((np.sum(p[mask_p] * np.log2(p[mask_p] / m[mask_p]))
-                          + np.sum(q[mask_q] * np.log2(q[mask_q] / m[mask_q]))) / 2), 1.0)
+    distance = tfdv.divergence(b, t)
     e = base.edges
     labels = [f"< {e[0]:.4g}", *[_bucket_label(e[i], e[i + 1]) for i in range(len(e) - 1)], f"> {e[-1]:.4g}", "NaN"]
-    return distance, p.tolist(), q.tolist(), labels
+    return distance, _normalize(b), _normalize(t), labels
 
 
 def compare_feature(name: str, base: Profile, target: Profile, threshold: float,
@@ -288,15 +281,14 @@ def compare_feature(name: str, base: Profile, target: Profile, threshold: float,
         if base.kind == "numeric" and method == "baseline_bins":
             result.distance, result.baseline, result.target, result.labels = _baseline_bins_js(base, target)
         elif base.kind == "numeric":
-            result.distance = tfdv.jensen_shannon(base.histogram, target.histogram)
+            b, t, buckets = tfdv.align(base.histogram, target.histogram)
+            result.distance = tfdv.divergence(b, t)
             finite = [c for lo, hi, c in base.histogram.buckets if math.isfinite(lo) and math.isfinite(hi)]
             if finite and len(finite) > 1 and max(finite) > 0.9 * sum(finite):
                 result.message = ("heavy tail: 90% of the baseline is in one of TFDV's buckets, where its distance "
                                   "flags in-distribution windows too; consider distance_method=baseline_bins")
-            b, t = tfdv.aligned_counts(base.histogram, target.histogram)
-            labels = _aligned_labels(base.histogram, target.histogram)
             result.baseline, result.target = _normalize(b), _normalize(t)
-            result.labels = labels if len(labels) == len(b) else [str(i) for i in range(len(b))]
+            result.labels = [_aligned_label(bucket) for bucket in buckets]
         else:
             key, result.distance = tfdv.linf(base.counts, target.counts)
             keys = sorted(set(base.counts) | set(target.counts),
@@ -322,18 +314,15 @@ def compare_feature(name: str, base: Profile, target: Profile, threshold: float,
     return result
 
 
-def _aligned_labels(h1: tfdv.Histogram, h2: tfdv.Histogram) -> list[str]:
-    f1, p1, inf1 = tfdv._strip(h1)
-    f2, p2, inf2 = tfdv._strip(h2)
-    b1 = sorted({v for lo, hi, _ in f1 for v in (lo, hi)})
-    b2 = sorted({v for lo, hi, _ in f2 for v in (lo, hi)})
-    edges = sorted(set(b1) | set(b2)) if b1 != b2 else b1
-    labels = [_bucket_label(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
-    labels += [f"{p:.4g}" for p in sorted(set(p1) | set(p2))]
-    labels += ["±inf (baseline)"] * bool(inf1) + ["±inf (window)"] * bool(inf2)
-    if b1 == b2 and (h1.num_nan or h2.num_nan):
-        labels += ["NaN (window)", "NaN (baseline)"]
-    return labels
+def _aligned_label(bucket: tuple) -> str:
+    """A chart label for one of tfdv.align's buckets (side 1 is the baseline, 2 the window)."""
+    kind = bucket[0]
+    if kind == "range":
+        return _bucket_label(bucket[1], bucket[2])
+    if kind == "point":
+        return f"{bucket[1]:.4g}"
+    side = "baseline" if bucket[1] == 1 else "window"
+    return f"±inf ({side})" if kind == "inf" else f"NaN ({side})"
 
 
 def compare(baseline: dict[str, Profile], columns: dict[str, Any], thresholds: dict[str, float] | None = None,
