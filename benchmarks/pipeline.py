@@ -23,14 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # what each step's process imports before it does any work
 IMPORTS = {
-    "bigquery-query-to-dataset": "import kfp, duckdb, pyarrow, components.ingest.ingest, kfkit.warehouse",
-    "validate-data": "import kfp, duckdb, components.validate.validate",
-    "train-tensorflow-model": "import kfp, tensorflow, components.train.train",
-    "evaluate-model": "import kfp, tensorflow, sklearn.metrics, mlflow, components.evaluate.evaluate",
-    "record-recipe": "import kfp, components.recipe.recipe",
-    "register-model": "import kfp, mlflow, components.register.register",
-    "write-model-card": "import kfp, components.model_card.model_card",
-    "deploy-model": "import kfp, components.deploy.deploy",
+    "bigquery-query-to-dataset": "import kfp.dsl.executor_main, duckdb, pyarrow, components.ingest.ingest, kfkit.warehouse",
+    "validate-data": "import kfp.dsl.executor_main, duckdb, components.validate.validate",
+    "train-tensorflow-model": "import kfp.dsl.executor_main, tensorflow, components.train.train",
+    "evaluate-model": "import kfp.dsl.executor_main, sklearn.metrics, mlflow.store.model_registry.sqlalchemy_store, components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()",
+    "record-recipe": "import kfp.dsl.executor_main, components.recipe.recipe",
+    "register-model": "import kfp.dsl.executor_main, mlflow.store.model_registry.sqlalchemy_store, mlflow.store.tracking.sqlalchemy_store, components.register.register",
+    "write-model-card": "import kfp.dsl.executor_main, components.model_card.model_card",
+    "deploy-model": "import kfp.dsl.executor_main, components.deploy.deploy",
 }
 
 
@@ -38,8 +38,10 @@ def startup(imports: str, repeat: int = 2) -> float:
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", imports], cwd=REPO, check=True, capture_output=True,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        # as kfp.local starts a step: _KFP_RUNTIME spares the executor kfp's client imports
+        # and the step ends without the interpreter's teardown (kfkit.quick_exit)
+        subprocess.run([sys.executable, "-c", imports + "; import os; os._exit(0)"], cwd=REPO, check=True, capture_output=True,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", _KFP_RUNTIME="true"))
         best = min(best, time.perf_counter() - started)
     return best
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,35 @@ def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict
     return {name: np.asarray(values, dtype=numpy_types.get(signature[name], object)) for name, values in columns.items()}
 
 
+def tensorflow_runtime():
+    """TensorFlow for running a SavedModel, without the eager Keras import that `import tensorflow` does.
+
+    TensorFlow imports `keras.src.optimizers` at import time (so Keras optimizers can register
+    with SavedModel loading) and passes over an ImportError there; serving a kfkit SavedModel
+    uses only TensorFlow's runtime, and Keras's import (all of Keras, matplotlib, pandas) is
+    about 2 s of each scoring process's start-up (benchmarks/pipeline.py). `tf.keras` still
+    loads on first use. A process that already imported TensorFlow gets it as it is.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    skipped = "keras.src.optimizers"
+    placed = skipped not in sys.modules
+    if placed:
+        sys.modules[skipped] = None  # makes that one import raise ImportError
+    try:
+        import tensorflow as tf
+    finally:
+        if placed and sys.modules.get(skipped, 0) is None:
+            del sys.modules[skipped]
+    return tf
+
+
 class LoadedModel:
     """An exported model with its kfkit metadata and serving function."""
 
     def __init__(self, model_dir: str | Path):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-
+        tf = tensorflow_runtime()
         self._tf = tf
         self.model_dir = local_path(model_dir)
         self.spec = ModelSpec.load(self.model_dir)
