@@ -2,8 +2,12 @@
 
 import json
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
+from google.cloud import aiplatform
+from google.cloud.aiplatform.compat.types import endpoint as gca_endpoint
+from google.cloud.aiplatform.models import ModelRegistry
 
 from components.deploy.deploy import deploy_model
 from components.register.register import register_model
@@ -11,60 +15,77 @@ from kfkit.adapters.vertex import PREVIOUS_SPLIT_PREFIX, VertexAdapter
 from kfkit.errors import ConfigError
 
 
+PARENT = "projects/p/locations/us-central1/models/123"
+
+
 class Recorder:
+    """The calls made on the fakes, in order, as (name, arguments)."""
+
     def __init__(self):
         self.calls = []
 
 
-class FakeModel:
-    def __init__(self, rec, resource="projects/p/locations/us-central1/models/123", version="2", labels=None):
-        self.rec = rec
-        self.resource_name = resource
-        self.version_id = version
-        self.versioned_resource_name = f"{resource}@{version}"
-        self.display_name = "penguins"
-        self.uri = "gs://bucket/model"
-        self.labels = labels or {}
-        self.versioning_registry = SimpleNamespace(
-            add_version_aliases=lambda new_aliases, version: rec.calls.append(("add_version_aliases", new_aliases, version)))
+def FakeModel(rec, resource=PARENT, version="2", labels=None):  # noqa: N802 - stands in for the class
+    """An aiplatform.Model built from the real class: a wrong attribute or argument fails."""
+    model = mock.create_autospec(aiplatform.Model, spec_set=True, instance=True)
+    model.resource_name = resource
+    model.version_id = version
+    model.versioned_resource_name = f"{resource}@{version}"
+    model.display_name = "penguins"
+    model.uri = "gs://bucket/model"
+    model.labels = labels or {}
+    model.versioning_registry = mock.create_autospec(ModelRegistry, spec_set=True, instance=True)
+    model.versioning_registry.add_version_aliases.side_effect = (
+        lambda new_aliases, version: rec.calls.append(("add_version_aliases", new_aliases, version)))
+    return model
 
 
-class FakeEndpoint:
-    def __init__(self, rec, split=None, deployed=None, description=""):
-        self.rec = rec
-        self.resource_name = "projects/p/locations/us-central1/endpoints/9"
-        self.traffic_split = dict(split or {})
-        self.deployed = list(deployed or [])
-        self.description = description
+def FakeEndpoint(rec, split=None, deployed=None, description=""):  # noqa: N802
+    """An aiplatform.Endpoint built from the real class, with Vertex's traffic arithmetic on deploy."""
+    endpoint = mock.create_autospec(aiplatform.Endpoint, spec_set=True, instance=True)
+    endpoint.resource_name = "projects/p/locations/us-central1/endpoints/9"
+    endpoint.traffic_split = dict(split or {})
+    endpoint.gca_resource = gca_endpoint.Endpoint(description=description)
+    models = list(deployed or [])
 
-    def deploy(self, **kwargs):
-        self.rec.calls.append(("deploy", kwargs))
-        new = SimpleNamespace(id=f"d{len(self.deployed) + 1}", create_time=f"t{len(self.deployed) + 1}")
-        self.deployed.append(new)
-        pct = kwargs["traffic_percentage"]
-        rest = 100 - pct
-        total = sum(self.traffic_split.values()) or 1
-        self.traffic_split = {k: v * rest // total for k, v in self.traffic_split.items()}
-        self.traffic_split[new.id] = pct
+    def deploy(model, deployed_model_display_name=None, traffic_percentage=0, **kwargs):
+        rec.calls.append(("deploy", {"model": model, "deployed_model_display_name": deployed_model_display_name,
+                                     "traffic_percentage": traffic_percentage, **kwargs}))
+        new = SimpleNamespace(id=f"d{len(models) + 1}", create_time=f"t{len(models) + 1}")
+        models.append(new)
+        # Vertex scales the other deployed models down in proportion to their share
+        rest, total = 100 - traffic_percentage, sum(endpoint.traffic_split.values()) or 1
+        split = {k: v * rest // total for k, v in endpoint.traffic_split.items()}
+        split[new.id] = traffic_percentage
+        endpoint.traffic_split = split
 
-    def update(self, **kwargs):
-        self.rec.calls.append(("update", kwargs))
+    def update(**kwargs):
+        rec.calls.append(("update", kwargs))
         if "traffic_split" in kwargs:
-            self.traffic_split = dict(kwargs["traffic_split"])
+            endpoint.traffic_split = dict(kwargs["traffic_split"])
         if "description" in kwargs:
-            self.description = kwargs["description"]
+            endpoint.gca_resource = gca_endpoint.Endpoint(description=kwargs["description"])
+        return endpoint
 
-    def list_models(self):
-        return list(self.deployed)
+    def undeploy(deployed_model_id, **kwargs):
+        rec.calls.append(("undeploy", deployed_model_id))
+        models[:] = [d for d in models if d.id != deployed_model_id]
 
-    def undeploy(self, deployed_model_id, sync):
-        self.rec.calls.append(("undeploy", deployed_model_id))
-        self.deployed = [d for d in self.deployed if d.id != deployed_model_id]
+    endpoint.deploy.side_effect = deploy
+    endpoint.update.side_effect = update
+    endpoint.undeploy.side_effect = undeploy
+    endpoint.list_models.side_effect = lambda **kwargs: list(models)
+    return endpoint
 
 
 def fake_aiplatform(rec, existing_models=(), endpoints=()):
-    def model_list(filter, **kwargs):
-        rec.calls.append(("Model.list", filter, kwargs))
+    """The parts of google.cloud.aiplatform kfkit calls, each autospecced from the real class."""
+    Model = mock.create_autospec(aiplatform.Model, spec_set=True)  # noqa: N806
+    Endpoint = mock.create_autospec(aiplatform.Endpoint, spec_set=True)  # noqa: N806
+    BatchPredictionJob = mock.create_autospec(aiplatform.BatchPredictionJob, spec_set=True)  # noqa: N806
+
+    def model_list(filter=None, order_by=None, **kwargs):
+        rec.calls.append(("Model.list", filter, {"order_by": order_by, **kwargs}))
         if filter.startswith("labels."):
             return [m for m in existing_models if m.labels.get("kfkit-task-id") == filter.split('"')[1]]
         return list(existing_models)
@@ -73,18 +94,21 @@ def fake_aiplatform(rec, existing_models=(), endpoints=()):
         rec.calls.append(("Model.upload", kwargs))
         return FakeModel(rec)
 
-    model_cls = lambda model_name, **kw: rec.calls.append(("Model", model_name)) or FakeModel(rec, resource=model_name)  # noqa: E731
-    model_cls.list, model_cls.upload = model_list, upload
-
-    def endpoint_list(filter, **kwargs):
-        rec.calls.append(("Endpoint.list", filter))
-        return list(endpoints)
-
     def endpoint_create(**kwargs):
         rec.calls.append(("Endpoint.create", kwargs))
         return FakeEndpoint(rec)
 
-    return SimpleNamespace(Model=model_cls, Endpoint=SimpleNamespace(list=endpoint_list, create=endpoint_create))
+    def endpoint_list(filter=None, **kwargs):
+        rec.calls.append(("Endpoint.list", filter))
+        return list(endpoints)
+
+    Model.list.side_effect = model_list
+    Model.upload.side_effect = upload
+    Model.side_effect = lambda model_name, **kw: rec.calls.append(("Model", model_name)) or FakeModel(rec, resource=model_name)
+    Endpoint.list.side_effect = endpoint_list
+    Endpoint.create.side_effect = endpoint_create
+    BatchPredictionJob.create.side_effect = lambda **kw: rec.calls.append(("BatchPredictionJob.create", kw))
+    return SimpleNamespace(Model=Model, Endpoint=Endpoint, BatchPredictionJob=BatchPredictionJob)
 
 
 def test_register_uploads_a_new_version_under_the_parent_with_aliases_labels_and_metrics():
@@ -152,7 +176,7 @@ def test_deploy_undeploys_idle_versions_beyond_keep_previous():
 
     assert ("undeploy", "d1") in rec.calls and ("undeploy", "d2") not in rec.calls
     assert split == {"d1": 0, "d2": 0, "d3": 100}
-    assert endpoint.description == PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 0, "d2": 100})
+    assert endpoint.gca_resource.description == PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 0, "d2": 100})
 
 
 def test_rollback_restores_the_recorded_split():
@@ -186,3 +210,112 @@ def test_champion_is_found_by_alias_and_read_through_the_gcs_mount():
 
     assert ("Model", f"{parent.resource_name}@champion") in rec.calls
     assert path == "/gcs/bucket/model"
+
+
+def test_the_fakes_reject_an_argument_the_real_sdk_does_not_take():
+    rec = Recorder()
+    ai = fake_aiplatform(rec)
+    endpoint = FakeEndpoint(rec)
+
+    with pytest.raises(TypeError, match="traffic_percent"):
+        endpoint.deploy(model=FakeModel(rec), traffic_percent=10)
+    with pytest.raises(TypeError, match="display_nam"):
+        ai.Endpoint.create(display_nam="penguins")
+    with pytest.raises(AttributeError, match="description"):
+        endpoint.description  # not an attribute of aiplatform.Endpoint  # noqa: B018
+
+
+def test_model_lookups_send_exactly_vertexs_filter_and_order_strings():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
+
+    vertex.find_version_by_task("Task 42/x")
+    vertex.model_by_alias("penguins", "champion")
+
+    assert rec.calls[0] == ("Model.list", 'labels.kfkit-task-id="task-42-x"',
+                            {"order_by": None, "project": "p", "location": "us-central1"})
+    assert rec.calls[1] == ("Model.list", 'display_name="penguins"',
+                            {"order_by": "create_time desc", "project": "p", "location": "us-central1"})
+    assert rec.calls[2] == ("Model", f"{PARENT}@champion")
+
+
+def test_endpoint_lookup_filters_on_the_display_name():
+    rec = Recorder()
+    endpoint = FakeEndpoint(rec)
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+
+    assert vertex.get_or_create_endpoint("penguins", {}) is endpoint
+    assert rec.calls == [("Endpoint.list", 'display_name="penguins"')]
+
+
+def test_an_unblessed_model_is_uploaded_as_challenger_only_and_not_made_the_default():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
+
+    meta = register_model("gs://b/m", model_name="penguins", backend="vertex", blessed=False, task_id="t1",
+                          project="p", location="us-central1", vertex=vertex)
+
+    upload = next(c[1] for c in rec.calls if c[0] == "Model.upload")
+    assert upload["version_aliases"] == ["challenger"]
+    assert upload["is_default_version"] is False
+    assert meta["aliases"] == ["challenger"]
+
+
+def test_a_retried_unblessed_register_adds_only_the_challenger_alias():
+    rec = Recorder()
+    done = FakeModel(rec, version="7", labels={"kfkit-task-id": "t1"})
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[done]))
+
+    register_model("gs://b/m", model_name="penguins", backend="vertex", blessed=False, task_id="t1",
+                   project="p", location="us-central1", vertex=vertex)
+
+    assert ("add_version_aliases", ["challenger"], "7") in rec.calls
+
+
+@pytest.mark.parametrize("keep_previous, undeployed", [(0, ["d1", "d2", "d3", "d4"]), (1, ["d1", "d2", "d3"]),
+                                                       (2, ["d1", "d2"])])
+def test_deploy_keeps_exactly_keep_previous_idle_versions_newest_first(keep_previous, undeployed):
+    rec = Recorder()
+    old = [SimpleNamespace(id=f"d{i}", create_time=f"t{i}") for i in (3, 1, 4, 2)]  # listed out of order
+    endpoint = FakeEndpoint(rec, split={"d1": 0, "d2": 0, "d3": 0, "d4": 100}, deployed=old)
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+
+    vertex.deploy(endpoint, FakeModel(rec), machine_type="n1-standard-2", min_replicas=1, max_replicas=1,
+                  traffic_percent=100, keep_previous=keep_previous)
+
+    # d4 served until now and is the newest idle version; the new one (d5) takes all the traffic
+    assert [c[1] for c in rec.calls if c[0] == "undeploy"] == undeployed
+
+
+def test_a_canary_deploy_sends_the_share_and_keeps_the_serving_version():
+    rec = Recorder()
+    endpoint = FakeEndpoint(rec, split={"d1": 100}, deployed=[SimpleNamespace(id="d1", create_time="t1")])
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+    model = FakeModel(rec, version="5")
+
+    split = vertex.deploy(endpoint, model, machine_type="n1-standard-2", min_replicas=1, max_replicas=2,
+                          traffic_percent=10, keep_previous=0)
+
+    endpoint.deploy.assert_called_once_with(model=model, deployed_model_display_name="penguins-v5",
+                                            machine_type="n1-standard-2", min_replica_count=1, max_replica_count=2,
+                                            traffic_percentage=10, sync=True)
+    assert split == {"d1": 90, "d2": 10}
+    assert not any(c[0] == "undeploy" for c in rec.calls)
+
+
+def test_vertex_batch_prediction_reads_and_writes_bigquery():
+    from kfkit.adapters.vertex import batch_predict_bigquery
+
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+
+    batch_predict_bigquery(vertex, model_resource=f"{PARENT}@3", source_table="p.data.rows",
+                           destination_prefix="bq://p.predictions", machine_type="n1-standard-4", replicas=2,
+                           display_name="kfkit-batch")
+
+    assert rec.calls == [("BatchPredictionJob.create", {
+        "job_display_name": "kfkit-batch", "model_name": f"{PARENT}@3", "instances_format": "bigquery",
+        "predictions_format": "bigquery", "bigquery_source": "bq://p.data.rows",
+        "bigquery_destination_prefix": "bq://p.predictions", "machine_type": "n1-standard-4",
+        "starting_replica_count": 2, "max_replica_count": 2, "sync": True, "project": "p",
+        "location": "us-central1"})]

@@ -112,7 +112,8 @@ class VertexAdapter:
         if not found:
             raise ConfigError(f"no Vertex AI endpoint named {endpoint_name!r} in {self.project}/{self.location}")
         endpoint = found[0]
-        description = endpoint.description or ""
+        # the SDK's Endpoint has no `description` attribute: it lives on the resource proto
+        description = endpoint.gca_resource.description or ""
         if not description.startswith(PREVIOUS_SPLIT_PREFIX):
             raise ConfigError(f"endpoint {endpoint_name!r} has no previous traffic split recorded by kfkit deploy")
         previous = json.loads(description[len(PREVIOUS_SPLIT_PREFIX):])
