@@ -194,17 +194,25 @@ class ModelServer:
         return Router(deployed, state["revision"], seed=self.seed)
 
     def watch(self) -> None:
-        """Reload the endpoint when its state file changes; models load before the switch."""
+        """Reload the endpoint whenever its state file changes, until stop()."""
         while not self._stop.wait(self.reload_interval):
-            try:
-                if self.state_path and self.state_path.stat().st_mtime_ns != self._mtime:
-                    router = self._build_router()
-                    self.router = router
-                    log.info("endpoint %s reloaded: revision %d, %s", self.endpoint, router.revision,
-                             ", ".join(f"{d.id} {d.traffic}%" for d in router.deployed))
-            except Exception:  # noqa: BLE001 - a bad state file must not stop serving the old one
-                log.exception("could not reload endpoint %s; still serving revision %d", self.endpoint,
-                              self.router.revision)
+            self.reload_if_changed()
+
+    def reload_if_changed(self) -> bool:
+        """Switch to the endpoint's new state if its file changed; models load before the switch.
+        A state that cannot be loaded leaves the old one serving. Returns whether it switched."""
+        try:
+            if not self.state_path or self.state_path.stat().st_mtime_ns == self._mtime:
+                return False
+            router = self._build_router()
+        except Exception:  # noqa: BLE001 - a bad state file must not stop serving the old one
+            log.exception("could not reload endpoint %s; still serving revision %d", self.endpoint,
+                          self.router.revision)
+            return False
+        self.router = router
+        log.info("endpoint %s reloaded: revision %d, %s", self.endpoint, router.revision,
+                 ", ".join(f"{d.id} {d.traffic}%" for d in router.deployed))
+        return True
 
     def ready(self) -> bool:
         """A model is loaded and takes traffic."""

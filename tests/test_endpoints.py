@@ -13,6 +13,43 @@ def test_canary_takes_its_share_and_the_rest_keeps_proportions():
     assert sum(split_traffic({"a": 33, "b": 33, "c": 34}, "d", 7).values()) == 100
 
 
+@pytest.mark.parametrize("current, percent, expected", [
+    # the rest is shared in proportion, rounded by largest remainder (ties: in deployment order)
+    ({"a": 50, "b": 50}, 33, {"a": 34, "b": 33, "new": 33}),            # 33.5 / 33.5
+    ({"a": 70, "b": 20, "c": 10}, 15, {"a": 60, "b": 17, "c": 8, "new": 15}),  # 59.5 / 17 / 8.5
+    ({"a": 2, "b": 1}, 50, {"a": 33, "b": 17, "new": 50}),              # 33.33 / 16.67
+    ({"a": 1, "b": 1, "c": 1}, 10, {"a": 30, "b": 30, "c": 30, "new": 10}),
+    ({"a": 90, "b": 10}, 0, {"a": 90, "b": 10, "new": 0}),              # a version deployed without traffic
+    ({"a": 90, "b": 10}, 100, {"a": 0, "b": 0, "new": 100}),
+    ({"a": 0, "b": 0}, 10, {"a": 0, "b": 90, "new": 10}),               # no shares to keep: the newest takes the rest
+    ({"a": 0, "b": 100}, 1, {"a": 0, "b": 99, "new": 1}),
+    ({}, 10, {"new": 100}),                                             # the first version takes all traffic
+])
+def test_canary_shares_are_exact_for_uneven_splits(current, percent, expected):
+    assert split_traffic(current, "new", percent) == expected
+
+
+@pytest.mark.parametrize("keep_previous, kept", [(0, ["4"]), (1, ["3", "4"]), (2, ["2", "3", "4"])])
+def test_keep_previous_keeps_that_many_idle_versions_newest_first(tmp_path, model_dir, keep_previous, kept):
+    endpoints = LocalEndpoints(tmp_path)
+    for version in "123":
+        endpoints.deploy("e", "m", version, model_dir, traffic_percent=100, keep_previous=5)
+
+    state = endpoints.deploy("e", "m", "4", model_dir, traffic_percent=100, keep_previous=keep_previous)
+
+    assert [m["version"] for m in state["deployed_models"]] == kept
+    assert [m["traffic"] for m in state["deployed_models"]] == [0] * (len(kept) - 1) + [100]
+
+
+def test_a_canary_never_counts_the_serving_version_as_idle(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+
+    state = endpoints.deploy("e", "m", "2", model_dir, traffic_percent=10, keep_previous=0)
+
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("1", 90), ("2", 10)]
+
+
 def test_traffic_percent_outside_0_to_100_is_refused():
     with pytest.raises(ConfigError, match="between 0 and 100, got 120"):
         split_traffic({"a": 100}, "b", 120)

@@ -1,0 +1,103 @@
+"""Pipeline parameters from `--param k=v` and YAML files, checked against the compiled pipeline's
+inputs (their KFP types) before anything runs or is sent."""
+
+import pytest
+
+import pipelines
+from kfkit.errors import ConfigError
+from kfkit.params import check, load_file, parse_assignments, pipeline_inputs, split_assignment
+
+TRAINING = pipelines.load("training")
+
+
+def test_assignments_keep_yaml_types_and_rfc3339_strings():
+    values = parse_assignments(["epochs=3", "learning_rate=0.5", "seed=-1", "flag=true", "name=penguins",
+                                "empty=", "hidden_units=[16, 8]", "overrides={epochs: 2}",
+                                "window_end=2026-11-22T10:00:00Z", "query=SELECT a = b", "bad=[1, 2"])
+
+    assert values == {"epochs": 3, "learning_rate": 0.5, "seed": -1, "flag": True, "name": "penguins", "empty": "",
+                      "hidden_units": [16, 8], "overrides": {"epochs": 2}, "window_end": "2026-11-22T10:00:00Z",
+                      "query": "SELECT a = b", "bad": "[1, 2"}
+
+
+def test_an_assignment_without_equals_names_the_flag_and_item():
+    with pytest.raises(ConfigError, match=r"^--param 'epochs' must look like name=value$"):
+        parse_assignments(["epochs"])
+    with pytest.raises(ConfigError, match=r"^--label 'x' must look like name=value$"):
+        split_assignment("x", "--label")
+
+
+def test_a_name_is_stripped_and_the_value_keeps_everything_after_the_first_equals():
+    assert split_assignment(" query =a=b") == ("query", "a=b")
+
+
+def test_a_parameter_file_is_a_mapping(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("epochs: 3\nwindow_start: 2026-11-22T10:00:00Z\n")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1\n")
+
+    assert load_file(good) == {"epochs": 3, "window_start": "2026-11-22T10:00:00Z"}
+    assert load_file(empty) == {}
+    with pytest.raises(ConfigError, match="must hold a mapping of name: value"):
+        load_file(listed)
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_file(broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_file(tmp_path / "missing.yaml")
+
+
+def test_inputs_are_read_from_the_compiled_pipeline():
+    inputs = pipeline_inputs(TRAINING)
+
+    assert inputs["epochs"] == ("Integer", True)
+    assert inputs["learning_rate"] == ("Float", True)
+    assert inputs["query"] == ("String", True)
+    assert inputs["hidden_units"] == ("List", True)
+    assert inputs["query_parameters"] == ("Dict", True)
+
+
+def test_an_unknown_parameter_is_refused_with_the_valid_names():
+    with pytest.raises(ConfigError, match=r"pipeline 'training' has no parameter 'epoch'; its parameters are: .*epochs"):
+        check(TRAINING, {"epoch": 3}, "training")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("epochs", 2.5, "integer"), ("epochs", True, "integer"), ("epochs", "3", "integer"),
+    ("learning_rate", "fast", "float"), ("learning_rate", False, "float"),
+    ("query", 3, "string"), ("hidden_units", "16,8", "list"), ("query_parameters", [1], "dict"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_parameter_type_and_value(name, value, expected):
+    with pytest.raises(ConfigError) as refused:
+        check(TRAINING, {name: value}, "training")
+
+    assert str(refused.value) == (f"parameter {name!r} of pipeline 'training' expects {expected}, "
+                                  f"got {value!r} ({type(value).__name__})")
+
+
+def test_an_integer_for_a_double_becomes_a_float_and_valid_values_pass_through():
+    values = check(TRAINING, {"learning_rate": 1, "epochs": 3, "query": "SELECT 1", "hidden_units": [8],
+                              "query_parameters": {}}, "training")
+
+    assert values == {"learning_rate": 1.0, "epochs": 3, "query": "SELECT 1", "hidden_units": [8],
+                      "query_parameters": {}}
+    assert isinstance(values["learning_rate"], float)
+
+
+def test_a_missing_required_parameter_is_named():
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11")
+    def echo(text: str) -> str:
+        return text
+
+    @dsl.pipeline(name="needs-two")
+    def needs_two(table: str, rows: int, note: str = ""):
+        echo(text=table)
+
+    with pytest.raises(ConfigError, match=r"^pipeline 'needs-two' needs parameter\(s\) table, rows$"):
+        check(needs_two, {"note": "x"})

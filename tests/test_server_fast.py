@@ -1,0 +1,182 @@
+"""The model server's routing, limits and routes, driven in-process through its ASGI app (no
+sockets, no threads): the fast tier's view of `kfkit serve`. Hostile clients over real sockets
+are in test_server_hostile.py.
+
+Vertex AI's online prediction limits a request to 1.5 MB
+(https://cloud.google.com/vertex-ai/docs/predictions/get-online-predictions#send-request), and
+its custom-container contract names the routes and port in AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE,
+AIP_HTTP_PORT and the model in AIP_STORAGE_URI
+(https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements).
+"""
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+
+from kfkit import http_app
+from kfkit.endpoints import LocalEndpoints
+from kfkit.server import Deployed, ModelServer, Router, make_http_server
+
+PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
+           "body_mass_g": 4950.0, "sex": "FEMALE"}
+VERTEX_LIMIT = 1.5 * 1024 * 1024
+
+
+def call(app, method: str, path: str, body: bytes = b"", *, content_length: bool = True, chunk: int = 0):
+    """One request through the ASGI app; returns (status, headers, parsed JSON or text)."""
+    headers = [(b"content-type", b"application/json")]
+    if content_length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)] if chunk and body else [body]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": headers, "client": ("127.0.0.1", 1)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    answer_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    payload = json.loads(raw) if answer_headers.get("content-type") == "application/json" else raw.decode()
+    return start["status"], answer_headers, payload
+
+
+def body_of_size(size: int) -> bytes:
+    """A valid prediction request padded with JSON whitespace to exactly `size` bytes."""
+    core = json.dumps({"instances": [PENGUIN]}).encode()
+    return core[:-1] + b" " * (size - len(core)) + b"}"
+
+
+@pytest.fixture(scope="module")
+def model_server(penguin_model):
+    return ModelServer(model_dir=str(penguin_model), seed=1)
+
+
+@pytest.fixture(scope="module")
+def app(model_server):
+    return http_app.make_app(model_server)
+
+
+def test_the_body_limit_is_vertexs_1_5_mb():
+    assert http_app.MAX_BODY_BYTES == VERTEX_LIMIT
+
+
+@pytest.mark.parametrize("size, status", [(http_app.MAX_BODY_BYTES - 1, 200), (http_app.MAX_BODY_BYTES, 200),
+                                          (http_app.MAX_BODY_BYTES + 1, 413)], ids=["under", "at", "over"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_is_served_up_to_exactly_the_limit_and_refused_one_byte_over(app, size, status, framing):
+    body = body_of_size(size)
+
+    got, headers, payload = call(app, "POST", "/predict", body, content_length=framing == "content-length",
+                                 chunk=0 if framing == "content-length" else 65536)
+
+    assert len(body) == size
+    assert got == status
+    if status == 413:
+        assert "1.5 MB" in payload["error"] and headers["connection"] == "close"
+    else:
+        assert len(payload["predictions"]) == 1
+    assert call(app, "POST", "/predict", body_of_size(200))[0] == 200
+
+
+def test_an_unknown_route_is_404_naming_the_routes(app):
+    status, _, payload = call(app, "GET", "/v1/models")
+
+    assert status == 404
+    assert payload == {"error": "no route /v1/models; use GET /health or POST /predict"}
+
+
+@pytest.mark.parametrize("method, path, allow", [("GET", "/predict", "POST"), ("POST", "/health", "GET"),
+                                                 ("DELETE", "/metrics", "GET")])
+def test_a_wrong_method_is_405_with_allow(app, method, path, allow):
+    status, headers, payload = call(app, method, path)
+
+    assert status == 405
+    assert headers["allow"] == allow
+    assert payload["error"] == f"{method} is not allowed on {path}; use {allow}"
+
+
+def test_health_answers_get_and_head(app):
+    assert call(app, "GET", "/health")[0] == 200
+    assert call(app, "HEAD", "/health")[0] == 200
+
+
+def test_a_bug_in_prediction_is_a_json_500_and_the_next_request_is_served(model_server, monkeypatch):
+    app = http_app.make_app(model_server)
+    monkeypatch.setattr(model_server, "predict", lambda body: 1 / 0)
+
+    status, _, payload = call(app, "POST", "/predict", body_of_size(300))
+    monkeypatch.undo()
+
+    assert status == 500
+    assert payload == {"error": "prediction failed: ZeroDivisionError: division by zero"}
+    assert call(app, "POST", "/predict", body_of_size(300))[0] == 200
+
+
+def test_vertex_aip_variables_set_the_routes_port_and_model(penguin_model, monkeypatch):
+    monkeypatch.setenv("AIP_HEALTH_ROUTE", "/v1/endpoints/e/health")
+    monkeypatch.setenv("AIP_PREDICT_ROUTE", "/v1/endpoints/e/deployedModels/m:predict")
+    monkeypatch.setenv("AIP_HTTP_PORT", "9123")
+    monkeypatch.setenv("AIP_STORAGE_URI", str(penguin_model))
+
+    server = make_http_server()
+    app = server.config.app
+
+    assert server.config.port == 9123
+    assert server.model_server.model_dir == str(penguin_model)
+    assert call(app, "GET", "/v1/endpoints/e/health")[0] == 200
+    status, _, payload = call(app, "POST", "/v1/endpoints/e/deployedModels/m:predict", body_of_size(300))
+    assert status == 200 and payload["predictions"][0]["classes"]
+    assert call(app, "POST", "/predict", body_of_size(300))[0] == 404
+
+
+def test_a_new_deploy_is_served_after_reload_and_a_broken_state_keeps_the_old_one(tmp_path, penguin_model):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("penguins", "penguins", "1", str(penguin_model))
+    server = ModelServer(endpoint="penguins", local_root=str(tmp_path))
+    app = http_app.make_app(server)
+    assert server.reload_if_changed() is False
+
+    endpoints.deploy("penguins", "penguins", "2", str(penguin_model), traffic_percent=100)
+    switched = server.reload_if_changed()
+
+    assert switched is True and server.router.revision == 2
+    assert call(app, "POST", "/predict", body_of_size(300))[2]["modelVersionId"] == "2"
+    endpoints.path("penguins").write_text("{not json")
+    assert server.reload_if_changed() is False
+    assert server.router.revision == 2
+    assert call(app, "POST", "/predict", body_of_size(300))[0] == 200
+
+
+def deployed(id_: str, traffic: int) -> Deployed:
+    return Deployed(id_, "penguins", id_, traffic, loaded=None)
+
+
+def test_routing_follows_the_traffic_split_90_10():
+    router = Router([deployed("stable", 90), deployed("canary", 10)], seed=20261123)
+
+    picks = Counter(router.pick().id for _ in range(20_000))
+
+    # 20,000 draws at p = 0.1: standard deviation 0.0021; 5 of them either side
+    assert abs(picks["canary"] / 20_000 - 0.10) < 0.0106
+    assert picks["stable"] + picks["canary"] == 20_000
+
+
+def test_routing_never_sends_to_a_version_with_no_traffic():
+    router = Router([deployed("old", 0), deployed("new", 100), deployed("older", 0)], seed=3)
+
+    assert {router.pick().id for _ in range(1000)} == {"new"}
+    assert [d.id for d in router.deployed] == ["new"]
+
+
+def test_an_endpoint_whose_versions_all_have_zero_traffic_still_serves_one():
+    router = Router([deployed("a", 0), deployed("b", 0)], seed=3)
+
+    assert router.pick().id == "a"
