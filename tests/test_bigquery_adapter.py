@@ -7,14 +7,16 @@ import pyarrow.dataset as ds
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
-from google.cloud.bigquery_storage import types
+from google.cloud.bigquery_storage import BigQueryReadClient, types
 
 from components.ingest.ingest import run_ingest
 from kfkit.adapters.bigquery import BigQueryAdapter, query_parameters
 from kfkit.errors import QueryError
+from tests.fakes import bound_to
 from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
 
 
+@bound_to(bigquery.QueryJob)
 class FakeJob:
     def __init__(self, schema):
         self.schema = schema
@@ -24,6 +26,7 @@ class FakeJob:
         return self
 
 
+@bound_to(bigquery.Client)
 class FakeClient:
     def __init__(self, schema, fail=None):
         self.calls = []
@@ -40,6 +43,7 @@ class FakeClient:
         self.calls.append(("create_dataset", dataset, exists_ok))
 
 
+@bound_to(BigQueryReadClient)
 class FakeReadClient:
     """Serves the given Arrow table as two streams of pages, like the Storage Read API."""
 
@@ -157,6 +161,7 @@ def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters()
 
     from components.monitor.monitor import read_bigquery_logs
 
+    @bound_to(bigquery.Client)
     class LogClient(FakeClient):
         def query(self, sql, job_config=None, location=None, job_id_prefix=None):
             self.calls.append(("query", sql, job_config, location, job_id_prefix))
