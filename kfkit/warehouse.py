@@ -75,6 +75,14 @@ _PENGUIN_COLUMNS = {
 }
 
 
+def _recording_failure(reader: pa.RecordBatchReader, failures: list[BaseException]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from reader
+    except BaseException as exc:
+        failures.append(exc)
+        raise
+
+
 def split_table_name(name: str, default_project: str = bqsql.DEFAULT_LOCAL_PROJECT) -> tuple[str, str, str]:
     """`project.dataset.table` (backticks optional) or `dataset.table` -> (project, dataset, table)."""
     parts = name.strip().strip("`").split(".")
@@ -119,12 +127,22 @@ class LocalWarehouse:
         project, dataset, table = split_table_name(name, self.project)
         target = _quoted(project, dataset, table)
         schema = bqsql.local_schema_name(project, dataset).replace('"', '""')
+        failures: list[BaseException] = []
+        if isinstance(data, pa.RecordBatchReader):
+            data = pa.RecordBatchReader.from_batches(data.schema, _recording_failure(data, failures))
         with self.connect() as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.register("_kfkit_incoming", data)
             verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
-            con.execute(f"{verb} {target} AS SELECT * FROM _kfkit_incoming")
-            con.unregister("_kfkit_incoming")
+            try:
+                con.execute(f"{verb} {target} AS SELECT * FROM _kfkit_incoming")
+            except duckdb.Error:
+                # DuckDB wraps an error of the stream's producer in its own: raise the producer's
+                if failures:
+                    raise failures[0] from None
+                raise
+            finally:
+                con.unregister("_kfkit_incoming")
         return f"{project}.{dataset}.{table}"
 
     def rename_table(self, source: str, destination: str) -> str:
