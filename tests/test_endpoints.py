@@ -21,7 +21,8 @@ def test_canary_takes_its_share_and_the_rest_keeps_proportions():
     ({"a": 1, "b": 1, "c": 1}, 10, {"a": 30, "b": 30, "c": 30, "new": 10}),
     ({"a": 90, "b": 10}, 0, {"a": 90, "b": 10, "new": 0}),              # a version deployed without traffic
     ({"a": 90, "b": 10}, 100, {"a": 0, "b": 0, "new": 100}),
-    ({"a": 0, "b": 0}, 10, {"a": 0, "b": 90, "new": 10}),               # no shares to keep: the newest takes the rest
+    ({"a": 0, "b": 0, "c": 0}, 10, {"a": 0, "b": 0, "c": 90, "new": 10}),  # no shares to keep: the newest takes the rest
+    ({"a": 100}, 99, {"a": 1, "new": 99}),
     ({"a": 0, "b": 100}, 1, {"a": 0, "b": 99, "new": 1}),
     ({}, 10, {"new": 100}),                                             # the first version takes all traffic
 ])
@@ -50,9 +51,10 @@ def test_a_canary_never_counts_the_serving_version_as_idle(tmp_path, model_dir):
     assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("1", 90), ("2", 10)]
 
 
-def test_traffic_percent_outside_0_to_100_is_refused():
-    with pytest.raises(ConfigError, match="between 0 and 100, got 120"):
-        split_traffic({"a": 100}, "b", 120)
+@pytest.mark.parametrize("percent", [-1, 101, 120])
+def test_traffic_percent_outside_0_to_100_is_refused(percent):
+    with pytest.raises(ConfigError, match=rf"^traffic percentage must be between 0 and 100, got {percent}$"):
+        split_traffic({"a": 100}, "b", percent)
 
 
 @pytest.fixture
@@ -137,3 +139,98 @@ def test_deploying_a_directory_without_a_saved_model_changes_nothing(tmp_path, m
     with pytest.raises(ConfigError, match="holds no SavedModel"):
         endpoints.deploy("e", "m", "2", str(tmp_path))
     assert (tmp_path / "endpoints" / "e.json").read_text() == before
+
+
+def test_the_state_file_records_every_deployed_version_and_each_change(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", 1, model_dir)
+    endpoints.deploy("e", "m", 2, model_dir, traffic_percent=40)
+
+    state = json.loads((tmp_path / "endpoints" / "e.json").read_text())
+
+    assert set(state) == {"endpoint", "revision", "deployed_models", "history", "redo", "updated_at"}
+    assert state["endpoint"] == "e" and state["revision"] == 2 and state["redo"] == []
+    assert isinstance(state["updated_at"], float)
+    first, second = state["deployed_models"]
+    assert set(first) == {"id", "model", "version", "model_dir", "traffic", "deployed_at"}
+    assert (first["model"], first["version"], first["model_dir"], first["traffic"]) == ("m", "1", model_dir, 60)
+    assert (second["version"], second["traffic"]) == ("2", 40)
+    assert first["id"].startswith("m-v1-") and len(first["id"]) == len("m-v1-") + 6
+    assert state["history"] == [{"revision": 0, "deployed_models": []},
+                                {"revision": 1, "deployed_models": [{**first, "traffic": 100}]}]
+
+
+def test_endpoint_names_are_plain_and_listed_sorted(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    assert endpoints.names() == []
+    for name in ("zebra", "penguins"):
+        endpoints.deploy(name, "m", "1", model_dir)
+
+    assert endpoints.names() == ["penguins", "zebra"]
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises(ConfigError, match=r"^endpoint name .* must be a plain name like 'penguins'$"):
+            endpoints.path(bad)
+
+
+def test_an_unknown_endpoint_names_the_ones_there_are(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    with pytest.raises(ConfigError, match=r"^no local endpoint named 'e'; endpoints: none$"):
+        endpoints.rollback("e")
+    endpoints.deploy("a", "m", "1", model_dir)
+    endpoints.deploy("b", "m", "1", model_dir)
+
+    with pytest.raises(ConfigError, match=r"^no local endpoint named 'e'; endpoints: a, b$"):
+        endpoints.promote("e")
+
+
+def test_each_change_bumps_the_revision_by_one(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    revisions = [endpoints.deploy("e", "m", "1", model_dir)["revision"],
+                 endpoints.deploy("e", "m", "2", model_dir, traffic_percent=10)["revision"],
+                 endpoints.promote("e")["revision"], endpoints.rollback("e")["revision"],
+                 endpoints.undo_rollback("e")["revision"]]
+
+    assert revisions == [1, 2, 3, 4, 5]
+
+
+def test_promote_picks_the_newest_deploy_or_the_one_named(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=10)
+    oldest = endpoints.load("e")["deployed_models"][0]["id"]
+
+    assert [m["traffic"] for m in endpoints.promote("e")["deployed_models"]] == [0, 100]
+    assert [m["traffic"] for m in endpoints.promote("e", oldest)["deployed_models"]] == [100, 0]
+    with pytest.raises(ConfigError, match=rf"^endpoint 'e' has no deployed model 'nope'; it has: {oldest}, m-v2-"):
+        endpoints.promote("e", "nope")
+
+
+def test_keep_previous_below_zero_and_missing_history_are_named(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    with pytest.raises(ConfigError, match=r"^keep_previous must be >= 0, got -1$"):
+        endpoints.deploy("e", "m", "1", model_dir, keep_previous=-1)
+    endpoints.deploy("e", "m", "1", model_dir)
+    with pytest.raises(ConfigError, match=r"^endpoint 'e' has no rollback to undo$"):
+        endpoints.undo_rollback("e")
+
+
+def test_a_rollback_to_a_split_that_only_had_a_zero_traffic_version_is_refused(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir, traffic_percent=0)  # the first version takes 100% anyway
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=100, keep_previous=1)
+
+    state = endpoints.rollback("e")
+
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("1", 100)]
+
+
+def test_describe_shows_each_version_with_its_share():
+    from kfkit.endpoints import describe
+
+    state = {"endpoint": "penguins", "revision": 3, "deployed_models": [
+        {"id": "penguins-v1-a", "model": "penguins", "version": "1", "traffic": 90},
+        {"id": "penguins-v2-b", "model": "penguins", "version": "2", "traffic": 10}]}
+
+    assert describe(state) == ("endpoint penguins (revision 3)\n"
+                               "   90%  penguins-v1-a  (penguins version 1)\n"
+                               "   10%  penguins-v2-b  (penguins version 2)")
