@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kfkit-installed
 
-.PHONY: demo test test-fast test-local compile bench clean
+.PHONY: demo test test-fast test-local mutation compile bench clean
 
 $(STAMP): pyproject.toml
 	VENV=$(VENV) PYTHON=$(PYTHON) ci/install.sh
@@ -25,6 +25,10 @@ test-fast: $(STAMP)
 # everything but the image tests
 test-local: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not docker"
+
+# planted bugs the tests must catch: kill ratio per core module (docs/testing.md); not part of `make test`
+mutation: $(STAMP)
+	$(BIN)/python ci/mutation.py
 
 compile: $(STAMP)
 	$(BIN)/kfkit compile --output build

@@ -234,3 +234,55 @@ def test_describe_shows_each_version_with_its_share():
     assert describe(state) == ("endpoint penguins (revision 3)\n"
                                "   90%  penguins-v1-a  (penguins version 1)\n"
                                "   10%  penguins-v2-b  (penguins version 2)")
+
+
+def test_by_default_one_idle_version_is_kept_for_rollback(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    for version in "123":
+        state = endpoints.deploy("e", "m", version, model_dir)
+
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("2", 0), ("3", 100)]
+
+
+def test_refusals_name_the_endpoint(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    state = endpoints.load("e")
+    endpoints._save({**state, "history": [], "deployed_models": []})
+
+    with pytest.raises(ConfigError, match=r"^endpoint 'e' has no earlier traffic split to roll back to$"):
+        endpoints.rollback("e")
+    with pytest.raises(ConfigError, match=r"^endpoint 'e' has no deployed model to promote$"):
+        endpoints.promote("e")
+
+
+def test_an_undone_rollback_can_be_rolled_back_again(tmp_path, model_dir):
+    endpoints = LocalEndpoints(tmp_path)
+    endpoints.deploy("e", "m", "1", model_dir)
+    endpoints.deploy("e", "m", "2", model_dir, traffic_percent=30)
+    endpoints.rollback("e")
+    endpoints.undo_rollback("e")
+
+    state = endpoints.rollback("e")
+
+    assert [(m["version"], m["traffic"]) for m in state["deployed_models"]] == [("1", 100)]
+
+
+def test_state_files_written_by_kfkit_0_3_still_roll_back_and_promote(tmp_path, model_dir):
+    # 0.3 wrote no redo stack and no deployed_at
+    endpoints = LocalEndpoints(tmp_path)
+    old = {"endpoint": "e", "revision": 2, "history": [
+        {"revision": 1, "deployed_models": [{"id": "a", "model": "m", "version": "1", "model_dir": model_dir,
+                                             "traffic": 100}]}],
+        "deployed_models": [{"id": "a", "model": "m", "version": "1", "model_dir": model_dir, "traffic": 80},
+                            {"id": "b", "model": "m", "version": "2", "model_dir": model_dir, "traffic": 20,
+                             "deployed_at": 5.0}]}
+    endpoints.path("e").parent.mkdir(parents=True, exist_ok=True)
+    endpoints.path("e").write_text(json.dumps(old))
+
+    promoted = endpoints.promote("e")
+    rolled_back = endpoints.rollback("e")
+
+    assert [m["traffic"] for m in promoted["deployed_models"]] == [0, 100]
+    assert [m["traffic"] for m in rolled_back["deployed_models"]] == [80, 20]
+    assert endpoints.undo_rollback("e")["revision"] == 5

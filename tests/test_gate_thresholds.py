@@ -124,3 +124,14 @@ def test_no_champion_blesses_on_the_thresholds_alone():
     decision = decide(classification(), Thresholds(min_accuracy=0.75))
 
     assert decision.blessed and decision.reason == "meets every threshold; there is no champion yet"
+
+
+def test_a_failed_max_rmse_is_named_and_the_champion_is_kept_on_every_refusal():
+    champion = regression(1.0)
+
+    refused = decide(regression(3.0), Thresholds(max_rmse=2.0), champion)
+    problem = decide(regression(1.0), Thresholds(), champion, champion_problem="other label")
+
+    assert refused.blessed is False and refused.champion is champion
+    assert refused.reason == "below the thresholds: rmse 3.0000 is not <= 2"
+    assert problem.blessed is False and problem.champion is champion
