@@ -180,3 +180,20 @@ def test_an_endpoint_whose_versions_all_have_zero_traffic_still_serves_one():
     router = Router([deployed("a", 0), deployed("b", 0)], seed=3)
 
     assert router.pick().id == "a"
+
+
+def test_a_one_percent_version_still_gets_its_share():
+    router = Router([deployed("stable", 99), deployed("canary", 1)], seed=11)
+
+    picks = Counter(router.pick().id for _ in range(20_000))
+
+    # expected 200; 5 standard deviations (70) either side
+    assert 130 <= picks["canary"] <= 270
+
+
+def test_the_same_seed_routes_the_same_way_and_the_revision_is_kept():
+    first = Router([deployed("a", 50), deployed("b", 50)], revision=7, seed=5)
+    second = Router([deployed("a", 50), deployed("b", 50)], seed=5)
+
+    assert [first.pick().id for _ in range(50)] == [second.pick().id for _ in range(50)]
+    assert (first.revision, second.revision) == (7, 0)

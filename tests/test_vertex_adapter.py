@@ -69,6 +69,7 @@ def FakeEndpoint(rec, split=None, deployed=None, description=""):  # noqa: N802
 
     def undeploy(deployed_model_id, **kwargs):
         rec.calls.append(("undeploy", deployed_model_id))
+        rec.calls.append(("undeploy-options", kwargs))
         models[:] = [d for d in models if d.id != deployed_model_id]
 
     endpoint.deploy.side_effect = deploy
@@ -100,6 +101,7 @@ def fake_aiplatform(rec, existing_models=(), endpoints=()):
 
     def endpoint_list(filter=None, **kwargs):
         rec.calls.append(("Endpoint.list", filter))
+        rec.calls.append(("Endpoint.list-where", kwargs))
         return list(endpoints)
 
     Model.list.side_effect = model_list
@@ -245,7 +247,8 @@ def test_endpoint_lookup_filters_on_the_display_name():
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
 
     assert vertex.get_or_create_endpoint("penguins", {}) is endpoint
-    assert rec.calls == [("Endpoint.list", 'display_name="penguins"')]
+    assert rec.calls == [("Endpoint.list", 'display_name="penguins"'),
+                         ("Endpoint.list-where", {"project": "p", "location": "us-central1"})]
 
 
 def test_an_unblessed_model_is_uploaded_as_challenger_only_and_not_made_the_default():
@@ -319,3 +322,133 @@ def test_vertex_batch_prediction_reads_and_writes_bigquery():
         "bigquery_destination_prefix": "bq://p.predictions", "machine_type": "n1-standard-4",
         "starting_replica_count": 2, "max_replica_count": 2, "sync": True, "project": "p",
         "location": "us-central1"})]
+
+
+def test_upload_sends_every_argument_vertex_needs(caplog):
+    rec = Recorder()
+    vertex = VertexAdapter("p", "europe-west4", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
+
+    vertex.upload_version(display_name="penguins", artifact_uri="/gcs/b/run/model", serving_image="img:1",
+                          aliases=["challenger"], labels={"Team": "Research"}, metrics={"accuracy": 0.123456789},
+                          task_id="t-1", make_default=False)
+
+    upload = next(c[1] for c in rec.calls if c[0] == "Model.upload")
+    description = 'kfkit evaluation: {"accuracy": 0.123457}'
+    assert upload == {"display_name": "penguins", "artifact_uri": "gs://b/run/model", "serving_container_image_uri": "img:1",
+                      "parent_model": PARENT, "is_default_version": False, "version_aliases": ["challenger"],
+                      "version_description": description, "labels": {"team": "research", "kfkit-task-id": "t-1"},
+                      "description": description, "sync": True, "project": "p", "location": "europe-west4"}
+
+
+def test_a_reused_upload_is_logged_with_its_task_and_version(caplog):
+    rec = Recorder()
+    done = FakeModel(rec, version="7", labels={"kfkit-task-id": "t-1"})
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[done]))
+
+    with caplog.at_level("INFO", logger="kfkit.vertex"):
+        vertex.upload_version(display_name="penguins", artifact_uri="gs://b/m", serving_image="img", aliases=[],
+                              labels={}, metrics={}, task_id="t-1", make_default=True)
+
+    assert f"task t-1 already uploaded {PARENT}; reusing it" in caplog.messages
+
+
+def test_the_endpoint_is_created_with_vertex_labels_and_no_logging_unless_asked():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+
+    vertex.get_or_create_endpoint("penguins", {"Pipeline Run": "Run_1"})
+
+    create = next(c[1] for c in rec.calls if c[0] == "Endpoint.create")
+    assert create == {"display_name": "penguins", "labels": {"pipeline-run": "run_1"}, "project": "p",
+                      "location": "us-central1"}
+
+
+def test_request_logging_samples_every_request_by_default():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+
+    vertex.get_or_create_endpoint("penguins", {}, logging_table="bq://p.logs.t")
+
+    create = next(c[1] for c in rec.calls if c[0] == "Endpoint.create")
+    assert create["request_response_logging_sampling_rate"] == 1.0
+
+
+def test_idle_versions_are_undeployed_synchronously_and_never_more_than_there_are():
+    rec = Recorder()
+    old = [SimpleNamespace(id="d1", create_time="t1"), SimpleNamespace(id="d2", create_time="t2")]
+    # d1 is deployed but missing from the split: it takes no traffic
+    endpoint = FakeEndpoint(rec, split={"d2": 100}, deployed=old)
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+
+    vertex.deploy(endpoint, FakeModel(rec), machine_type="m", min_replicas=1, max_replicas=1, traffic_percent=50,
+                  keep_previous=0)
+    vertex.deploy(endpoint, FakeModel(rec, version="3"), machine_type="m", min_replicas=1, max_replicas=1,
+                  traffic_percent=50, keep_previous=5)
+
+    assert [c[1] for c in rec.calls if c[0] == "undeploy"] == ["d1"]
+    assert ("undeploy-options", {"sync": True}) in rec.calls
+
+
+def test_rollback_looks_the_endpoint_up_in_the_project_and_records_the_split_it_replaced():
+    rec = Recorder()
+    deployed = [SimpleNamespace(id="d2", create_time="t2"), SimpleNamespace(id="d3", create_time="t3")]
+    endpoint = FakeEndpoint(rec, split={"d2": 10, "d3": 90}, deployed=deployed,
+                            description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 100}))
+    vertex = VertexAdapter("p", "asia-east1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+
+    vertex.rollback("penguins")
+
+    assert ("Endpoint.list", 'display_name="penguins"') in rec.calls
+    assert ("Endpoint.list-where", {"project": "p", "location": "asia-east1"}) in rec.calls
+    update = next(c[1] for c in rec.calls if c[0] == "update")
+    assert update == {"traffic_split": {"d2": 100},
+                      "description": PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 10, "d3": 90})}
+
+
+def test_rollback_refusals_name_the_endpoint_and_where_it_was_looked_for():
+    rec = Recorder()
+    bare = FakeEndpoint(rec, split={"d1": 100}, deployed=[SimpleNamespace(id="d1", create_time="t1")])
+
+    with pytest.raises(ConfigError, match=r"^no Vertex AI endpoint named 'penguins' in p/us-central1$"):
+        VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec)).rollback("penguins")
+    with pytest.raises(ConfigError, match=r"^endpoint 'penguins' has no previous traffic split recorded by kfkit deploy$"):
+        VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[bare])).rollback("penguins")
+
+
+@pytest.mark.parametrize("project, location", [("", "us-central1"), ("p", ""), ("", "")])
+def test_the_adapter_needs_a_project_and_a_location(project, location):
+    with pytest.raises(ConfigError, match=r"^project and location are required for the Vertex AI backend$"):
+        VertexAdapter(project, location, aiplatform=fake_aiplatform(Recorder()))
+
+
+def test_a_champion_alias_is_looked_up_in_the_adapters_project_and_none_without_a_model():
+    rec = Recorder()
+    fake = fake_aiplatform(rec, existing_models=[FakeModel(rec)])
+
+    VertexAdapter("p", "us-east1", aiplatform=fake).model_by_alias("penguins", "champion")
+
+    fake.Model.assert_called_once_with(model_name=f"{PARENT}@champion", project="p", location="us-east1")
+    assert VertexAdapter("p", "us-east1", aiplatform=fake_aiplatform(Recorder())).model_by_alias("x", "champion") is None
+
+
+def test_label_values_and_gcs_paths_follow_vertexs_rules():
+    from kfkit.adapters.vertex import fuse_to_gcs, label_value
+
+    assert label_value("A" * 70) == "a" * 63
+    assert label_value("Run 1/ü") == "run-1--"
+    assert fuse_to_gcs("/gcs/bucket/m") == "gs://bucket/m"
+    assert fuse_to_gcs("gs://bucket/m") == "gs://bucket/m"
+    assert fuse_to_gcs("/tmp/gcs/m") == "/tmp/gcs/m"
+
+
+def test_batch_prediction_accepts_bq_uris_for_its_source():
+    from kfkit.adapters.vertex import batch_predict_bigquery
+
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+
+    batch_predict_bigquery(vertex, model_resource="m", source_table="bq://p.data.rows", destination_prefix="p.out",
+                           machine_type="n1-standard-2", replicas=1, display_name="b")
+
+    create = rec.calls[0][1]
+    assert (create["bigquery_source"], create["bigquery_destination_prefix"]) == ("bq://p.data.rows", "bq://p.out")
