@@ -165,3 +165,23 @@ def test_batch_prediction_that_fails_mid_stream_leaves_no_table(tmp_path, pengui
 
     assert len(calls) == 5
     assert set(warehouse.tables()) == before
+
+
+def test_champion_model_uri_makes_the_gate_compare_with_that_model(tmp_path, penguin_model, penguin_splits):
+    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
+
+    from components.evaluate.component import evaluate_model
+
+    def output(kind, name):
+        return kind(uri=str(tmp_path / name))
+
+    metrics = output(Metrics, "metrics")
+    blessed = evaluate_model.python_func(
+        model=Model(uri=str(penguin_model)), test_data=Dataset(uri=str(penguin_splits["test"])), metrics=metrics,
+        classification_metrics=output(ClassificationMetrics, "cm"), report=output(HTML, "report.html"),
+        reason=str(tmp_path / "reason"), champion_model_uri=str(penguin_model), tolerance=0.0)
+
+    reason = (tmp_path / "reason").read_text()
+    assert blessed is True  # the same model is not worse than itself
+    assert reason.startswith("meets every threshold and is not worse than the champion: accuracy")
+    assert metrics.metadata["champion_accuracy"] == metrics.metadata["accuracy"]

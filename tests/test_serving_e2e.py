@@ -53,7 +53,7 @@ def wait_until(predicate, timeout=60.0, what="condition"):
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving-root")
-    first = run_local("training", {"epochs": 20}, str(root))
+    first = run_local("training", {"epochs": 20, "git_commit": "0123abcd"}, str(root))
     return root, first
 
 
@@ -84,6 +84,7 @@ def test_pipeline_registered_the_blessed_model_as_champion_in_mlflow(deployed):
     assert set(version.aliases) == {"champion", "challenger"}
     assert version.tags["pipeline-run"].startswith("kfkit-training")
     assert version.tags["data-snapshot"].startswith("342-")  # the rows the model was trained on
+    assert version.tags["git-commit"] == "0123abcd"  # the README: every version names the code it came from
     run = registry.client.get_run(version.run_id)
     assert run.data.metrics["accuracy"] > 0.8
 
