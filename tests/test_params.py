@@ -101,3 +101,59 @@ def test_a_missing_required_parameter_is_named():
 
     with pytest.raises(ConfigError, match=r"^pipeline 'needs-two' needs parameter\(s\) table, rows$"):
         check(needs_two, {"note": "x"})
+
+
+def test_file_refusals_name_the_file(tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1\n")
+
+    with pytest.raises(ConfigError, match=rf"^parameter file '{listed}' must hold a mapping of name: value$"):
+        load_file(listed)
+    with pytest.raises(ConfigError, match=rf"^parameter file '{broken}' is not valid YAML: "):
+        load_file(broken)
+    with pytest.raises(ConfigError, match=rf"^parameter file '{tmp_path / 'missing.yaml'}' does not exist$"):
+        load_file(tmp_path / "missing.yaml")
+
+
+def test_an_unknown_name_lists_every_parameter():
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11")
+    def echo(text: str) -> str:
+        return text
+
+    @dsl.pipeline(name="two")
+    def two(b: str = "", a: int = 1):
+        echo(text=b)
+
+    with pytest.raises(ConfigError, match=r"^pipeline 'two' has no parameter 'c'; its parameters are: a, b$"):
+        check(two, {"c": 1})
+
+
+def test_integers_stay_integers_and_only_doubles_are_widened():
+    values = check(TRAINING, {"epochs": 3, "learning_rate": 1}, "training")
+
+    assert type(values["epochs"]) is int and type(values["learning_rate"]) is float
+
+
+def test_a_template_loaded_from_yaml_is_checked_like_the_pipeline_function(tmp_path):
+    from kfp import compiler, components, dsl
+    from kfp.dsl import Dataset, Input
+
+    @dsl.component(base_image="python:3.11")
+    def use(data: Input[Dataset], rate: float, rows: int) -> str:
+        return ""
+
+    path = tmp_path / "use.yaml"
+    compiler.Compiler().compile(use, str(path))
+    loaded = components.load_component_from_file(str(path))
+
+    values = check(loaded, {"data": object(), "rate": 2, "rows": 5}, "use")
+
+    assert pipeline_inputs(loaded)["rate"] == ("Float", False)
+    assert type(values["rate"]) is float and type(values["rows"]) is int
+    # an input of a type params does not know (an artifact) is passed over, and the rest still checked
+    with pytest.raises(ConfigError, match=r"^parameter 'rows' of pipeline 'use' expects integer"):
+        check(loaded, {"data": object(), "rate": 2.0, "rows": "five"}, "use")
