@@ -26,9 +26,11 @@ IMPORTS = {
     "bigquery-query-to-dataset": "import kfp.dsl.executor_main, duckdb, pyarrow, components.ingest.ingest, kfkit.warehouse",
     "validate-data": "import kfp.dsl.executor_main, duckdb, components.validate.validate",
     "train-tensorflow-model": "import kfp.dsl.executor_main, tensorflow, components.train.train",
-    "evaluate-model": "import kfp.dsl.executor_main, sklearn.metrics, mlflow.store.model_registry.sqlalchemy_store, components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()",
+    "evaluate-model": ("import kfp.dsl.executor_main, sklearn.metrics, mlflow.store.model_registry.sqlalchemy_store, "
+                       "components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()"),
     "record-recipe": "import kfp.dsl.executor_main, components.recipe.recipe",
-    "register-model": "import kfp.dsl.executor_main, mlflow.store.model_registry.sqlalchemy_store, mlflow.store.tracking.sqlalchemy_store, components.register.register",
+    "register-model": ("import kfp.dsl.executor_main, mlflow.store.model_registry.sqlalchemy_store, "
+                       "mlflow.store.tracking.sqlalchemy_store, components.register.register"),
     "write-model-card": "import kfp.dsl.executor_main, components.model_card.model_card",
     "deploy-model": "import kfp.dsl.executor_main, components.deploy.deploy",
 }
