@@ -43,7 +43,14 @@ MODULES: dict[str, tuple[list[str], str]] = {
                          "tests/test_server_fast.py::test_a_one_percent_version_still_gets_its_share",
                          "tests/test_server_fast.py::test_the_same_seed_routes_the_same_way_and_the_revision_is_kept"],
                         r"Router"),
-    "kfkit/tfdv.py": (["tests/test_drift.py"], ""),
+    "kfkit/tfdv.py": (["tests/test_tfdv_edges.py"] + [f"tests/test_drift.py::{name}" for name in (
+        "test_numeric_js_divergence_matches_tfdv_reference_on_random_data",
+        "test_numeric_js_divergence_matches_tfdv_reference_on_edge_cases",
+        "test_same_boundaries_keep_nan_apart_and_rebucketing_drops_them_as_tfdv_does", "test_hand_computed_rebucketing",
+        "test_categorical_linf_matches_tfdv_reference", "test_high_cardinality_categorical_against_an_identical_copy_is_zero",
+        "test_missing_values_are_left_out_of_both_distances", "test_shift_is_found_on_the_shifted_feature_only",
+        "test_heavy_tailed_window_from_the_training_data_alarms_under_tfdv_but_not_on_baseline_bins",
+        "test_baseline_bins_counts_the_window_on_the_baseline_edges_with_open_ends")], ""),
     "kfkit/adapters/bigquery.py": (["tests/test_bigquery_adapter.py"], ""),
     "components/ingest/ingest.py": (["tests/test_split_reference.py", "tests/test_ingest.py"], ""),
 }

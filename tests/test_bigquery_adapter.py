@@ -181,3 +181,118 @@ def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters()
         bigquery.ScalarQueryParameter("window_end", "TIMESTAMP", dt.datetime(1970, 1, 1, 1, tzinfo=dt.timezone.utc))]
     assert [r["x"] for r in rows] == [1.0, 2.0]
     assert [p["prediction"] for p in predictions] == ["a", "b"]
+
+
+def test_dry_run_and_the_query_job_use_standard_sql_and_the_dataset_is_labelled(penguins, tmp_path):
+    client, reader = FakeClient(bq_schema(penguins)), FakeReadClient(penguins)
+    adapter = BigQueryAdapter("my-proj", "EU", client=client, read_client=reader)
+
+    run_ingest(PENGUINS, split_outputs(tmp_path), split=DEFAULT_SPLIT, label_column="species", backend="bigquery",
+               adapter=adapter)
+
+    (_, _, dry, _, _), (_, dataset, _), (_, _, job, _, _) = client.calls
+    assert dry.use_legacy_sql is False and job.use_legacy_sql is False
+    assert job.create_disposition == "CREATE_IF_NEEDED"
+    assert dataset.labels == {"created-by": "kfkit"}
+    _, _, _, streams = reader.calls[0]
+    assert streams == 4
+
+
+@pytest.mark.parametrize("error, stage, message", [
+    (gexc.NotFound("Not found: Dataset p:d"), "dry run", "BigQuery dry run failed, not found: Not found: Dataset p:d"),
+    (gexc.Forbidden("Access Denied: p"), "dry run", "BigQuery denied access: Access Denied: p"),
+    (gexc.InternalServerError("backend error"), "dry run", "BigQuery dry run failed: 500 backend error"),
+    (gexc.NotFound("Not found: Table p:d.t"), "query", "BigQuery query failed, not found: Not found: Table p:d.t"),
+    (gexc.NotFound("Not found: Table p:d.t"), "query job", "BigQuery query job failed, not found: Not found: Table p:d.t"),
+])
+def test_each_bigquery_call_says_which_stage_failed(error, stage, message):
+    from kfkit.adapters.bigquery import TableRef
+
+    class FailsAt(FakeClient):
+        def query(self, sql, job_config=None, location=None, job_id_prefix=None):
+            raise error
+
+    adapter = BigQueryAdapter("p", client=bound_to(bigquery.Client)(FailsAt)([]), read_client=FakeReadClient(pa.table({})))
+    call = {"dry run": lambda: adapter.dry_run("SELECT 1"), "query": lambda: adapter.query_to_arrow("SELECT 1"),
+            "query job": lambda: adapter.query_to_table("SELECT 1", TableRef("p", "d", "t"))}[stage]
+
+    with pytest.raises(QueryError) as refused:
+        call()
+
+    assert str(refused.value) == message
+
+
+def test_small_queries_are_read_as_arrow_in_the_adapters_location_with_standard_sql():
+    table = pa.table({"a": [1, 2]})
+
+    class Small(FakeClient):
+        def query(self, sql, job_config=None, location=None, job_id_prefix=None):
+            self.calls.append(("query", sql, job_config, location, job_id_prefix))
+            return SimpleNamespace(result=lambda: SimpleNamespace(
+                to_arrow=lambda bqstorage_client: self.calls.append(("to_arrow", bqstorage_client)) or table))
+
+    client, reader = bound_to(bigquery.Client)(Small)([]), FakeReadClient(table)
+    adapter = BigQueryAdapter("p", "asia-northeast1", client=client, read_client=reader)
+
+    batches = adapter.query_to_arrow("SELECT a FROM t WHERE a > @n", {"n": 0})
+
+    (_, sql, config, location, _), (_, storage) = client.calls
+    assert location == "asia-northeast1" and config.use_legacy_sql is False
+    assert config.query_parameters == [bigquery.ScalarQueryParameter("n", "INT64", 0)]
+    assert storage is reader
+    assert pa.Table.from_batches(batches).equals(table)
+
+
+def test_the_backend_names_the_missing_project():
+    with pytest.raises(QueryError, match=r"^project is required for the bigquery backend \(the project that runs the jobs\)$"):
+        BigQueryAdapter("")
+
+
+def test_every_bigquery_type_maps_to_the_arrow_type_the_storage_api_sends():
+    from kfkit.adapters.bigquery import schema_to_arrow
+
+    fields = [bigquery.SchemaField(name, kind) for name, kind in [
+        ("s", "STRING"), ("b", "BYTES"), ("i", "INTEGER"), ("i64", "INT64"), ("f", "FLOAT"), ("f64", "FLOAT64"),
+        ("t", "BOOLEAN"), ("t2", "BOOL"), ("n", "NUMERIC"), ("bn", "BIGNUMERIC"), ("d", "DATE"),
+        ("dt", "DATETIME"), ("ts", "TIMESTAMP"), ("tm", "TIME"), ("j", "JSON"), ("g", "GEOGRAPHY")]]
+    fields.append(bigquery.SchemaField("tags", "string", mode="REPEATED"))
+    fields.append(bigquery.SchemaField("r", "RECORD", fields=[bigquery.SchemaField("x", "INT64"),
+                                                              bigquery.SchemaField("y", "STRING", mode="repeated")]))
+    fields.append(bigquery.SchemaField("st", "STRUCT", fields=[bigquery.SchemaField("z", "FLOAT64")]))
+
+    schema = schema_to_arrow(fields)
+
+    assert schema == pa.schema([
+        ("s", pa.string()), ("b", pa.binary()), ("i", pa.int64()), ("i64", pa.int64()), ("f", pa.float64()),
+        ("f64", pa.float64()), ("t", pa.bool_()), ("t2", pa.bool_()), ("n", pa.decimal128(38, 9)),
+        ("bn", pa.decimal256(76, 38)), ("d", pa.date32()), ("dt", pa.timestamp("us")),
+        ("ts", pa.timestamp("us", tz="UTC")), ("tm", pa.time64("us")), ("j", pa.string()), ("g", pa.string()),
+        ("tags", pa.list_(pa.string())), ("r", pa.struct([("x", pa.int64()), ("y", pa.list_(pa.string()))])),
+        ("st", pa.struct([("z", pa.float64())]))])
+
+
+def test_a_bigquery_type_kfkit_cannot_read_is_named():
+    from kfkit.adapters.bigquery import schema_to_arrow
+
+    with pytest.raises(QueryError, match=r"^column 'span' has the BigQuery type RANGE, which kfkit cannot read$"):
+        schema_to_arrow([bigquery.SchemaField("span", "RANGE")])
+
+
+def test_query_parameters_of_every_type_and_the_refusals():
+    import datetime as dt
+    import decimal
+
+    params = query_parameters({"when": dt.datetime(2026, 1, 2, 3, tzinfo=dt.timezone.utc),
+                               "local": dt.datetime(2026, 1, 2, 3), "price": decimal.Decimal("1.5"),
+                               "names": ("a", "b"), "flags": [True]})
+
+    assert params == [bigquery.ScalarQueryParameter("when", "TIMESTAMP", dt.datetime(2026, 1, 2, 3, tzinfo=dt.timezone.utc)),
+                      bigquery.ScalarQueryParameter("local", "DATETIME", dt.datetime(2026, 1, 2, 3)),
+                      bigquery.ScalarQueryParameter("price", "NUMERIC", decimal.Decimal("1.5")),
+                      bigquery.ArrayQueryParameter("names", "STRING", ["a", "b"]),
+                      bigquery.ArrayQueryParameter("flags", "BOOL", [True])]
+    assert query_parameters(None) == []
+    with pytest.raises(QueryError, match=r"^query parameter @ids is an empty list: BigQuery needs its element type$"):
+        query_parameters({"ids": []})
+    with pytest.raises(QueryError, match=r"^query parameter @m has unsupported type dict; use a string, number"):
+        query_parameters({"m": {"a": 1}})
