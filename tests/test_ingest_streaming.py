@@ -103,7 +103,8 @@ def test_bad_fractions_are_refused_naming_the_split(fractions, message):
 
 @pytest.mark.parametrize("key", ["", "   "])
 def test_an_empty_split_key_is_refused(key):
-    with pytest.raises(ConfigError, match=r"^split key is empty: name the column\(s\) that identify a row, or '\*' for the whole row$"):
+    message = r"^split key is empty: name the column\(s\) that identify a row, or '\*' for the whole row$"
+    with pytest.raises(ConfigError, match=message):
         SplitSpec({"train": 1.0}, key=key)
 
 
@@ -122,8 +123,9 @@ def test_a_nondeterministic_key_is_refused_naming_the_column_and_the_function():
 
     with pytest.raises(IngestError, match=r"^the whole row is the split key, and column 'r' is computed with RAND\(\)"):
         check_key_is_deterministic(query, SplitSpec({"train": 1.0}))
-    with pytest.raises(IngestError, match=r"^split key column 'r' is computed with RAND\(\), which changes from run to run, "
-                                          r"so rows would move between splits; key the split on a stable column \(an id\) instead$"):
+    with pytest.raises(IngestError, match=r"^split key column 'r' is computed with RAND\(\), which changes from run to "
+                                          r"run, so rows would move between splits; key the split on a stable column "
+                                          r"\(an id\) instead$"):
         check_key_is_deterministic(query, SplitSpec({"train": 1.0}, key="r"))
     check_key_is_deterministic(query, SplitSpec({"train": 1.0}, key="id"))
 
