@@ -181,15 +181,22 @@ def test_deploy_undeploys_idle_versions_beyond_keep_previous():
     assert endpoint.gca_resource.description == PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 0, "d2": 100})
 
 
-def test_rollback_restores_the_recorded_split():
+def test_rollback_restores_the_recorded_split_and_records_the_split_it_replaced():
     rec = Recorder()
     deployed = [SimpleNamespace(id="d2", create_time="t2"), SimpleNamespace(id="d3", create_time="t3")]
-    endpoint = FakeEndpoint(rec, split={"d2": 0, "d3": 100}, deployed=deployed,
+    endpoint = FakeEndpoint(rec, split={"d2": 10, "d3": 90}, deployed=deployed,
                             description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 100}))
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+    vertex = VertexAdapter("p", "asia-east1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
 
     assert vertex.rollback("penguins") == {"d2": 100}
+
     assert endpoint.traffic_split == {"d2": 100}
+
+    assert ("Endpoint.list", 'display_name="penguins"') in rec.calls
+    assert ("Endpoint.list-where", {"project": "p", "location": "asia-east1"}) in rec.calls
+    update = next(c[1] for c in rec.calls if c[0] == "update")
+    assert update == {"traffic_split": {"d2": 100},
+                      "description": PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 10, "d3": 90})}
 
 
 def test_rollback_refuses_when_the_previous_versions_are_gone():
@@ -387,22 +394,6 @@ def test_idle_versions_are_undeployed_synchronously_and_never_more_than_there_ar
 
     assert [c[1] for c in rec.calls if c[0] == "undeploy"] == ["d1"]
     assert ("undeploy-options", {"sync": True}) in rec.calls
-
-
-def test_rollback_looks_the_endpoint_up_in_the_project_and_records_the_split_it_replaced():
-    rec = Recorder()
-    deployed = [SimpleNamespace(id="d2", create_time="t2"), SimpleNamespace(id="d3", create_time="t3")]
-    endpoint = FakeEndpoint(rec, split={"d2": 10, "d3": 90}, deployed=deployed,
-                            description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 100}))
-    vertex = VertexAdapter("p", "asia-east1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
-
-    vertex.rollback("penguins")
-
-    assert ("Endpoint.list", 'display_name="penguins"') in rec.calls
-    assert ("Endpoint.list-where", {"project": "p", "location": "asia-east1"}) in rec.calls
-    update = next(c[1] for c in rec.calls if c[0] == "update")
-    assert update == {"traffic_split": {"d2": 100},
-                      "description": PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 10, "d3": 90})}
 
 
 def test_rollback_refusals_name_the_endpoint_and_where_it_was_looked_for():
