@@ -188,10 +188,9 @@ def test_rollback_restores_the_recorded_split_and_records_the_split_it_replaced(
                             description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 100}))
     vertex = VertexAdapter("p", "asia-east1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
 
-    assert vertex.rollback("penguins") == {"d2": 100}
+    restored = vertex.rollback("penguins")
 
-    assert endpoint.traffic_split == {"d2": 100}
-
+    assert restored == {"d2": 100} and endpoint.traffic_split == {"d2": 100}
     assert ("Endpoint.list", 'display_name="penguins"') in rec.calls
     assert ("Endpoint.list-where", {"project": "p", "location": "asia-east1"}) in rec.calls
     update = next(c[1] for c in rec.calls if c[0] == "update")
