@@ -88,3 +88,48 @@ def test_top_k_keeps_the_most_frequent_and_breaks_ties_by_value():
     assert tfdv.top_k(counts, 2) == {"c": 5.0, "a": 2.0}
     assert list(tfdv.top_k(counts, 3)) == ["c", "a", "b"]
     assert tfdv.top_k(counts, 4) == counts and tfdv.top_k(counts, 9) == counts
+
+
+def test_align_says_what_each_common_bucket_is():
+    # same finite boundaries, so NaN stays: points, infinities on each side and NaN on each side
+    h1 = tfdv.Histogram([(0.0, 1.0, 4.0), (1.0, 2.0, 2.0), (3.0, 3.0, 1.0), (-INF, -INF, 2.0)], num_nan=1.0)
+    h2 = tfdv.Histogram([(0.0, 1.0, 1.0), (1.0, 2.0, 1.0), (3.0, 3.0, 2.0), (5.0, 5.0, 1.0), (INF, INF, 3.0)],
+                        num_nan=2.0)
+
+    c1, c2, buckets = tfdv.align(h1, h2)
+
+    assert buckets == [("range", 0.0, 1.0), ("range", 1.0, 2.0), ("point", 3.0), ("point", 5.0),
+                       ("inf", 1), ("inf", 2), ("nan", 2), ("nan", 1)]
+    assert c1 == [4.0, 2.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0]
+    assert c2 == [1.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 0.0]
+
+
+def test_align_adds_up_repeated_points_and_rebuckets_onto_the_union_of_boundaries():
+    h1 = tfdv.Histogram([(0.0, 2.0, 4.0), (7.0, 7.0, 1.0), (7.0, 7.0, 2.0)], num_nan=5.0)
+    h2 = tfdv.Histogram([(1.0, 3.0, 4.0)], num_nan=1.0)
+
+    c1, c2, buckets = tfdv.align(h1, h2)
+
+    # new boundaries drop num_nan on both sides, as TFDV's re-bucketed histograms do
+    assert buckets == [("range", 0.0, 1.0), ("range", 1.0, 2.0), ("range", 2.0, 3.0), ("point", 7.0)]
+    assert c1 == [2.0, 2.0, 0.0, 3.0]
+    assert c2 == [0.0, 2.0, 2.0, 0.0]
+
+
+def test_a_nan_only_on_one_side_still_gets_both_nan_buckets():
+    c1, c2, buckets = tfdv.align(tfdv.Histogram([(0.0, 1.0, 1.0)], num_nan=1.0), tfdv.Histogram([(0.0, 1.0, 1.0)]))
+
+    assert buckets[-2:] == [("nan", 2), ("nan", 1)] and c1[-2:] == [0.0, 1.0] and c2[-2:] == [0.0, 0.0]
+    c1, c2, buckets = tfdv.align(tfdv.Histogram([(0.0, 1.0, 1.0)]), tfdv.Histogram([(0.0, 1.0, 1.0)], num_nan=1.0))
+    assert c2[-2:] == [1.0, 0.0]
+
+
+def test_json_writes_infinities_by_their_sign():
+    assert tfdv.Histogram([(-INF, 0.5, 1.0), (0.5, INF, 1.0)]).to_json()["buckets"] == [["-inf", 0.5, 1.0],
+                                                                                       [0.5, "inf", 1.0]]
+
+
+def test_divergence_reads_counts_as_floats_and_caps_at_one():
+    assert tfdv.divergence([1, 2], [3, 4]) == pytest.approx(
+        ref.jensen_shannon_divergence(ref.Hist([[0, 1, 1], [1, 2, 2]]), ref.Hist([[0, 1, 3], [1, 2, 4]])))
+    assert tfdv.divergence([5, 0, 0], [0, 0, 7]) == 1.0
