@@ -136,3 +136,30 @@ def test_the_result_describes_the_schema_and_serialises():
 
     assert schema_description(schema) == [{"name": "id", "type": "int64"}, {"name": "name", "type": "string"}]
     assert '"snapshot": "1-00"' in result.to_json() and '"rows": {' in result.to_json()
+
+
+def test_a_dictionary_encoded_key_splits_as_its_plain_strings(tmp_path):
+    split = SplitSpec({"train": 0.5, "test": 0.5}, key="key")
+    plain = pa.record_batch({"key": list(DOCUMENTED)})
+    encoded = pa.record_batch({"key": pa.array(list(DOCUMENTED)).dictionary_encode()})
+
+    *_, plain_snapshot = run(tmp_path / "plain", [plain], split=split)
+    outputs, rows, _, encoded_snapshot = run(tmp_path / "encoded", [encoded], split=split)
+
+    assert encoded_snapshot == plain_snapshot
+    assert rows == {"train": 2, "test": 2}  # buckets 8711, 3259, 1312, 8523 against a bound of 5000
+
+
+def test_outputs_may_go_to_directories_that_do_not_exist_yet(tmp_path):
+    outputs = {"train": tmp_path / "a" / "b" / "train"}
+
+    stream_to_splits(iter([pa.record_batch({"key": ["x"]})]), pa.schema([("key", pa.string())]), ALL_TRAIN, outputs)
+
+    assert ds.dataset(outputs["train"]).to_table().num_rows == 1
+
+
+def test_bigquery_job_labels_follow_bigquerys_rules():
+    from components.ingest.ingest import _bq_label
+
+    assert _bq_label("Penguin Research/Team #1") == "penguin-research-team--1"
+    assert _bq_label("x" * 70) == "x" * 63
