@@ -25,8 +25,16 @@ def registry(tmp_path_factory):
     return MlflowRegistry(tmp_path_factory.mktemp("registry") / "root")
 
 
-def test_the_registry_lives_in_a_sqlite_database_under_the_local_root(registry):
-    assert registry.uri == tracking_uri(registry.root) == f"sqlite:///{registry.root / 'mlflow.db'}"
+def test_the_registry_lives_in_a_sqlite_database_under_the_local_root(tmp_path):
+    import mlflow
+
+    registry = MlflowRegistry(tmp_path / "root")
+
+    assert registry.root == tmp_path / "root"
+    assert registry.uri == tracking_uri(tmp_path / "root") == f"sqlite:///{tmp_path / 'root' / 'mlflow.db'}"
+    # runs are started through the mlflow module: its tracking and registry URIs must be ours too
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == registry.uri
+    assert registry.client.tracking_uri == registry.uri and registry.client._registry_uri == registry.uri
     assert registry.client.tracking_uri == registry.uri
 
 
@@ -59,13 +67,16 @@ def test_the_registered_model_directory_is_the_kfkit_model_inside_mlflows_artifa
     assert registry.version_by_alias("located", "champion").model_dir == version.model_dir
 
 
-def test_a_retried_task_reuses_its_version_and_sets_the_aliases_again(registry, model_dir):
+def test_a_retried_task_reuses_its_version_and_sets_the_aliases_again(registry, model_dir, caplog):
     first = registry.register("retried", model_dir, aliases=["challenger"], task_id="task-1")
     registry.register("retried", model_dir, aliases=["challenger", "champion"], task_id="task-2")
 
-    again = registry.register("retried", model_dir, aliases=["challenger", "champion"], task_id="task-1")
+    with caplog.at_level("INFO", logger="kfkit.registry"):
+        again = registry.register("retried", model_dir, aliases=["challenger", "champion"], task_id="task-1")
 
-    assert (again.version, again.created, again.run_id) == ("1", False, first.run_id)
+    assert "task task-1 already registered retried version 1; reusing it" in caplog.messages
+    assert (again.name, again.version, again.created, again.run_id) == ("retried", "1", False, first.run_id)
+    assert again.model_dir == first.model_dir
     assert again.aliases == ["challenger", "champion"]
     assert registry.version_by_alias("retried", "champion").version == "1"
     assert len(registry.client.search_model_versions("name = 'retried'")) == 2
@@ -76,6 +87,7 @@ def test_without_a_task_id_every_registration_is_a_new_version(registry, model_d
     versions = [registry.register("untasked", model_dir, aliases=[]).version for _ in range(2)]
 
     assert versions == ["1", "2"]
+    assert TASK_TAG not in registry.client.get_model_version("untasked", "1").tags
     assert registry.version_by_alias("untasked", "champion") is None
     assert registry.version_by_alias("nobody", "champion") is None
 
