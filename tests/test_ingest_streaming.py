@@ -163,3 +163,46 @@ def test_bigquery_job_labels_follow_bigquerys_rules():
 
     assert _bq_label("Penguin Research/Team #1") == "penguin-research-team--1"
     assert _bq_label("x" * 70) == "x" * 63
+
+
+def test_a_bigquery_ingest_reports_its_staging_table_shards_and_progress(tmp_path, warehouse, caplog):
+    from components.ingest.ingest import run_ingest
+    from kfkit.adapters.bigquery import BigQueryAdapter
+    from tests.conftest import PENGUINS
+    from tests.test_bigquery_adapter import FakeClient, FakeReadClient, bq_schema
+
+    penguins = pa.Table.from_batches(list(warehouse.query_batches(PENGUINS)))
+    adapter = BigQueryAdapter("my-proj", "EU", client=FakeClient(bq_schema(penguins)), read_client=FakeReadClient(penguins))
+    outputs = {name: tmp_path / name for name in ("train", "eval", "test")}
+
+    with caplog.at_level("INFO", logger="kfkit.ingest"):
+        result = run_ingest(PENGUINS, outputs, split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}),
+                            label_column="species", backend="bigquery", adapter=adapter, shard_rows=100)
+
+    table = result.extra["table"]
+    assert table.startswith("ingest_") and len(table) == len("ingest_") + 16
+    assert result.extra == {"table_uri": f"https://www.googleapis.com/bigquery/v2/projects/my-proj/datasets/kfkit_staging/"
+                                         f"tables/{table}", "project": "my-proj", "dataset": "kfkit_staging", "table": table}
+    assert result.source_table == f"my-proj.kfkit_staging.{table}" and result.job_id == "kfkit_ingest_123"
+    assert result.shards["train"] == math.ceil(result.rows["train"] / 100) and result.shards["train"] > 1
+    assert result.schema == schema_description(pa.schema([(f.name, f.type) for f in penguins.schema]))
+    assert 0 < result.seconds < 600
+    progress = [m for m in caplog.messages if m.startswith("ingest: ")]
+    assert progress and progress[-1].startswith(f"ingest: {penguins.num_rows} rows streamed (")
+    assert progress[-1].endswith(" rows/s)") and float(progress[-1].split("(")[1].split()[0]) > 0
+
+
+def test_a_local_ingest_reports_its_shards_schema_and_time(tmp_path, shared_root, caplog):
+    from components.ingest.ingest import run_ingest
+    from tests.conftest import PENGUINS
+
+    outputs = {name: tmp_path / name for name in ("train", "test")}
+
+    with caplog.at_level("INFO", logger="kfkit.ingest"):
+        result = run_ingest(PENGUINS, outputs, split=SplitSpec({"train": 0.5, "test": 0.5}), label_column="species",
+                            local_root=str(shared_root), shard_rows=50)
+
+    assert result.shards == {name: math.ceil(result.rows[name] / 50) for name in outputs}
+    assert [c["name"] for c in result.schema][:2] == ["species", "island"]
+    assert 0 < result.seconds < 600 and result.source_table is None
+    assert any(m.startswith(f"ingest: {sum(result.rows.values())} rows streamed (") for m in caplog.messages)
