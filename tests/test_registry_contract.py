@@ -64,7 +64,9 @@ def test_the_registered_model_directory_is_the_kfkit_model_inside_mlflows_artifa
 
     assert version.model_dir.startswith(str(registry.root / "mlartifacts"))
     assert json.loads(open(f"{version.model_dir}/kfkit_model.json").read()) == {"label": "species"}
-    assert registry.version_by_alias("located", "champion").model_dir == version.model_dir
+    champion = registry.version_by_alias("located", "champion")
+    assert (champion.name, champion.version, champion.run_id) == ("located", "1", version.run_id)
+    assert champion.model_dir == version.model_dir and champion.created is False
 
 
 def test_a_retried_task_reuses_its_version_and_sets_the_aliases_again(registry, model_dir, caplog):
@@ -108,18 +110,20 @@ def test_a_pipeline_run_is_tracked_in_its_own_experiment_and_linked_to_the_versi
     summary.write_text("{}")
 
     experiment, run_id = registry.track_pipeline_run(
-        "training", "kfkit-training-1", params={"epochs": 3, "hidden_units": [8, 4], "query": "SELECT 1"},
+        "training", "kfkit-training-1", params={"epochs": 3, "hidden_units": [8, 4], "query": "q" * 7000},
         metrics={"seconds": 12.5}, tags={"kfkit.status": "succeeded"}, artifacts=[reports, summary, tmp_path / "none"],
         registered=("tracked", version.version))
 
     run = registry.client.get_run(run_id)
     assert registry.client.get_experiment(experiment).name == "kfkit-training"
     assert run.info.run_name == "kfkit-training-1"
-    assert run.data.params == {"epochs": "3", "hidden_units": "[8, 4]", "query": "SELECT 1"}
+    assert run.info.experiment_id == experiment
+    assert run.data.params == {"epochs": "3", "hidden_units": "[8, 4]", "query": "q" * 6000}  # MLflow's limit
     assert run.data.metrics == {"seconds": 12.5}
     assert run.data.tags["kfkit.status"] == "succeeded"
     assert run.data.tags["kfkit.registered_version"] == "models:/tracked/1"
     assert sorted(a.path for a in registry.client.list_artifacts(run_id)) == ["reports", "summary.json"]
+    assert [a.path for a in registry.client.list_artifacts(run_id, "reports")] == ["reports/index.html"]
     assert registry.client.get_model_version("tracked", "1").tags["kfkit.pipeline_run"] == run_id
     # a second run of the same pipeline goes to the same experiment
     assert registry.track_pipeline_run("training", "kfkit-training-2", params={}, metrics={}, tags={},
