@@ -43,6 +43,7 @@ MODULES: dict[str, tuple[list[str], str]] = {
                          "tests/test_server_fast.py::test_a_one_percent_version_still_gets_its_share",
                          "tests/test_server_fast.py::test_the_same_seed_routes_the_same_way_and_the_revision_is_kept"],
                         r"Router"),
+    "kfkit/http_app.py": (["tests/test_http_app.py"], r"make_app|parse_body|check_values|Metrics|_reject_constant"),
     "kfkit/adapters/mlflow_registry.py": (["tests/test_registry_contract.py"], ""),
     "kfkit/tfdv.py": (["tests/test_tfdv_edges.py"] + [f"tests/test_drift.py::{name}" for name in (
         "test_numeric_js_divergence_matches_tfdv_reference_on_random_data",
