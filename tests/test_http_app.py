@@ -75,7 +75,7 @@ def test_a_content_length_that_is_not_a_number_is_400(app):
     scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [(b"content-length", b"ten")]}
     asyncio.run(app(scope, receive, send))
 
-    assert sent[0]["status"] == 400 and b"Content-Length is not a number" in sent[1]["body"]
+    assert sent[0]["status"] == 400 and sent[1]["body"] == b'{"error":"Content-Length is not a number"}'
 
 
 def test_a_stalled_body_is_408_and_closes(app, monkeypatch):
@@ -277,3 +277,33 @@ def test_the_metrics_text_is_prometheus_exposition_format():
     assert 'kfkit_predict_latency_seconds_bucket{le="0.025"} 1' in text
     assert 'kfkit_predict_latency_seconds_bucket{le="0.01"} 0' in text
     assert "kfkit_predict_latency_seconds_sum 0.02" in text
+
+
+@pytest.mark.parametrize("method, path, allow", [("GET", "/predict", "POST"), ("POST", "/health", "GET"),
+                                                 ("DELETE", "/metrics", "GET"), ("HEAD", "/predict", "POST")])
+def test_a_wrong_method_is_405_naming_the_right_one(app, method, path, allow):
+    status, headers, payload = call(app, method, path)
+
+    assert status == 405 and headers["allow"] == allow
+    assert payload == {"error": f"{method} is not allowed on {path}; use {allow}"}
+
+
+def test_answers_carry_their_exact_length_and_the_log_names_a_missing_client_and_model(caplog):
+    import json
+
+    app = http_app.make_app(StandIn(answer={"predictions": [1]}))
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body_of_size(300), "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level("INFO", logger="kfkit.access"):
+        asyncio.run(app({"type": "http", "method": "POST", "path": "/predict", "headers": []}, receive, send))
+
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 200 and int(headers[b"content-length"]) == len(sent[1]["body"])
+    line = json.loads(caplog.records[-1].getMessage())
+    assert (line["client"], line["deployed_model"]) == ("", "")
