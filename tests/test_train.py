@@ -1,5 +1,7 @@
 import json
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -165,3 +167,64 @@ def test_only_integer_or_string_columns_can_be_categorical(taxi):
     _, v = taxi
     with pytest.raises(ConfigError, match="categorical_columns: 'trip_miles' is DOUBLE"):
         build_spec(v.statistics, v.schema, "tipped", categorical=["trip_miles"])
+
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = """
+import json, sys
+import components.train.train as t
+
+real = t.strategy_from_env
+
+
+def recording():
+    strategy = real()
+    print("STRATEGY", type(strategy).__name__, strategy.num_replicas_in_sync, flush=True)
+    return strategy
+
+
+t.strategy_from_env = recording
+statistics, schema = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+t.train(sys.argv[3], sys.argv[4], statistics, schema, "species", sys.argv[5], t.Hyperparameters(epochs=2, seed=7))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "multi-worker training is broken: with MultiWorkerMirroredStrategy, Keras 3's fit hands the model "
+    "PerReplica feature dicts ('Attempt to convert a value ... PerReplica'); found by this test, see issue 14's note"))
+def test_two_local_workers_train_one_model_together_from_tf_config(penguin_splits, penguin_validation, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    (tmp_path / "stats.json").write_text(json.dumps(penguin_validation.statistics))
+    (tmp_path / "schema.json").write_text(json.dumps(penguin_validation.schema))
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   TF_CPP_MIN_LOG_LEVEL="2")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / "stats.json"), str(tmp_path / "schema.json"),
+             str(penguin_splits["train"]), str(penguin_splits["eval"]), str(tmp_path / f"model-{index}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO))
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=300)[0])
+    finally:
+        for worker in workers:
+            worker.kill()
+
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)[-3000:]
+    assert all("STRATEGY MultiWorkerMirroredStrategy 2" in out for out in outputs)
+    # synchronous data-parallel training: both workers end with the same weights
+    test = ds.dataset(penguin_splits["test"]).to_table()
+    scores = [LoadedModel(tmp_path / f"model-{i}").predict_table(test)["scores"] for i in range(2)]
+    assert np.allclose(scores[0], scores[1], atol=1e-6)
