@@ -124,7 +124,8 @@ def main() -> int:
     log_dir = Path(args.logs)
     log_dir.mkdir(parents=True, exist_ok=True)
     equivalent = equivalent_mutants()
-    rows, below = [], []
+    all_killed = all_counted = 0
+    below = []
     for module in args.modules or list(MODULES):
         started = time.perf_counter()
         tests, scope = MODULES[module]
@@ -135,16 +136,15 @@ def main() -> int:
         untested = sum(1 for s in counted.values() if s == "no tests")
         other = len(counted) - killed - survived - untested
         ratio = killed / len(counted) if counted else 0.0
-        rows.append((module, len(statuses), len(statuses) - len(counted), killed, survived, untested, other, ratio,
-                     time.perf_counter() - started))
+        all_killed, all_counted = all_killed + killed, all_counted + len(counted)
         if ratio < TARGET:
             below.append(module)
         label = module + (f" ({scope.replace('x_', '')})" if scope else "")
         print(f"{label:<36} {ratio:6.1%} killed ({killed}/{len(counted)}; {survived} survived, {untested} untested, "
-              f"{other} other; {len(statuses) - len(counted)} equivalent) in {rows[-1][-1]:.0f}s", flush=True)
-    total = sum(r[3] for r in rows), sum(r[1] - r[2] for r in rows)
-    print(f"\n{'all':<36} {total[0] / max(total[1], 1):6.1%} killed ({total[0]}/{total[1]}); target {TARGET:.0%} per module; "
-          f"survivors with their diffs: {log_dir}/*.survivors.txt")
+              f"{other} other; {len(statuses) - len(counted)} equivalent) in {time.perf_counter() - started:.0f}s",
+              flush=True)
+    print(f"\n{'all':<36} {all_killed / max(all_counted, 1):6.1%} killed ({all_killed}/{all_counted}); "
+          f"target {TARGET:.0%} per module; survivors with their diffs: {log_dir}/*.survivors.txt")
     if below:
         print("below the target: " + ", ".join(below))
     return 1 if below else 0

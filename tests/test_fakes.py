@@ -42,10 +42,14 @@ def test_vertex_fakes_refuse_wrong_keywords_and_attributes():
         ai.Model.upload(display_name="m", is_default=True)
     with pytest.raises(TypeError, match="filters"):
         ai.Model.list(filters='display_name="m"')
+    with pytest.raises(TypeError, match="display_nam"):
+        ai.Endpoint.create(display_nam="penguins")
     with pytest.raises(TypeError, match="traffic_percent"):
         FakeEndpoint(rec).deploy(model=FakeModel(rec), traffic_percent=10)
     with pytest.raises(AttributeError):
         FakeModel(rec).aliases = ["champion"]  # not an attribute of aiplatform.Model
+    with pytest.raises(AttributeError, match="description"):
+        FakeEndpoint(rec).description  # not an attribute of aiplatform.Endpoint  # noqa: B018
 
 
 def test_the_fakes_are_built_from_the_real_classes():

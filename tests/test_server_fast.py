@@ -86,23 +86,6 @@ def test_a_body_is_served_up_to_exactly_the_limit_and_refused_one_byte_over(app,
     assert call(app, "POST", "/predict", body_of_size(200))[0] == 200
 
 
-def test_an_unknown_route_is_404_naming_the_routes(app):
-    status, _, payload = call(app, "GET", "/v1/models")
-
-    assert status == 404
-    assert payload == {"error": "no route /v1/models; use GET /health or POST /predict"}
-
-
-@pytest.mark.parametrize("method, path, allow", [("GET", "/predict", "POST"), ("POST", "/health", "GET"),
-                                                 ("DELETE", "/metrics", "GET")])
-def test_a_wrong_method_is_405_with_allow(app, method, path, allow):
-    status, headers, payload = call(app, method, path)
-
-    assert status == 405
-    assert headers["allow"] == allow
-    assert payload["error"] == f"{method} is not allowed on {path}; use {allow}"
-
-
 def test_health_answers_get_and_head(app):
     assert call(app, "GET", "/health")[0] == 200
     assert call(app, "HEAD", "/health")[0] == 200

@@ -70,7 +70,7 @@ def test_linf_of_an_empty_distribution_is_refused_as_in_tfdv(a, b):
         tfdv.linf(a, b)
 
 
-def test_divergence_of_an_empty_side_is_refused_and_identical_counts_are_zero():
+def test_divergence_refuses_an_empty_side_reads_counts_as_floats_and_caps_at_one():
     with pytest.raises(ValueError, match="^Unable to normalize an empty histogram$"):
         tfdv.divergence([0, 0], [1, 2])
     with pytest.raises(ValueError, match="^Unable to normalize an empty histogram$"):
@@ -80,6 +80,9 @@ def test_divergence_of_an_empty_side_is_refused_and_identical_counts_are_zero():
     # integer counts are read as floats: no integer division
     assert tfdv.divergence([1, 2], [2, 1]) == pytest.approx(
         ref.jensen_shannon_divergence(ref.Hist([[0, 1, 1], [1, 2, 2]]), ref.Hist([[0, 1, 2], [1, 2, 1]])))
+    assert tfdv.divergence([1, 2], [3, 4]) == pytest.approx(
+        ref.jensen_shannon_divergence(ref.Hist([[0, 1, 1], [1, 2, 2]]), ref.Hist([[0, 1, 3], [1, 2, 4]])))
+    assert tfdv.divergence([5, 0, 0], [0, 0, 7]) == 1.0
 
 
 def test_top_k_keeps_the_most_frequent_and_breaks_ties_by_value():
@@ -127,9 +130,3 @@ def test_a_nan_only_on_one_side_still_gets_both_nan_buckets():
 def test_json_writes_infinities_by_their_sign():
     assert tfdv.Histogram([(-INF, 0.5, 1.0), (0.5, INF, 1.0)]).to_json()["buckets"] == [["-inf", 0.5, 1.0],
                                                                                        [0.5, "inf", 1.0]]
-
-
-def test_divergence_reads_counts_as_floats_and_caps_at_one():
-    assert tfdv.divergence([1, 2], [3, 4]) == pytest.approx(
-        ref.jensen_shannon_divergence(ref.Hist([[0, 1, 1], [1, 2, 2]]), ref.Hist([[0, 1, 3], [1, 2, 4]])))
-    assert tfdv.divergence([5, 0, 0], [0, 0, 7]) == 1.0

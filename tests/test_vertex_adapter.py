@@ -220,19 +220,6 @@ def test_champion_is_found_by_alias_and_read_through_the_gcs_mount():
     assert path == "/gcs/bucket/model"
 
 
-def test_the_fakes_reject_an_argument_the_real_sdk_does_not_take():
-    rec = Recorder()
-    ai = fake_aiplatform(rec)
-    endpoint = FakeEndpoint(rec)
-
-    with pytest.raises(TypeError, match="traffic_percent"):
-        endpoint.deploy(model=FakeModel(rec), traffic_percent=10)
-    with pytest.raises(TypeError, match="display_nam"):
-        ai.Endpoint.create(display_nam="penguins")
-    with pytest.raises(AttributeError, match="description"):
-        endpoint.description  # not an attribute of aiplatform.Endpoint  # noqa: B018
-
-
 def test_model_lookups_send_exactly_vertexs_filter_and_order_strings():
     rec = Recorder()
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
