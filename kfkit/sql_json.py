@@ -147,4 +147,34 @@ def to_json_string_udf(json_text: pa.Array, type_text: pa.Array) -> pa.Array:
 
 
 def double_to_string_udf(values: pa.Array) -> pa.Array:
-    return pa.array([None if v is None else double_to_string(v) for v in values.to_pylist()], type=pa.string())
+    return doubles_to_strings(values)
+
+
+def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """double_to_string over a float array, nulls kept: Arrow's cast where it spells the same, Python elsewhere.
+
+    Arrow casts a double to its shortest round-trip spelling; ZetaSQL prints %.15g, or %.17g where
+    15 digits do not round-trip. The two agree unless the shortest spelling needs 16 or more
+    significant digits, or either uses an exponent (they place it differently), or the value is
+    below 1e-4 (%g's exponent threshold); only those rows are formatted in Python.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    values = values.cast(pa.float64())
+    text = pc.cast(values, pa.string())
+    digits = pc.utf8_length(pc.replace_substring_regex(
+        pc.replace_substring_regex(text, r"e.*$|[-.]", ""), r"^0+", ""))
+    magnitude = pc.abs(values)
+    risky = pc.or_(pc.or_(pc.greater_equal(digits, 16), pc.match_substring(text, "e")),
+                   pc.and_(pc.less(magnitude, 1e-4), pc.not_equal(magnitude, 0.0)))
+    rows = np.flatnonzero(risky.fill_null(False).to_numpy(zero_copy_only=False))
+    if rows.size == 0:
+        return text
+    out = text.to_pylist()
+    floats = values.to_numpy(zero_copy_only=False)
+    for row in rows:
+        out[row] = double_to_string(float(floats[row]))
+    return pa.array(out, type=pa.string())

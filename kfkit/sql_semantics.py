@@ -41,6 +41,8 @@ MACROS = [
     # CAST(FLOAT64 AS STRING) is ZetaSQL's RoundTripDoubleToString (%.15g unless it does not round-trip)
     """CREATE OR REPLACE MACRO bq_string(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN bq_double_to_string(TRY_CAST(x AS DOUBLE))
+         WHEN typeof(x) LIKE 'DECIMAL%' THEN regexp_replace(regexp_replace(CAST(x AS VARCHAR),
+              '(\\.[0-9]*?)0+$', '\\1'), '\\.$', '')
          ELSE CAST(x AS VARCHAR) END""",
     # x / y is FLOAT64 and an error when y is 0 (IEEE_DIVIDE gives inf/NaN, SAFE_DIVIDE NULL)
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
@@ -130,6 +132,7 @@ REFUSED_FUNCTIONS = {
     "NET.REG_DOMAIN": "REGEXP_EXTRACT on the host",
     "NET.PUBLIC_SUFFIX": "REGEXP_EXTRACT on the host",
     "PARSE_BIGNUMERIC": "PARSE_NUMERIC or CAST(x AS NUMERIC)",
+    "BIGNUMERIC": "NUMERIC (38 digits, 9 after the point); DuckDB has no 76-digit decimal",
     "RANGE_BUCKET": "a CASE expression over the boundaries",
     "GENERATE_TIMESTAMP_ARRAY": "GENERATE_DATE_ARRAY and TIMESTAMP(date)",
 }
@@ -152,6 +155,8 @@ def refusals(tree: exp.Expression, sql: str) -> None:
         name = None
         if isinstance(node, exp.ApproxDistinct):
             name = "APPROX_COUNT_DISTINCT"
+        elif isinstance(node, exp.DataType) and node.this == exp.DataType.Type.BIGDECIMAL:
+            name = "BIGNUMERIC"
         elif isinstance(node, exp.ApproxQuantile) or type(node).__name__ == "ApproxQuantiles":
             name = "APPROX_QUANTILES"
         elif isinstance(node, exp.Anonymous):
@@ -440,6 +445,9 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 # an integer literal is INT64 in BigQuery; DuckDB would make it an INTEGER (overflow at 2^31)
                 return exp.Cast(this=node.copy(), to=exp.DataType.build("BIGINT"))
             return node
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.DECIMAL and not node.expressions:
+            # BigQuery's NUMERIC (and DECIMAL) is NUMERIC(38, 9); DuckDB's bare DECIMAL is (18, 3)
+            return exp.DataType.build("DECIMAL(38, 9)")
         if isinstance(node, exp.Null) and isinstance(node.parent, (exp.DPipe, exp.Concat)):
             return exp.Cast(this=node.copy(), to=exp.DataType.build("VARCHAR"))
         if isinstance(node, (exp.DateAdd, exp.DateSub)):

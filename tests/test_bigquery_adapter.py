@@ -18,12 +18,21 @@ from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
 
 @bound_to(bigquery.QueryJob)
 class FakeJob:
-    def __init__(self, schema):
+    def __init__(self, schema, rows=None):
         self.schema = schema
+        self.rows = rows
         self.job_id = "kfkit_ingest_123"
+        self.self_link = "https://www.googleapis.com/bigquery/v2/projects/my-proj/jobs/kfkit_ingest_123?location=US"
+        self.total_bytes_processed = 1000
 
     def result(self):
-        return self
+        return self if self.rows is None else self.rows
+
+    def done(self, retry=None, timeout=128, reload=True):
+        return True
+
+    def cancel(self, client=None, retry=None, timeout=None):
+        return True
 
 
 @bound_to(bigquery.Client)
@@ -41,6 +50,9 @@ class FakeClient:
 
     def create_dataset(self, dataset, exists_ok=False):
         self.calls.append(("create_dataset", dataset, exists_ok))
+
+    def get_table(self, table, retry=None, timeout=None):
+        return SimpleNamespace(num_rows=1, num_bytes=1)
 
 
 @bound_to(BigQueryReadClient)
@@ -167,7 +179,7 @@ def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters()
             self.calls.append(("query", sql, job_config, location, job_id_prefix))
             table = pa.table({"request_payload": [[_json.dumps({"instances": [{"x": 1.0}, {"x": 2.0}]})]],
                               "response_payload": [[_json.dumps({"predictions": [{"classes": "a"}, {"classes": "b"}]})]]})
-            return SimpleNamespace(result=lambda: SimpleNamespace(to_arrow=lambda bqstorage_client: table))
+            return FakeJob([], rows=SimpleNamespace(to_arrow=lambda bqstorage_client: table))
 
     client = LogClient([])
     adapter = BigQueryAdapter("p", "US", client=client, read_client=object())
@@ -228,7 +240,7 @@ def test_small_queries_are_read_as_arrow_in_the_adapters_location_with_standard_
     class Small(FakeClient):
         def query(self, sql, job_config=None, location=None, job_id_prefix=None):
             self.calls.append(("query", sql, job_config, location, job_id_prefix))
-            return SimpleNamespace(result=lambda: SimpleNamespace(
+            return FakeJob([], rows=SimpleNamespace(
                 to_arrow=lambda bqstorage_client: self.calls.append(("to_arrow", bqstorage_client)) or table))
 
     client, reader = bound_to(bigquery.Client)(Small)([]), FakeReadClient(table)

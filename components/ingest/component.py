@@ -15,6 +15,7 @@ def bigquery_query_to_dataset(
     eval_data: Output[Dataset],
     test_data: Output[Dataset],
     destination_table: Output[BQTable],
+    gcp_resources: dsl.OutputPath(str),
     query_parameters: dict = {},
     backend: str = "local",
     project: str = "",
@@ -27,6 +28,8 @@ def bigquery_query_to_dataset(
     shard_rows: int = 1000000,
     staging_dataset: str = "kfkit_staging",
     job_labels: dict = {},
+    maximum_bytes_billed: int = 1000000000000,
+    export_threshold_bytes: int = 1000000000,
 ) -> str:
     """Runs a BigQuery query and writes its rows, split deterministically, as Parquet datasets.
 
@@ -46,7 +49,12 @@ def bigquery_query_to_dataset(
         shard_rows: Most rows per Parquet shard.
         staging_dataset: BigQuery dataset for the query's destination table (created if missing,
             tables expire after 7 days).
-        job_labels: Labels added to the BigQuery job.
+        job_labels: Labels added to the BigQuery jobs.
+        maximum_bytes_billed: Most bytes any one BigQuery job of this step may bill (default 1 TB);
+            the query's dry-run estimate is checked first, and a query over it is refused, naming it.
+        export_threshold_bytes: From this query result size on, and when the outputs are on Cloud
+            Storage, BigQuery itself splits the rows and exports them as Parquet shards (EXPORT
+            DATA); a smaller result is streamed through this step (quicker for small data).
 
     Returns:
         train_data: Training split, a directory of Parquet shards; metadata holds rows, shards, schema.
@@ -54,6 +62,8 @@ def bigquery_query_to_dataset(
         test_data: Test split, same layout.
         destination_table: The query's destination table (google.BQTable); on the local backend
             its metadata names the local warehouse instead.
+        gcp_resources: The BigQuery jobs this step started, in Google Cloud Pipeline Components'
+            GcpResources JSON (empty on the local backend); cancelling the run cancels them.
         Output: the data snapshot id (row count and the order-independent sum of the rows' split-key
             fingerprints): the same rows give the same id on either backend.
     """
@@ -68,12 +78,13 @@ def bigquery_query_to_dataset(
                         split=split, label_column=label_column, backend=backend,
                         query_parameters=query_parameters, project=project, location=location,
                         local_root=local_root, shard_rows=shard_rows, staging_dataset=staging_dataset,
-                        labels=job_labels)
+                        labels=job_labels, maximum_bytes_billed=maximum_bytes_billed,
+                        export_threshold_bytes=export_threshold_bytes, gcp_resources=gcp_resources)
     for name, artifact in outputs.items():
         artifact.metadata.update({"split": name, "rows": result.rows[name], "shards": result.shards[name],
                                   "snapshot": result.snapshot,
                                   "format": "parquet", "schema": result.schema, "label": label_column,
-                                  "backend": backend})
+                                  "backend": backend, "written_by": result.extra.get("path", "streamed")})
     if result.source_table:
         destination_table.uri = result.extra["table_uri"]
         destination_table.metadata.update({"projectId": result.extra["project"],

@@ -32,6 +32,7 @@ from kfkit import sql as bqsql
 from kfkit.atomic import commit_dirs
 from kfkit.config import check_backend
 from kfkit.errors import ConfigError, IngestError
+from kfkit.sql_json import doubles_to_strings
 
 log = logging.getLogger("kfkit.ingest")
 
@@ -39,6 +40,9 @@ BUCKETS = 10_000
 SPLIT_NAMES = ("train", "eval", "test")
 ALL_COLUMNS = "*"
 KEY_SEPARATOR = "\x1f"
+GCS_FUSE_ROOT = "/gcs"  # where a Vertex AI step sees Cloud Storage (gs://bucket/x is /gcs/bucket/x)
+DEFAULT_MAXIMUM_BYTES_BILLED = 1_000_000_000_000  # 1 TB, about $6 at on-demand prices, per job
+DEFAULT_EXPORT_THRESHOLD_BYTES = 1_000_000_000  # from 1 GB BigQuery exports; below, streaming is quicker
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,9 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
         column = batch.column(name)
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
-        if not pa.types.is_string(column.type):
+        if pa.types.is_floating(column.type):  # spelled as BigQuery's CAST(FLOAT64 AS STRING) spells it
+            column = doubles_to_strings(column)
+        elif not pa.types.is_string(column.type):
             column = pc.cast(column, pa.string())
         parts.append(column)
     if len(parts) == 1:
@@ -264,8 +270,15 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                project: str = "", location: str = "US", local_root: str | None = None,
                shard_rows: int = 1_000_000, staging_dataset: str = "kfkit_staging",
                labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_",
-               adapter=None, warehouse=None) -> IngestResult:
-    """Run `query` on `backend` and write one Parquet dataset per split to `outputs[split]`."""
+               maximum_bytes_billed: int = DEFAULT_MAXIMUM_BYTES_BILLED,
+               export_threshold_bytes: int = DEFAULT_EXPORT_THRESHOLD_BYTES, gcs_fuse_root: str = GCS_FUSE_ROOT,
+               gcp_resources: str | None = None, adapter=None, warehouse=None) -> IngestResult:
+    """Run `query` on `backend` and write one Parquet dataset per split to `outputs[split]`.
+
+    On BigQuery, a result of at least export_threshold_bytes whose outputs are on Cloud Storage (the
+    /gcs/ mount of a Vertex AI step) is split and exported by BigQuery itself; a smaller one, or one
+    whose outputs are local (hybrid mode), is streamed through this process.
+    """
     started = time.perf_counter()
     check_backend(backend)
     params = dict(query_parameters or {})
@@ -276,7 +289,10 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
         log.info("ingest: %d rows streamed (%.0f rows/s)", rows, rows / max(time.perf_counter() - started, 1e-9))
 
     if backend == "local":
+        from kfkit.cloud_jobs import CloudJobs
         from kfkit.warehouse import LocalWarehouse
+        if gcp_resources:
+            CloudJobs(gcp_resources)  # no cloud job: an empty gcp_resources, as GCPC writes none
         warehouse = warehouse or LocalWarehouse(local_root, project=project or bqsql.DEFAULT_LOCAL_PROJECT)
         warehouse.ensure_sample_data()
         schema = warehouse.describe(query, params)
@@ -285,17 +301,64 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                                                   shard_rows, report)
         return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started, snapshot)
 
-    from kfkit.adapters.bigquery import BigQueryAdapter, TableRef
-    adapter = adapter or BigQueryAdapter(project, location)
-    schema = adapter.dry_run(query, params)
-    check_columns(schema, label_column, split)
-    adapter.ensure_dataset(staging_dataset)
-    destination = TableRef(adapter.project, staging_dataset, f"ingest_{uuid.uuid4().hex[:16]}")
-    job_labels = {"kfkit-component": "ingest", **{_bq_label(k): _bq_label(v) for k, v in (labels or {}).items()}}
-    job = adapter.query_to_table(query, destination, params, labels=job_labels, job_id_prefix=job_id_prefix)
-    rows, shards, snapshot = stream_to_splits(adapter.read_table(destination), schema, split, outputs,
-                                              shard_rows, report)
+    from kfkit.adapters.bigquery import BigQueryAdapter, TableRef, human_bytes
+    from kfkit.cloud_jobs import CloudJobs
+    if adapter is None:
+        adapter = BigQueryAdapter(project, location, jobs=CloudJobs(gcp_resources),
+                                  maximum_bytes_billed=maximum_bytes_billed)
+    with adapter.jobs:
+        schema, estimate = adapter.check_cost(query, params)
+        check_columns(schema, label_column, split)
+        adapter.ensure_dataset(staging_dataset)
+        destination = TableRef(adapter.project, staging_dataset, f"ingest_{uuid.uuid4().hex[:16]}")
+        job_labels = {"kfkit-component": "ingest",
+                      **{_bq_label(k): _bq_label(v) for k, v in (labels or {}).items()}}
+        job = adapter.query_to_table(query, destination, params, labels=job_labels, job_id_prefix=job_id_prefix)
+        table_rows, table_bytes = adapter.table_size(destination)
+        uris = {name: gcs_uri(outputs[name], gcs_fuse_root) for name in split.fractions}
+        exported = all(uris.values()) and table_bytes >= export_threshold_bytes
+        log.info("ingest: the query result is %d rows, %s: %s", table_rows, human_bytes(table_bytes),
+                 "BigQuery splits and exports it" if exported else "streaming it through this step")
+        if exported:
+            rows, shards, snapshot = export_splits(adapter, destination, schema, split, outputs, uris, job_labels)
+        else:
+            rows, shards, snapshot = stream_to_splits(adapter.read_table(destination), schema, split, outputs,
+                                                      shard_rows, report)
     return IngestResult(rows, shards, schema_description(schema), time.perf_counter() - started, snapshot,
                         source_table=destination.full_id, job_id=getattr(job, "job_id", None),
                         extra={"table_uri": destination.api_uri, "project": destination.project,
-                               "dataset": destination.dataset, "table": destination.table})
+                               "dataset": destination.dataset, "table": destination.table,
+                               "bytes_processed_estimate": estimate, "result_bytes": table_bytes,
+                               "path": "bigquery-export" if exported else "streamed"})
+
+
+def gcs_uri(path: str | Path, fuse_root: str = GCS_FUSE_ROOT) -> str | None:
+    """gs://bucket/x for a path under the Cloud Storage mount (fuse_root/bucket/x), else None."""
+    text, root = str(path), fuse_root.rstrip("/") + "/"
+    if text.startswith("gs://"):
+        return text
+    return "gs://" + text[len(root):] if text.startswith(root) else None
+
+
+def export_splits(adapter, table, schema: pa.Schema, split: SplitSpec, outputs: dict[str, str | Path],
+                  uris: dict[str, str], labels: dict[str, str]) -> tuple[dict[str, int], dict[str, int], str]:
+    """Split `table` and export each split as Parquet shards with BigQuery jobs; no row passes through here."""
+    from components.ingest import bigquery_split as bq
+    names = list(split.fractions)
+    ranges = bq.bucket_ranges(split.upper_bounds(), names)
+    summary = pa.Table.from_batches(adapter.query_to_arrow(
+        bq.summary_sql(table.full_id, schema, split.key_columns, ranges),
+        labels={**labels, "kfkit-stage": "split-summary"}, what="split summary query")).to_pylist()[0]
+    total = int(summary["row_count"])
+    if total == 0:
+        raise IngestError("the query returned no rows: check its WHERE clause and query parameters")
+    rows, shards = {}, {}
+    for name in names:
+        low, high = ranges[name]
+        select = bq.split_select_sql(table.full_id, schema, split.key_columns, low, high)
+        adapter.run_query(bq.export_sql(select, uris[name]), labels={**labels, "kfkit-stage": f"export-{name}"},
+                          job_id_prefix=f"kfkit_export_{name}_", what=f"export of the {name} split")
+        rows[name] = int(summary[f"rows_{name}"])
+        local = Path(outputs[name])  # the same prefix through the Cloud Storage mount
+        shards[name] = len(list(local.glob("*.parquet"))) if local.is_dir() else 0
+    return rows, shards, bq.snapshot_id(total, summary["fingerprint_sum"])

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pyarrow as pa
 
+from kfkit.cloud_jobs import bigquery_job_uri
 from kfkit.errors import QueryError
+
+log = logging.getLogger("kfkit.bigquery")
 
 STAGING_TABLE_EXPIRATION_MS = 7 * 24 * 3600 * 1000
 
@@ -72,15 +76,26 @@ def query_parameters(params: dict[str, Any] | None) -> list:
 
 
 class BigQueryAdapter:
-    """Runs kfkit's BigQuery work for one project and location."""
+    """Runs kfkit's BigQuery work for one project and location.
 
-    def __init__(self, project: str, location: str = "US", client=None, read_client=None):
+    Jobs are started asynchronously and polled (kfkit.cloud_jobs): each is in the step's
+    gcp_resources as soon as it exists and is cancelled if the pipeline run is. Every job carries
+    maximum_bytes_billed, so BigQuery itself refuses one that would bill more.
+    """
+
+    def __init__(self, project: str, location: str = "US", client=None, read_client=None, jobs=None,
+                 maximum_bytes_billed: int | None = None):
         if not project:
             raise QueryError("project is required for the bigquery backend (the project that runs the jobs)")
+        if maximum_bytes_billed is not None and maximum_bytes_billed <= 0:
+            raise QueryError(f"maximum_bytes_billed must be a positive number of bytes, got {maximum_bytes_billed}")
+        from kfkit.cloud_jobs import CloudJobs
         self.project = project
         self.location = location
         self._client = client
         self._read_client = read_client
+        self.jobs = jobs or CloudJobs()
+        self.maximum_bytes_billed = maximum_bytes_billed
 
     @property
     def client(self):
@@ -101,13 +116,16 @@ class BigQueryAdapter:
         if isinstance(exc, gexc.NotFound):
             return QueryError(f"BigQuery {sql_kind} failed, not found: {exc.message}")
         if isinstance(exc, gexc.BadRequest):
+            if "bytesBilledLimitExceeded" in str(exc) or "bytes billed" in str(exc.message).lower():
+                return QueryError(f"BigQuery refused the {sql_kind}: it would bill more than "
+                                  f"maximum_bytes_billed={self.maximum_bytes_billed:,} bytes ({exc.message})")
             return QueryError(f"BigQuery rejected the query: {exc.message}")
         if isinstance(exc, gexc.Forbidden):
             return QueryError(f"BigQuery denied access: {exc.message}")
         return QueryError(f"BigQuery {sql_kind} failed: {exc}")
 
-    def dry_run(self, sql: str, params: dict[str, Any] | None = None) -> pa.Schema:
-        """Validate the query (syntax, tables, parameters) and return its result schema; free."""
+    def estimate(self, sql: str, params: dict[str, Any] | None = None) -> tuple[pa.Schema, int]:
+        """Dry run (free): validate the query and return its result schema and the bytes it would process."""
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
         config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False,
@@ -116,7 +134,23 @@ class BigQueryAdapter:
             job = self.client.query(sql, job_config=config, location=self.location)
         except gexc.GoogleAPICallError as exc:
             raise self._wrap(exc, "dry run") from exc
-        return schema_to_arrow(job.schema or [])
+        return schema_to_arrow(job.schema or []), int(job.total_bytes_processed or 0)
+
+    def dry_run(self, sql: str, params: dict[str, Any] | None = None) -> pa.Schema:
+        """Validate the query (syntax, tables, parameters) and return its result schema; free."""
+        return self.estimate(sql, params)[0]
+
+    def check_cost(self, sql: str, params: dict[str, Any] | None = None) -> tuple[pa.Schema, int]:
+        """The dry run's schema and bytes, or QueryError naming the estimate when it exceeds the cap."""
+        schema, processed = self.estimate(sql, params)
+        log.info("BigQuery dry run: the query would process %s", human_bytes(processed))
+        if self.maximum_bytes_billed is not None and processed > self.maximum_bytes_billed:
+            raise QueryError(
+                f"the query would process {human_bytes(processed)} ({processed:,} bytes, BigQuery's dry-run "
+                f"estimate), more than maximum_bytes_billed={self.maximum_bytes_billed:,} "
+                f"({human_bytes(self.maximum_bytes_billed)}); nothing was run: narrow the query (fewer "
+                "columns, a partition filter) or raise maximum_bytes_billed")
+        return schema, processed
 
     def ensure_dataset(self, dataset: str) -> None:
         from google.cloud import bigquery
@@ -126,26 +160,38 @@ class BigQueryAdapter:
         ds.labels = {"created-by": "kfkit"}
         self.client.create_dataset(ds, exists_ok=True)
 
+    def run_query(self, sql: str, *, destination: "TableRef | None" = None, params: dict[str, Any] | None = None,
+                  labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_", what: str = "query job"):
+        """Start a query job, record it in gcp_resources, poll it to the end and return the finished job."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import bigquery
+        config = bigquery.QueryJobConfig(use_legacy_sql=False, labels=dict(labels or {}),
+                                         query_parameters=query_parameters(params))
+        if self.maximum_bytes_billed is not None:
+            config.maximum_bytes_billed = self.maximum_bytes_billed
+        if destination is not None:
+            config.destination = destination.full_id
+            config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
+            config.create_disposition = bigquery.CreateDisposition.CREATE_IF_NEEDED
+        try:
+            job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
+            uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
+            self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
+            job.result()  # raises the job's own error, if it ended with one
+        except gexc.GoogleAPICallError as exc:
+            raise self._wrap(exc, what) from exc
+        return job
+
     def query_to_table(self, sql: str, destination: TableRef, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_"):
         """Run the query into `destination` (replaced), wait, and return the finished job."""
-        from google.api_core import exceptions as gexc
-        from google.cloud import bigquery
-        config = bigquery.QueryJobConfig(
-            destination=destination.full_id,
-            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-            use_legacy_sql=False,
-            labels=dict(labels or {}),
-            query_parameters=query_parameters(params),
-        )
-        try:
-            job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix,
-                                    location=self.location)
-            job.result()
-        except gexc.GoogleAPICallError as exc:
-            raise self._wrap(exc, "query job") from exc
-        return job
+        return self.run_query(sql, destination=destination, params=params, labels=labels,
+                              job_id_prefix=job_id_prefix)
+
+    def table_size(self, table: TableRef) -> tuple[int, int]:
+        """(rows, bytes) of a table, from its metadata."""
+        found = self.client.get_table(table.full_id)
+        return int(found.num_rows or 0), int(found.num_bytes or 0)
 
     def read_table(self, table: TableRef, max_streams: int = 4) -> Iterator[pa.RecordBatch]:
         """Stream a table as Arrow record batches with the Storage Read API (never list_rows)."""
@@ -163,17 +209,24 @@ class BigQueryAdapter:
                 if batch.num_rows:
                     yield batch
 
-    def query_to_arrow(self, sql: str, params: dict[str, Any] | None = None) -> list[pa.RecordBatch]:
+    def query_to_arrow(self, sql: str, params: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
+                       what: str = "query") -> list[pa.RecordBatch]:
         """Run a (small) query and read its result through the Storage Read API as Arrow."""
         from google.api_core import exceptions as gexc
-        from google.cloud import bigquery
-        config = bigquery.QueryJobConfig(use_legacy_sql=False, query_parameters=query_parameters(params))
+        job = self.run_query(sql, params=params, labels=labels, what=what)
         try:
-            job = self.client.query(sql, job_config=config, location=self.location)
-            table = job.result().to_arrow(bqstorage_client=self.read_client)
+            return job.result().to_arrow(bqstorage_client=self.read_client).to_batches()
         except gexc.GoogleAPICallError as exc:
-            raise self._wrap(exc, "query") from exc
-        return table.to_batches()
+            raise self._wrap(exc, what) from exc
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} bytes"
 
 
 _BQ_TO_ARROW = {
