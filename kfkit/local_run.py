@@ -7,6 +7,7 @@ print everything as it comes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -106,12 +107,13 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     progress = run_output.Progress(progress_stream or sys.stdout)
     error: Exception | None = None
     try:
-        if verbose:
-            pipeline(**values)
-        else:
-            progress.line(f"kfkit run {pipeline_name} (local, {root}); steps:")
-            with run_output.quiet_output(run_log, progress):
+        with without_retries(pipeline):
+            if verbose:
                 pipeline(**values)
+            else:
+                progress.line(f"kfkit run {pipeline_name} (local, {root}); steps:")
+                with run_output.quiet_output(run_log, progress):
+                    pipeline(**values)
     except RuntimeError as exc:
         error = exc
     new = sorted((p for p in runs.iterdir() if p.name not in before and p.is_dir()),
@@ -143,6 +145,27 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     summary.outcome = outcome_mod.outcome(pipeline_name, run_dir, "failed", summary.seconds, steps, failed)
     _track(summary.outcome, every, root)
     raise PipelineFailed(summary, "\n".join(failed["lines"]))
+
+
+@contextlib.contextmanager
+def without_retries(pipeline):
+    """Run `pipeline` here with no retry policy: the cloud steps' retries (pipelines/retries.py) are
+    for transient Google Cloud errors, and a local step that failed would only fail again, later."""
+    spec = pipeline.pipeline_spec
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    saved = []
+    for dag in dags:
+        for task in dag.tasks.values():
+            if task.HasField("retry_policy"):
+                policy = type(task.retry_policy)()
+                policy.CopyFrom(task.retry_policy)
+                saved.append((task, policy))
+                task.ClearField("retry_policy")
+    try:
+        yield
+    finally:
+        for task, policy in saved:
+            task.retry_policy.CopyFrom(policy)
 
 
 def _preload_tracking() -> None:

@@ -8,6 +8,7 @@ from kfp import dsl
 
 from components.batch_predict.component import batch_predict
 from components.monitor.component import monitor_endpoint
+from pipelines.retries import cloud_step
 
 
 @dsl.pipeline(name="kfkit-batch-prediction", description="Score a table with the registered champion model.")
@@ -50,5 +51,7 @@ def batch_prediction_pipeline(
         check.set_caching_options(False)
     score = batch_predict(source_table=source_table, destination_table=destination_table, model_name=model_name,
                           model_alias=model_alias, backend=backend, project=project, location=location,
-                          machine_type=machine_type, local_root=local_root).set_display_name("batch-predict")
+                          machine_type=machine_type, local_root=local_root,
+                          task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER).set_display_name("batch-predict")
     score.set_caching_options(False)
+    cloud_step(score)

@@ -20,6 +20,7 @@ from components.train.component import train_tensorflow_model
 from components.validate.component import validate_data
 
 from components.recipe.recipe import PENGUINS_QUERY
+from pipelines.retries import cloud_step
 
 # Where the train step runs on Vertex when the pipeline is built with custom_training_job:
 # a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).
@@ -75,13 +76,16 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         machine_type: str = "n1-standard-2",
         request_logging_table: str = "",
         git_commit: str = "",
+        maximum_bytes_billed: int = 1000000000000,
     ):
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
             query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
             project=project, location=location, split_key=split_key, train_fraction=train_fraction,
             eval_fraction=eval_fraction, test_fraction=test_fraction, local_root=local_root,
+            maximum_bytes_billed=maximum_bytes_billed,
         ).set_display_name("ingest")
+        cloud_step(ingest)
         # the source table can change between runs with identical parameters
         ingest.set_caching_options(False)
 
@@ -123,13 +127,14 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 data_snapshot=ingest.outputs["Output"],
                 task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
             ).set_display_name("register")
+            cloud_step(register)
             register.after(recipe)
-            deploy_model(
+            cloud_step(deploy_model(
                 registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,
                 location=region, machine_type=machine_type, request_logging_table=request_logging_table,
                 local_root=local_root,
-            ).set_display_name("deploy")
+            ).set_display_name("deploy"))
 
     return training_pipeline
 

@@ -32,7 +32,8 @@ def test_specs_load_with_kfp_alone():
     from kfp import components
 
     ingest = components.load_component_from_file(str(REPO / "components" / "ingest" / "component.yaml"))
-    assert set(ingest.component_spec.outputs) == {"train_data", "eval_data", "test_data", "destination_table", "Output"}
+    assert set(ingest.component_spec.outputs) == {"train_data", "eval_data", "test_data", "destination_table",
+                                                  "gcp_resources", "Output"}
 
 
 def test_example_reusing_googles_batch_predict_compiles_and_passes_vertex_validation(tmp_path):

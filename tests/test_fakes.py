@@ -40,12 +40,16 @@ def test_vertex_fakes_refuse_wrong_keywords_and_attributes():
 
     with pytest.raises(TypeError, match="is_default"):
         ai.Model.upload(display_name="m", is_default=True)
+    with pytest.raises(TypeError, match="traffic"):
+        ai.gapic.EndpointServiceClient().deploy_model(endpoint="e", traffic={"0": 100})
     with pytest.raises(TypeError, match="filters"):
         ai.Model.list(filters='display_name="m"')
     with pytest.raises(TypeError, match="display_nam"):
         ai.Endpoint.create(display_nam="penguins")
     with pytest.raises(TypeError, match="traffic_percent"):
         FakeEndpoint(rec).deploy(model=FakeModel(rec), traffic_percent=10)
+    with pytest.raises(AttributeError):
+        FakeEndpoint(rec).deployed = []  # not an attribute of aiplatform.Endpoint
     with pytest.raises(AttributeError):
         FakeModel(rec).aliases = ["champion"]  # not an attribute of aiplatform.Model
     with pytest.raises(AttributeError, match="description"):

@@ -17,11 +17,11 @@ from components.batch_predict.batch_predict import predict_local
 from components.register.register import champion_model_dir, register_model
 from kfkit import cli
 from kfkit.adapters.mlflow_registry import MlflowRegistry
-from kfkit.adapters.vertex import PREVIOUS_SPLIT_PREFIX
+from kfkit.adapters.vertex import previous_split_labels
 from kfkit.endpoints import LocalEndpoints
 from kfkit.errors import KfkitError
 from kfkit.warehouse import LocalWarehouse
-from tests.test_vertex_adapter import FakeEndpoint, Recorder, fake_aiplatform
+from tests.test_vertex_adapter import FakeEndpoint, Recorder, deployed_model, fake_aiplatform
 
 
 def rows(root, table) -> pa.Table:
@@ -76,12 +76,11 @@ def test_endpoints_lists_each_endpoint_with_its_split(tmp_path, capsys):
 
 
 def test_rollback_on_vertex_restores_the_split_recorded_by_deploy(monkeypatch, capsys):
-    from types import SimpleNamespace
 
     rec = Recorder()
     endpoint = FakeEndpoint(rec, split={"d1": 0, "d2": 100},
-                            deployed=[SimpleNamespace(id="d1", create_time="t1"), SimpleNamespace(id="d2", create_time="t2")],
-                            description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 100}))
+                            deployed=[deployed_model("d1", "t1"), deployed_model("d2", "t2")],
+                            labels=previous_split_labels({"d1": 100}))
     fake = fake_aiplatform(rec, endpoints=[endpoint])
     monkeypatch.setattr(aiplatform, "Endpoint", fake.Endpoint)
 

@@ -11,8 +11,12 @@ from google.cloud.aiplatform.models import ModelRegistry
 
 from components.deploy.deploy import deploy_model
 from components.register.register import register_model
-from kfkit.adapters.vertex import PREVIOUS_SPLIT_PREFIX, VertexAdapter
+from google.api_core.operation import Operation
+
+from kfkit.adapters.vertex import VertexAdapter, previous_split_labels
+from kfkit.cloud_jobs import CloudJobs
 from kfkit.errors import ConfigError
+from tests.fakes import bound_to
 
 
 PARENT = "projects/p/locations/us-central1/models/123"
@@ -40,50 +44,116 @@ def FakeModel(rec, resource=PARENT, version="2", labels=None):  # noqa: N802 - s
     return model
 
 
-def FakeEndpoint(rec, split=None, deployed=None, description=""):  # noqa: N802
-    """An aiplatform.Endpoint built from the real class, with Vertex's traffic arithmetic on deploy."""
+def deployed_model(id_, create_time, model="", version=""):
+    return SimpleNamespace(id=id_, create_time=create_time, model=model, model_version_id=version)
+
+
+def FakeEndpoint(rec, split=None, deployed=None, description="", labels=None):  # noqa: N802
+    """An aiplatform.Endpoint built from the real class; the fake service clients change its state."""
     endpoint = mock.create_autospec(aiplatform.Endpoint, spec_set=True, instance=True)
     endpoint.resource_name = "projects/p/locations/us-central1/endpoints/9"
     endpoint.traffic_split = dict(split or {})
+    endpoint.labels = dict(labels or {})
     endpoint.gca_resource = gca_endpoint.Endpoint(description=description)
-    models = list(deployed or [])
-
-    def deploy(model, deployed_model_display_name=None, traffic_percentage=0, **kwargs):
-        rec.calls.append(("deploy", {"model": model, "deployed_model_display_name": deployed_model_display_name,
-                                     "traffic_percentage": traffic_percentage, **kwargs}))
-        new = SimpleNamespace(id=f"d{len(models) + 1}", create_time=f"t{len(models) + 1}")
-        models.append(new)
-        # Vertex scales the other deployed models down in proportion to their share
-        rest, total = 100 - traffic_percentage, sum(endpoint.traffic_split.values()) or 1
-        split = {k: v * rest // total for k, v in endpoint.traffic_split.items()}
-        split[new.id] = traffic_percentage
-        endpoint.traffic_split = split
+    _DEPLOYED[id(endpoint)] = (endpoint, list(deployed or []))  # Endpoint has no attribute for it
 
     def update(**kwargs):
         rec.calls.append(("update", kwargs))
         if "traffic_split" in kwargs:
             endpoint.traffic_split = dict(kwargs["traffic_split"])
-        if "description" in kwargs:
-            endpoint.gca_resource = gca_endpoint.Endpoint(description=kwargs["description"])
+        if "labels" in kwargs:
+            endpoint.labels = dict(kwargs["labels"])
         return endpoint
 
-    def undeploy(deployed_model_id, **kwargs):
-        rec.calls.append(("undeploy", deployed_model_id))
-        rec.calls.append(("undeploy-options", kwargs))
-        models[:] = [d for d in models if d.id != deployed_model_id]
-
-    endpoint.deploy.side_effect = deploy
     endpoint.update.side_effect = update
-    endpoint.undeploy.side_effect = undeploy
-    endpoint.list_models.side_effect = lambda **kwargs: list(models)
+    endpoint.list_models.side_effect = lambda **kwargs: list(models_of(endpoint))
     return endpoint
 
 
-def fake_aiplatform(rec, existing_models=(), endpoints=()):
+_DEPLOYED: dict = {}
+
+
+def models_of(endpoint) -> list:
+    """The fake endpoint's deployed models (changed in place by the fake EndpointServiceClient)."""
+    return _DEPLOYED[id(endpoint)][1]
+
+
+@bound_to(Operation)
+class FakeOperation:
+    """A google.api_core Operation: done after `polls` checks, then its result."""
+
+    def __init__(self, rec, name, response, polls=1):
+        self.rec = rec
+        self.operation = SimpleNamespace(name=name)
+        self.response = response
+        self.polls = polls
+
+    def done(self, retry=None):
+        self.rec.calls.append(("Operation.done", self.operation.name))
+        self.polls -= 1
+        return self.polls <= 0
+
+    def cancel(self):
+        self.rec.calls.append(("Operation.cancel", self.operation.name))
+        return True
+
+    def result(self, timeout=None, retry=None, polling=None):
+        return self.response
+
+
+def fake_services(rec, endpoints, polls=1):
+    """ModelServiceClient and EndpointServiceClient stand-ins with Vertex's effects on the fake endpoints."""
+    counter = {"op": 0}
+
+    def operation(response):
+        counter["op"] += 1
+        return FakeOperation(rec, f"projects/p/locations/us-central1/operations/{counter['op']}", response, polls)
+
+    @bound_to(aiplatform.gapic.ModelServiceClient)
+    class ModelService:
+        def __init__(self, client_options=None):
+            rec.calls.append(("ModelServiceClient", client_options))
+
+        def upload_model(self, request=None, *, parent=None, model=None, retry=None, timeout=None, metadata=()):
+            rec.calls.append(("upload_model", request))
+            return operation(SimpleNamespace(model=request.parent_model or f"{request.parent}/models/new",
+                                             model_version_id="2"))
+
+    @bound_to(aiplatform.gapic.EndpointServiceClient)
+    class EndpointService:
+        def __init__(self, client_options=None):
+            rec.calls.append(("EndpointServiceClient", client_options))
+
+        def deploy_model(self, request=None, *, endpoint=None, deployed_model=None, traffic_split=None, retry=None,
+                         timeout=None, metadata=()):
+            rec.calls.append(("deploy_model", {"endpoint": endpoint, "deployed_model": deployed_model,
+                                               "traffic_split": dict(traffic_split)}))
+            target = endpoints[endpoint]
+            model, _, version = deployed_model.model.partition("@")
+            models = models_of(target)
+            new = deployed_model_fn(f"d{len(models) + 1}", f"t{len(models) + 1}", model, version)
+            models.append(new)
+            target.traffic_split = {(new.id if k == "0" else k): v for k, v in traffic_split.items()}
+            return operation(SimpleNamespace(deployed_model=new))
+
+        def undeploy_model(self, request=None, *, endpoint=None, deployed_model_id=None, traffic_split=None,
+                           retry=None, timeout=None, metadata=()):
+            rec.calls.append(("undeploy", deployed_model_id))
+            target = endpoints[endpoint]
+            models_of(target)[:] = [d for d in models_of(target) if d.id != deployed_model_id]
+            target.traffic_split = {k: v for k, v in target.traffic_split.items() if k != deployed_model_id}
+            return operation(SimpleNamespace())
+
+    deployed_model_fn = deployed_model
+    return ModelService, EndpointService
+
+
+def fake_aiplatform(rec, existing_models=(), endpoints=(), batch_jobs=(), polls=1):
     """The parts of google.cloud.aiplatform kfkit calls, each autospecced from the real class."""
     Model = mock.create_autospec(aiplatform.Model, spec_set=True)  # noqa: N806
     Endpoint = mock.create_autospec(aiplatform.Endpoint, spec_set=True)  # noqa: N806
     BatchPredictionJob = mock.create_autospec(aiplatform.BatchPredictionJob, spec_set=True)  # noqa: N806
+    by_name = {e.resource_name: e for e in endpoints}
 
     def model_list(filter=None, order_by=None, **kwargs):
         rec.calls.append(("Model.list", filter, {"order_by": order_by, **kwargs}))
@@ -91,47 +161,106 @@ def fake_aiplatform(rec, existing_models=(), endpoints=()):
             return [m for m in existing_models if m.labels.get("kfkit-task-id") == filter.split('"')[1]]
         return list(existing_models)
 
-    def upload(**kwargs):
-        rec.calls.append(("Model.upload", kwargs))
-        return FakeModel(rec)
-
     def endpoint_create(**kwargs):
         rec.calls.append(("Endpoint.create", kwargs))
-        return FakeEndpoint(rec)
+        endpoint = FakeEndpoint(rec)
+        by_name[endpoint.resource_name] = endpoint
+        return endpoint
 
     def endpoint_list(filter=None, **kwargs):
         rec.calls.append(("Endpoint.list", filter))
         rec.calls.append(("Endpoint.list-where", kwargs))
         return list(endpoints)
 
+    def batch_submit(**kwargs):
+        rec.calls.append(("BatchPredictionJob.submit", kwargs))
+        return FakeBatchJob(rec, "projects/p/locations/us-central1/batchPredictionJobs/77", polls=polls)
+
+    def batch_list(filter=None, **kwargs):
+        rec.calls.append(("BatchPredictionJob.list", filter, kwargs))
+        return list(batch_jobs)
+
     Model.list.side_effect = model_list
-    Model.upload.side_effect = upload
-    Model.side_effect = lambda model_name, **kw: rec.calls.append(("Model", model_name)) or FakeModel(rec, resource=model_name)
+    def model(model_name, version=None, **kwargs):
+        # as the SDK: "name@3" is version 3 of "name"; an alias resolves to a version (here 2)
+        rec.calls.append(("Model", model_name))
+        base, _, at = model_name.partition("@")
+        return FakeModel(rec, resource=base, version=version or (at if at.isdigit() else "2"))
+
+    Model.side_effect = model
     Endpoint.list.side_effect = endpoint_list
     Endpoint.create.side_effect = endpoint_create
-    BatchPredictionJob.create.side_effect = lambda **kw: rec.calls.append(("BatchPredictionJob.create", kw))
-    return SimpleNamespace(Model=Model, Endpoint=Endpoint, BatchPredictionJob=BatchPredictionJob)
+    Endpoint.side_effect = lambda endpoint_name, **kw: by_name[endpoint_name]
+    BatchPredictionJob.submit.side_effect = batch_submit
+    BatchPredictionJob.list.side_effect = batch_list
+    ModelService, EndpointService = fake_services(rec, by_name, polls)  # noqa: N806
+    gapic = SimpleNamespace(**{name: getattr(aiplatform.gapic, name) for name in (
+        "Model", "ModelContainerSpec", "UploadModelRequest", "DeployedModel", "DedicatedResources", "MachineSpec")},
+        ModelServiceClient=ModelService, EndpointServiceClient=EndpointService)
+    return SimpleNamespace(Model=Model, Endpoint=Endpoint, BatchPredictionJob=BatchPredictionJob, gapic=gapic)
 
 
-def test_register_uploads_a_new_version_under_the_parent_with_aliases_labels_and_metrics():
+def FakeBatchJob(rec, name, polls=1, state="JOB_STATE_SUCCEEDED"):  # noqa: N802
+    job = mock.create_autospec(aiplatform.BatchPredictionJob, spec_set=True, instance=True)
+    job.resource_name = name
+    job.state = SimpleNamespace(name=state)
+    job.error = None
+    job.output_info = SimpleNamespace(bigquery_output_table="p.predictions.out")
+    left = {"polls": polls}
+
+    def done():
+        rec.calls.append(("BatchPredictionJob.done", name))
+        left["polls"] -= 1
+        return left["polls"] <= 0
+
+    job.done.side_effect = done
+    job.cancel.side_effect = lambda: rec.calls.append(("BatchPredictionJob.cancel", name))
+    return job
+
+
+def quiet_jobs(tmp_path=None):
+    return CloudJobs(str(tmp_path / "gcp_resources") if tmp_path else None, sleep=lambda s: None)
+
+
+def upload_request(rec):
+    return next(c[1] for c in rec.calls if c[0] == "upload_model")
+
+
+def test_register_uploads_a_new_version_under_the_parent_with_aliases_labels_and_metrics(tmp_path):
     rec = Recorder()
     parent = FakeModel(rec, version="1")
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[parent]))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[parent]),
+                           jobs=quiet_jobs())
 
     meta = register_model("/gcs/bucket/run/model", model_name="penguins", backend="vertex", blessed=True,
                           metrics={"accuracy": 0.97}, labels={"pipeline-run": "Run_1"}, task_id="task-42",
                           project="p", location="us-central1", vertex=vertex)
 
-    upload = next(c[1] for c in rec.calls if c[0] == "Model.upload")
-    assert upload["artifact_uri"] == "gs://bucket/run/model"
-    assert upload["parent_model"] == parent.resource_name
-    assert upload["version_aliases"] == ["challenger", "champion"] and upload["is_default_version"] is True
-    assert upload["labels"] == {"pipeline-run": "run_1", "kfkit-task-id": "task-42"}
-    assert upload["serving_container_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu")
-    assert json.loads(upload["version_description"].split(": ", 1)[1]) == {"accuracy": 0.97}
-    assert upload["project"] == "p" and upload["location"] == "us-central1"
+    request = upload_request(rec)
+    assert request.parent == "projects/p/locations/us-central1" and request.parent_model == parent.resource_name
+    assert request.model.artifact_uri == "gs://bucket/run/model"
+    # is_default_version=True is the "default" alias, as the SDK's Model.upload sends it
+    assert list(request.model.version_aliases) == ["challenger", "champion", "default"]
+    assert dict(request.model.labels) == {"pipeline-run": "run_1", "kfkit-task-id": "task-42"}
+    assert request.model.container_spec.image_uri.startswith("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu")
+    assert json.loads(request.model.version_description.split(": ", 1)[1]) == {"accuracy": 0.97}
+    assert ("ModelServiceClient", {"api_endpoint": "us-central1-aiplatform.googleapis.com"}) in rec.calls
     assert meta["resourceName"] == "projects/p/locations/us-central1/models/123@2" and meta["created"]
     assert meta["uri"] == "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/models/123@2"
+
+
+def test_the_upload_operation_is_in_gcp_resources_polled_and_cancellable(tmp_path):
+    rec = Recorder()
+    jobs = CloudJobs(str(tmp_path / "gcp_resources"), sleep=lambda s: None)
+    vertex = VertexAdapter("p", "europe-west4", aiplatform=fake_aiplatform(rec, polls=3), jobs=jobs)
+
+    vertex.upload_version(display_name="penguins", artifact_uri="gs://b/m", serving_image="img", aliases=["challenger"],
+                          labels={}, metrics={}, task_id="t", make_default=False)
+
+    resources = json.loads((tmp_path / "gcp_resources").read_text())["resources"]
+    assert resources == [{"resourceType": "VertexLro", "resourceUri":
+                          "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/operations/1"}]
+    assert [c[0] for c in rec.calls].count("Operation.done") == 3
 
 
 def test_retried_register_finds_its_version_by_task_label_instead_of_uploading_again():
@@ -142,14 +271,18 @@ def test_retried_register_finds_its_version_by_task_label_instead_of_uploading_a
     meta = register_model("gs://b/m", model_name="penguins", backend="vertex", task_id="task-42",
                           project="p", location="us-central1", vertex=vertex)
 
-    assert not any(c[0] == "Model.upload" for c in rec.calls)
+    assert not any(c[0] == "upload_model" for c in rec.calls)
     assert ("add_version_aliases", ["challenger", "champion"], "7") in rec.calls
     assert meta["version"] == "7" and meta["created"] is False
 
 
-def test_deploy_creates_the_endpoint_with_request_logging_and_deploys_a_canary():
+def deploy_request(rec, index=0):
+    return [c[1] for c in rec.calls if c[0] == "deploy_model"][index]
+
+
+def test_deploy_creates_the_endpoint_with_request_logging_and_deploys_with_the_machine_asked_for():
     rec = Recorder()
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec), jobs=quiet_jobs())
 
     meta = deploy_model({"resourceName": "projects/p/locations/us-central1/models/123@2"}, endpoint_name="penguins",
                         backend="vertex", traffic_percent=100, machine_type="n1-standard-4", min_replicas=1,
@@ -160,32 +293,50 @@ def test_deploy_creates_the_endpoint_with_request_logging_and_deploys_a_canary()
     assert create["display_name"] == "penguins" and create["enable_request_response_logging"] is True
     assert create["request_response_logging_bq_destination_table"] == "bq://p.logs.penguins"
     assert create["request_response_logging_sampling_rate"] == 0.5
-    deploy = next(c[1] for c in rec.calls if c[0] == "deploy")
-    assert (deploy["machine_type"], deploy["min_replica_count"], deploy["max_replica_count"],
-            deploy["traffic_percentage"]) == ("n1-standard-4", 1, 3, 100)
-    assert ("Model", "projects/p/locations/us-central1/models/123@2") in rec.calls
+    request = deploy_request(rec)
+    resources = request["deployed_model"].dedicated_resources
+    assert (resources.machine_spec.machine_type, resources.min_replica_count, resources.max_replica_count) == (
+        "n1-standard-4", 1, 3)
+    assert request["deployed_model"].model == "projects/p/locations/us-central1/models/123@2"
+    assert request["deployed_model"].display_name == "penguins-v2"
+    assert request["traffic_split"] == {"0": 100}
     assert meta["traffic_split"] == {"d1": 100}
 
 
-def test_deploy_undeploys_idle_versions_beyond_keep_previous():
+def test_deploy_undeploys_idle_versions_beyond_keep_previous_and_remembers_the_split_in_labels():
     rec = Recorder()
-    old = [SimpleNamespace(id="d1", create_time="t1"), SimpleNamespace(id="d2", create_time="t2")]
-    endpoint = FakeEndpoint(rec, split={"d1": 0, "d2": 100}, deployed=old)
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+    old = [deployed_model("d1", "t1"), deployed_model("d2", "t2")]
+    endpoint = FakeEndpoint(rec, split={"d1": 0, "d2": 100}, deployed=old, labels={"team": "research"},
+                            description="the user's own words")
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]), jobs=quiet_jobs())
 
     split = vertex.deploy(endpoint, FakeModel(rec), machine_type="n1-standard-2", min_replicas=1, max_replicas=1,
                           traffic_percent=100, keep_previous=1)
 
     assert ("undeploy", "d1") in rec.calls and ("undeploy", "d2") not in rec.calls
-    assert split == {"d1": 0, "d2": 0, "d3": 100}
-    assert endpoint.gca_resource.description == PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 0, "d2": 100})
+    assert split == {"d2": 0, "d3": 100}
+    assert endpoint.labels == {"team": "research", "kfkit-prev-d1": "0", "kfkit-prev-d2": "100"}
+    assert endpoint.gca_resource.description == "the user's own words"
+    assert not any("description" in c[1] for c in rec.calls if c[0] == "update")
 
 
-def test_rollback_restores_the_recorded_split_and_records_the_split_it_replaced():
+def test_a_retried_deploy_of_a_version_already_deployed_deploys_nothing():
     rec = Recorder()
-    deployed = [SimpleNamespace(id="d2", create_time="t2"), SimpleNamespace(id="d3", create_time="t3")]
+    endpoint = FakeEndpoint(rec, split={"d1": 100}, deployed=[deployed_model("d1", "t1", PARENT, "2")])
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+
+    split = vertex.deploy(endpoint, FakeModel(rec, version="2"), machine_type="m", min_replicas=1, max_replicas=1,
+                          traffic_percent=100, keep_previous=1)
+
+    assert split == {"d1": 100}
+    assert not any(c[0] in ("deploy_model", "undeploy", "update") for c in rec.calls)
+
+
+def test_rollback_restores_the_split_recorded_in_labels_and_records_the_split_it_replaced():
+    rec = Recorder()
+    deployed = [deployed_model("d2", "t2"), deployed_model("d3", "t3")]
     endpoint = FakeEndpoint(rec, split={"d2": 10, "d3": 90}, deployed=deployed,
-                            description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 100}))
+                            labels={"team": "x", **previous_split_labels({"d2": 100})})
     vertex = VertexAdapter("p", "asia-east1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
 
     restored = vertex.rollback("penguins")
@@ -195,16 +346,26 @@ def test_rollback_restores_the_recorded_split_and_records_the_split_it_replaced(
     assert ("Endpoint.list-where", {"project": "p", "location": "asia-east1"}) in rec.calls
     update = next(c[1] for c in rec.calls if c[0] == "update")
     assert update == {"traffic_split": {"d2": 100},
-                      "description": PREVIOUS_SPLIT_PREFIX + json.dumps({"d2": 10, "d3": 90})}
+                      "labels": {"team": "x", "kfkit-prev-d2": "10", "kfkit-prev-d3": "90"}}
 
 
 def test_rollback_refuses_when_the_previous_versions_are_gone():
     rec = Recorder()
-    endpoint = FakeEndpoint(rec, split={"d3": 100}, deployed=[SimpleNamespace(id="d3", create_time="t3")],
-                            description=PREVIOUS_SPLIT_PREFIX + json.dumps({"d1": 100}))
+    endpoint = FakeEndpoint(rec, split={"d3": 100}, deployed=[deployed_model("d3", "t3")],
+                            labels=previous_split_labels({"d1": 100}))
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
     with pytest.raises(ConfigError, match=r"deployed model\(s\) \['d1'\] are gone"):
         vertex.rollback("penguins")
+
+
+def test_previous_split_labels_follow_vertex_label_rules_for_real_deployed_model_ids():
+    split = {"1234567890123456789": 90, "987654321": 10}
+
+    labels = previous_split_labels(split)
+
+    assert labels == {"kfkit-prev-1234567890123456789": "90", "kfkit-prev-987654321": "10"}
+    assert all(len(k) <= 63 and k[0].isalpha() and set(k) <= set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+               for k in labels)
 
 
 def test_champion_is_found_by_alias_and_read_through_the_gcs_mount():
@@ -251,9 +412,7 @@ def test_an_unblessed_model_is_uploaded_as_challenger_only_and_not_made_the_defa
     meta = register_model("gs://b/m", model_name="penguins", backend="vertex", blessed=False, task_id="t1",
                           project="p", location="us-central1", vertex=vertex)
 
-    upload = next(c[1] for c in rec.calls if c[0] == "Model.upload")
-    assert upload["version_aliases"] == ["challenger"]
-    assert upload["is_default_version"] is False
+    assert list(upload_request(rec).model.version_aliases) == ["challenger"]
     assert meta["aliases"] == ["challenger"]
 
 
@@ -272,9 +431,9 @@ def test_a_retried_unblessed_register_adds_only_the_challenger_alias():
                                                        (2, ["d1", "d2"])])
 def test_deploy_keeps_exactly_keep_previous_idle_versions_newest_first(keep_previous, undeployed):
     rec = Recorder()
-    old = [SimpleNamespace(id=f"d{i}", create_time=f"t{i}") for i in (3, 1, 4, 2)]  # listed out of order
+    old = [deployed_model(f"d{i}", f"t{i}") for i in (3, 1, 4, 2)]  # listed out of order
     endpoint = FakeEndpoint(rec, split={"d1": 0, "d2": 0, "d3": 0, "d4": 100}, deployed=old)
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]), jobs=quiet_jobs())
 
     vertex.deploy(endpoint, FakeModel(rec), machine_type="n1-standard-2", min_replicas=1, max_replicas=1,
                   traffic_percent=100, keep_previous=keep_previous)
@@ -283,54 +442,92 @@ def test_deploy_keeps_exactly_keep_previous_idle_versions_newest_first(keep_prev
     assert [c[1] for c in rec.calls if c[0] == "undeploy"] == undeployed
 
 
-def test_a_canary_deploy_sends_the_share_and_keeps_the_serving_version():
+def test_a_canary_deploy_sends_the_share_and_scales_the_serving_version_as_the_local_backend_does():
+    from kfkit.endpoints import split_traffic
+
     rec = Recorder()
-    endpoint = FakeEndpoint(rec, split={"d1": 100}, deployed=[SimpleNamespace(id="d1", create_time="t1")])
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
-    model = FakeModel(rec, version="5")
+    endpoint = FakeEndpoint(rec, split={"d1": 67, "d2": 33},
+                            deployed=[deployed_model("d1", "t1"), deployed_model("d2", "t2")])
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]), jobs=quiet_jobs())
 
-    split = vertex.deploy(endpoint, model, machine_type="n1-standard-2", min_replicas=1, max_replicas=2,
-                          traffic_percent=10, keep_previous=0)
+    split = vertex.deploy(endpoint, FakeModel(rec, version="5"), machine_type="n1-standard-2", min_replicas=1,
+                          max_replicas=2, traffic_percent=10, keep_previous=0)
 
-    endpoint.deploy.assert_called_once_with(model=model, deployed_model_display_name="penguins-v5",
-                                            machine_type="n1-standard-2", min_replica_count=1, max_replica_count=2,
-                                            traffic_percentage=10, sync=True)
-    assert split == {"d1": 90, "d2": 10}
+    assert deploy_request(rec)["traffic_split"] == {"d1": 60, "d2": 30, "0": 10}
+    assert deploy_request(rec)["traffic_split"] == split_traffic({"d1": 67, "d2": 33}, "0", 10)
+    assert split == {"d1": 60, "d2": 30, "d3": 10}
     assert not any(c[0] == "undeploy" for c in rec.calls)
 
 
-def test_vertex_batch_prediction_reads_and_writes_bigquery():
+def test_vertex_batch_prediction_reads_and_writes_bigquery_labelled_with_its_task(tmp_path):
     from kfkit.adapters.vertex import batch_predict_bigquery
 
     rec = Recorder()
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, polls=2), jobs=quiet_jobs(tmp_path))
 
     batch_predict_bigquery(vertex, model_resource=f"{PARENT}@3", source_table="p.data.rows",
                            destination_prefix="bq://p.predictions", machine_type="n1-standard-4", replicas=2,
-                           display_name="kfkit-batch")
+                           display_name="kfkit-batch", task_id="Task-9")
 
-    assert rec.calls == [("BatchPredictionJob.create", {
+    assert rec.calls[0] == ("BatchPredictionJob.list", 'labels.kfkit-task-id="task-9"',
+                            {"project": "p", "location": "us-central1"})
+    assert rec.calls[1] == ("BatchPredictionJob.submit", {
         "job_display_name": "kfkit-batch", "model_name": f"{PARENT}@3", "instances_format": "bigquery",
         "predictions_format": "bigquery", "bigquery_source": "bq://p.data.rows",
         "bigquery_destination_prefix": "bq://p.predictions", "machine_type": "n1-standard-4",
-        "starting_replica_count": 2, "max_replica_count": 2, "sync": True, "project": "p",
-        "location": "us-central1"})]
+        "starting_replica_count": 2, "max_replica_count": 2, "labels": {"kfkit-task-id": "task-9"},
+        "project": "p", "location": "us-central1"})
+    assert [c[0] for c in rec.calls[2:]] == ["BatchPredictionJob.done"] * 2
+    resources = json.loads((tmp_path / "gcp_resources").read_text())["resources"]
+    assert resources == [{"resourceType": "BatchPredictionJob", "resourceUri": "https://us-central1-aiplatform."
+                          "googleapis.com/v1/projects/p/locations/us-central1/batchPredictionJobs/77"}]
 
 
-def test_upload_sends_every_argument_vertex_needs(caplog):
+def test_a_retried_batch_prediction_waits_for_the_job_its_task_started():
+    from kfkit.adapters.vertex import batch_predict_bigquery
+
     rec = Recorder()
-    vertex = VertexAdapter("p", "europe-west4", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
+    running = FakeBatchJob(rec, "projects/p/locations/us-central1/batchPredictionJobs/5")
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, batch_jobs=[running]), jobs=quiet_jobs())
+
+    job = batch_predict_bigquery(vertex, model_resource="m", source_table="p.d.t", destination_prefix="p.out",
+                                 machine_type="m", replicas=1, display_name="b", task_id="task-9")
+
+    assert job is running
+    assert not any(c[0] == "BatchPredictionJob.submit" for c in rec.calls)
+
+
+def test_a_failed_batch_prediction_job_is_an_error_naming_the_job_and_its_state():
+    from kfkit.adapters.vertex import batch_predict_bigquery
+
+    rec = Recorder()
+    failed = FakeBatchJob(rec, "projects/p/locations/us-central1/batchPredictionJobs/5", state="JOB_STATE_FAILED")
+    failed.error = "quota exceeded"
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, batch_jobs=[failed]), jobs=quiet_jobs())
+
+    with pytest.raises(ConfigError, match=r"batchPredictionJobs/5 ended JOB_STATE_FAILED: quota exceeded"):
+        batch_predict_bigquery(vertex, model_resource="m", source_table="p.d.t", destination_prefix="p.out",
+                               machine_type="m", replicas=1, display_name="b", task_id="task-9")
+
+
+def test_upload_sends_every_field_vertex_needs():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "europe-west4", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]),
+                           jobs=quiet_jobs())
 
     vertex.upload_version(display_name="penguins", artifact_uri="/gcs/b/run/model", serving_image="img:1",
                           aliases=["challenger"], labels={"Team": "Research"}, metrics={"accuracy": 0.123456789},
                           task_id="t-1", make_default=False)
 
-    upload = next(c[1] for c in rec.calls if c[0] == "Model.upload")
+    request = upload_request(rec)
     description = 'kfkit evaluation: {"accuracy": 0.123457}'
-    assert upload == {"display_name": "penguins", "artifact_uri": "gs://b/run/model", "serving_container_image_uri": "img:1",
-                      "parent_model": PARENT, "is_default_version": False, "version_aliases": ["challenger"],
-                      "version_description": description, "labels": {"team": "research", "kfkit-task-id": "t-1"},
-                      "description": description, "sync": True, "project": "p", "location": "europe-west4"}
+    assert request == aiplatform.gapic.UploadModelRequest(
+        parent="projects/p/locations/europe-west4", parent_model=PARENT,
+        model=aiplatform.gapic.Model(display_name="penguins", description=description,
+                                     version_description=description, version_aliases=["challenger"],
+                                     labels={"team": "research", "kfkit-task-id": "t-1"},
+                                     artifact_uri="gs://b/run/model",
+                                     container_spec=aiplatform.gapic.ModelContainerSpec(image_uri="img:1")))
 
 
 def test_a_reused_upload_is_logged_with_its_task_and_version(caplog):
@@ -366,12 +563,13 @@ def test_request_logging_samples_every_request_by_default():
     assert create["request_response_logging_sampling_rate"] == 1.0
 
 
-def test_idle_versions_are_undeployed_synchronously_and_never_more_than_there_are():
+def test_idle_versions_are_undeployed_and_never_more_than_there_are(tmp_path):
     rec = Recorder()
-    old = [SimpleNamespace(id="d1", create_time="t1"), SimpleNamespace(id="d2", create_time="t2")]
+    old = [deployed_model("d1", "t1"), deployed_model("d2", "t2")]
     # d1 is deployed but missing from the split: it takes no traffic
     endpoint = FakeEndpoint(rec, split={"d2": 100}, deployed=old)
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
+    jobs = CloudJobs(str(tmp_path / "gcp_resources"), sleep=lambda s: None)
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]), jobs=jobs)
 
     vertex.deploy(endpoint, FakeModel(rec), machine_type="m", min_replicas=1, max_replicas=1, traffic_percent=50,
                   keep_previous=0)
@@ -379,12 +577,13 @@ def test_idle_versions_are_undeployed_synchronously_and_never_more_than_there_ar
                   traffic_percent=50, keep_previous=5)
 
     assert [c[1] for c in rec.calls if c[0] == "undeploy"] == ["d1"]
-    assert ("undeploy-options", {"sync": True}) in rec.calls
+    kinds = [r["resourceType"] for r in json.loads((tmp_path / "gcp_resources").read_text())["resources"]]
+    assert kinds == ["VertexLro"] * 3  # deploy, undeploy, deploy
 
 
 def test_rollback_refusals_name_the_endpoint_and_where_it_was_looked_for():
     rec = Recorder()
-    bare = FakeEndpoint(rec, split={"d1": 100}, deployed=[SimpleNamespace(id="d1", create_time="t1")])
+    bare = FakeEndpoint(rec, split={"d1": 100}, deployed=[deployed_model("d1", "t1")])
 
     with pytest.raises(ConfigError, match=r"^no Vertex AI endpoint named 'penguins' in p/us-central1$"):
         VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec)).rollback("penguins")
@@ -422,10 +621,11 @@ def test_batch_prediction_accepts_bq_uris_for_its_source():
     from kfkit.adapters.vertex import batch_predict_bigquery
 
     rec = Recorder()
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec), jobs=quiet_jobs())
 
     batch_predict_bigquery(vertex, model_resource="m", source_table="bq://p.data.rows", destination_prefix="p.out",
                            machine_type="n1-standard-2", replicas=1, display_name="b")
 
-    create = rec.calls[0][1]
-    assert (create["bigquery_source"], create["bigquery_destination_prefix"]) == ("bq://p.data.rows", "bq://p.out")
+    submit = next(c[1] for c in rec.calls if c[0] == "BatchPredictionJob.submit")
+    assert (submit["bigquery_source"], submit["bigquery_destination_prefix"]) == ("bq://p.data.rows", "bq://p.out")
+    assert submit["labels"] is None

@@ -75,3 +75,41 @@ def predict_local(source_table: str, destination_table: str, *, model_name: str,
     log.info("batch prediction: %d rows in %.1fs (%.0f rows/s) with %s version %s -> %s", rows[0], seconds,
              rows[0] / max(seconds, 1e-9), model_name, version.version, final)
     return {"rows": rows[0], "seconds": seconds, "model_version": version.version, "destination": final}
+
+
+def batch_predict(source_table: str, destination_table: str, *, model_name: str, model_alias: str = "champion",
+                  backend: str = "local", project: str = "", location: str = "", machine_type: str = "n1-standard-4",
+                  replicas: int = 1, local_root: str | None = None, task_id: str = "",
+                  gcp_resources: str | None = None, vertex=None) -> dict:
+    """Score source_table with the model holding model_alias, on either backend.
+
+    Returns the metadata of the google.BQTable output (projectId, datasetId, tableId where known),
+    with `rows` and `seconds` on the local backend and the job's resource name on Vertex.
+    """
+    from kfkit.cloud_jobs import CloudJobs
+
+    if backend == "local":
+        CloudJobs(gcp_resources)  # no Google Cloud job: an empty gcp_resources
+        result = predict_local(source_table, destination_table, model_name=model_name, model_alias=model_alias,
+                               local_root=local_root)
+        project_id, dataset_id, table_id = result["destination"].split(".")
+        return {"projectId": project_id, "datasetId": dataset_id, "tableId": table_id, "backend": "local",
+                "model_version": result["model_version"], "rows": result["rows"], "seconds": result["seconds"]}
+    if backend not in ("vertex", "bigquery"):
+        raise ConfigError(f"backend must be local, bigquery or vertex, got {backend!r}")
+    from kfkit.adapters.vertex import VertexAdapter, batch_predict_bigquery
+
+    vertex = vertex or VertexAdapter(project, location, jobs=CloudJobs(gcp_resources))
+    with vertex.jobs:
+        model = vertex.model_by_alias(model_name, model_alias)
+        if model is None:
+            raise ConfigError(f"no Vertex AI model named {model_name!r} in {project}/{location}; "
+                              "run the training pipeline first")
+        job = batch_predict_bigquery(vertex, model_resource=model.versioned_resource_name, source_table=source_table,
+                                     destination_prefix=destination_table, machine_type=machine_type,
+                                     replicas=replicas, display_name=f"kfkit-batch-{model_name}", task_id=task_id)
+    table = job.output_info.bigquery_output_table if job.output_info else ""
+    meta = {"backend": "vertex", "job": job.resource_name, "table": table}
+    if table:
+        meta["uri"] = f"bq://{table}"
+    return meta

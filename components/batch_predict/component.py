@@ -13,6 +13,7 @@ def batch_predict(
     destination_table: str,
     predictions: Output[BQTable],
     metrics: Output[Metrics],
+    gcp_resources: dsl.OutputPath(str),
     model_name: str = "penguins",
     model_alias: str = "champion",
     backend: str = "local",
@@ -21,6 +22,7 @@ def batch_predict(
     machine_type: str = "n1-standard-4",
     replicas: int = 1,
     local_root: str = ".kfkit",
+    task_id: str = "",
 ):
     """Predicts every row of a table with the registered model holding an alias; writes a table.
 
@@ -37,32 +39,27 @@ def batch_predict(
         machine_type: Machine type of the batch prediction job (vertex).
         replicas: Replicas of the batch prediction job (vertex).
         local_root: Directory of the embedded backend's state (local backend).
+        task_id: Pipeline task id; a retried task waits for the job its first attempt started
+            (found by label) instead of starting a second one.
 
     Returns:
         predictions: The table of predictions (google.BQTable).
         metrics: Rows scored, seconds and rows/s (local backend).
+        gcp_resources: The batch prediction job (GCPC's GcpResources JSON); cancelling the run
+            cancels it. Empty on the local backend.
     """
     import logging
 
+    from components.batch_predict.batch_predict import batch_predict as predict
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if backend == "local":
-        from components.batch_predict.batch_predict import predict_local
-
-        result = predict_local(source_table, destination_table, model_name=model_name, model_alias=model_alias,
-                               local_root=local_root)
-        project_id, dataset_id, table_id = result["destination"].split(".")
-        predictions.metadata.update({"projectId": project_id, "datasetId": dataset_id, "tableId": table_id,
-                                     "backend": "local", "model_version": result["model_version"]})
-        metrics.log_metric("rows", result["rows"])
-        metrics.log_metric("rows_per_second", result["rows"] / max(result["seconds"], 1e-9))
-        return
-    from kfkit.adapters.vertex import VertexAdapter, batch_predict_bigquery
-
-    vertex = VertexAdapter(project, location)
-    model = vertex.model_by_alias(model_name, model_alias)
-    job = batch_predict_bigquery(vertex, model_resource=model.versioned_resource_name, source_table=source_table,
-                                 destination_prefix=destination_table, machine_type=machine_type, replicas=replicas,
-                                 display_name=f"kfkit-batch-{model_name}")
-    table = job.output_info.bigquery_output_table if job.output_info else ""
-    predictions.uri = f"bq://{table}" if table else ""
-    predictions.metadata.update({"job": job.resource_name, "table": table})
+    meta = predict(source_table, destination_table, model_name=model_name, model_alias=model_alias, backend=backend,
+                   project=project, location=location, machine_type=machine_type, replicas=replicas,
+                   local_root=local_root, task_id=task_id, gcp_resources=gcp_resources)
+    if "uri" in meta:
+        predictions.uri = meta.pop("uri")
+    rows, seconds = meta.pop("rows", None), meta.pop("seconds", None)
+    predictions.metadata.update(meta)
+    if rows is not None:
+        metrics.log_metric("rows", rows)
+        metrics.log_metric("rows_per_second", rows / max(seconds, 1e-9))

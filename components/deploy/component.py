@@ -12,6 +12,7 @@ def deploy_model(
     registered_model: Input[VertexModel],
     endpoint_name: str,
     endpoint: Output[VertexEndpoint],
+    gcp_resources: dsl.OutputPath(str),
     traffic_percent: int = 100,
     keep_previous: int = 1,
     backend: str = "local",
@@ -45,6 +46,8 @@ def deploy_model(
 
     Returns:
         endpoint: google.VertexEndpoint artifact with the traffic split in its metadata.
+        gcp_resources: The deploy and undeploy operations (GCPC's GcpResources JSON, VertexLro
+            entries); empty on the local backend or when the version was already deployed.
     """
     from components.deploy.deploy import deploy_model as deploy
 
@@ -53,6 +56,6 @@ def deploy_model(
                   traffic_percent=traffic_percent, keep_previous=keep_previous, machine_type=machine_type,
                   min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
                   logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,
-                  location=location)
+                  location=location, gcp_resources=gcp_resources)
     endpoint.uri = meta.pop("uri", meta["resourceName"])
     endpoint.metadata.update(meta)

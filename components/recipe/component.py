@@ -59,6 +59,7 @@ def champion_recipe(
     ("machine_type", str),
     ("request_logging_table", str),
     ("git_commit", str),
+    ("maximum_bytes_billed", int),
 ]):
     """Reads the training recipe recorded with the model holding the `champion` alias.
 
@@ -139,6 +140,7 @@ def record_recipe(
     machine_type: str,
     request_logging_table: str,
     git_commit: str,
+    maximum_bytes_billed: int,
 ):
     """Records a training run's recipe (every training pipeline parameter) with its model.
 
@@ -148,7 +150,7 @@ def record_recipe(
 
     Args:
         model: The trained model the recipe belongs to.
-        query: And every other training pipeline parameter (label_column ... git_commit), as this
+        query: And every other training pipeline parameter (label_column ... maximum_bytes_billed), as this
             run had them; see the training pipeline for each one's meaning.
 
     Returns:
@@ -168,7 +170,7 @@ def record_recipe(
         max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance, model_name=model_name,
         endpoint_name=endpoint_name, region=region, traffic_percent=traffic_percent, keep_previous=keep_previous,
         serving_image=serving_image, machine_type=machine_type, request_logging_table=request_logging_table,
-        git_commit=git_commit)
+        git_commit=git_commit, maximum_bytes_billed=maximum_bytes_billed)
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)

@@ -13,6 +13,7 @@ def register_model(
     metrics: Input[Metrics],
     model_name: str,
     registered_model: Output[VertexModel],
+    gcp_resources: dsl.OutputPath(str),
     blessed: bool = True,
     backend: str = "local",
     project: str = "",
@@ -43,6 +44,8 @@ def register_model(
     Returns:
         registered_model: google.VertexModel artifact (on the local backend its metadata holds the
             MLflow `models:/name/version` URI and the model directory).
+        gcp_resources: The model upload operation (GCPC's GcpResources JSON, a VertexLro); empty
+            on the local backend or when a retried task reuses its version.
     """
     from components.evaluate.evaluate import metric_values
     from components.register.register import register_model as register
@@ -52,7 +55,8 @@ def register_model(
     all_labels = {**labels, **({"data-snapshot": data_snapshot} if data_snapshot else {})}
     meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
                     blessed=blessed, metrics=values, params=params, labels=all_labels, task_id=task_id,
-                    local_root=local_root, project=project, location=location, serving_image=serving_image)
+                    local_root=local_root, project=project, location=location, serving_image=serving_image,
+                    gcp_resources=gcp_resources)
     registered_model.uri = meta.pop("uri", meta["resourceName"])
     registered_model.metadata.update(meta)
 

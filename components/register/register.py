@@ -15,7 +15,10 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
                    metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
                    labels: dict[str, str] | None = None, task_id: str = "", local_root: str | None = None,
                    project: str = "", location: str = "", serving_image: str = "",
-                   registry=None, vertex=None) -> dict[str, Any]:
+                   gcp_resources: str | None = None, registry=None, vertex=None) -> dict[str, Any]:
+    """Register model_dir as a new version of model_name; gcp_resources: where the upload operation is recorded."""
+    from kfkit.cloud_jobs import CloudJobs
+
     if backend not in ("local", "vertex"):
         raise ConfigError(f"backend must be local or vertex, got {backend!r}")
     if not model_name:
@@ -24,6 +27,7 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
     if backend == "local":
         from kfkit.adapters.mlflow_registry import MlflowRegistry
 
+        CloudJobs(gcp_resources)  # no Google Cloud operation: an empty gcp_resources
         registry = registry or MlflowRegistry(local_root)
         version = registry.register(model_name, model_dir, aliases=aliases, params=params, metrics=metrics,
                                     tags=labels, task_id=task_id)
@@ -32,11 +36,12 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
                 "created": version.created, "tracking_uri": registry.uri}
     from kfkit.adapters.vertex import DEFAULT_SERVING_IMAGE, VertexAdapter
 
-    vertex = vertex or VertexAdapter(project, location)
-    model, created = vertex.upload_version(display_name=model_name, artifact_uri=model_dir,
-                                           serving_image=serving_image or DEFAULT_SERVING_IMAGE, aliases=aliases,
-                                           labels=labels or {}, metrics=metrics or {}, task_id=task_id,
-                                           make_default=blessed)
+    vertex = vertex or VertexAdapter(project, location, jobs=CloudJobs(gcp_resources))
+    with vertex.jobs:
+        model, created = vertex.upload_version(display_name=model_name, artifact_uri=model_dir,
+                                               serving_image=serving_image or DEFAULT_SERVING_IMAGE, aliases=aliases,
+                                               labels=labels or {}, metrics=metrics or {}, task_id=task_id,
+                                               make_default=blessed)
     return {"backend": "vertex", "resourceName": model.versioned_resource_name, "model_name": model_name,
             "version": str(model.version_id), "aliases": aliases, "created": created,
             "uri": f"https://{location}-aiplatform.googleapis.com/v1/{model.versioned_resource_name}"}

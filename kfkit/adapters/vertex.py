@@ -13,7 +13,6 @@ from kfkit.errors import ConfigError
 
 log = logging.getLogger("kfkit.vertex")
 TASK_LABEL = "kfkit-task-id"
-PREVIOUS_SPLIT_PREFIX = "kfkit-previous-traffic-split:"
 # Vertex's prebuilt TensorFlow 2 CPU prediction container (loads a SavedModel from artifact_uri)
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 
@@ -28,15 +27,43 @@ def fuse_to_gcs(path: str) -> str:
 
 
 class VertexAdapter:
-    def __init__(self, project: str, location: str, aiplatform=None):
+    """Vertex AI models, endpoints and batch prediction for one project and region.
+
+    Uploads, deploys and undeploys go through the service clients so their long-running
+    operations are visible: each is written to the step's gcp_resources as a VertexLro the moment
+    it exists, polled with backoff and cancelled if the pipeline run is (kfkit.cloud_jobs), as
+    google-cloud-pipeline-components' ModelUploadOp and ModelDeployOp do.
+    """
+
+    def __init__(self, project: str, location: str, aiplatform=None, jobs=None):
         if not project or not location:
             raise ConfigError("project and location are required for the Vertex AI backend")
         if aiplatform is None:
             from google.cloud import aiplatform
+        from kfkit.cloud_jobs import CloudJobs
         self.ai = aiplatform
         self.project = project
         self.location = location
+        self.jobs = jobs or CloudJobs()
         self._where = {"project": project, "location": location}
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    def _client(self, name: str):
+        if name not in self._clients:
+            client_class = getattr(self.ai.gapic, name)
+            self._clients[name] = client_class(client_options={"api_endpoint": f"{self.location}-aiplatform.googleapis.com"})
+        return self._clients[name]
+
+    def _finish(self, operation, what: str):
+        """Record, poll and return the result of one long-running operation."""
+        from kfkit.cloud_jobs import vertex_uri
+        self.jobs.run("VertexLro", vertex_uri(self.location, operation.operation.name), operation.done,
+                      operation.cancel, what)
+        return operation.result()
 
     # ---- model registry ---------------------------------------------------------------------------
     def find_version_by_task(self, task_id: str):
@@ -60,12 +87,18 @@ class VertexAdapter:
             return existing, False
         labels = {label_value(k): label_value(v) for k, v in {**labels, TASK_LABEL: task_id}.items() if v}
         description = "kfkit evaluation: " + json.dumps({k: round(v, 6) for k, v in sorted(metrics.items())})
-        model = self.ai.Model.upload(
-            display_name=display_name, artifact_uri=fuse_to_gcs(artifact_uri),
-            serving_container_image_uri=serving_image, parent_model=self.parent_model(display_name),
-            is_default_version=make_default, version_aliases=list(aliases), version_description=description,
-            labels=labels, description=description, sync=True, **self._where)
-        return model, True
+        version_aliases = list(aliases)
+        if make_default and "default" not in version_aliases:  # as the SDK's Model.upload(is_default_version=True)
+            version_aliases.append("default")
+        gapic = self.ai.gapic
+        model = gapic.Model(display_name=display_name, description=description, version_description=description,
+                            version_aliases=version_aliases, labels=labels, artifact_uri=fuse_to_gcs(artifact_uri),
+                            container_spec=gapic.ModelContainerSpec(image_uri=serving_image))
+        operation = self._client("ModelServiceClient").upload_model(
+            request=gapic.UploadModelRequest(parent=self.parent, model=model,
+                                             parent_model=self.parent_model(display_name) or ""))
+        response = self._finish(operation, f"upload of {display_name}")
+        return self.ai.Model(model_name=response.model, version=response.model_version_id, **self._where), True
 
     def add_aliases(self, model, aliases: list[str]) -> None:
         if aliases:
@@ -94,43 +127,122 @@ class VertexAdapter:
 
     def deploy(self, endpoint, model, *, machine_type: str, min_replicas: int, max_replicas: int,
                traffic_percent: int, keep_previous: int) -> dict[str, int]:
-        """Deploy with a share of the traffic, remember the old split, undeploy idle old versions."""
-        previous = dict(endpoint.traffic_split or {})
-        endpoint.deploy(model=model, deployed_model_display_name=f"{model.display_name}-v{model.version_id}",
-                        machine_type=machine_type, min_replica_count=min_replicas, max_replica_count=max_replicas,
-                        traffic_percentage=traffic_percent, sync=True)
-        endpoint.update(description=PREVIOUS_SPLIT_PREFIX + json.dumps(previous))
-        split = dict(endpoint.traffic_split or {})
+        """Deploy with a share of the traffic, remember the old split, undeploy idle old versions.
+
+        Idempotent: if this model version is already deployed on the endpoint (a retried step),
+        nothing is deployed again.
+        """
+        from kfkit.endpoints import split_traffic
+        gapic = self.ai.gapic
+        versioned = model.versioned_resource_name
+        deployed = list(endpoint.list_models())
+        if any(_deployed_version(d) == versioned for d in deployed):
+            log.info("%s is already deployed on %s; not deploying it again", versioned, endpoint.resource_name)
+            return dict(endpoint.traffic_split or {})
+        previous = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
+        # the new deployed model is "0" in a DeployModelRequest's traffic split
+        split = split_traffic({k: v for k, v in previous.items() if k != "0"}, "0", traffic_percent)
+        operation = self._client("EndpointServiceClient").deploy_model(
+            endpoint=endpoint.resource_name, traffic_split=split,
+            deployed_model=gapic.DeployedModel(
+                model=versioned, display_name=f"{model.display_name}-v{model.version_id}",
+                dedicated_resources=gapic.DedicatedResources(
+                    machine_spec=gapic.MachineSpec(machine_type=machine_type),
+                    min_replica_count=min_replicas, max_replica_count=max_replicas)))
+        self._finish(operation, f"deploy of {versioned}")
+        self.remember_split(endpoint, previous)
+        endpoint = self.ai.Endpoint(endpoint_name=endpoint.resource_name, **self._where)  # the split after deploy
+        split = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
         idle = [d for d in sorted(endpoint.list_models(), key=lambda d: str(d.create_time))
                 if split.get(d.id, 0) == 0]
-        for deployed in idle[:max(len(idle) - keep_previous, 0)]:
-            endpoint.undeploy(deployed_model_id=deployed.id, sync=True)
+        for old in idle[:max(len(idle) - keep_previous, 0)]:
+            operation = self._client("EndpointServiceClient").undeploy_model(
+                endpoint=endpoint.resource_name, deployed_model_id=old.id)
+            self._finish(operation, f"undeploy of {old.id}")
+            split.pop(old.id, None)
         return split
+
+    def remember_split(self, endpoint, split: dict[str, int]) -> None:
+        """Keep the split in kfkit's own endpoint labels (never the user's description) for rollback."""
+        labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
+        labels.update(previous_split_labels(split))
+        endpoint.update(labels=labels)
 
     def rollback(self, endpoint_name: str) -> dict[str, int]:
         found = self.ai.Endpoint.list(filter=f'display_name="{endpoint_name}"', **self._where)
         if not found:
             raise ConfigError(f"no Vertex AI endpoint named {endpoint_name!r} in {self.project}/{self.location}")
         endpoint = found[0]
-        # the SDK's Endpoint has no `description` attribute: it lives on the resource proto
-        description = endpoint.gca_resource.description or ""
-        if not description.startswith(PREVIOUS_SPLIT_PREFIX):
+        previous = split_from_labels(endpoint.labels or {})
+        if not previous:
             raise ConfigError(f"endpoint {endpoint_name!r} has no previous traffic split recorded by kfkit deploy")
-        previous = json.loads(description[len(PREVIOUS_SPLIT_PREFIX):])
         deployed = {d.id for d in endpoint.list_models()}
         missing = [k for k, v in previous.items() if v and k not in deployed]
-        if missing or not previous:
+        if missing:
             raise ConfigError(f"cannot restore the previous split {previous}: deployed model(s) {missing} are gone")
-        endpoint.update(traffic_split=previous, description=PREVIOUS_SPLIT_PREFIX + json.dumps(dict(endpoint.traffic_split)))
+        current = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
+        labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
+        endpoint.update(traffic_split=previous, labels={**labels, **previous_split_labels(current)})
         return previous
 
 
+PREVIOUS_LABEL_PREFIX = "kfkit-prev-"
+
+
+def previous_split_labels(split: dict[str, int]) -> dict[str, str]:
+    """A traffic split as endpoint labels, one per deployed model: kfkit-prev-<deployed model id> = percent.
+
+    Deployed model ids are digits, so each key fits Vertex's label rules (lowercase, digits, -, at
+    most 63 characters) and an endpoint's 64 labels hold any split Vertex allows.
+    """
+    return {f"{PREVIOUS_LABEL_PREFIX}{label_value(k)}": str(int(v)) for k, v in split.items()}
+
+
+def split_from_labels(labels: dict[str, str]) -> dict[str, int]:
+    return {k[len(PREVIOUS_LABEL_PREFIX):]: int(v) for k, v in labels.items() if k.startswith(PREVIOUS_LABEL_PREFIX)}
+
+
+def _deployed_version(deployed) -> str:
+    """projects/.../models/M@V of a DeployedModel (Vertex returns the version id apart)."""
+    model = getattr(deployed, "model", "") or ""
+    version = getattr(deployed, "model_version_id", "") or ""
+    return f"{model}@{version}" if version and "@" not in model else model
+
+
+TERMINAL_JOB_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
+                       "JOB_STATE_PARTIALLY_SUCCEEDED"}
+
+
 def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source_table: str,
-                           destination_prefix: str, machine_type: str, replicas: int, display_name: str):
-    """A Vertex AI batch prediction job from a BigQuery table to a new table under destination_prefix."""
-    return vertex.ai.BatchPredictionJob.create(
-        job_display_name=display_name, model_name=model_resource, instances_format="bigquery",
-        predictions_format="bigquery", bigquery_source=f"bq://{source_table.removeprefix('bq://')}",
-        bigquery_destination_prefix=f"bq://{destination_prefix.removeprefix('bq://')}", machine_type=machine_type,
-        starting_replica_count=replicas, max_replica_count=replicas, sync=True,
-        project=vertex.project, location=vertex.location)
+                           destination_prefix: str, machine_type: str, replicas: int, display_name: str,
+                           task_id: str = ""):
+    """A Vertex AI batch prediction job from a BigQuery table to a new table under destination_prefix.
+
+    Submitted (not waited on in the SDK), written to gcp_resources, polled and cancellable; one job
+    per pipeline task: a retried step finds the job its first attempt started (by label) and
+    waits for that one instead of starting a second.
+    """
+    from kfkit.cloud_jobs import vertex_uri
+    ai = vertex.ai
+    job = None
+    if task_id:
+        found = ai.BatchPredictionJob.list(filter=f'labels.{TASK_LABEL}="{label_value(task_id)}"',
+                                           project=vertex.project, location=vertex.location)
+        job = found[0] if found else None
+        if job is not None:
+            log.info("task %s already started %s; waiting for it instead of starting another", task_id,
+                     job.resource_name)
+    if job is None:
+        job = ai.BatchPredictionJob.submit(
+            job_display_name=display_name, model_name=model_resource, instances_format="bigquery",
+            predictions_format="bigquery", bigquery_source=f"bq://{source_table.removeprefix('bq://')}",
+            bigquery_destination_prefix=f"bq://{destination_prefix.removeprefix('bq://')}", machine_type=machine_type,
+            starting_replica_count=replicas, max_replica_count=replicas,
+            labels={TASK_LABEL: label_value(task_id)} if task_id else None,
+            project=vertex.project, location=vertex.location)
+    vertex.jobs.run("BatchPredictionJob", vertex_uri(vertex.location, job.resource_name), job.done, job.cancel,
+                    f"batch prediction job {job.resource_name}")
+    state = getattr(job.state, "name", str(job.state))
+    if state != "JOB_STATE_SUCCEEDED":
+        raise ConfigError(f"Vertex AI batch prediction job {job.resource_name} ended {state}: {job.error}")
+    return job

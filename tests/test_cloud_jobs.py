@@ -1,0 +1,103 @@
+"""Long-running cloud jobs as GCPC runs them: gcp_resources at once, polling with backoff, cancel on SIGTERM.
+
+Expected behaviour from google-cloud-pipeline-components 2.22 (installed here): the GcpResources proto
+(proto/gcp_resources_pb2.py) for the file's format, and container/utils/execution_context.py for
+cancellation (SIGTERM -> on_cancel -> exit status 0).
+"""
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+from google.protobuf import json_format
+from google_cloud_pipeline_components.proto.gcp_resources_pb2 import GcpResources
+
+from kfkit.cloud_jobs import CloudJobs, bigquery_job_uri, poll_intervals, vertex_uri
+
+
+def test_each_job_is_in_gcp_resources_before_it_is_polled(tmp_path):
+    path = tmp_path / "out" / "gcp_resources"
+    jobs = CloudJobs(str(path), sleep=lambda s: None)
+    seen = []
+
+    def done():
+        seen.append(json.loads(path.read_text()))
+        return True
+
+    jobs.run("BigQueryJob", "https://b/1", done, None, "job 1")
+    jobs.run("VertexLro", "https://v/2", done, None, "job 2")
+
+    assert seen[0] == {"resources": [{"resourceType": "BigQueryJob", "resourceUri": "https://b/1"}]}
+    assert len(seen[1]["resources"]) == 2
+    parsed = json_format.Parse(path.read_text(), GcpResources())
+    assert [(r.resource_type, r.resource_uri) for r in parsed.resources] == [("BigQueryJob", "https://b/1"),
+                                                                              ("VertexLro", "https://v/2")]
+
+
+def test_a_step_that_starts_no_job_writes_an_empty_gcp_resources(tmp_path):
+    CloudJobs(str(tmp_path / "gcp_resources"))
+
+    text = (tmp_path / "gcp_resources").read_text()
+
+    assert json.loads(text) == {} and json_format.Parse(text, GcpResources()) == GcpResources()
+
+
+def test_polling_backs_off_from_one_second_doubling_to_thirty():
+    assert list(itertools.islice(poll_intervals(), 8)) == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_the_resource_uris_are_the_ones_gcpc_writes():
+    assert bigquery_job_uri("p", "job_1", "EU") == "https://www.googleapis.com/bigquery/v2/projects/p/jobs/job_1?location=EU"
+    assert vertex_uri("us-central1", "projects/p/locations/us-central1/operations/7") == (
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/operations/7")
+
+
+def test_a_failed_cancel_does_not_stop_the_other_cancels():
+    jobs = CloudJobs()
+    cancelled = []
+
+    def broken():
+        raise RuntimeError("503 backend")
+
+    jobs.started("BigQueryJob", "a", broken)
+    jobs.started("BigQueryJob", "b", lambda: cancelled.append("b"))
+    jobs.started("BigQueryJob", "c", lambda: cancelled.append("c"))
+    jobs.finished("c")
+
+    assert jobs.cancel_running() == ["a", "b"]
+    assert cancelled == ["b"]
+
+
+def test_sigterm_cancels_the_running_job_and_ends_the_step_with_status_0(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from kfkit.cloud_jobs import CloudJobs
+        with CloudJobs({str(tmp_path / 'gcp_resources')!r}) as jobs:
+            def done():
+                print("polling", flush=True)
+                return False
+            jobs.run("BatchPredictionJob", "https://v/job/1", done, lambda: print("cancel sent", flush=True), "job")
+        print("not reached", flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "polling\n"  # the job exists and is being polled
+
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=60)
+
+    assert child.returncode == 0
+    assert out == "cancel sent\n"
+    assert "cancelled https://v/job/1" in err
+    assert json.loads((tmp_path / "gcp_resources").read_text())["resources"][0]["resourceUri"] == "https://v/job/1"
+
+
+def test_the_sigterm_handler_is_put_back_after_the_step(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+
+    with CloudJobs():
+        inside = signal.getsignal(signal.SIGTERM)
+
+    assert inside != before and signal.getsignal(signal.SIGTERM) == before
