@@ -92,7 +92,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         validate = validate_data(
             train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
             test_data=ingest.outputs["test_data"], label_column=label_column, schema_uri=schema_uri,
-            unseen_tolerance=unseen_tolerance,
+            unseen_tolerance=unseen_tolerance, maximum_bytes_billed=maximum_bytes_billed,
         ).set_display_name("validate")
 
         train = train_op(

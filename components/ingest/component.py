@@ -85,6 +85,10 @@ def bigquery_query_to_dataset(
                                   "snapshot": result.snapshot,
                                   "format": "parquet", "schema": result.schema, "label": label_column,
                                   "backend": backend, "written_by": result.extra.get("path", "streamed")})
+        if result.extra.get("selects"):  # BigQuery exported it: validate asks BigQuery for its statistics
+            artifact.metadata.update({"bigquery_select": result.extra["selects"][name],
+                                      "bigquery_project": result.extra["project"],
+                                      "bigquery_location": result.extra["location"]})
     if result.source_table:
         destination_table.uri = result.extra["table_uri"]
         destination_table.metadata.update({"projectId": result.extra["project"],

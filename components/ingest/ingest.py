@@ -319,8 +319,10 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
         exported = all(uris.values()) and table_bytes >= export_threshold_bytes
         log.info("ingest: the query result is %d rows, %s: %s", table_rows, human_bytes(table_bytes),
                  "BigQuery splits and exports it" if exported else "streaming it through this step")
+        selects = {}
         if exported:
-            rows, shards, snapshot = export_splits(adapter, destination, schema, split, outputs, uris, job_labels)
+            rows, shards, snapshot, selects = export_splits(adapter, destination, schema, split, outputs, uris,
+                                                            job_labels)
         else:
             rows, shards, snapshot = stream_to_splits(adapter.read_table(destination), schema, split, outputs,
                                                       shard_rows, report)
@@ -329,7 +331,8 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                         extra={"table_uri": destination.api_uri, "project": destination.project,
                                "dataset": destination.dataset, "table": destination.table,
                                "bytes_processed_estimate": estimate, "result_bytes": table_bytes,
-                               "path": "bigquery-export" if exported else "streamed"})
+                               "path": "bigquery-export" if exported else "streamed", "selects": selects,
+                               "location": adapter.location})
 
 
 def gcs_uri(path: str | Path, fuse_root: str = GCS_FUSE_ROOT) -> str | None:
@@ -341,8 +344,12 @@ def gcs_uri(path: str | Path, fuse_root: str = GCS_FUSE_ROOT) -> str | None:
 
 
 def export_splits(adapter, table, schema: pa.Schema, split: SplitSpec, outputs: dict[str, str | Path],
-                  uris: dict[str, str], labels: dict[str, str]) -> tuple[dict[str, int], dict[str, int], str]:
-    """Split `table` and export each split as Parquet shards with BigQuery jobs; no row passes through here."""
+                  uris: dict[str, str], labels: dict[str, str]) -> tuple[dict[str, int], dict[str, int], str, dict[str, str]]:
+    """Split `table` and export each split as Parquet shards with BigQuery jobs; no row passes through here.
+
+    Returns rows, shards and the snapshot id as stream_to_splits does, and each split's SELECT
+    (validate computes the split's statistics with it, in BigQuery).
+    """
     from components.ingest import bigquery_split as bq
     names = list(split.fractions)
     ranges = bq.bucket_ranges(split.upper_bounds(), names)
@@ -352,13 +359,13 @@ def export_splits(adapter, table, schema: pa.Schema, split: SplitSpec, outputs: 
     total = int(summary["row_count"])
     if total == 0:
         raise IngestError("the query returned no rows: check its WHERE clause and query parameters")
-    rows, shards = {}, {}
+    rows, shards, selects = {}, {}, {}
     for name in names:
         low, high = ranges[name]
-        select = bq.split_select_sql(table.full_id, schema, split.key_columns, low, high)
+        select = selects[name] = bq.split_select_sql(table.full_id, schema, split.key_columns, low, high)
         adapter.run_query(bq.export_sql(select, uris[name]), labels={**labels, "kfkit-stage": f"export-{name}"},
                           job_id_prefix=f"kfkit_export_{name}_", what=f"export of the {name} split")
         rows[name] = int(summary[f"rows_{name}"])
         local = Path(outputs[name])  # the same prefix through the Cloud Storage mount
         shards[name] = len(list(local.glob("*.parquet"))) if local.is_dir() else 0
-    return rows, shards, bq.snapshot_id(total, summary["fingerprint_sum"])
+    return rows, shards, bq.snapshot_id(total, summary["fingerprint_sum"]), selects

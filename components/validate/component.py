@@ -17,8 +17,10 @@ def validate_data(
     anomalies: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    gcp_resources: dsl.OutputPath(str),
     schema_uri: str = "",
     unseen_tolerance: float = 0.01,
+    maximum_bytes_billed: int = 1000000000000,
 ):
     """Computes statistics of the training split, checks every split against a schema, and
     fails with a message naming the column when an anomaly is blocking.
@@ -32,6 +34,8 @@ def validate_data(
             schema from the training split.
         unseen_tolerance: Largest share of a split's rows whose category is outside the schema's
             domain before it is a blocking anomaly.
+        maximum_bytes_billed: Most bytes any one BigQuery statistics query may bill (splits that
+            BigQuery exported are described by BigQuery itself, never read here).
 
     Returns:
         statistics: JSON statistics of the training split (the monitoring baseline).
@@ -39,18 +43,23 @@ def validate_data(
         anomalies: JSON list of anomalies, blocking or not.
         report: HTML report with the statistics and a histogram per feature.
         metrics: Rows per split and anomaly counts.
+        gcp_resources: The BigQuery jobs that computed the statistics (GCPC's GcpResources JSON);
+            empty when the splits are read from their Parquet shards.
     """
     import json
     import logging
 
-    from components.validate.validate import load_json, render_report, validate
+    from components.validate.validate import load_json, render_report, split_source, validate
     from kfkit.atomic import atomic_file
+    from kfkit.cloud_jobs import CloudJobs
     from kfkit.errors import ValidationError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     given = load_json(schema_uri, "schema") if schema_uri else None
-    result = validate({"train": train_data.path, "eval": eval_data.path, "test": test_data.path},
-                      label_column, schema=given, unseen_tolerance=unseen_tolerance)
+    with CloudJobs(gcp_resources) as jobs:
+        splits = {name: split_source(artifact.path, dict(artifact.metadata), jobs, maximum_bytes_billed)
+                  for name, artifact in (("train", train_data), ("eval", eval_data), ("test", test_data))}
+        result = validate(splits, label_column, schema=given, unseen_tolerance=unseen_tolerance)
     for anomaly in result.anomalies:
         logging.getLogger("kfkit.validate").warning("%s anomaly: %s", "blocking" if anomaly.blocking else "non-blocking", anomaly)
     if result.blocking:

@@ -73,7 +73,14 @@ def describe_columns(con, source: str) -> list[tuple[str, str]]:
 
 
 def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str, Any]:
-    """Count, nulls, min/max/mean/std/quantiles and a histogram per number; frequencies per category."""
+    """Count, nulls, min/max/mean/std/quantiles and a histogram per number; frequencies per category.
+
+    `dataset` is a directory of Parquet shards (read by DuckDB), or a bigquery_stats.SqlSource
+    whose statistics BigQuery computes with the same definitions.
+    """
+    if not isinstance(dataset, (str, Path)):
+        from components.validate.bigquery_stats import compute_statistics as on_bigquery
+        return on_bigquery(dataset, label_column)
     source = parquet_glob(dataset)
     con = duckdb.connect()
     columns = describe_columns(con, source)
@@ -92,9 +99,14 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
                 f"stddev_pop({col})::DOUBLE, quantile_cont({col}::DOUBLE, {list(QUANTILES)}) FROM {rel}").fetchone()
             entry.update(min=mn, max=mx, mean=mean, std=std,
                          quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
-            entry["histogram"] = _histogram(con, rel, col, mn, mx)
+            # the chart spans the finite values (an infinity would make every bucket infinitely wide)
+            finite = f"(SELECT * FROM {rel} WHERE isfinite({col}::DOUBLE))"
+            fmn, fmx = con.execute(f"SELECT min({col})::DOUBLE, max({col})::DOUBLE FROM {finite}").fetchone()
+            if fmn is not None:
+                entry["histogram"] = _histogram(con, finite, col, fmn, fmx)
             low, high = entry["quantiles"].get("0.01"), entry["quantiles"].get("0.99")
-            if low is not None and high is not None and high > low and (mx - mn) > 4 * (high - low):
+            if fmn is not None and low is not None and high is not None and high > low \
+                    and (fmx - fmn) > 4 * (high - low):
                 # a few outliers would squash the chart into one bar: show the 1st-99th percentiles
                 shown = _histogram(con, f"(SELECT * FROM {rel} WHERE {col} BETWEEN {low!r} AND {high!r})", col,
                                    low, high)
@@ -150,15 +162,47 @@ def load_json(path: str | Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {str(path)!r} is not valid JSON: {exc}") from exc
 
 
-def check_split(name: str, dataset: str | Path, schema: dict[str, Any], label_column: str,
+class ParquetProbe:
+    """What check_split asks of a split, answered by DuckDB from its Parquet shards."""
+
+    def __init__(self, dataset: str | Path):
+        self.source = parquet_glob(dataset)
+        self.rel = f"read_parquet('{self.source}')"
+        self.con = duckdb.connect()
+
+    def columns(self) -> dict[str, str]:
+        return dict(describe_columns(self.con, self.source))
+
+    def rows(self) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {self.rel}").fetchone()[0]
+
+    def non_null(self, column: str) -> int:
+        return self.con.execute(f"SELECT count({_q(column)}) FROM {self.rel}").fetchone()[0]
+
+    def unseen(self, column: str, domain: list[str]) -> list[tuple[str, int]]:
+        """Values (as strings) outside the domain with their row counts, most frequent first."""
+        col = _q(column)
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _domain(v VARCHAR)")
+        self.con.executemany("INSERT INTO _domain VALUES (?)", [[v] for v in domain])
+        return self.con.execute(
+            f"SELECT {col}::VARCHAR, count(*) FROM {self.rel} WHERE {col} IS NOT NULL AND "
+            f"{col}::VARCHAR NOT IN (SELECT v FROM _domain) GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def check_split(name: str, dataset, schema: dict[str, Any], label_column: str,
                 unseen_tolerance: float) -> tuple[int, list[Anomaly]]:
-    """Anomalies of one split against the schema: columns, types, nulls, unseen categories."""
+    """Anomalies of one split against the schema: columns, types, nulls, unseen categories.
+
+    `dataset` is a directory of Parquet shards, or a probe answering the same questions another
+    way (components/validate/bigquery_stats.py asks BigQuery).
+    """
     anomalies: list[Anomaly] = []
-    source = parquet_glob(dataset)
-    con = duckdb.connect()
-    rel = f"read_parquet('{source}')"
-    actual = dict(describe_columns(con, source))
-    rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+    probe = dataset.probe() if hasattr(dataset, "probe") else ParquetProbe(dataset)
+    actual = probe.columns()
+    rows = probe.rows()
     if rows == 0:
         anomalies.append(Anomaly("*", "empty_split", "the split has no rows; adjust the split fractions "
                                  "or the query", split=name))
@@ -180,8 +224,7 @@ def check_split(name: str, dataset: str | Path, schema: dict[str, Any], label_co
                                      blocking=False, split=name))
         if rows == 0:
             continue
-        col = _q(column_name)
-        non_null = con.execute(f"SELECT count({col}) FROM {rel}").fetchone()[0]
+        non_null = probe.non_null(column_name)
         if column_name == label_column and non_null < rows:
             anomalies.append(Anomaly(column_name, "null_label",
                                      f"the label is null in {rows - non_null} of {rows} rows; filter them "
@@ -191,11 +234,7 @@ def check_split(name: str, dataset: str | Path, schema: dict[str, Any], label_co
                                      f"null in all {rows} rows: drop the column or fix its source", split=name))
         domain = column.get("domain")
         if domain is not None and kind == "categorical" and non_null:
-            con.execute("CREATE OR REPLACE TEMP TABLE _domain(v VARCHAR)")
-            con.executemany("INSERT INTO _domain VALUES (?)", [[v] for v in domain])
-            unseen = con.execute(
-                f"SELECT {col}::VARCHAR, count(*) FROM {rel} WHERE {col} IS NOT NULL AND "
-                f"{col}::VARCHAR NOT IN (SELECT v FROM _domain) GROUP BY 1 ORDER BY 2 DESC").fetchall()
+            unseen = probe.unseen(column_name, domain)
             unseen_rows = sum(n for _, n in unseen)
             if unseen_rows:
                 fraction = unseen_rows / non_null
@@ -209,7 +248,7 @@ def check_split(name: str, dataset: str | Path, schema: dict[str, Any], label_co
         if column_name not in expected:
             anomalies.append(Anomaly(column_name, "extra_column", "not in the schema (ignored downstream)",
                                      blocking=False, split=name))
-    con.close()
+    probe.close()
     return rows, anomalies
 
 
@@ -228,6 +267,26 @@ class ValidationResult:
     def anomalies_json(self) -> dict[str, Any]:
         return {"blocking": len(self.blocking), "anomalies": [asdict(a) for a in self.anomalies],
                 "split_rows": self.split_rows}
+
+
+def split_source(path: str, metadata: dict[str, Any], jobs=None, maximum_bytes_billed: int | None = None):
+    """What validate reads for one split: its Parquet shards, or, when BigQuery exported the split
+    (ingest wrote its SELECT in the Dataset's metadata), that SELECT, which BigQuery computes the
+    statistics and checks of, so no row is read here."""
+    select = metadata.get("bigquery_select")
+    if not select:
+        return path
+    from components.validate.bigquery_stats import SqlSource, duckdb_type
+    from kfkit.adapters.bigquery import BigQueryAdapter
+
+    adapter = BigQueryAdapter(metadata["bigquery_project"], metadata.get("bigquery_location", "US"), jobs=jobs,
+                              maximum_bytes_billed=maximum_bytes_billed)
+
+    def query(sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        batches = adapter.query_to_arrow(sql, params, labels={"kfkit-component": "validate"}, what="statistics query")
+        return [row for batch in batches for row in batch.to_pylist()]
+
+    return SqlSource(select, [(c["name"], duckdb_type(c["type"])) for c in metadata["schema"]], query)
 
 
 def validate(splits: dict[str, str | Path], label_column: str, schema: dict[str, Any] | None = None,
