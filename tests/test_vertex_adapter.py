@@ -1,11 +1,13 @@
 """Vertex AI registry and endpoint calls checked at the SDK boundary with a fake aiplatform module."""
 
 import json
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-from google.cloud import aiplatform
+from google.cloud import aiplatform, storage
 from google.cloud.aiplatform.compat.types import endpoint as gca_endpoint
 from google.cloud.aiplatform.models import ModelRegistry
 
@@ -368,17 +370,82 @@ def test_previous_split_labels_follow_vertex_label_rules_for_real_deployed_model
                for k in labels)
 
 
-def test_champion_is_found_by_alias_and_read_through_the_gcs_mount():
+@bound_to(storage.Client)
+class FakeStorage:
+    """Cloud Storage as a local directory: gs://bucket/x is <root>/bucket/x."""
+
+    def __init__(self, root):
+        self.root = root
+        self.calls = []
+
+    def list_blobs(self, bucket_or_name, max_results=None, page_token=None, prefix=None, **kwargs):
+        self.calls.append(("list_blobs", bucket_or_name, prefix))
+        base = self.root / bucket_or_name
+        return [SimpleNamespace(name=str(p.relative_to(base)),
+                                download_to_filename=lambda filename, p=p: shutil.copy(p, filename))
+                for p in sorted(base.rglob("*")) if p.is_file() and str(p.relative_to(base)).startswith(prefix)]
+
+
+def test_the_champion_is_read_from_a_copy_of_its_cloud_storage_directory_where_gcs_is_not_mounted(tmp_path,
+                                                                                                monkeypatch):
+    from google.cloud import storage as storage_module
+
     from components.register.register import champion_model_dir
 
+    (tmp_path / "gcs" / "bucket" / "model" / "variables").mkdir(parents=True)
+    (tmp_path / "gcs" / "bucket" / "model" / "saved_model.pb").write_text("pb")
+    (tmp_path / "gcs" / "bucket" / "model" / "variables" / "v.index").write_text("i")
+    fake = FakeStorage(tmp_path / "gcs")
+    monkeypatch.setattr(storage_module, "Client", lambda *a, **k: fake)
     rec = Recorder()
-    parent = FakeModel(rec, version="3")
-    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[parent]))
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec, version="3")]))
 
-    path = champion_model_dir("penguins", backend="vertex", project="p", location="us-central1", vertex=vertex)
+    path = champion_model_dir("penguins", backend="vertex", local_root=str(tmp_path / "root"), project="p",
+                              location="us-central1", vertex=vertex)
 
-    assert ("Model", f"{parent.resource_name}@champion") in rec.calls
-    assert path == "/gcs/bucket/model"
+    assert ("Model", f"{PARENT}@champion") in rec.calls
+    assert path == str(tmp_path / "root" / "cache" / "gcs" / "bucket" / "model")
+    assert sorted(str(p.relative_to(path)) for p in Path(path).rglob("*") if p.is_file()) == [
+        "saved_model.pb", "variables/v.index"]
+    assert fake.calls == [("list_blobs", "bucket", "model/")]
+
+
+def test_the_gcs_mount_is_read_directly_where_it_exists(tmp_path, monkeypatch):
+    from kfkit import config
+    from kfkit.adapters.gcs import readable_dir
+
+    (tmp_path / "mnt" / "bucket" / "model").mkdir(parents=True)
+    monkeypatch.setattr(config, "local_path",
+                        lambda uri: tmp_path / "mnt" / uri[len("gs://"):] if uri.startswith("gs://") else Path(uri))
+
+    assert readable_dir("gs://bucket/model", tmp_path / "cache") == tmp_path / "mnt" / "bucket" / "model"
+    assert readable_dir("/already/local", tmp_path / "cache") == Path("/already/local")
+
+
+def test_an_empty_cloud_storage_prefix_is_an_error_and_leaves_nothing(tmp_path):
+    from kfkit.adapters.gcs import download_dir
+
+    (tmp_path / "gcs" / "bucket").mkdir(parents=True)
+
+    with pytest.raises(ConfigError, match="nothing in Cloud Storage under gs://bucket/none"):
+        download_dir("gs://bucket/none", tmp_path / "out" / "model", client=FakeStorage(tmp_path / "gcs"))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_local_model_is_staged_to_cloud_storage_before_upload(tmp_path):
+    from google.cloud.aiplatform.utils import gcs_utils
+
+    rec = Recorder()
+    staging = mock.create_autospec(gcs_utils, spec_set=True)
+    staging.stage_local_data_in_gcs.return_value = "gs://p-vertex-staging-us-central1/vertex_ai_auto_staging/m"
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec), jobs=quiet_jobs(), gcs_utils=staging)
+
+    vertex.upload_version(display_name="penguins", artifact_uri=str(tmp_path / "model"), serving_image="img",
+                          aliases=[], labels={}, metrics={}, task_id="t", make_default=True)
+
+    staging.stage_local_data_in_gcs.assert_called_once_with(str(tmp_path / "model"), project="p",
+                                                            location="us-central1")
+    assert upload_request(rec).model.artifact_uri == "gs://p-vertex-staging-us-central1/vertex_ai_auto_staging/m"
 
 
 def test_model_lookups_send_exactly_vertexs_filter_and_order_strings():

@@ -55,8 +55,12 @@ def champion_model_dir(model_name: str, backend: str = "local", local_root: str 
 
         version = (registry or MlflowRegistry(local_root)).version_by_alias(model_name, "champion")
         return version.model_dir if version else None
+    from kfkit.adapters.gcs import readable_dir
     from kfkit.adapters.vertex import VertexAdapter
-    from kfkit.config import local_path
+    from kfkit.config import local_root as resolve_root
 
     model = (vertex or VertexAdapter(project, location)).model_by_alias(model_name, "champion")
-    return str(local_path(model.uri)) if model is not None else None
+    if model is None:
+        return None
+    # the /gcs/ mount on Vertex AI; a copy under the local root in hybrid mode
+    return str(readable_dir(model.uri, resolve_root(local_root) / "cache"))

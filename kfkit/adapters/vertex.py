@@ -35,7 +35,7 @@ class VertexAdapter:
     google-cloud-pipeline-components' ModelUploadOp and ModelDeployOp do.
     """
 
-    def __init__(self, project: str, location: str, aiplatform=None, jobs=None):
+    def __init__(self, project: str, location: str, aiplatform=None, jobs=None, gcs_utils=None):
         if not project or not location:
             raise ConfigError("project and location are required for the Vertex AI backend")
         if aiplatform is None:
@@ -47,6 +47,17 @@ class VertexAdapter:
         self.jobs = jobs or CloudJobs()
         self._where = {"project": project, "location": location}
         self._clients: dict[str, Any] = {}
+        self._gcs_utils = gcs_utils
+
+    def stage(self, path: str) -> str:
+        """A local model directory copied to Cloud Storage (hybrid mode: Vertex reads models only from
+        there), into the SDK's staging bucket, gs://<project>-vertex-staging-<location> by default."""
+        if self._gcs_utils is None:
+            from google.cloud.aiplatform.utils import gcs_utils
+            self._gcs_utils = gcs_utils
+        staged = self._gcs_utils.stage_local_data_in_gcs(str(path), project=self.project, location=self.location)
+        log.info("copied the model %s to %s for Vertex AI", path, staged)
+        return staged
 
     @property
     def parent(self) -> str:
@@ -91,8 +102,11 @@ class VertexAdapter:
         if make_default and "default" not in version_aliases:  # as the SDK's Model.upload(is_default_version=True)
             version_aliases.append("default")
         gapic = self.ai.gapic
+        artifact_uri = fuse_to_gcs(artifact_uri)
+        if not artifact_uri.startswith("gs://"):
+            artifact_uri = self.stage(artifact_uri)
         model = gapic.Model(display_name=display_name, description=description, version_description=description,
-                            version_aliases=version_aliases, labels=labels, artifact_uri=fuse_to_gcs(artifact_uri),
+                            version_aliases=version_aliases, labels=labels, artifact_uri=artifact_uri,
                             container_spec=gapic.ModelContainerSpec(image_uri=serving_image))
         operation = self._client("ModelServiceClient").upload_model(
             request=gapic.UploadModelRequest(parent=self.parent, model=model,

@@ -1,0 +1,65 @@
+"""Cloud Storage adapter: the only module that calls google-cloud-storage.
+
+On Vertex AI a step sees Cloud Storage mounted at /gcs/; on a laptop (hybrid mode: `kfkit run
+--local` with backend=bigquery) there is no mount, so a model kept in Cloud Storage is copied here
+before it is read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from kfkit.errors import ConfigError
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("gs://"):
+        raise ConfigError(f"{uri!r} is not a gs:// URI")
+    bucket, _, prefix = uri[len("gs://"):].partition("/")
+    return bucket, prefix.rstrip("/")
+
+
+def download_dir(uri: str, destination: str | Path, client=None) -> Path:
+    """Copy every object under gs://bucket/prefix/ into destination (replaced whole, never half-written)."""
+    from google.cloud import storage
+
+    client = client or storage.Client()
+    bucket, prefix = split_uri(uri)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    try:
+        found = 0
+        for blob in client.list_blobs(bucket, prefix=prefix + "/"):
+            relative = blob.name[len(prefix) + 1:]
+            if not relative or relative.endswith("/"):
+                continue
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(target))
+            found += 1
+        if not found:
+            raise ConfigError(f"nothing in Cloud Storage under {uri}")
+        if destination.exists():
+            shutil.rmtree(destination)
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
+
+
+def readable_dir(uri: str, cache_root: str | Path) -> Path:
+    """A local directory holding gs:// `uri`: the /gcs/ mount where it exists, else a copy under cache_root."""
+    from kfkit.config import local_path
+
+    mounted = local_path(uri)
+    if not uri.startswith("gs://") or mounted.exists():
+        return mounted
+    bucket, prefix = split_uri(uri)
+    cached = Path(cache_root) / "gcs" / bucket / prefix
+    if not cached.exists():
+        download_dir(uri, cached)
+    return cached
