@@ -200,6 +200,10 @@ def _track(result: dict[str, Any], values: dict[str, Any], root: Path) -> None:
 
     from kfkit import outcome as outcome_mod
 
+    # a first run that never registered locally creates MLflow's database here: its INFO lines
+    # (and alembic's) would land between the steps and the outcome
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         outcome_mod.track(result, values, root)
     except Exception as exc:  # noqa: BLE001 - the run's outcome stands without its MLflow record

@@ -65,8 +65,11 @@ def training_lines(run_dir: Path) -> tuple[str, list[str]]:
         endpoint = _artifact(run_dir, "deploy-model", "endpoint").get("metadata", {})
         if endpoint:
             split = ", ".join(f"{k} {v}%" for k, v in endpoint.get("traffic_split", {}).items())
+            # a local endpoint counts revisions; a Vertex AI endpoint is named by its resource
+            where = (f"revision {endpoint['revision']}" if "revision" in endpoint
+                     else endpoint.get("resourceName", "?"))
             lines.append(f"Deployed to endpoint {endpoint.get('endpoint') or endpoint.get('resourceName')} "
-                         f"(revision {endpoint.get('revision', '?')}): {split}")
+                         f"({where}): {split}")
     else:
         decision = "NOT BLESSED"
         lines.append(f"Model not blessed: {reason}" + (f" ({numbers})" if numbers else ""))
