@@ -108,6 +108,10 @@ class CloudJobs:
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
+    def cancel_on_sigterm(self) -> "CloudJobs":
+        """Cancel the running jobs on SIGTERM for the rest of the process (a step's whole life)."""
+        return self.__enter__()
+
     def __exit__(self, *_exc) -> None:
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)

@@ -101,3 +101,30 @@ def test_the_sigterm_handler_is_put_back_after_the_step(tmp_path):
         inside = signal.getsignal(signal.SIGTERM)
 
     assert inside != before and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_bigquery_job_is_cancelled_through_its_own_cancel_while_it_runs(warehouse, tmp_path):
+    from kfkit.adapters.bigquery import BigQueryAdapter
+    from tests.bigquery_local import LocalBigQuery
+
+    client = LocalBigQuery(warehouse, tmp_path, polls_until_done=3)
+    jobs = CloudJobs(sleep=lambda seconds: jobs.cancel_running())  # the run is cancelled while it polls
+    adapter = BigQueryAdapter("my-proj", client=client, jobs=jobs)
+
+    adapter.run_query("SELECT 1 AS x", job_id_prefix="kfkit_test_")
+
+    assert ("cancel", "kfkit_test_0") in client.calls
+
+
+def test_a_vertex_operation_is_cancelled_through_its_own_cancel_while_it_runs():
+    from kfkit.adapters.vertex import VertexAdapter
+    from tests.test_vertex_adapter import Recorder, fake_aiplatform
+
+    rec = Recorder()
+    jobs = CloudJobs(sleep=lambda seconds: jobs.cancel_running())
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, polls=2), jobs=jobs)
+
+    vertex.upload_version(display_name="m", artifact_uri="gs://b/m", serving_image="img", aliases=[], labels={},
+                          metrics={}, task_id="t", make_default=True)
+
+    assert ("Operation.cancel", "projects/p/locations/us-central1/operations/1") in rec.calls

@@ -11,6 +11,7 @@ def monitor_endpoint(
     metrics: Output[Metrics],
     anomalies: Output[Artifact],
     report: Output[HTML],
+    gcp_resources: dsl.OutputPath(str),
     endpoint_name: str = "penguins",
     backend: str = "local",
     window_hours: float = 24.0,
@@ -67,6 +68,8 @@ def monitor_endpoint(
         anomalies: JSON of the verdict (drift, no drift, insufficient data), every feature's status,
             distance and counts, and the window.
         report: HTML with the verdict and overlaid baseline/window histograms per feature, worst first.
+        gcp_resources: The BigQuery jobs that read the request logs or the source table (GCPC's
+            GcpResources JSON); empty on the local backend.
         Output: drift_detected, True when any feature with enough values is over its threshold.
     """
     import json
@@ -76,22 +79,17 @@ def monitor_endpoint(
     from components.monitor import monitor as mon
     from kfkit.atomic import atomic_file
 
+    from kfkit.cloud_jobs import CloudJobs
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     end = mon.parse_time(window_end, time.time())
     start = end - window_hours * 3600
-    if backend == "local":
-        from kfkit.config import local_root as resolve
-
-        log_dir = resolve(local_root) / "request_logs" / endpoint_name
-        read = lambda a, b: mon.read_request_logs(log_dir, a, b)  # noqa: E731
-    else:
-        from kfkit.adapters.bigquery import BigQueryAdapter
-
-        adapter = BigQueryAdapter(project, location)
-        read = lambda a, b: mon.read_bigquery_logs(adapter, request_logging_table, a, b)  # noqa: E731
+    jobs = CloudJobs(gcp_resources).cancel_on_sigterm()
+    read = mon.request_log_reader(backend, endpoint_name=endpoint_name, local_root=local_root, project=project,
+                                  location=location, table=request_logging_table, jobs=jobs)
     if source_table:
         target = mon.read_table(source_table, backend=backend, local_root=local_root, project=project,
-                                location=location)
+                                location=location, jobs=jobs)
         statistics = (mon.load_statistics(baseline_statistics_uri) if baseline_statistics_uri
                       else mon.baseline_statistics_for_model(model_name, backend=backend, local_root=local_root,
                                                              project=project))

@@ -89,6 +89,20 @@ def read_request_logs(log_dir: str | Path, start: float, end: float) -> tuple[li
     return rows, predictions
 
 
+def request_log_reader(backend: str, *, endpoint_name: str, local_root: str | Path | None = None, project: str = "",
+                       location: str = "US", table: str = "", jobs=None):
+    """read(start, end) -> (requests, predictions) of the endpoint's logs on `backend`."""
+    if backend == "local":
+        from kfkit.config import local_root as resolve
+
+        log_dir = resolve(local_root) / "request_logs" / endpoint_name
+        return lambda start, end: read_request_logs(log_dir, start, end)
+    from kfkit.adapters.bigquery import BigQueryAdapter
+
+    adapter = BigQueryAdapter(project, location, jobs=jobs)
+    return lambda start, end: read_bigquery_logs(adapter, table, start, end)
+
+
 def read_bigquery_logs(adapter, table: str, start: float, end: float) -> tuple[list[dict], list[dict]]:
     """A Vertex endpoint's request-response logging table over [start, end), through the BigQuery adapter."""
     sql = (f"SELECT request_payload, response_payload FROM `{table}` "
@@ -281,7 +295,7 @@ def baseline_statistics_for_model(model_name: str, *, backend: str = "local", lo
 
 
 def read_table(source_table: str, *, backend: str = "local", local_root: str | Path | None = None, project: str = "",
-               location: str = "US", adapter=None) -> pa.Table:
+               location: str = "US", adapter=None, jobs=None) -> pa.Table:
     """Every row of a warehouse table (a batch prediction's input), for a skew check."""
     query = f"SELECT * FROM `{source_table.strip('`')}`"
     if backend == "local":
@@ -293,7 +307,7 @@ def read_table(source_table: str, *, backend: str = "local", local_root: str | P
         return pa.Table.from_batches(batches) if batches else pa.table({})
     from kfkit.adapters.bigquery import BigQueryAdapter
 
-    adapter = adapter or BigQueryAdapter(project, location)
+    adapter = adapter or BigQueryAdapter(project, location, jobs=jobs)
     batches = adapter.query_to_arrow(query)
     return pa.Table.from_batches(batches) if batches else pa.table({})
 
