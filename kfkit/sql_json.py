@@ -170,11 +170,12 @@ def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     magnitude = pc.abs(values)
     risky = pc.or_(pc.or_(pc.greater_equal(digits, 16), pc.match_substring(text, "e")),
                    pc.and_(pc.less(magnitude, 1e-4), pc.not_equal(magnitude, 0.0)))
-    rows = np.flatnonzero(risky.fill_null(False).to_numpy(zero_copy_only=False))
+    mask = risky.fill_null(False)
+    rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
     if rows.size == 0:
         return text
-    out = text.to_pylist()
-    floats = values.to_numpy(zero_copy_only=False)
-    for row in rows:
-        out[row] = double_to_string(float(floats[row]))
-    return pa.array(out, type=pa.string())
+    floats = values.to_numpy(zero_copy_only=False)[rows].tolist()
+    long = digits.to_numpy(zero_copy_only=False)[rows] >= 16
+    # 16 or more digits: 15 cannot round-trip, so ZetaSQL prints %.17g; else %.15g does
+    fixed = ["%.17g" % v if is_long else double_to_string(v) for v, is_long in zip(floats, long.tolist())]
+    return pc.replace_with_mask(text, mask, pa.array(fixed, type=pa.string()))

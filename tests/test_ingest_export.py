@@ -236,3 +236,21 @@ def test_a_bigquery_destination_job_replaces_its_table_in_standard_sql(warehouse
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_TRUNCATE
     assert config.use_legacy_sql is False
     assert adapter.table_size(TableRef("my-proj", "kfkit_staging", "t1"))[0] == 1
+
+
+def test_float_keys_are_spelled_as_bigquerys_cast_to_string_spells_them():
+    import random
+    import struct
+
+    from kfkit.sql_json import double_to_string, doubles_to_strings
+
+    rng = random.Random(7)
+    values = TRICKY_FLOATS + [1e21, 1e-7, -1e-7, 123456789012345.0, 1.7976931348623157e308, float("-inf")]
+    values += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(5000)]
+    values += [round(rng.uniform(-1000, 1000), rng.randint(0, 14)) for _ in range(5000)]
+
+    spelled = doubles_to_strings(pa.array(values, pa.float64())).to_pylist()
+
+    # double_to_string is ZetaSQL's RoundTripDoubleToString, the conformance cases' CAST(FLOAT64 AS STRING)
+    assert spelled == [None if v is None else double_to_string(v) for v in values]
+    assert spelled[:3] == ["0.30000000000000004", "0.12345678901234559", "1.5e-05"]
