@@ -3,8 +3,10 @@
     python benchmarks/ingest.py [--rows 10000000] [--skip-naive]
 
 Writes N synthetic rows x 20 columns into a scratch local warehouse, then ingests them into
-train/eval/test Parquet (a) with kfkit (DuckDB Arrow stream -> FarmHash split -> sharded Parquet)
-and (b) naively (pandas.read_sql over the DB-API -> DataFrame -> to_parquet per split). Each path
+train/eval/test Parquet (a) with kfkit (DuckDB Arrow stream -> FarmHash split -> sharded Parquet),
+keyed on the id column and on the whole row (split_key *: 14 full-precision float columns spelled
+as BigQuery spells them, the worst case for the key), and (b) naively (pandas.read_sql over the
+DB-API -> DataFrame -> to_parquet per split). Each path
 runs in its own process so its peak memory (max RSS) is its own. Prints rows/s, peak memory and
 the ratios. Targets: kfkit >= 5x the naive rows/s, kfkit peak memory < 2 GB at 10 M rows.
 """
@@ -31,13 +33,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_kfkit(root: Path, out: Path) -> dict:
+def run_kfkit(root: Path, out: Path, key: str = "id") -> dict:
     from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
 
     start = time.perf_counter()
     result = run_ingest(QUERY, {n: out / n for n in SPLIT_NAMES}, label_column="label", local_root=str(root),
-                        split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}, "id"))
+                        split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}, key))
     return {"rows": sum(result.rows.values()), "seconds": time.perf_counter() - start}
+
+
+def run_kfkit_whole_row(root: Path, out: Path) -> dict:
+    """split_key="*" (the default): every column spelled as BigQuery's CAST to STRING, then hashed."""
+    return run_kfkit(root, out, "*")
 
 
 def run_duckdb_copy(root: Path, out: Path) -> dict:
@@ -71,7 +78,8 @@ def run_naive(root: Path, out: Path) -> dict:
 
 
 def child(mode: str, root: Path, out: Path) -> None:
-    result = {"kfkit": run_kfkit, "copy": run_duckdb_copy, "naive": run_naive}[mode](root, out)
+    result = {"kfkit": run_kfkit, "kfkit-row": run_kfkit_whole_row, "copy": run_duckdb_copy,
+              "naive": run_naive}[mode](root, out)
     result["peak_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
@@ -107,7 +115,8 @@ def main() -> None:
                                      categorical=CATEGORICAL)
         print(f"  {time.perf_counter() - t:.1f}s")
         results = {"duckdb COPY (limit)": measure("copy", scratch, scratch / "out-copy"),
-                   "kfkit": measure("kfkit", scratch, scratch / "out-kfkit")}
+                   "kfkit": measure("kfkit", scratch, scratch / "out-kfkit"),
+                   "kfkit, split_key *": measure("kfkit-row", scratch, scratch / "out-kfkit-row")}
         if not args.skip_naive:
             results["naive (pandas read_sql)"] = measure("naive", scratch, scratch / "out-naive")
         print(f"\n{'path':<26}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'peak MB':>10}")

@@ -42,20 +42,20 @@ def _farm_fingerprint_udf(column: pa.Array) -> pa.Array:
 def register_functions(con) -> None:
     """Give a DuckDB connection BigQuery's time zone, functions and macros (kfkit.sql_semantics)."""
     import duckdb
-    from duckdb.sqltypes import BIGINT, DOUBLE, VARCHAR
+    from duckdb.sqltypes import BIGINT, VARCHAR
 
     from kfkit import sql_json, sql_semantics
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
-            ("bq_to_json_string", sql_json.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special"),
-            ("bq_double_to_string", sql_json.double_to_string_udf, [DOUBLE], VARCHAR, "special")]
+            ("bq_to_json_string", sql_json.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special")]
     for name, function, args, result, nulls in udfs:
         try:
             con.create_function(name, function, args, result, type="arrow", null_handling=nulls,
                                 side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
+    con.execute(sql_json.DOUBLE_TO_STRING_MACRO)
     for macro in sql_semantics.MACROS:
         con.execute(macro)
 

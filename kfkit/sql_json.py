@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from functools import lru_cache
 
 import pyarrow as pa
@@ -146,36 +147,31 @@ def to_json_string_udf(json_text: pa.Array, type_text: pa.Array) -> pa.Array:
     return pa.array(out, type=pa.string())
 
 
-def double_to_string_udf(values: pa.Array) -> pa.Array:
-    return doubles_to_strings(values)
+# ZetaSQL's RoundTripDoubleToString in DuckDB SQL: printf is C's, fmt's implementation of it, and
+# runs vectorized (a third of a second per million values where Python's % takes a second)
+DOUBLE_TO_STRING_SQL = """CASE WHEN isnan({x}) THEN 'nan'
+     WHEN {x} = 'inf'::DOUBLE THEN 'inf' WHEN {x} = '-inf'::DOUBLE THEN '-inf'
+     WHEN printf('%.15g', {x})::DOUBLE = {x} THEN printf('%.15g', {x})
+     ELSE printf('%.17g', {x}) END"""
+DOUBLE_TO_STRING_MACRO = ("CREATE OR REPLACE MACRO bq_double_to_string(x) AS "
+                          + DOUBLE_TO_STRING_SQL.format(x="x"))
 
 
 def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """double_to_string over a float array, nulls kept: Arrow's cast where it spells the same, Python elsewhere.
-
-    Arrow casts a double to its shortest round-trip spelling; ZetaSQL prints %.15g, or %.17g where
-    15 digits do not round-trip. The two agree unless the shortest spelling needs 16 or more
-    significant digits, or either uses an exponent (they place it differently), or the value is
-    below 1e-4 (%g's exponent threshold); only those rows are formatted in Python.
-    """
-    import numpy as np
-    import pyarrow.compute as pc
+    """double_to_string of every value of a float array (nulls kept), computed by DuckDB."""
+    import duckdb
 
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    values = values.cast(pa.float64())
-    text = pc.cast(values, pa.string())
-    digits = pc.utf8_length(pc.replace_substring_regex(
-        pc.replace_substring_regex(text, r"e.*$|[-.]", ""), r"^0+", ""))
-    magnitude = pc.abs(values)
-    risky = pc.or_(pc.or_(pc.greater_equal(digits, 16), pc.match_substring(text, "e")),
-                   pc.and_(pc.less(magnitude, 1e-4), pc.not_equal(magnitude, 0.0)))
-    mask = risky.fill_null(False)
-    rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-    if rows.size == 0:
-        return text
-    floats = values.to_numpy(zero_copy_only=False)[rows].tolist()
-    long = digits.to_numpy(zero_copy_only=False)[rows] >= 16
-    # 16 or more digits: 15 cannot round-trip, so ZetaSQL prints %.17g; else %.15g does
-    fixed = ["%.17g" % v if is_long else double_to_string(v) for v, is_long in zip(floats, long.tolist())]
-    return pc.replace_with_mask(text, mask, pa.array(fixed, type=pa.string()))
+    con = getattr(_LOCAL, "con", None)
+    if con is None:  # one in-memory database per thread: opening one costs more than spelling 10,000 values
+        con = _LOCAL.con = duckdb.connect()
+    con.register("_kfkit_floats", pa.table({"x": values.cast(pa.float64())}))
+    try:
+        spelled = con.sql(f"SELECT {DOUBLE_TO_STRING_SQL.format(x='x')} AS s FROM _kfkit_floats").to_arrow_table()
+    finally:
+        con.unregister("_kfkit_floats")
+    return spelled.column("s").combine_chunks().cast(pa.string())
+
+
+_LOCAL = threading.local()

@@ -183,7 +183,8 @@ def test_a_bigquery_ingest_reports_its_staging_table_shards_and_progress(tmp_pat
     assert table.startswith("ingest_") and len(table) == len("ingest_") + 16
     assert result.extra == {"table_uri": f"https://www.googleapis.com/bigquery/v2/projects/my-proj/datasets/kfkit_staging/"
                                          f"tables/{table}", "project": "my-proj", "dataset": "kfkit_staging", "table": table,
-                            "bytes_processed_estimate": 1000, "result_bytes": 1, "path": "streamed"}
+                            "bytes_processed_estimate": 1000, "result_bytes": 1, "path": "streamed", "selects": {},
+                            "location": "EU"}
     assert result.source_table == f"my-proj.kfkit_staging.{table}" and result.job_id == "kfkit_ingest_123"
     assert result.shards["train"] == math.ceil(result.rows["train"] / 100) and result.shards["train"] > 1
     assert result.schema == schema_description(pa.schema([(f.name, f.type) for f in penguins.schema]))
