@@ -78,6 +78,49 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         git_commit: str = "",
         maximum_bytes_billed: int = 1000000000000,
     ):
+        """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
+
+        Args:
+            query: BigQuery Standard SQL returning the training rows; `@name` parameters only.
+            label_column: The column to predict.
+            query_parameters: Values of the query's `@name` parameters.
+            backend: `local` (DuckDB warehouse, MLflow, kfkit's server) or `bigquery` (BigQuery and
+                Vertex AI; with `kfkit run --local`, the hybrid mode).
+            project: Google Cloud project of the BigQuery jobs and Vertex AI resources (bigquery).
+            location: BigQuery location of the query and staging dataset.
+            split_key: Column(s) whose FARM_FINGERPRINT decides each row's split; `*` is the whole row.
+            train_fraction: Share of rows in the training split.
+            eval_fraction: Share of rows in the evaluation (early stopping) split.
+            test_fraction: Share of rows in the test split (the gate's metrics); the three sum to 1.
+            local_root: Directory of the embedded backend's state.
+            schema_uri: A schema JSON the data must match; empty infers it from the training split.
+            unseen_tolerance: Largest share of rows with a category outside the schema's domain.
+            task: `auto` (from the label's type), `binary`, `multiclass` or `regression`.
+            hidden_units: Units of each hidden layer.
+            learning_rate: Adam's learning rate.
+            epochs: Most epochs (training stops early when the evaluation loss stops improving).
+            batch_size: Examples per training step.
+            seed: Seed of every random choice in training.
+            exclude_columns: Columns not used as features.
+            categorical_columns: Integer columns to treat as categories.
+            champion_model_uri: A model to compare with instead of the registry's champion.
+            min_accuracy: Lowest accuracy that blesses a classifier.
+            min_roc_auc: Lowest ROC AUC that blesses a classifier (0: not checked).
+            max_log_loss: Highest log loss that blesses a classifier (0: not checked).
+            max_rmse: Highest RMSE that blesses a regressor (0: not checked).
+            tolerance: How much worse than the champion a blessed model may be.
+            model_name: Registered model name.
+            endpoint_name: Endpoint the blessed model is deployed to.
+            region: Vertex AI region of the registry and endpoint (bigquery backend).
+            traffic_percent: Share of the endpoint's traffic for the new model (a canary below 100).
+            keep_previous: Earlier versions kept deployed without traffic, for a quick rollback.
+            serving_image: Serving container on Vertex AI; empty: Vertex's prebuilt TensorFlow image.
+            machine_type: Serving machine type on Vertex AI.
+            request_logging_table: bq://project.dataset.table for the endpoint's request logs.
+            git_commit: Commit of the code that trained the model (a label of the version).
+            maximum_bytes_billed: Most bytes one BigQuery job of the run may bill (default 1 TB); a
+                query whose dry-run estimate is over it is refused before it runs.
+        """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
             query=query, label_column=label_column, query_parameters=query_parameters, backend=backend,
