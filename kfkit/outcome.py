@@ -234,8 +234,9 @@ def track(result: dict[str, Any], params: dict[str, Any], local_root: str | Path
     experiment, run_id = registry.track_pipeline_run(result["pipeline"], result["run_id"], params=params,
                                                      metrics=metrics, tags=tags, artifacts=artifacts,
                                                      registered=version if version and all(version) else None)
+    ui = registry.uri.rstrip("/") if registry.uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     result["mlflow"] = {"experiment_id": experiment, "run_id": run_id, "tracking_uri": registry.uri,
-                        "url": f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"}
+                        "url": f"{ui}/#/experiments/{experiment}/runs/{run_id}"}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(result, indent=1))
     return result["mlflow"]
 
@@ -252,5 +253,7 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"Run directory: {result['run_dir']} (summary.json, logs/)")
     if result.get("mlflow"):
         tracked = result["mlflow"]
-        lines.append(f"MLflow run: {tracked['url']} (mlflow ui --backend-store-uri {tracked['tracking_uri']})")
+        how = ("on the tracking server" if tracked["tracking_uri"].startswith(("http://", "https://"))
+               else f"mlflow ui --backend-store-uri {tracked['tracking_uri']}")
+        lines.append(f"MLflow run: {tracked['url']} ({how})")
     return "\n".join(lines)

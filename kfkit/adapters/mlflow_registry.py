@@ -5,6 +5,10 @@ The only module that talks to MLflow. Versions carry the same aliases as on Vert
 makes a retried registration find the version it already created.
 
 See the runs and models with: mlflow ui --backend-store-uri sqlite:///.kfkit/mlflow.db
+
+With MLFLOW_TRACKING_URI set to a tracking server (`mlflow server`, http:// or https://), every
+step, on this machine or another, registers to and reads from that one server instead; models it
+serves are copied once into <local root>/cache/mlflow/<name>/<version>.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from kfkit.errors import ConfigError
 log = logging.getLogger("kfkit.registry")
 # a progress bar per artifact download clutters pipeline logs; set the variable to true to see them
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# with a tracking server MLflow prints each run's URL to stdout; the run's outcome names it once
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 EXPERIMENT = "kfkit"
 TASK_TAG = "kfkit.task_id"
 
@@ -41,7 +47,17 @@ class RegisteredVersion:
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
-    return f"sqlite:///{local_root(root) / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI where it names a tracking server, else the SQLite store under the local root.
+
+    Only a server counts: MLflow itself writes the variable when a process sets its tracking URI,
+    so a file store found there may be another local root's.
+    """
+    shared = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return shared if is_server(shared) else f"sqlite:///{local_root(root) / 'mlflow.db'}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 class MlflowRegistry:
@@ -60,6 +76,8 @@ class MlflowRegistry:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
+        if is_server(self.uri):  # the server's own artifact store, reachable from every step
+            return self.client.create_experiment(name)
         # artifacts beside the database, not in ./mlruns of whatever directory a step runs in
         location = (self.root / "mlartifacts" / name).as_uri()
         return self.client.create_experiment(name, artifact_location=location)
@@ -74,11 +92,31 @@ class MlflowRegistry:
 
     def _model_dir(self, version) -> str:
         # pyfunc artifacts keep their source directory's name: find the kfkit model inside
-        root = Path(self.mlflow.artifacts.download_artifacts(artifact_uri=version.source)) / "artifacts"
-        found = sorted(root.glob("*/kfkit_model.json"))
+        base = self._artifacts(version)
+        root = base / "artifacts"
+        found = sorted(root.glob("*/kfkit_model.json")) or sorted(base.glob("*/artifacts/*/kfkit_model.json"))
         if not found:
             raise ConfigError(f"registered model {version.name} version {version.version} has no kfkit SavedModel under {root}")
         return str(found[0].parent)
+
+    def _artifacts(self, version) -> Path:
+        """The version's logged model as a directory here: in place for a local store, else a kept copy."""
+        if not is_server(self.uri):
+            return Path(self.mlflow.artifacts.download_artifacts(artifact_uri=version.source))
+        cached = self.root / "cache" / "mlflow" / version.name / str(version.version)
+        if not cached.exists():  # a version never changes: download it once, whole or not at all
+            import shutil
+            import tempfile
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}.tmp-", dir=cached.parent))
+            try:
+                self.mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(staging))
+                staging.rename(cached)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return cached
 
     def register(self, name: str, model_dir: str | Path, *, aliases: list[str], params: dict[str, Any] | None = None,
                  metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
@@ -105,7 +143,9 @@ class MlflowRegistry:
             self.client.get_registered_model(name)
         except Exception:  # noqa: BLE001 - MLflow raises its own RestException when missing
             self.client.create_registered_model(name, tags={"created-by": "kfkit"})
-        version = self.client.create_model_version(name, info.model_uri, run_id=run.info.run_id, tags=tags)
+        # a tracking server checks that the source belongs to the logged model it names
+        version = self.client.create_model_version(name, info.model_uri, run_id=run.info.run_id, tags=tags,
+                                                   model_id=info.model_id)
         self._set_aliases(name, version.version, aliases)
         registered = self.client.get_model_version(name, version.version)
         return RegisteredVersion(name, str(version.version), self._model_dir(registered), run.info.run_id,
