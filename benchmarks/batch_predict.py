@@ -34,11 +34,11 @@ def main() -> None:
 
     import logging
     logging.disable(logging.WARNING)
-    from components.batch_predict.batch_predict import predict_local
-    from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
-    from components.register.register import register_model
-    from components.train.train import Hyperparameters, train
-    from components.validate.validate import validate
+    from kfkit.components.batch_predict.batch_predict import predict_local
+    from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+    from kfkit.components.register.register import register_model
+    from kfkit.components.train.train import Hyperparameters, train
+    from kfkit.components.validate.validate import validate
     from kfkit import synthetic
     from kfkit.warehouse import LocalWarehouse
 

@@ -34,7 +34,7 @@ def peak_rss_mb() -> float:
 
 
 def run_kfkit(root: Path, out: Path, key: str = "id") -> dict:
-    from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+    from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
 
     start = time.perf_counter()
     result = run_ingest(QUERY, {n: out / n for n in SPLIT_NAMES}, label_column="label", local_root=str(root),

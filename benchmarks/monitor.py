@@ -71,8 +71,8 @@ def main() -> None:
     if args.evidently_child:
         return run_evidently(args.evidently_child)
 
-    from components.monitor.drift import baseline_from_columns, columns_of, compare
-    from components.monitor.monitor import MonitorResult, render_report
+    from kfkit.components.monitor.drift import baseline_from_columns, columns_of, compare
+    from kfkit.components.monitor.monitor import MonitorResult, render_report
 
     baseline, target = make(args.rows, 0, False), make(args.rows, 1, True)
     start = time.perf_counter()

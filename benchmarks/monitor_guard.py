@@ -32,7 +32,7 @@ SIZES = [5, 10, 20, 50, 100, 150, 200, 300, 500]
 
 
 def main() -> None:
-    from components.monitor import drift
+    from kfkit.components.monitor import drift
     from kfkit.warehouse import LocalWarehouse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

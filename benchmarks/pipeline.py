@@ -23,16 +23,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # what each step's process imports before it does any work
 IMPORTS = {
-    "bigquery-query-to-dataset": "import kfp.dsl.executor_main, duckdb, pyarrow, components.ingest.ingest, kfkit.warehouse",
-    "validate-data": "import kfp.dsl.executor_main, duckdb, components.validate.validate",
-    "train-tensorflow-model": "import kfp.dsl.executor_main, tensorflow, components.train.train",
+    "bigquery-query-to-dataset": "import kfp.dsl.executor_main, duckdb, pyarrow, kfkit.components.ingest.ingest, kfkit.warehouse",
+    "validate-data": "import kfp.dsl.executor_main, duckdb, kfkit.components.validate.validate",
+    "train-tensorflow-model": "import kfp.dsl.executor_main, tensorflow, kfkit.components.train.train",
     "evaluate-model": ("import kfp.dsl.executor_main, sklearn.metrics, mlflow.store.model_registry.sqlalchemy_store, "
-                       "components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()"),
-    "record-recipe": "import kfp.dsl.executor_main, components.recipe.recipe",
+                       "kfkit.components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()"),
+    "record-recipe": "import kfp.dsl.executor_main, kfkit.components.recipe.recipe",
     "register-model": ("import kfp.dsl.executor_main, mlflow.store.model_registry.sqlalchemy_store, "
-                       "mlflow.store.tracking.sqlalchemy_store, components.register.register"),
-    "write-model-card": "import kfp.dsl.executor_main, components.model_card.model_card",
-    "deploy-model": "import kfp.dsl.executor_main, components.deploy.deploy",
+                       "mlflow.store.tracking.sqlalchemy_store, kfkit.components.register.register"),
+    "write-model-card": "import kfp.dsl.executor_main, kfkit.components.model_card.model_card",
+    "deploy-model": "import kfp.dsl.executor_main, kfkit.components.deploy.deploy",
 }
 
 

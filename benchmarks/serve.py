@@ -132,10 +132,10 @@ def with_idle_connections(port: int, path: str, body: bytes, seconds: float, idl
 
 
 def prepare(root: Path) -> dict:
-    from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
-    from components.register.register import register_model
-    from components.train.train import Hyperparameters, train
-    from components.validate.validate import validate
+    from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+    from kfkit.components.register.register import register_model
+    from kfkit.components.train.train import Hyperparameters, train
+    from kfkit.components.validate.validate import validate
     from kfkit.endpoints import LocalEndpoints
 
     splits = {n: root / "splits" / n for n in SPLIT_NAMES}

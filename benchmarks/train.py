@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     args = parser.parse_args()
 
-    from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
-    from components.train.train import Hyperparameters, build_model, make_dataset
-    from components.validate.validate import validate
+    from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+    from kfkit.components.train.train import Hyperparameters, build_model, make_dataset
+    from kfkit.components.validate.validate import validate
     from kfkit import synthetic
     from kfkit.tabular import build_spec
     from kfkit.warehouse import LocalWarehouse

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --upgrade pip "setuptools>=77" wheel  # the build backend, for offline builds too
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
 "$VENV/bin/ruff" check .

@@ -6,17 +6,17 @@ Each stage package holds the plain-Python module that does the work (tested with
 
 # name -> (module, function): the component catalog `kfkit compile` writes specs for.
 COMPONENTS = {
-    "ingest": ("components.ingest.component", "bigquery_query_to_dataset"),
-    "validate": ("components.validate.component", "validate_data"),
-    "train": ("components.train.component", "train_tensorflow_model"),
-    "evaluate": ("components.evaluate.component", "evaluate_model"),
-    "model_card": ("components.model_card.component", "write_model_card"),
-    "register": ("components.register.component", "register_model"),
-    "deploy": ("components.deploy.component", "deploy_model"),
-    "monitor": ("components.monitor.component", "monitor_endpoint"),
-    "recipe": ("components.recipe.component", "champion_recipe"),
-    "record_recipe": ("components.recipe.component", "record_recipe"),
-    "batch_predict": ("components.batch_predict.component", "batch_predict"),
+    "ingest": ("kfkit.components.ingest.component", "bigquery_query_to_dataset"),
+    "validate": ("kfkit.components.validate.component", "validate_data"),
+    "train": ("kfkit.components.train.component", "train_tensorflow_model"),
+    "evaluate": ("kfkit.components.evaluate.component", "evaluate_model"),
+    "model_card": ("kfkit.components.model_card.component", "write_model_card"),
+    "register": ("kfkit.components.register.component", "register_model"),
+    "deploy": ("kfkit.components.deploy.component", "deploy_model"),
+    "monitor": ("kfkit.components.monitor.component", "monitor_endpoint"),
+    "recipe": ("kfkit.components.recipe.component", "champion_recipe"),
+    "record_recipe": ("kfkit.components.recipe.component", "record_recipe"),
+    "batch_predict": ("kfkit.components.batch_predict.component", "batch_predict"),
 }
 
 

@@ -7,11 +7,11 @@ prebuilt ModelBatchPredictOp, which takes kfkit's google.VertexModel output as i
 from google_cloud_pipeline_components.v1.batch_predict_job import ModelBatchPredictOp
 from kfp import compiler, dsl
 
-from components.evaluate.component import evaluate_model
-from components.ingest.component import bigquery_query_to_dataset
-from components.register.component import register_model
-from components.train.component import train_tensorflow_model
-from components.validate.component import validate_data
+from kfkit.components.evaluate.component import evaluate_model
+from kfkit.components.ingest.component import bigquery_query_to_dataset
+from kfkit.components.register.component import register_model
+from kfkit.components.train.component import train_tensorflow_model
+from kfkit.components.validate.component import validate_data
 
 
 @dsl.pipeline(name="penguins-weekly-scoring")

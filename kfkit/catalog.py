@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from importlib import import_module
 from pathlib import Path
 
 from kfkit import __version__
@@ -58,7 +59,7 @@ def docs_text(components_by_name: dict) -> str:
              "```", ""]
     for name, component in components_by_name.items():
         spec = component.component_spec
-        module, attr = __import__("components").COMPONENTS[name]
+        module, attr = import_module("kfkit.components").COMPONENTS[name]
         lines += [f"## {name}", "", (spec.description or "").replace("\n", " "), "",
                   f"`from {module} import {attr}` · spec: `components/{name}/component.yaml` · image: "
                   f"`{spec.implementation.container.image}`", "", "| input | type | default | description |",
@@ -79,7 +80,7 @@ def generate() -> tuple[dict[Path, str], dict]:
     if any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG")):
         raise KfkitError("the component catalog names the default images: unset KFKIT_IMAGE_REGISTRY and "
                          "KFKIT_IMAGE_TAG to check or write it")
-    import components
+    from kfkit import components
 
     loaded = {name: components.load(name) for name in sorted(components.COMPONENTS)}
     files = {REPO / "components" / name / "component.yaml": spec_text(c) for name, c in loaded.items()}

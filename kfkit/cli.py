@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-catalog", action="store_true", help="do not rewrite components/*/component.yaml and docs")
     p.set_defaults(func=_compile)
 
-    import pipelines  # light: only the registry of names
+    from kfkit import pipelines  # light: only the registry of names
 
     p = sub.add_parser("run", help="run a pipeline (on this machine with --local)")
     p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from kfp import compiler
 
-import components
-import pipelines
+from kfkit import components
+from kfkit import pipelines
 
 
 def compile_pipeline(name: str, path: Path) -> Path:

@@ -30,6 +30,8 @@ log = logging.getLogger("kfkit.server")
 access_log = logging.getLogger("kfkit.access")
 
 MAX_BODY_BYTES = int(1.5 * 1024 * 1024)
+DRAIN_LIMIT_BYTES = 8 * 1024 * 1024  # an oversized body up to this size is read and dropped before the 413
+DRAIN_IDLE_S = 1.0  # ... unless the client pauses this long
 MAX_DEPTH = 32              # JSON nesting a request may have (instances are flat objects)
 HEADER_TIMEOUT_S = 10.0     # from connection (or the end of the last response) to complete headers
 BODY_TIMEOUT_S = 10.0       # between two chunks of a request body
@@ -191,6 +193,21 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
         await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
         await send({"type": "http.response.body", "body": body})
 
+    async def drain(receive, received: int) -> None:
+        """Read and drop the rest of a body that is over the limit (up to DRAIN_LIMIT_BYTES), so a
+        client still sending it reads the 413 rather than a connection reset (the kernel resets a
+        connection closed with unread data, and the reset can discard the answer in flight)."""
+        while received <= DRAIN_LIMIT_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), DRAIN_IDLE_S)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            received += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
+
     async def read_body(scope, receive) -> bytes:
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -199,6 +216,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 except ValueError:
                     raise BadRequest(400, "Content-Length is not a number") from None
                 if length > MAX_BODY_BYTES:
+                    if length <= DRAIN_LIMIT_BYTES:
+                        await drain(receive, 0)
                     raise BadRequest(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
                                           "(1.5 MB, as on Vertex AI)")
         chunks, size = [], 0
@@ -212,6 +231,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
+                if message.get("more_body"):
+                    await drain(receive, size)
                 raise BadRequest(413, f"request body is over {MAX_BODY_BYTES} bytes (1.5 MB, as on Vertex AI)")
             chunks.append(chunk)
             if not message.get("more_body"):

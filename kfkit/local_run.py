@@ -78,7 +78,7 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
 
     from kfp import local
 
-    import pipelines
+    from kfkit import pipelines
     from kfkit import outcome as outcome_mod
     from kfkit import params as params_mod
     from kfkit import run_output

@@ -25,7 +25,7 @@ def template_for(pipeline_name: str, template: str | None, directory: Path) -> P
 
 
 def checked_values(pipeline_name: str, values: dict[str, Any]) -> dict[str, Any]:
-    import pipelines
+    from kfkit import pipelines
     return params_mod.check(pipelines.load(pipeline_name), dict(values), pipeline_name)
 
 

@@ -1,11 +1,11 @@
 """kfkit's pipelines; PIPELINES maps each CLI name to its pipeline function's module attribute."""
 
 PIPELINES = {
-    "training": ("pipelines.training", "training_pipeline"),
+    "training": ("kfkit.pipelines.training", "training_pipeline"),
     # the same pipeline with the train step as a multi-worker Vertex AI CustomJob (Vertex only)
-    "training-customjob": ("pipelines.training", "training_customjob_pipeline"),
-    "monitoring": ("pipelines.monitoring", "monitoring_pipeline"),
-    "batch-prediction": ("pipelines.batch_prediction", "batch_prediction_pipeline"),
+    "training-customjob": ("kfkit.pipelines.training", "training_customjob_pipeline"),
+    "monitoring": ("kfkit.pipelines.monitoring", "monitoring_pipeline"),
+    "batch-prediction": ("kfkit.pipelines.batch_prediction", "batch_prediction_pipeline"),
 }
 
 # pipelines whose steps need Google Cloud services to run at all

@@ -6,9 +6,9 @@ Vertex AI batch prediction job from BigQuery to BigQuery.
 
 from kfp import dsl
 
-from components.batch_predict.component import batch_predict
-from components.monitor.component import monitor_endpoint
-from pipelines.retries import cloud_step
+from kfkit.components.batch_predict.component import batch_predict
+from kfkit.components.monitor.component import monitor_endpoint
+from kfkit.pipelines.retries import cloud_step
 
 
 @dsl.pipeline(name="kfkit-batch-prediction", description="Score a table with the registered champion model.")

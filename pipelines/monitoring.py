@@ -9,9 +9,9 @@ decides whether the new model replaces the champion.
 
 from kfp import dsl
 
-from components.monitor.component import monitor_endpoint
-from components.recipe.component import champion_recipe
-from pipelines.training import training_pipeline
+from kfkit.components.monitor.component import monitor_endpoint
+from kfkit.components.recipe.component import champion_recipe
+from kfkit.pipelines.training import training_pipeline
 
 
 @dsl.pipeline(name="kfkit-monitoring", description="Skew and drift of an endpoint's traffic; retrain on drift.")

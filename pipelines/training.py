@@ -10,17 +10,17 @@ from typing import Optional
 
 from kfp import dsl
 
-from components.deploy.component import deploy_model
-from components.evaluate.component import evaluate_model
-from components.ingest.component import bigquery_query_to_dataset
-from components.model_card.component import write_model_card
-from components.recipe.component import RECIPE_PARAMETERS, record_recipe
-from components.register.component import register_model
-from components.train.component import train_tensorflow_model
-from components.validate.component import validate_data
+from kfkit.components.deploy.component import deploy_model
+from kfkit.components.evaluate.component import evaluate_model
+from kfkit.components.ingest.component import bigquery_query_to_dataset
+from kfkit.components.model_card.component import write_model_card
+from kfkit.components.recipe.component import RECIPE_PARAMETERS, record_recipe
+from kfkit.components.register.component import register_model
+from kfkit.components.train.component import train_tensorflow_model
+from kfkit.components.validate.component import validate_data
 
-from components.recipe.recipe import PENGUINS_QUERY
-from pipelines.retries import cloud_step
+from kfkit.components.recipe.recipe import PENGUINS_QUERY
+from kfkit.pipelines.retries import cloud_step
 
 # Where the train step runs on Vertex when the pipeline is built with custom_training_job:
 # a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).

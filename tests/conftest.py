@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
+from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
 from kfkit.warehouse import LocalWarehouse
 
 PENGUINS = "SELECT * FROM `bigquery-public-data.ml_datasets.penguins` WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
@@ -44,14 +44,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def penguin_validation(penguin_splits):
-    from components.validate.validate import validate
+    from kfkit.components.validate.validate import validate
     return validate(penguin_splits, "species")
 
 
 @pytest.fixture(scope="session")
 def penguin_model(penguin_splits, penguin_validation, tmp_path_factory) -> Path:
     """A real model trained on the penguin splits (about 5 s)."""
-    from components.train.train import Hyperparameters, train
+    from kfkit.components.train.train import Hyperparameters, train
     model_dir = tmp_path_factory.mktemp("models") / "penguins"
     train(penguin_splits["train"], penguin_splits["eval"], penguin_validation.statistics, penguin_validation.schema,
           "species", model_dir, Hyperparameters(epochs=40, seed=7))

@@ -2,8 +2,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.batch_predict.batch_predict import predict_local
-from components.register.register import register_model
+from kfkit.components.batch_predict.batch_predict import predict_local
+from kfkit.components.register.register import register_model
 from kfkit.errors import ConfigError
 from kfkit.local_run import run_local
 from kfkit.model_io import LoadedModel

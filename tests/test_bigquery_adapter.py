@@ -9,7 +9,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from google.cloud.bigquery_storage import BigQueryReadClient, types
 
-from components.ingest.ingest import run_ingest
+from kfkit.components.ingest.ingest import run_ingest
 from kfkit.adapters.bigquery import BigQueryAdapter, query_parameters
 from kfkit.errors import QueryError
 from tests.fakes import bound_to
@@ -171,7 +171,7 @@ def test_monitor_reads_vertex_request_logs_with_the_window_as_query_parameters()
     import datetime as dt
     import json as _json
 
-    from components.monitor.monitor import read_bigquery_logs
+    from kfkit.components.monitor.monitor import read_bigquery_logs
 
     @bound_to(bigquery.Client)
     class LogClient(FakeClient):

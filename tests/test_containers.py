@@ -61,8 +61,8 @@ def test_trainer_image_has_tensorflow_and_kfkit(images):
 def test_runtime_image_runs_ingest_and_validate_with_the_docker_runner(images, tmp_path):
     from kfp import dsl, local
 
-    from components.ingest.component import bigquery_query_to_dataset
-    from components.validate.component import validate_data
+    from kfkit.components.ingest.component import bigquery_query_to_dataset
+    from kfkit.components.validate.component import validate_data
 
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -5,10 +5,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.monitor import drift
-from components.monitor.drift import (DRIFT, ERROR, INSUFFICIENT, MISSING, NEW, OK, categorical_profile, compare,
+from kfkit.components.monitor import drift
+from kfkit.components.monitor.drift import (DRIFT, ERROR, INSUFFICIENT, MISSING, NEW, OK, categorical_profile, compare,
                                       numeric_profile)
-from components.monitor.monitor import INSUFFICIENT_VERDICT, alert, monitor, read_request_logs, render_report
+from kfkit.components.monitor.monitor import INSUFFICIENT_VERDICT, alert, monitor, read_request_logs, render_report
 from kfkit import tfdv
 from tests import tfdv_reference as ref
 
@@ -270,9 +270,9 @@ def test_baseline_bins_counts_the_window_on_the_baseline_edges_with_open_ends():
 
 
 def test_window_bounds_typed_as_rfc3339_on_the_command_line_stay_strings():
-    from components.monitor.monitor import parse_time
+    from kfkit.components.monitor.monitor import parse_time
     from kfkit.params import check, parse_assignments
-    from pipelines.monitoring import monitoring_pipeline
+    from kfkit.pipelines.monitoring import monitoring_pipeline
 
     values = check(monitoring_pipeline, parse_assignments(["window_end=2026-11-22T10:00:00Z", "window_hours=2"]))
 
@@ -284,8 +284,8 @@ def test_window_bounds_typed_as_rfc3339_on_the_command_line_stay_strings():
 def test_recipe_defaults_are_the_training_pipelines_own():
     import inspect
 
-    from components.recipe.recipe import TRAINING_DEFAULTS
-    from pipelines.training import training_pipeline
+    from kfkit.components.recipe.recipe import TRAINING_DEFAULTS
+    from kfkit.pipelines.training import training_pipeline
 
     signature = inspect.signature(training_pipeline.pipeline_func)
     declared = {n: signature.parameters[n].default for n in training_pipeline.component_spec.inputs}

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from components.evaluate.evaluate import (Evaluation, Thresholds, classification_metrics, decide,
+from kfkit.components.evaluate.evaluate import (Evaluation, Thresholds, classification_metrics, decide,
                                           evaluate_with_gate, regression_metrics, render_report)
-from components.train.train import Hyperparameters, train
+from kfkit.components.train.train import Hyperparameters, train
 
 
 def test_classification_metrics_match_hand_computed_values():

@@ -7,7 +7,7 @@ against the champion is absolute on accuracy and relative on RMSE. Values are bi
 
 import pytest
 
-from components.evaluate.evaluate import Evaluation, Thresholds, decide
+from kfkit.components.evaluate.evaluate import Evaluation, Thresholds, decide
 
 TINY = 2 ** -20
 

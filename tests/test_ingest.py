@@ -6,7 +6,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from components.ingest.ingest import SplitSpec, run_ingest
+from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 from kfkit import synthetic
 from kfkit.errors import ConfigError, IngestError, QueryError
 from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
@@ -119,7 +119,7 @@ def test_ingest_rejects_unreadable_local_root(tmp_path):
     # root reads every directory; without the DAC override capabilities it obeys the mode like anyone
     drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
             "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    script = ("import sys; from components.ingest.ingest import run_ingest; from tests.conftest import *\n"
+    script = ("import sys; from kfkit.components.ingest.ingest import run_ingest; from tests.conftest import *\n"
               "from kfkit.errors import ConfigError\n"
               "try:\n run_ingest(PENGUINS, {}, split=DEFAULT_SPLIT, label_column='species', local_root=sys.argv[1])\n"
               "except ConfigError as e:\n print(e); sys.exit(3)")

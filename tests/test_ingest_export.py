@@ -16,8 +16,8 @@ from google.cloud import bigquery
 from google.protobuf import json_format
 from google_cloud_pipeline_components.proto.gcp_resources_pb2 import GcpResources
 
-from components.ingest import bigquery_split as bq
-from components.ingest.ingest import SplitSpec, run_ingest
+from kfkit.components.ingest import bigquery_split as bq
+from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 from kfkit.adapters.bigquery import BigQueryAdapter
 from kfkit.cloud_jobs import CloudJobs
 from kfkit.errors import IngestError, QueryError

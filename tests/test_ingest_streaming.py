@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from components.ingest.ingest import (IngestResult, SplitSpec, check_columns, check_key_is_deterministic,
+from kfkit.components.ingest.ingest import (IngestResult, SplitSpec, check_columns, check_key_is_deterministic,
                                       schema_description, stream_to_splits)
 from kfkit.errors import ConfigError, IngestError
 from tests.test_split_reference import DOCUMENTED
@@ -159,14 +159,14 @@ def test_outputs_may_go_to_directories_that_do_not_exist_yet(tmp_path):
 
 
 def test_bigquery_job_labels_follow_bigquerys_rules():
-    from components.ingest.ingest import _bq_label
+    from kfkit.components.ingest.ingest import _bq_label
 
     assert _bq_label("Penguin Research/Team #1") == "penguin-research-team--1"
     assert _bq_label("x" * 70) == "x" * 63
 
 
 def test_a_bigquery_ingest_reports_its_staging_table_shards_and_progress(tmp_path, warehouse, caplog):
-    from components.ingest.ingest import run_ingest
+    from kfkit.components.ingest.ingest import run_ingest
     from kfkit.adapters.bigquery import BigQueryAdapter
     from tests.conftest import PENGUINS
     from tests.test_bigquery_adapter import FakeClient, FakeReadClient, bq_schema
@@ -195,7 +195,7 @@ def test_a_bigquery_ingest_reports_its_staging_table_shards_and_progress(tmp_pat
 
 
 def test_a_local_ingest_reports_its_shards_schema_and_time(tmp_path, shared_root, caplog):
-    from components.ingest.ingest import run_ingest
+    from kfkit.components.ingest.ingest import run_ingest
     from tests.conftest import PENGUINS
 
     outputs = {name: tmp_path / name for name in ("train", "test")}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from components.evaluate.evaluate import classification_metrics, regression_metrics
+from kfkit.components.evaluate.evaluate import classification_metrics, regression_metrics
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 Y = np.array([0, 0, 1, 1, 2, 2])

@@ -3,7 +3,7 @@ inputs (their KFP types) before anything runs or is sent."""
 
 import pytest
 
-import pipelines
+from kfkit import pipelines
 from kfkit.errors import ConfigError
 from kfkit.params import check, load_file, parse_assignments, pipeline_inputs, split_assignment
 

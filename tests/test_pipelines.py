@@ -13,7 +13,7 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 
-import pipelines
+from kfkit import pipelines
 from kfkit import cli
 from kfkit.compile import compile_all
 from kfkit.local_run import PipelineFailed, run_local

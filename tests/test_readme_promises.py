@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from google.cloud import aiplatform
 
-from components.batch_predict.batch_predict import predict_local
-from components.register.register import champion_model_dir, register_model
+from kfkit.components.batch_predict.batch_predict import predict_local
+from kfkit.components.register.register import champion_model_dir, register_model
 from kfkit import cli
 from kfkit.adapters.mlflow_registry import MlflowRegistry
 from kfkit.adapters.vertex import previous_split_labels
@@ -107,7 +107,7 @@ def test_an_unblessed_model_never_takes_the_champion_alias(tmp_path, penguin_mod
 
 
 def test_a_drift_alert_is_posted_to_a_webhook_as_json():
-    from components.monitor.monitor import alert, monitor
+    from kfkit.components.monitor.monitor import alert, monitor
     from kfkit import tfdv
 
     received = []
@@ -169,7 +169,7 @@ def test_batch_prediction_that_fails_mid_stream_leaves_no_table(tmp_path, pengui
 def test_champion_model_uri_makes_the_gate_compare_with_that_model(tmp_path, penguin_model, penguin_splits):
     from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
 
-    from components.evaluate.component import evaluate_model
+    from kfkit.components.evaluate.component import evaluate_model
 
     def output(kind, name):
         return kind(uri=str(tmp_path / name))

@@ -1,6 +1,6 @@
 import pytest
 
-from components.register.register import champion_model_dir, register_model
+from kfkit.components.register.register import champion_model_dir, register_model
 from kfkit.adapters.mlflow_registry import MlflowRegistry
 from kfkit.errors import ConfigError
 

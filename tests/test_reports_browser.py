@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 
-from components.evaluate.evaluate import Decision, evaluate_model, render_report as evaluation_report
-from components.ingest.ingest import SplitSpec, run_ingest
-from components.monitor import drift
-from components.monitor.monitor import MonitorResult, render_report as monitor_report
-from components.validate.validate import render_report as validation_report, validate
+from kfkit.components.evaluate.evaluate import Decision, evaluate_model, render_report as evaluation_report
+from kfkit.components.ingest.ingest import SplitSpec, run_ingest
+from kfkit.components.monitor import drift
+from kfkit.components.monitor.monitor import MonitorResult, render_report as monitor_report
+from kfkit.components.validate.validate import render_report as validation_report, validate
 from kfkit.outcome import markdown_page
 from tests.conftest import split_outputs
 

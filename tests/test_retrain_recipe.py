@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from components.recipe.recipe import RECIPE_FILE, training_defaults
+from kfkit.components.recipe.recipe import RECIPE_FILE, training_defaults
 from kfkit.local_run import run_local
 from kfkit.server import ModelServer
 

@@ -3,9 +3,9 @@
 import pytest
 from kfp import dsl, local
 
-import pipelines
+from kfkit import pipelines
 from kfkit.local_run import without_retries
-from pipelines.retries import RETRY
+from kfkit.pipelines.retries import RETRY
 
 
 def retried_tasks(pipeline) -> dict:

@@ -179,6 +179,24 @@ def test_body_limit_is_413_just_over_and_not_at_1_5_mb(live):
     assert answered_after(port)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_client_that_sends_a_whole_oversized_body_reads_the_413_not_a_reset(live, chunked):
+    port, _, _ = live
+    body = b" " * (4 * 1024 * 1024)  # well over the limit, more than the socket buffers hold
+    if chunked:
+        framing = b"Transfer-Encoding: chunked"
+        body = b"".join(b"%x\r\n%s\r\n" % (len(part), part)
+                        for part in (body[i:i + 65536] for i in range(0, len(body), 65536))) + b"0\r\n\r\n"
+    else:
+        framing = b"Content-Length: %d" % len(body)
+
+    response = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n" + body, read_timeout=10,
+                   half_close=False)
+
+    assert statuses(response) == [413] and b"1.5 MB" in response
+    assert answered_after(port)
+
+
 def test_a_client_that_never_finishes_its_headers_is_cut_off(live, monkeypatch):
     port, _, _ = live
     monkeypatch.setattr(http_app, "HEADER_TIMEOUT_S", 0.5)

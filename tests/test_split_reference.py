@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from components.ingest.ingest import SplitSpec, row_fingerprints, stream_to_splits
+from kfkit.components.ingest.ingest import SplitSpec, row_fingerprints, stream_to_splits
 from kfkit.warehouse import LocalWarehouse
 
 DOCUMENTED = {

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.ingest.ingest import BUCKETS, buckets
+from kfkit.components.ingest.ingest import BUCKETS, buckets
 from kfkit import sql
 from kfkit.errors import QueryError
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.ingest.ingest import SplitSpec, run_ingest
+from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 from kfkit.adapters.bigquery import schema_to_arrow
 from kfkit.errors import IngestError, QueryError
 from tests.conftest import leftovers, split_outputs

@@ -7,14 +7,14 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from components.train.train import Hyperparameters, strategy_from_env, train
-from components.validate.validate import validate
+from kfkit.components.train.train import Hyperparameters, strategy_from_env, train
+from kfkit.components.validate.validate import validate
 from kfkit import synthetic
 from kfkit.errors import ConfigError, ValidationError
 from kfkit.model_io import LoadedModel, RequestError
 from kfkit.tabular import ModelSpec, build_spec
 from tests.conftest import split_outputs
-from components.ingest.ingest import SplitSpec, run_ingest
+from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
@@ -172,7 +172,7 @@ def test_only_integer_or_string_columns_can_be_categorical(taxi):
 REPO = Path(__file__).resolve().parent.parent
 WORKER = """
 import json, sys
-import components.train.train as t
+import kfkit.components.train.train as t
 
 real = t.strategy_from_env
 

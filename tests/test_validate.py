@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.validate.validate import compute_statistics, infer_schema, render_report, validate
+from kfkit.components.validate.validate import compute_statistics, infer_schema, render_report, validate
 from kfkit.errors import ConfigError, ValidationError
 
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.ingest import bigquery_split as bq
-from components.validate.bigquery_stats import SqlSource, compute_statistics as sql_statistics, duckdb_type
-from components.validate.validate import check_split, compute_statistics, infer_schema, validate
+from kfkit.components.ingest import bigquery_split as bq
+from kfkit.components.validate.bigquery_stats import SqlSource, compute_statistics as sql_statistics, duckdb_type
+from kfkit.components.validate.validate import check_split, compute_statistics, infer_schema, validate
 from tests.conftest import DEFAULT_SPLIT, PENGUINS
 
 
@@ -124,8 +124,8 @@ def test_validate_asks_bigquery_about_a_split_bigquery_exported_and_reads_no_row
                                                                                 monkeypatch):
     from google.cloud import bigquery, bigquery_storage
 
-    from components.ingest.ingest import run_ingest
-    from components.validate.validate import split_source
+    from kfkit.components.ingest.ingest import run_ingest
+    from kfkit.components.validate.validate import split_source
     from kfkit.adapters.bigquery import BigQueryAdapter
     from kfkit.cloud_jobs import CloudJobs
     from kfkit.tabular import shards
@@ -154,6 +154,6 @@ def test_validate_asks_bigquery_about_a_split_bigquery_exported_and_reads_no_row
 
 
 def test_a_split_without_a_bigquery_select_is_read_from_its_shards(tmp_path):
-    from components.validate.validate import split_source
+    from kfkit.components.validate.validate import split_source
 
     assert split_source(str(tmp_path), {"rows": 3}) == str(tmp_path)

@@ -11,8 +11,8 @@ from google.cloud import aiplatform, storage
 from google.cloud.aiplatform.compat.types import endpoint as gca_endpoint
 from google.cloud.aiplatform.models import ModelRegistry
 
-from components.deploy.deploy import deploy_model
-from components.register.register import register_model
+from kfkit.components.deploy.deploy import deploy_model
+from kfkit.components.register.register import register_model
 from google.api_core.operation import Operation
 
 from kfkit.adapters.vertex import VertexAdapter, previous_split_labels
@@ -390,7 +390,7 @@ def test_the_champion_is_read_from_a_copy_of_its_cloud_storage_directory_where_g
                                                                                                 monkeypatch):
     from google.cloud import storage as storage_module
 
-    from components.register.register import champion_model_dir
+    from kfkit.components.register.register import champion_model_dir
 
     (tmp_path / "gcs" / "bucket" / "model" / "variables").mkdir(parents=True)
     (tmp_path / "gcs" / "bucket" / "model" / "saved_model.pb").write_text("pb")

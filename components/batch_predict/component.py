@@ -50,7 +50,7 @@ def batch_predict(
     """
     import logging
 
-    from components.batch_predict.batch_predict import batch_predict as predict
+    from kfkit.components.batch_predict.batch_predict import batch_predict as predict
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     meta = predict(source_table, destination_table, model_name=model_name, model_alias=model_alias, backend=backend,

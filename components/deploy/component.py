@@ -49,7 +49,7 @@ def deploy_model(
         gcp_resources: The deploy and undeploy operations (GCPC's GcpResources JSON, VertexLro
             entries); empty on the local backend or when the version was already deployed.
     """
-    from components.deploy.deploy import deploy_model as deploy
+    from kfkit.components.deploy.deploy import deploy_model as deploy
 
     meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
                   backend="vertex" if backend in ("vertex", "bigquery") else "local",

@@ -57,13 +57,13 @@ def evaluate_model(
     """
     import logging
 
-    from components.evaluate.evaluate import Thresholds, evaluate_with_gate, render_report
+    from kfkit.components.evaluate.evaluate import Thresholds, evaluate_with_gate, render_report
     from kfkit.atomic import atomic_file
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     champion = champion_model.path if champion_model is not None else (champion_model_uri or None)
     if champion is None and model_name:
-        from components.register.register import champion_model_dir
+        from kfkit.components.register.register import champion_model_dir
 
         champion = champion_model_dir(model_name, "local" if backend == "local" else "vertex", local_root,
                                       project, location)

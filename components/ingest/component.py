@@ -69,7 +69,7 @@ def bigquery_query_to_dataset(
     """
     import logging
 
-    from components.ingest.ingest import SplitSpec, run_ingest
+    from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     outputs = {"train": train_data, "eval": eval_data, "test": test_data}

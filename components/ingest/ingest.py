@@ -350,7 +350,7 @@ def export_splits(adapter, table, schema: pa.Schema, split: SplitSpec, outputs: 
     Returns rows, shards and the snapshot id as stream_to_splits does, and each split's SELECT
     (validate computes the split's statistics with it, in BigQuery).
     """
-    from components.ingest import bigquery_split as bq
+    from kfkit.components.ingest import bigquery_split as bq
     names = list(split.fractions)
     ranges = bq.bucket_ranges(split.upper_bounds(), names)
     summary = pa.Table.from_batches(adapter.query_to_arrow(

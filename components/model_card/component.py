@@ -27,8 +27,8 @@ def write_model_card(
     """
     import json
 
-    from components.evaluate.evaluate import metric_values
-    from components.model_card.model_card import render
+    from kfkit.components.evaluate.evaluate import metric_values
+    from kfkit.components.model_card.model_card import render
     from kfkit.atomic import atomic_file
 
     with open(statistics.path) as f:

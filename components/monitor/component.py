@@ -76,7 +76,7 @@ def monitor_endpoint(
     import logging
     import time
 
-    from components.monitor import monitor as mon
+    from kfkit.components.monitor import monitor as mon
     from kfkit.atomic import atomic_file
 
     from kfkit.cloud_jobs import CloudJobs

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from components.monitor import drift
-from components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
+from kfkit.components.monitor import drift
+from kfkit.components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
 from kfkit import report
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
@@ -284,7 +284,7 @@ def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | Non
 def baseline_statistics_for_model(model_name: str, *, backend: str = "local", local_root: str | Path | None = None,
                                   project: str = "", location: str = "") -> dict[str, Any]:
     """The training statistics saved with the registry's champion of `model_name`."""
-    from components.register.register import champion_model_dir
+    from kfkit.components.register.register import champion_model_dir
 
     registry_backend = "vertex" if backend in ("vertex", "bigquery") else "local"
     model_dir = champion_model_dir(model_name, registry_backend, str(local_root) if local_root else None, project,

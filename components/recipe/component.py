@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from components.recipe.recipe import TRAINING_DEFAULTS
+from kfkit.components.recipe.recipe import TRAINING_DEFAULTS
 from kfkit.config import runtime_image
 
 # The training pipeline's parameters: a recipe holds one value for each.
@@ -86,7 +86,7 @@ def champion_recipe(
     import json
     import logging
 
-    from components.recipe.recipe import champion_recipe as read, training_defaults
+    from kfkit.components.recipe.recipe import champion_recipe as read, training_defaults
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     environment = {"backend": backend, "project": project, "location": location, "region": region,
@@ -158,7 +158,7 @@ def record_recipe(
     """
     import json
 
-    from components.recipe.recipe import write_recipe
+    from kfkit.components.recipe.recipe import write_recipe
 
     config = dict(
         query=query, label_column=label_column, query_parameters=query_parameters, backend=backend, project=project,

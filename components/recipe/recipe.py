@@ -67,7 +67,7 @@ def champion_recipe(model_name: str, *, backend: str = "local", local_root: str 
                     location: str = "", environment: dict[str, Any] | None = None,
                     overrides: dict[str, Any] | None = None, registry=None, vertex=None) -> dict[str, Any]:
     """The champion's recipe over the training defaults, then `environment`, then `overrides`."""
-    from components.register.register import champion_model_dir
+    from kfkit.components.register.register import champion_model_dir
 
     defaults = training_defaults()
     unknown = sorted(set(overrides or {}) - set(defaults))

@@ -47,8 +47,8 @@ def register_model(
         gcp_resources: The model upload operation (GCPC's GcpResources JSON, a VertexLro); empty
             on the local backend or when a retried task reuses its version.
     """
-    from components.evaluate.evaluate import metric_values
-    from components.register.register import register_model as register
+    from kfkit.components.evaluate.evaluate import metric_values
+    from kfkit.components.register.register import register_model as register
 
     values = metric_values(dict(metrics.metadata))
     params = {k: v for k, v in model.metadata.items() if k in ("task", "label", "framework_version", "epochs_run")}

@@ -54,7 +54,7 @@ def train_tensorflow_model(
     import json
     import logging
 
-    from components.train.train import Hyperparameters, train
+    from kfkit.components.train.train import Hyperparameters, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     hp = Hyperparameters(hidden_units=[int(u) for u in hidden_units], learning_rate=learning_rate, epochs=epochs,

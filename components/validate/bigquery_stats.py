@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from components.validate.validate import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, _is_integer,
+from kfkit.components.validate.validate import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, _is_integer,
                                           _kind)
 from kfkit import tfdv
 

@@ -49,7 +49,7 @@ def validate_data(
     import json
     import logging
 
-    from components.validate.validate import load_json, render_report, split_source, validate
+    from kfkit.components.validate.validate import load_json, render_report, split_source, validate
     from kfkit.atomic import atomic_file
     from kfkit.cloud_jobs import CloudJobs
     from kfkit.errors import ValidationError

@@ -79,7 +79,7 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
     whose statistics BigQuery computes with the same definitions.
     """
     if not isinstance(dataset, (str, Path)):
-        from components.validate.bigquery_stats import compute_statistics as on_bigquery
+        from kfkit.components.validate.bigquery_stats import compute_statistics as on_bigquery
         return on_bigquery(dataset, label_column)
     source = parquet_glob(dataset)
     con = duckdb.connect()
@@ -276,7 +276,7 @@ def split_source(path: str, metadata: dict[str, Any], jobs=None, maximum_bytes_b
     select = metadata.get("bigquery_select")
     if not select:
         return path
-    from components.validate.bigquery_stats import SqlSource, duckdb_type
+    from kfkit.components.validate.bigquery_stats import SqlSource, duckdb_type
     from kfkit.adapters.bigquery import BigQueryAdapter
 
     adapter = BigQueryAdapter(metadata["bigquery_project"], metadata.get("bigquery_location", "US"), jobs=jobs,
