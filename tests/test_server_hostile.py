@@ -370,8 +370,16 @@ def test_sigterm_drains_and_exits_cleanly(penguin_model, tmp_path):
             time.sleep(0.1)  # polling the server's log for its start, bounded
         batch = json.dumps({"instances": [PENGUIN] * 64}).encode()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("POST", "/predict", body=batch, headers={"Content-Type": "application/json"})
+        conn.putrequest("POST", "/predict")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(batch)))
+        conn.endheaders()
+        conn.send(batch[:10])
+        # a whole round trip on another connection after those bytes: the server has read this
+        # request's headers, so the request is in flight when the signal comes
+        assert answered_after(port)
         process.send_signal(signal.SIGTERM)
+        conn.send(batch[10:])
         response = conn.getresponse()
 
         assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 64
