@@ -53,7 +53,10 @@ MODULES: dict[str, tuple[list[str], str]] = {
         "test_missing_values_are_left_out_of_both_distances", "test_shift_is_found_on_the_shifted_feature_only",
         "test_heavy_tailed_window_from_the_training_data_alarms_under_tfdv_but_not_on_baseline_bins",
         "test_baseline_bins_counts_the_window_on_the_baseline_edges_with_open_ends")], ""),
-    "kfkit/adapters/bigquery.py": (["tests/test_bigquery_adapter.py"], ""),
+    "kfkit/adapters/bigquery.py": (["tests/test_bigquery_adapter.py", "tests/test_ingest_export.py"], ""),
+    "kfkit/cloud_jobs.py": (["tests/test_cloud_jobs.py"], ""),
+    "components/ingest/bigquery_split.py": (["tests/test_ingest_export.py"], ""),
+    "components/validate/bigquery_stats.py": (["tests/test_validate_bigquery.py"], ""),
     "components/ingest/ingest.py": (["tests/test_split_reference.py", "tests/test_ingest_streaming.py",
                                      "tests/test_sql.py::test_split_buckets_equal_the_bigquery_sql_expression",
                                      "tests/test_bigquery_adapter.py", "tests/test_ingest.py"], ""),
@@ -71,6 +74,12 @@ def equivalent_mutants() -> dict[str, str]:
     return listed
 
 
+def in_package(path: str) -> str:
+    """Where a file sits in the installed layout: components/ and pipelines/ are kfkit.components and
+    kfkit.pipelines, and mutmut names each mutant by the module path of its file."""
+    return f"kfkit/{path}" if path.startswith(("components/", "pipelines/")) else path
+
+
 def scratch_copy(module: str, tests: list[str]) -> Path:
     root = Path(tempfile.mkdtemp(prefix="kfkit-mutation-"))
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
@@ -78,15 +87,15 @@ def scratch_copy(module: str, tests: list[str]) -> Path:
     for name in files:
         source = REPO / name
         if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
+            (root / in_package(name)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / in_package(name))
     selection = ", ".join(f'"{t}"' for t in tests + ["-m", "not slow and not docker", "-p", "no:cacheprovider",
                                                        "-q", "-x"])
     with open(root / "pyproject.toml", "a") as handle:
         handle.write(f"""
 [tool.mutmut]
-source_paths = ["kfkit", "components", "pipelines"]
-only_mutate = ["{module}"]
+source_paths = ["kfkit"]
+only_mutate = ["{in_package(module)}"]
 also_copy = ["tests", "ci"]
 pytest_add_cli_args_test_selection = [{selection}]
 """)
@@ -100,7 +109,7 @@ def run_module(module: str, tests: list[str], scope: str, log_dir: Path) -> dict
         subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=root, stdout=handle, stderr=subprocess.STDOUT)
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=root,
                              capture_output=True, text=True).stdout
-    prefix = module.removesuffix(".py").replace("/", ".") + "."
+    prefix = in_package(module).removesuffix(".py").replace("/", ".") + "."
     statuses = {}
     for line in listing.splitlines():
         name, _, status = line.strip().partition(": ")

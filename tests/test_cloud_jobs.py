@@ -128,3 +128,50 @@ def test_a_vertex_operation_is_cancelled_through_its_own_cancel_while_it_runs():
                           metrics={}, task_id="t", make_default=True)
 
     assert ("Operation.cancel", "projects/p/locations/us-central1/operations/1") in rec.calls
+
+
+def test_polling_sleeps_the_backoff_between_checks_and_logs_what_is_still_running(caplog):
+    slept, answers = [], iter([False, False, False, True])
+    jobs = CloudJobs(sleep=slept.append)
+
+    with caplog.at_level("INFO", logger="kfkit.cloud_jobs"):
+        jobs.run("BigQueryJob", "https://b/7", lambda: next(answers), None, "BigQuery query job 7")
+
+    assert slept == [1.0, 2.0, 4.0]
+    still = [m for m in caplog.messages if "still running" in m]
+    assert len(still) == 3 and still[0].startswith("BigQuery query job 7 still running after 0s; next check in 1s")
+    assert still[2].endswith("next check in 4s")
+    assert "started BigQueryJob https://b/7" in caplog.messages
+
+
+def test_a_finished_job_is_no_longer_cancelled():
+    jobs = CloudJobs(sleep=lambda s: None)
+    cancelled = []
+
+    jobs.run("VertexLro", "https://v/1", lambda: True, lambda: cancelled.append(1), "op 1")
+
+    assert jobs.cancel_running() == [] and cancelled == []
+
+
+def test_gcp_resources_is_written_whole_where_its_folders_do_not_exist_yet(tmp_path):
+    path = tmp_path / "a" / "b" / "gcp_resources"
+
+    CloudJobs(str(path)).started("BigQueryJob", "https://b/1")
+
+    assert json.loads(path.read_text()) == {"resources": [{"resourceType": "BigQueryJob", "resourceUri": "https://b/1"}]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["gcp_resources"]  # no temporary file left
+
+
+def test_the_sigterm_handler_cancels_logs_and_exits_with_status_0(caplog):
+    exits, cancelled = [], []
+    jobs = CloudJobs(exit=exits.append)
+    jobs.started("BatchPredictionJob", "https://v/b/1", lambda: cancelled.append("b1"))
+    jobs.started("BigQueryJob", "https://b/2", lambda: (_ for _ in ()).throw(RuntimeError("503 backend")))
+
+    with caplog.at_level("INFO", logger="kfkit.cloud_jobs"):
+        jobs._on_sigterm(signal.SIGTERM, None)
+
+    assert exits == [0] and cancelled == ["b1"]
+    assert "SIGTERM received: the pipeline run is being cancelled" in caplog.messages
+    assert "cancelled https://v/b/1" in caplog.messages
+    assert "could not cancel https://b/2: 503 backend" in caplog.messages

@@ -254,3 +254,23 @@ def test_float_keys_are_spelled_as_bigquerys_cast_to_string_spells_them():
     # double_to_string is ZetaSQL's RoundTripDoubleToString, the conformance cases' CAST(FLOAT64 AS STRING)
     assert spelled == [None if v is None else double_to_string(v) for v in values]
     assert spelled[:3] == ["0.30000000000000004", "0.12345678901234559", "1.5e-05"]
+
+
+def test_names_and_uris_are_quoted_with_bigquerys_escapes():
+    # BigQuery lexical structure: quoted identifiers and string literals escape \\ and the quote itself
+    assert bq.quote("odd`name\\x") == "`odd\\`name\\\\x`"
+    assert bq.string_literal("gs://b/it's\\x") == "'gs://b/it\\'s\\\\x'"
+    assert "uri = 'gs://b/BOX/part-*.parquet'" in bq.export_sql("SELECT 1", "gs://b/BOX/")
+
+
+def test_an_empty_result_has_the_streaming_paths_empty_snapshot_id():
+    assert bq.snapshot_id(0, None) == "0-0000000000000000"
+    assert bq.snapshot_id(2, -1) == "2-ffffffffffffffff"  # the sum is taken modulo 2^64, as unsigned
+
+
+def test_the_whole_row_refusal_says_the_whole_row_is_the_key():
+    schema = pa.schema([("pickup", pa.timestamp("us", tz="UTC"))])
+
+    with pytest.raises(IngestError, match=r"^the whole row is the split key and column 'pickup' is timestamp.*"
+                                          r"keep the result under export_threshold_bytes so it is split while streaming$"):
+        bq.key_sql(schema, None)
