@@ -274,3 +274,45 @@ def test_the_whole_row_refusal_says_the_whole_row_is_the_key():
     with pytest.raises(IngestError, match=r"^the whole row is the split key and column 'pickup' is timestamp.*"
                                           r"keep the result under export_threshold_bytes so it is split while streaming$"):
         bq.key_sql(schema, None)
+
+
+@pytest.mark.parametrize("count, shown", [(0, "0 bytes"), (999, "999 bytes"), (1000, "1.0 KB"), (1_500_000, "1.5 MB"),
+                                          (2_345_678_901, "2.3 GB"), (2_345_678_901_234, "2.3 TB"),
+                                          (5_000_000_000_000_000, "5000.0 TB")])
+def test_byte_counts_are_shown_in_decimal_units_as_bigquerys_console_does(count, shown):
+    from kfkit.adapters.bigquery import human_bytes
+
+    assert human_bytes(count) == shown
+
+
+def test_a_query_of_exactly_maximum_bytes_billed_runs_and_its_estimate_is_logged(warehouse, tmp_path, caplog):
+    client = LocalBigQuery(warehouse, tmp_path, bytes_processed=5_000)
+    adapter = BigQueryAdapter("my-proj", client=client, maximum_bytes_billed=5_000)
+
+    with caplog.at_level("INFO", logger="kfkit.bigquery"):
+        schema, estimate = adapter.check_cost("SELECT 1 AS x")
+
+    assert estimate == 5_000 and schema.names == ["x"]
+    assert "BigQuery dry run: the query would process 5.0 KB" in caplog.messages
+
+
+def test_a_job_without_a_self_link_is_named_by_its_project_id_and_location(warehouse, tmp_path):
+    from kfkit.cloud_jobs import CloudJobs
+
+    client = LocalBigQuery(warehouse, tmp_path, location="EU")
+    jobs = CloudJobs(str(tmp_path / "gcp_resources"), sleep=lambda s: None)
+    adapter = BigQueryAdapter("my-proj", "EU", client=client, jobs=jobs)
+    original = client.query
+
+    def without_link(*args, **kwargs):
+        job = original(*args, **kwargs)
+        job.self_link = None
+        return job
+
+    client.query = without_link
+    adapter.run_query("SELECT 1 AS x", labels={"team": "a"})
+
+    uri = json.loads((tmp_path / "gcp_resources").read_text())["resources"][0]["resourceUri"]
+    assert uri == "https://www.googleapis.com/bigquery/v2/projects/my-proj/jobs/kfkit_0?location=EU"
+    config = [c for c in client.calls if c[0] == "query"][0][2]
+    assert config.labels == {"team": "a"} and [c[4] for c in client.calls if c[0] == "query"] == ["kfkit_"]

@@ -696,3 +696,25 @@ def test_batch_prediction_accepts_bq_uris_for_its_source():
     submit = next(c[1] for c in rec.calls if c[0] == "BatchPredictionJob.submit")
     assert (submit["bigquery_source"], submit["bigquery_destination_prefix"]) == ("bq://p.data.rows", "bq://p.out")
     assert submit["labels"] is None
+
+
+def test_a_deployed_model_is_named_by_its_versioned_resource_as_vertex_returns_it_apart():
+    from kfkit.adapters.vertex import _deployed_version
+
+    assert _deployed_version(deployed_model("d1", "t1", PARENT, "3")) == f"{PARENT}@3"
+    assert _deployed_version(deployed_model("d1", "t1", f"{PARENT}@3", "")) == f"{PARENT}@3"
+    assert _deployed_version(deployed_model("d1", "t1", PARENT, "")) == PARENT
+    assert _deployed_version(SimpleNamespace(id="d1")) == ""
+
+
+@pytest.mark.parametrize("state", ["JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"])
+def test_a_batch_prediction_job_that_did_not_succeed_is_an_error(state):
+    from kfkit.adapters.vertex import batch_predict_bigquery
+
+    rec = Recorder()
+    ended = FakeBatchJob(rec, "projects/p/locations/us-central1/batchPredictionJobs/5", state=state)
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, batch_jobs=[ended]), jobs=quiet_jobs())
+
+    with pytest.raises(ConfigError, match=f"ended {state}"):
+        batch_predict_bigquery(vertex, model_resource="m", source_table="p.d.t", destination_prefix="p.out",
+                               machine_type="m", replicas=1, display_name="b", task_id="task-9")
