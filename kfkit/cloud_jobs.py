@@ -63,12 +63,9 @@ class CloudJobs:
 
     # ---- gcp_resources -----------------------------------------------------------------------------
     def _write(self) -> None:
-        body = {"resources": [{"resourceType": r["resourceType"], "resourceUri": r["resourceUri"]}
-                              for r in self.resources]} if self.resources else {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(body, indent=1))
-        os.replace(tmp, self.path)
+        from kfkit.atomic import atomic_file
+        with atomic_file(self.path) as handle:
+            json.dump({"resources": self.resources} if self.resources else {}, handle, indent=1)
 
     def started(self, resource_type: str, uri: str, cancel: Callable[[], object] | None = None) -> None:
         """Record a job that now exists (written at once) and how to cancel it while it runs."""

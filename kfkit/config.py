@@ -38,10 +38,22 @@ def local_root(path: str | os.PathLike | None = None, create: bool = True) -> Pa
     return root
 
 
+GCS_MOUNT = "/gcs"  # where a Vertex AI step sees Cloud Storage: gs://bucket/x is /gcs/bucket/x
+
+
 def local_path(uri: str | os.PathLike) -> Path:
     """A gs:// URI as the path Vertex AI mounts it at (Cloud Storage FUSE under /gcs/); paths unchanged."""
     text = str(uri)
-    return Path("/gcs/" + text[len("gs://"):] if text.startswith("gs://") else text)
+    return Path(f"{GCS_MOUNT}/" + text[len("gs://"):] if text.startswith("gs://") else text)
+
+
+def gcs_uri(path: str | os.PathLike, mount: str = GCS_MOUNT) -> str | None:
+    """The gs:// URI of a path under the Cloud Storage mount (local_path's inverse); a gs:// URI as it
+    is; None for any other path."""
+    text, root = str(path), mount.rstrip("/") + "/"
+    if text.startswith("gs://"):
+        return text
+    return "gs://" + text[len(root):] if text.startswith(root) else None
 
 
 def check_backend(backend: str) -> str:

@@ -218,7 +218,7 @@ def step_metrics(run_dir: Path) -> dict[str, float]:
 
 def track(result: dict[str, Any], params: dict[str, Any], local_root: str | Path | None) -> dict[str, Any] | None:
     """Record the run in MLflow (see MlflowRegistry.track_pipeline_run); updates summary.json."""
-    from kfkit.adapters.mlflow_registry import MlflowRegistry
+    from kfkit.adapters.mlflow_registry import MlflowRegistry, is_server
 
     run_dir = Path(result["run_dir"])
     registry = MlflowRegistry(local_root)
@@ -234,7 +234,7 @@ def track(result: dict[str, Any], params: dict[str, Any], local_root: str | Path
     experiment, run_id = registry.track_pipeline_run(result["pipeline"], result["run_id"], params=params,
                                                      metrics=metrics, tags=tags, artifacts=artifacts,
                                                      registered=version if version and all(version) else None)
-    ui = registry.uri.rstrip("/") if registry.uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    ui = registry.uri.rstrip("/") if is_server(registry.uri) else "http://127.0.0.1:5000"
     result["mlflow"] = {"experiment_id": experiment, "run_id": run_id, "tracking_uri": registry.uri,
                         "url": f"{ui}/#/experiments/{experiment}/runs/{run_id}"}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(result, indent=1))
@@ -253,7 +253,9 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"Run directory: {result['run_dir']} (summary.json, logs/)")
     if result.get("mlflow"):
         tracked = result["mlflow"]
-        how = ("on the tracking server" if tracked["tracking_uri"].startswith(("http://", "https://"))
+        from kfkit.adapters.mlflow_registry import is_server  # light: MLflow itself is imported lazily
+
+        how = ("on the tracking server" if is_server(tracked["tracking_uri"])
                else f"mlflow ui --backend-store-uri {tracked['tracking_uri']}")
         lines.append(f"MLflow run: {tracked['url']} ({how})")
     return "\n".join(lines)

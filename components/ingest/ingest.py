@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from kfkit import sql as bqsql
 from kfkit.atomic import commit_dirs
-from kfkit.config import check_backend
+from kfkit.config import GCS_MOUNT, check_backend, gcs_uri
 from kfkit.errors import ConfigError, IngestError
 from kfkit.sql_json import doubles_to_strings
 
@@ -40,7 +40,6 @@ BUCKETS = 10_000
 SPLIT_NAMES = ("train", "eval", "test")
 ALL_COLUMNS = "*"
 KEY_SEPARATOR = "\x1f"
-GCS_FUSE_ROOT = "/gcs"  # where a Vertex AI step sees Cloud Storage (gs://bucket/x is /gcs/bucket/x)
 DEFAULT_MAXIMUM_BYTES_BILLED = 1_000_000_000_000  # 1 TB, about $6 at on-demand prices, per job
 DEFAULT_EXPORT_THRESHOLD_BYTES = 1_000_000_000  # from 1 GB BigQuery exports; below, streaming is quicker
 
@@ -271,7 +270,7 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                shard_rows: int = 1_000_000, staging_dataset: str = "kfkit_staging",
                labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_",
                maximum_bytes_billed: int = DEFAULT_MAXIMUM_BYTES_BILLED,
-               export_threshold_bytes: int = DEFAULT_EXPORT_THRESHOLD_BYTES, gcs_fuse_root: str = GCS_FUSE_ROOT,
+               export_threshold_bytes: int = DEFAULT_EXPORT_THRESHOLD_BYTES, gcs_fuse_root: str = GCS_MOUNT,
                gcp_resources: str | None = None, adapter=None, warehouse=None) -> IngestResult:
     """Run `query` on `backend` and write one Parquet dataset per split to `outputs[split]`.
 
@@ -333,14 +332,6 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                                "bytes_processed_estimate": estimate, "result_bytes": table_bytes,
                                "path": "bigquery-export" if exported else "streamed", "selects": selects,
                                "location": adapter.location})
-
-
-def gcs_uri(path: str | Path, fuse_root: str = GCS_FUSE_ROOT) -> str | None:
-    """gs://bucket/x for a path under the Cloud Storage mount (fuse_root/bucket/x), else None."""
-    text, root = str(path), fuse_root.rstrip("/") + "/"
-    if text.startswith("gs://"):
-        return text
-    return "gs://" + text[len(root):] if text.startswith(root) else None
 
 
 def export_splits(adapter, table, schema: pa.Schema, split: SplitSpec, outputs: dict[str, str | Path],

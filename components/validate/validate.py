@@ -200,7 +200,7 @@ def check_split(name: str, dataset, schema: dict[str, Any], label_column: str,
     way (components/validate/bigquery_stats.py asks BigQuery).
     """
     anomalies: list[Anomaly] = []
-    probe = dataset.probe() if hasattr(dataset, "probe") else ParquetProbe(dataset)
+    probe = ParquetProbe(dataset) if isinstance(dataset, (str, Path)) else dataset.probe()
     actual = probe.columns()
     rows = probe.rows()
     if rows == 0:

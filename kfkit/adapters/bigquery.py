@@ -163,6 +163,12 @@ class BigQueryAdapter:
     def run_query(self, sql: str, *, destination: "TableRef | None" = None, params: dict[str, Any] | None = None,
                   labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_", what: str = "query job"):
         """Start a query job, record it in gcp_resources, poll it to the end and return the finished job."""
+        return self._run(sql, destination=destination, params=params, labels=labels, job_id_prefix=job_id_prefix,
+                         what=what)[0]
+
+    def _run(self, sql: str, *, destination: "TableRef | None", params: dict[str, Any] | None,
+             labels: dict[str, str] | None, job_id_prefix: str, what: str):
+        """run_query's work: (the finished job, its result rows)."""
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
         config = bigquery.QueryJobConfig(use_legacy_sql=False, labels=dict(labels or {}),
@@ -177,10 +183,10 @@ class BigQueryAdapter:
             job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
             uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
             self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
-            job.result()  # raises the job's own error, if it ended with one
+            rows = job.result()  # raises the job's own error, if it ended with one
         except gexc.GoogleAPICallError as exc:
             raise self._wrap(exc, what) from exc
-        return job
+        return job, rows
 
     def query_to_table(self, sql: str, destination: TableRef, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_"):
@@ -213,9 +219,9 @@ class BigQueryAdapter:
                        what: str = "query") -> list[pa.RecordBatch]:
         """Run a (small) query and read its result through the Storage Read API as Arrow."""
         from google.api_core import exceptions as gexc
-        job = self.run_query(sql, params=params, labels=labels, what=what)
+        _, rows = self._run(sql, destination=None, params=params, labels=labels, job_id_prefix="kfkit_", what=what)
         try:
-            return job.result().to_arrow(bqstorage_client=self.read_client).to_batches()
+            return rows.to_arrow(bqstorage_client=self.read_client).to_batches()
         except gexc.GoogleAPICallError as exc:
             raise self._wrap(exc, what) from exc
 

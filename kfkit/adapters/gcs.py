@@ -7,10 +7,9 @@ before it is read.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
+from kfkit.atomic import atomic_dir
 from kfkit.errors import ConfigError
 
 
@@ -27,10 +26,7 @@ def download_dir(uri: str, destination: str | Path, client=None) -> Path:
 
     client = client or storage.Client()
     bucket, prefix = split_uri(uri)
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
-    try:
+    with atomic_dir(destination) as staging:
         found = 0
         for blob in client.list_blobs(bucket, prefix=prefix + "/"):
             relative = blob.name[len(prefix) + 1:]
@@ -42,13 +38,7 @@ def download_dir(uri: str, destination: str | Path, client=None) -> Path:
             found += 1
         if not found:
             raise ConfigError(f"nothing in Cloud Storage under {uri}")
-        if destination.exists():
-            shutil.rmtree(destination)
-        staging.rename(destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return destination
+    return Path(destination)
 
 
 def readable_dir(uri: str, cache_root: str | Path) -> Path:

@@ -105,17 +105,10 @@ class MlflowRegistry:
             return Path(self.mlflow.artifacts.download_artifacts(artifact_uri=version.source))
         cached = self.root / "cache" / "mlflow" / version.name / str(version.version)
         if not cached.exists():  # a version never changes: download it once, whole or not at all
-            import shutil
-            import tempfile
+            from kfkit.atomic import atomic_dir
 
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}.tmp-", dir=cached.parent))
-            try:
+            with atomic_dir(cached) as staging:
                 self.mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(staging))
-                staging.rename(cached)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
         return cached
 
     def register(self, name: str, model_dir: str | Path, *, aliases: list[str], params: dict[str, Any] | None = None,

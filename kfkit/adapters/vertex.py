@@ -23,7 +23,8 @@ def label_value(value: str) -> str:
 
 
 def fuse_to_gcs(path: str) -> str:
-    return "gs://" + path[len("/gcs/"):] if path.startswith("/gcs/") else path
+    from kfkit.config import gcs_uri
+    return gcs_uri(path) or path
 
 
 class VertexAdapter:
