@@ -17,6 +17,7 @@ from kfkit.errors import ConfigError
 EPILOG = """examples:
   kfkit run training --local                       train on the embedded backend (penguins)
   kfkit run training --local --param label_column=species --params my.yaml
+  kfkit run training --local --runner docker       each step in its kfkit image on a Docker engine
   kfkit compile --output build/                    every pipeline and component spec as YAML
   kfkit data synth synthetic.rows --rows 100000    synthetic rows into the local warehouse
   kfkit data tables                                what the local warehouse holds
@@ -63,7 +64,8 @@ def _run(args) -> int:
     from kfkit.local_run import PipelineFailed, run_local
 
     try:
-        summary = run_local(args.pipeline, values, args.local_root, verbose=args.verbose_run or args.verbose)
+        summary = run_local(args.pipeline, values, args.local_root, verbose=args.verbose_run or args.verbose,
+                            runner=args.runner)
     except PipelineFailed as exc:
         from kfkit.outcome import render
 
@@ -239,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pipeline parameter (repeatable); values are read as YAML")
     p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess",
+                   help="where each step runs: a subprocess here (default), or its kfkit image on a Docker engine")
     p.add_argument("--verbose", dest="verbose_run", action="store_true",
                    help="print every step's full output as it comes (default: logs go to <run dir>/logs/)")
     p.set_defaults(func=_run)

@@ -71,9 +71,14 @@ def summarize(pipeline: str, run_dir: Path, started: float) -> RunSummary:
     return RunSummary(pipeline, run_dir, time.time() - started, tasks)
 
 
+RUNNERS = ("subprocess", "docker")
+
+
 def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None = None, *, verbose: bool = False,
-              progress_stream=None) -> RunSummary:
-    """Run a registered pipeline with kfp.local's SubprocessRunner in this Python environment."""
+              progress_stream=None, runner: str = "subprocess") -> RunSummary:
+    """Run a registered pipeline with kfp.local: every step a subprocess in this Python environment
+    (runner="subprocess"), or each in its own kfkit image on a local Docker engine (runner="docker",
+    kfkit.docker_runner)."""
     import sys
 
     from kfp import local
@@ -85,6 +90,8 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
 
     if pipeline_name in pipelines.VERTEX_ONLY:
         raise KfkitError(f"pipeline {pipeline_name!r} cannot run locally: {pipelines.VERTEX_ONLY[pipeline_name]}")
+    if runner not in RUNNERS:
+        raise KfkitError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     pipeline = pipelines.load(pipeline_name)
     root = resolve_root(local_root)
     values = dict(values)
@@ -98,8 +105,13 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     # display names matter only on Vertex: neither warning helps a local user
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(runs),
-               raise_on_error=True)
+    if runner == "docker":
+        from kfkit import docker_runner
+
+        chosen = docker_runner.runner(pipeline, root)
+    else:
+        chosen = local.SubprocessRunner(use_venv=False)
+    local.init(runner=chosen, pipeline_root=str(runs), raise_on_error=True)
     before = {p.name for p in runs.iterdir()}
     _preload_tracking()
     started = time.time()
@@ -111,7 +123,8 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
             if verbose:
                 pipeline(**values)
             else:
-                progress.line(f"kfkit run {pipeline_name} (local, {root}); steps:")
+                where = "local" if runner == "subprocess" else "local, each step in its image"
+                progress.line(f"kfkit run {pipeline_name} ({where}, {root}); steps:")
                 with run_output.quiet_output(run_log, progress):
                     pipeline(**values)
     except RuntimeError as exc:

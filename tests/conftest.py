@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,24 @@ def penguin_model(penguin_splits, penguin_validation, tmp_path_factory) -> Path:
     train(penguin_splits["train"], penguin_splits["eval"], penguin_validation.statistics, penguin_validation.schema,
           "species", model_dir, Hyperparameters(epochs=40, seed=7))
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts): its URI."""
+    from tests.test_serving_e2e import free_port, wait_until
+
+    state = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+         "--artifacts-destination", str(state / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=open(state / "server.log", "w"))
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=5).status == 200, timeout=120,
+                   what="the MLflow server")
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -117,3 +118,67 @@ def test_serving_image_answers_health_and_predict_on_a_published_port(images, pe
         assert "AIP_HEALTH_ROUTE" in " ".join(health["Test"])
     finally:
         docker("rm", "-f", container, check=False)
+
+
+def run_training_cli(root, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "kfkit.cli", "run", "training", "--local", "--local-root", str(root),
+                           "--param", "epochs=5", *args], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, **(env or {})))
+
+
+def summary_of(root) -> dict:
+    [run] = (Path(root) / "runs").glob("kfkit-training-*")
+    return json.loads((run / "summary.json").read_text())
+
+
+def split_rows(root, name) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    [run] = (Path(root) / "runs").glob("kfkit-training-*")
+    table = pq.read_table(run / "bigquery-query-to-dataset" / f"{name}_data")
+    return sorted(table.to_pylist(), key=lambda row: json.dumps(row, sort_keys=True, default=str))
+
+
+def test_training_pipeline_in_the_images_has_the_subprocess_runs_outcome(images, tmp_path):
+    here, boxed = tmp_path / "subprocess", tmp_path / "docker"
+
+    plain = run_training_cli(here)
+    docked = run_training_cli(boxed, "--runner", "docker")
+
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert docked.returncode == 0, docked.stdout + docked.stderr
+    expected, got = summary_of(here), summary_of(boxed)
+    assert got["decision"] == expected["decision"] == "BLESSED"
+    assert got["lines"][0] == expected["lines"][0]  # "Data: snapshot <id>; rows train ..., eval ..., test ..."
+    for split in ("train", "eval", "test"):
+        assert split_rows(boxed, split) == split_rows(here, split)
+    assert "Registered models:/penguins/1 (version 1; aliases challenger, champion)" in got["lines"]
+    endpoint = json.loads((boxed / "endpoints" / "penguins.json").read_text())
+    [deployed] = endpoint["deployed_models"]
+    assert deployed["traffic"] == 100 and Path(deployed["model_dir"], "saved_model.pb").is_file()
+    [run] = (boxed / "runs").glob("kfkit-training-*")
+    log = (run / "logs" / "run.log").read_text()
+    assert f"Found image '{images['trainer']}'" in log and f"Found image '{images['runtime']}'" in log
+    # what the containers wrote is the caller's, as if a subprocess had written it
+    assert {p.stat().st_uid for p in boxed.rglob("*")} == {os.getuid()}
+
+
+def test_training_pipeline_in_the_images_registers_through_an_mlflow_server(images, mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    done = run_training_cli(tmp_path, "--runner", "docker", "--param", "model_name=boxed-penguins",
+                            env={"MLFLOW_TRACKING_URI": mlflow_server})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    assert client.get_model_version_by_alias("boxed-penguins", "champion").version == "1"
+    assert not (tmp_path / "mlflow.db").exists()  # the steps registered on the server, not beside themselves
+
+
+def test_docker_runner_refuses_images_the_engine_lacks_before_any_step(engine, tmp_path):
+    done = run_training_cli(tmp_path, "--runner", "docker", env={"KFKIT_IMAGE_TAG": "0.0.0-never-built"})
+
+    assert done.returncode == 1
+    assert "ghcr.io/kfkit/kfkit-trainer:0.0.0-never-built" in done.stderr
+    assert "ci/build-image.sh runtime ghcr.io/kfkit 0.0.0-never-built" in done.stderr
+    assert not list((tmp_path / "runs").glob("kfkit-training-*"))

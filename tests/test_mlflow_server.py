@@ -8,32 +8,11 @@ backend and proxied artifact storage: the second run finds the first's champion 
 import os
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.test_serving_e2e import free_port, wait_until
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    state = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
-         "--artifacts-destination", str(state / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=open(state / "server.log", "w"))
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: urllib.request.urlopen(f"{uri}/health", timeout=5).status == 200, timeout=120,
-                   what="the MLflow server")
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def run_training(root, uri, *params):
