@@ -190,7 +190,21 @@ def _endpoints(args) -> int:
     return 0
 
 
+def _kserve_line(service) -> str:
+    predictor = service["spec"]["predictor"]
+    canary = predictor.get("canaryTrafficPercent")
+    version = predictor.get("labels", {}).get("kfkit.io/model-version", "?")
+    share = "100% (no canary)" if canary is None else f"{canary}% (the previous rolled-out revision: {100 - canary}%)"
+    return f"InferenceService {service['metadata'].get('namespace', '')}/{service['metadata']['name']}: " \
+           f"latest revision (version {version}) {share}"
+
+
 def _rollback(args) -> int:
+    if args.backend == "kserve":
+        from kfkit.adapters.kserve import KServeAdapter
+
+        print("rolled back: " + _kserve_line(KServeAdapter(args.namespace).rollback(args.endpoint)))
+        return 0
     if args.backend == "vertex":
         from kfkit.adapters.vertex import VertexAdapter
 
@@ -208,6 +222,11 @@ def _rollback(args) -> int:
 
 
 def _promote(args) -> int:
+    if args.backend == "kserve":
+        from kfkit.adapters.kserve import KServeAdapter
+
+        print("promoted: " + _kserve_line(KServeAdapter(args.namespace).promote(args.endpoint)))
+        return 0
     from kfkit.endpoints import LocalEndpoints, describe
 
     print("promoted: " + describe(LocalEndpoints(args.local_root).promote(args.endpoint, args.deployed_model_id)))
@@ -318,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="restore an endpoint's previous traffic split")
     p.add_argument("--endpoint", required=True)
-    p.add_argument("--backend", choices=["local", "vertex"], default="local")
+    p.add_argument("--backend", choices=["local", "vertex", "kserve"], default="local")
     p.add_argument("--project", help="Google Cloud project (vertex)")
     p.add_argument("--region", default="us-central1", help="Vertex AI region (vertex)")
+    p.add_argument("--namespace", default="", help="Kubernetes namespace (kserve; default: the pod's own, else default)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.add_argument("--undo", action="store_true", help="put back the split the last rollback replaced (local)")
     p.set_defaults(func=_rollback)
@@ -328,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="give an endpoint's canary (or --deployed-model-id) 100%% of the traffic")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--deployed-model-id", default="", help="deployed model to promote (default: the newest)")
+    p.add_argument("--backend", choices=["local", "kserve"], default="local",
+                   help="local endpoints, or a KServe InferenceService (KServe's own canary promotion)")
+    p.add_argument("--namespace", default="", help="Kubernetes namespace (kserve; default: the pod's own, else default)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_promote)
 

@@ -77,6 +77,9 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         request_logging_table: str = "",
         git_commit: str = "",
         maximum_bytes_billed: int = 1000000000000,
+        endpoint_backend: str = "",
+        namespace: str = "",
+        model_storage_uri: str = "",
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -120,6 +123,10 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             git_commit: Commit of the code that trained the model (a label of the version).
             maximum_bytes_billed: Most bytes one BigQuery job of the run may bill (default 1 TB); a
                 query whose dry-run estimate is over it is refused before it runs.
+            endpoint_backend: `kserve` to deploy to a KServe InferenceService on the Kubernetes cluster
+                (Kubeflow) while the registry is MLflow; empty: the backend's own endpoint.
+            namespace: Kubernetes namespace of the InferenceService (kserve; empty: the step's own).
+            model_storage_uri: s3:// or gs:// prefix KServe loads models from (kserve).
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -176,7 +183,8 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,
                 location=region, machine_type=machine_type, request_logging_table=request_logging_table,
-                local_root=local_root,
+                local_root=local_root, endpoint_backend=endpoint_backend, namespace=namespace,
+                model_storage_uri=model_storage_uri,
             ).set_display_name("deploy"))
 
     return training_pipeline

@@ -24,6 +24,10 @@ def deploy_model(
     request_logging_table: str = "",
     request_logging_sample_rate: float = 1.0,
     local_root: str = ".kfkit",
+    endpoint_backend: str = "",
+    namespace: str = "",
+    model_storage_uri: str = "",
+    service_account: str = "",
 ):
     """Deploys a registered model version behind an endpoint (created if missing) with a traffic share.
 
@@ -33,7 +37,8 @@ def deploy_model(
         traffic_percent: Share of traffic for the new version (canary); the rest keeps its proportions.
             100 switches fully.
         keep_previous: Previous versions kept deployed with no traffic (for a quick rollback).
-        backend: `local` (kfkit's model server) or `vertex`.
+        backend: `local` (kfkit's model server), `vertex` (also `bigquery`, the data backend that
+            implies it) or `kserve` (a KServe InferenceService on the Kubernetes cluster).
         project: Google Cloud project (vertex backend).
         location: Vertex AI region (vertex backend).
         machine_type: Serving machine type (vertex backend).
@@ -43,19 +48,29 @@ def deploy_model(
             Vertex endpoint (the monitor reads it); empty: no logging.
         request_logging_sample_rate: Share of requests logged.
         local_root: Directory of the embedded backend's state (local backend).
+        endpoint_backend: Where the endpoint lives when not where `backend` implies: `kserve`,
+            `local` or `vertex`; empty: `backend` decides.
+        namespace: Kubernetes namespace of the InferenceService (kserve); empty: the step's own
+            namespace (a Kubeflow profile's).
+        model_storage_uri: s3:// or gs:// prefix the version is copied under in TF Serving's layout
+            (`<uri>/<model>/<version>/1/`), the InferenceService's storageUri (kserve).
+        service_account: Kubernetes service account of the model server, whose credentials let KServe's
+            storage initializer read model_storage_uri (kserve).
 
     Returns:
-        endpoint: google.VertexEndpoint artifact with the traffic split in its metadata.
+        endpoint: google.VertexEndpoint artifact with the traffic split in its metadata (kserve: its
+            URI is the InferenceService's URL; metadata names the namespace and storage URI).
         gcp_resources: The deploy and undeploy operations (GCPC's GcpResources JSON, VertexLro
             entries); empty on the local backend or when the version was already deployed.
     """
     from kfkit.components.deploy.deploy import deploy_model as deploy
 
     meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
-                  backend="vertex" if backend in ("vertex", "bigquery") else "local",
+                  backend=backend, endpoint_backend=endpoint_backend, namespace=namespace,
+                  model_storage_uri=model_storage_uri, service_account=service_account,
                   traffic_percent=traffic_percent, keep_previous=keep_previous, machine_type=machine_type,
                   min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
                   logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,
                   location=location, gcp_resources=gcp_resources)
-    endpoint.uri = meta.pop("uri", meta["resourceName"])
+    endpoint.uri = meta.pop("uri", None) or meta["resourceName"]
     endpoint.metadata.update(meta)

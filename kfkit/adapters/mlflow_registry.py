@@ -174,6 +174,10 @@ class MlflowRegistry:
         for alias in aliases:
             self.client.set_registered_model_alias(name, alias, version)
 
+    def model_dir_of(self, name: str, version: str) -> str:
+        """A registered version's SavedModel as a directory on this machine (downloaded once from a server)."""
+        return self._model_dir(self.client.get_model_version(name, str(version)))
+
     def version_by_alias(self, name: str, alias: str) -> RegisteredVersion | None:
         try:
             version = self.client.get_model_version_by_alias(name, alias)

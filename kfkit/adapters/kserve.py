@@ -1,0 +1,213 @@
+"""KServe InferenceServices through the Kubernetes API: the only module that calls the Kubernetes client.
+
+An endpoint is one InferenceService (serving.kserve.io/v1beta1) whose predictor is KServe's
+TensorFlow model format on a SavedModel laid out for TF Serving (`<storageUri>/1/saved_model.pb`).
+kfkit's canary maps to KServe's own: updating the predictor with `canaryTrafficPercent: N` gives
+the new revision N% and the last rolled-out one the rest; promoting removes the field (the latest
+revision takes 100%); rolling back sets it to 0 (the previous rolled-out revision takes 100%).
+Canaries need KServe's Serverless (Knative) mode, as KServe documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kfkit.errors import ConfigError, KfkitError
+
+log = logging.getLogger("kfkit.kserve")
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+API_VERSION = f"{GROUP}/{VERSION}"
+MODEL_LABEL, VERSION_LABEL = "kfkit.io/model", "kfkit.io/model-version"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+READY_TIMEOUT_S = 600.0
+
+
+def default_namespace(namespace: str = "", namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace given, else the pod's own (a Kubeflow profile's namespace), else `default`."""
+    if namespace:
+        return namespace
+    if namespace_file.exists():
+        return namespace_file.read_text().strip() or "default"
+    return "default"
+
+
+def inference_service(name: str, namespace: str, storage_uri: str, *, model_name: str, model_version: str,
+                      canary_traffic_percent: int | None = None, service_account: str = "", min_replicas: int = 1,
+                      max_replicas: int = 1) -> dict[str, Any]:
+    """The InferenceService serving one SavedModel with KServe's TensorFlow runtime."""
+    labels = {MODEL_LABEL: model_name, VERSION_LABEL: str(model_version)}
+    predictor: dict[str, Any] = {
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "labels": labels,  # on the revision's pods: which registered version a revision serves
+        "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": storage_uri},
+    }
+    if service_account:
+        predictor["serviceAccountName"] = service_account  # the storage initializer's credentials
+    if canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_traffic_percent
+    return {"apiVersion": API_VERSION, "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace, "labels": {MODEL_LABEL: model_name}},
+            "spec": {"predictor": predictor}}
+
+
+def served_version(service: dict[str, Any]) -> str | None:
+    return service.get("spec", {}).get("predictor", {}).get("labels", {}).get(VERSION_LABEL)
+
+
+def ready_condition(service: dict[str, Any]) -> dict[str, Any] | None:
+    for condition in service.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def traffic(service: dict[str, Any]) -> dict[str, int]:
+    """Revision name -> percent, as KServe reports it in status.components.predictor.traffic."""
+    entries = service.get("status", {}).get("components", {}).get("predictor", {}).get("traffic", []) or []
+    return {e.get("revisionName", e.get("tag", "?")): int(e.get("percent", 0)) for e in entries}
+
+
+class KServeAdapter:
+    """InferenceServices in one namespace; `api` is a kubernetes.client.CustomObjectsApi."""
+
+    def __init__(self, namespace: str = "", api=None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.namespace = default_namespace(namespace)
+        self.api = api if api is not None else _custom_objects_api()
+        self.sleep, self.clock = sleep, clock
+
+    def _call(self, method: str, *args, **kwargs):
+        return getattr(self.api, method)(GROUP, VERSION, self.namespace, PLURAL, *args, **kwargs)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._call("get_namespaced_custom_object", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KfkitError(f"reading InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
+
+    def _replace(self, current: dict[str, Any], predictor: dict[str, Any]) -> dict[str, Any]:
+        """Replace the object with this predictor; its resourceVersion makes a concurrent change fail, not vanish."""
+        from kubernetes.client.exceptions import ApiException
+
+        body = copy.deepcopy(current)
+        body.pop("status", None)
+        body["spec"]["predictor"] = predictor
+        name = body["metadata"]["name"]
+        try:
+            return self._call("replace_namespaced_custom_object", name, body)
+        except ApiException as exc:
+            raise KfkitError(f"updating InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
+
+    def deploy(self, name: str, storage_uri: str, *, model_name: str, model_version: str, traffic_percent: int = 100,
+               service_account: str = "", min_replicas: int = 1, max_replicas: int = 1) -> dict[str, Any]:
+        """Create the InferenceService, or move it to this model with `traffic_percent` as KServe's canary.
+
+        Returns {"service", "previous_version", "created", "changed"}; deploying the version already
+        served changes nothing (a retried step).
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        if not 0 <= traffic_percent <= 100:
+            raise ConfigError(f"traffic_percent must be between 0 and 100, got {traffic_percent}")
+        current = self.get(name)
+        wanted = inference_service(name, self.namespace, storage_uri, model_name=model_name,
+                                   model_version=model_version, service_account=service_account,
+                                   min_replicas=min_replicas, max_replicas=max_replicas)
+        if current is None:  # the first revision takes all traffic: there is nothing to split with
+            try:
+                created = self._call("create_namespaced_custom_object", wanted)
+            except ApiException as exc:
+                raise KfkitError(f"creating InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
+            return {"service": created, "previous_version": None, "created": True, "changed": True}
+        previous = served_version(current)
+        if current["spec"]["predictor"].get("model", {}).get("storageUri") == storage_uri:
+            log.info("InferenceService %s/%s already serves %s; nothing to change", self.namespace, name, storage_uri)
+            return {"service": current, "previous_version": None, "created": False, "changed": False}
+        predictor = copy.deepcopy(wanted["spec"]["predictor"])
+        if traffic_percent < 100:
+            predictor["canaryTrafficPercent"] = traffic_percent
+        updated = self._replace(current, predictor)
+        return {"service": updated, "previous_version": previous, "created": False, "changed": True}
+
+    def promote(self, name: str) -> dict[str, Any]:
+        """KServe's promotion: without canaryTrafficPercent the latest revision takes all traffic."""
+        current = self._existing(name)
+        predictor = copy.deepcopy(current["spec"]["predictor"])
+        if "canaryTrafficPercent" not in predictor:
+            raise ConfigError(f"InferenceService {self.namespace}/{name} has no canary to promote: its latest "
+                              "revision already takes all traffic")
+        del predictor["canaryTrafficPercent"]
+        return self._replace(current, predictor)
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """KServe's rollback: canaryTrafficPercent 0 sends all traffic to the previous rolled-out revision."""
+        current = self._existing(name)
+        predictor = copy.deepcopy(current["spec"]["predictor"])
+        status = current.get("status", {}).get("components", {}).get("predictor", {})
+        if not (status.get("previousRolledoutRevision") or "canaryTrafficPercent" in predictor):
+            raise ConfigError(f"InferenceService {self.namespace}/{name} has no previous revision to roll back to")
+        if predictor.get("canaryTrafficPercent") == 0:
+            raise ConfigError(f"InferenceService {self.namespace}/{name} is already rolled back "
+                              "(canaryTrafficPercent is 0)")
+        predictor["canaryTrafficPercent"] = 0
+        return self._replace(current, predictor)
+
+    def _existing(self, name: str) -> dict[str, Any]:
+        current = self.get(name)
+        if current is None:
+            raise ConfigError(f"no InferenceService {name!r} in namespace {self.namespace!r}")
+        return current
+
+    def wait_ready(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        """Poll until KServe has reconciled this generation and reports Ready (backoff 1 s to 15 s)."""
+        deadline, delay = self.clock() + timeout_s, 1.0
+        while True:
+            service = self._existing(name)
+            condition = ready_condition(service) or {}
+            reconciled = service.get("status", {}).get("observedGeneration", 0) >= service["metadata"].get("generation", 0)
+            if reconciled and condition.get("status") == "True":
+                return service
+            if reconciled and condition.get("status") == "False" and condition.get("reason"):
+                raise KfkitError(f"InferenceService {self.namespace}/{name} is not ready: {condition['reason']}: "
+                                 f"{condition.get('message', '')}".rstrip(": "))
+            if self.clock() >= deadline:
+                raise KfkitError(f"InferenceService {self.namespace}/{name} not ready after {timeout_s:.0f}s "
+                                 f"(Ready: {condition.get('status', 'unknown')} {condition.get('message', '')})".rstrip())
+            self.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+def _reason(exc) -> str:
+    import json
+
+    try:
+        return json.loads(exc.body).get("message") or str(exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return f"{exc.status} {exc.reason}"
+
+
+def _custom_objects_api():
+    """Inside a pod its service account; elsewhere the kubeconfig's current context."""
+    import os
+
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            # the client reads KUBECONFIG once, when first imported: read it now
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
+        except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+            raise ConfigError("backend kserve needs a Kubernetes cluster: run inside one (a Kubeflow pipeline step) "
+                              f"or set a kubeconfig context (KUBECONFIG): {exc}") from exc
+    return client.CustomObjectsApi()
