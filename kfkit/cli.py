@@ -43,7 +43,7 @@ def _compile(args) -> int:
         print("component catalog is in sync" if not problems else f"{len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems else 0
     started = time.perf_counter()
-    written = compile_all(Path(args.output))
+    written = compile_all(Path(args.output), _step_env(args))
     # the committed catalog names the default images of this version: a build for a registry
     # (--image-registry/--image-tag, or their environment variables) leaves it alone
     custom_images = any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG"))
@@ -124,6 +124,18 @@ def _data(args) -> int:
     return 0
 
 
+def _step_env(args) -> dict[str, str]:
+    from kfkit.errors import ConfigError
+
+    env = {}
+    for item in args.step_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ConfigError(f"--step-env takes NAME=VALUE with NAME a variable name, got {item!r}")
+        env[name] = value
+    return env
+
+
 def _values(args) -> dict:
     from kfkit import params as params_mod
 
@@ -154,16 +166,19 @@ def _submit(args) -> int:
     values = _values(args)
     if args.kfp_host:
         submit.submit_kfp(args.pipeline, values, args.kfp_host, experiment=args.experiment or "",
-                          template=args.template, enable_caching=False if args.no_cache else None)
+                          template=args.template, enable_caching=False if args.no_cache else None,
+                          step_env=_step_env(args))
         return 0
-    submit.submit_vertex(args.pipeline, values, _vertex_submission(args), template=args.template, wait=args.wait)
+    submit.submit_vertex(args.pipeline, values, _vertex_submission(args), template=args.template, wait=args.wait,
+                         step_env=_step_env(args))
     return 0
 
 
 def _schedule(args) -> int:
     from kfkit import submit
 
-    submit.schedule_vertex(args.pipeline, _values(args), _vertex_submission(args), args.cron, template=args.template)
+    submit.schedule_vertex(args.pipeline, _values(args), _vertex_submission(args), args.cron, template=args.template,
+                           step_env=_step_env(args))
     return 0
 
 
@@ -246,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="build", help="output directory (default: build)")
     p.add_argument("--image-registry", help="registry of the kfkit images, e.g. us-docker.pkg.dev/PROJECT/REPO")
     p.add_argument("--image-tag", help="tag of the kfkit images (default: the kfkit version)")
+    p.add_argument("--step-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment variable for every step of the compiled pipelines (not the component specs)")
     p.add_argument("--check", action="store_true", help="only check that the committed component specs, "
                    "docs/components.md and the interface lock match the code")
     p.add_argument("--no-catalog", action="store_true", help="do not rewrite components/*/component.yaml and docs")
@@ -282,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--network", help="VPC network (projects/NUMBER/global/networks/NAME)")
         p.add_argument("--encryption-key", help="Cloud KMS key for CMEK")
         p.add_argument("--labels", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--step-env", action="append", default=[], metavar="NAME=VALUE",
+                       help="environment variable for every step, e.g. MLFLOW_TRACKING_URI=http://mlflow.kubeflow:5000")
         p.add_argument("--no-cache", action="store_true", help="disable step caching")
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
         p.add_argument("--params", metavar="FILE", help="YAML file of pipeline parameters")

@@ -10,16 +10,33 @@ from kfkit import components
 from kfkit import pipelines
 
 
-def compile_pipeline(name: str, path: Path) -> Path:
+def compile_pipeline(name: str, path: Path, step_env: dict[str, str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipelines.load(name), str(path))
-    return path
+    return with_step_env(path, path, step_env) if step_env else path
 
 
-def compile_all(output: Path) -> list[Path]:
+def with_step_env(template: Path, path: Path, step_env: dict[str, str]) -> Path:
+    """The template at `path` with these variables in every step's container (PipelineSpec's
+    container env, which Kubeflow Pipelines and Vertex AI both set): how steps in pods find shared
+    services, e.g. MLFLOW_TRACKING_URI for the cluster's MLflow server."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(Path(template).read_text()))
+    executors = documents[0].get("deploymentSpec", {}).get("executors", {})
+    for executor in executors.values():
+        container = executor.get("container")
+        if container is not None:
+            kept = [e for e in container.get("env", []) if e.get("name") not in step_env]
+            container["env"] = kept + [{"name": k, "value": v} for k, v in step_env.items()]
+    Path(path).write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return Path(path)
+
+
+def compile_all(output: Path, step_env: dict[str, str] | None = None) -> list[Path]:
     written = []
     for name in sorted(pipelines.PIPELINES):
-        written.append(compile_pipeline(name, output / "pipelines" / f"{name}.yaml"))
+        written.append(compile_pipeline(name, output / "pipelines" / f"{name}.yaml", step_env))
     for name in sorted(components.COMPONENTS):
         path = output / "components" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)

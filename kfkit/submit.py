@@ -10,18 +10,22 @@ from kfkit import params as params_mod
 from kfkit.errors import ConfigError
 
 
-def template_for(pipeline_name: str, template: str | None, directory: Path) -> Path:
-    """A compiled template: the given file, one from Artifact Registry, or compiled now."""
-    if template:
-        if template.startswith("https://"):
-            from kfkit.adapters.kfp_backend import download_template
-            return download_template(template, directory)
+def template_for(pipeline_name: str, template: str | None, directory: Path,
+                 step_env: dict[str, str] | None = None) -> Path:
+    """A compiled template: the given file, one from Artifact Registry, or compiled now; with
+    step_env, a copy with those variables in every step (kfkit.compile.with_step_env)."""
+    from kfkit.compile import compile_pipeline, with_step_env
+
+    if not template:
+        return compile_pipeline(pipeline_name, directory / f"{pipeline_name}.yaml", step_env)
+    if template.startswith("https://"):
+        from kfkit.adapters.kfp_backend import download_template
+        path = download_template(template, directory)
+    else:
         path = Path(template)
         if not path.exists():
             raise ConfigError(f"template {template!r} does not exist")
-        return path
-    from kfkit.compile import compile_pipeline
-    return compile_pipeline(pipeline_name, directory / f"{pipeline_name}.yaml")
+    return with_step_env(path, directory / f"{pipeline_name}-with-env.yaml", step_env) if step_env else path
 
 
 def checked_values(pipeline_name: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -35,14 +39,14 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 
 def submit_vertex(pipeline_name: str, values: dict[str, Any], sub, *, template: str | None = None,
-                  wait: bool = False, aiplatform=None, echo=print, sleep=None):
+                  wait: bool = False, aiplatform=None, echo=print, sleep=None, step_env: dict[str, str] | None = None):
     from kfkit.adapters import vertex_pipelines as vp
 
     values = checked_values(pipeline_name, values)
     if aiplatform is None:
         from google.cloud import aiplatform
     with tempfile.TemporaryDirectory() as tmp:
-        path = template_for(pipeline_name, template, Path(tmp))
+        path = template_for(pipeline_name, template, Path(tmp), step_env)
         job = vp.build_job(aiplatform, str(path), f"kfkit-{pipeline_name}", values, sub)
         vp.submit(job, sub)
     echo(f"submitted {job.resource_name}")
@@ -52,14 +56,14 @@ def submit_vertex(pipeline_name: str, values: dict[str, Any], sub, *, template: 
 
 
 def schedule_vertex(pipeline_name: str, values: dict[str, Any], sub, cron: str, *, template: str | None = None,
-                    aiplatform=None, echo=print):
+                    aiplatform=None, echo=print, step_env: dict[str, str] | None = None):
     from kfkit.adapters import vertex_pipelines as vp
 
     values = checked_values(pipeline_name, values)
     if aiplatform is None:
         from google.cloud import aiplatform
     with tempfile.TemporaryDirectory() as tmp:
-        path = template_for(pipeline_name, template, Path(tmp))
+        path = template_for(pipeline_name, template, Path(tmp), step_env)
         job = vp.build_job(aiplatform, str(path), f"kfkit-{pipeline_name}", values, sub)
         created = vp.schedule(job, cron, f"kfkit-{pipeline_name}-schedule", sub)
     echo(f"scheduled {pipeline_name} with cron {cron!r}: {getattr(created, 'resource_name', created)}")
@@ -67,12 +71,13 @@ def schedule_vertex(pipeline_name: str, values: dict[str, Any], sub, cron: str, 
 
 
 def submit_kfp(pipeline_name: str, values: dict[str, Any], host: str, *, experiment: str = "",
-               template: str | None = None, enable_caching: bool | None = None, client=None, echo=print):
+               template: str | None = None, enable_caching: bool | None = None, client=None, echo=print,
+               step_env: dict[str, str] | None = None):
     from kfkit.adapters.kfp_backend import submit_to_kfp
 
     values = checked_values(pipeline_name, values)
     with tempfile.TemporaryDirectory() as tmp:
-        path = template_for(pipeline_name, template, Path(tmp))
+        path = template_for(pipeline_name, template, Path(tmp), step_env)
         run = submit_to_kfp(str(path), values, host, experiment, f"kfkit-{pipeline_name}", enable_caching, client)
     echo(f"submitted to {host}: run {getattr(run, 'run_id', run)}")
     return run

@@ -219,3 +219,11 @@ def test_kfkit_compile_writes_what_kfp_dsl_compile_writes(compiled, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "t.yaml").read_text() == (compiled / "pipelines" / "training.yaml").read_text()
+
+
+def test_a_pipeline_compiled_with_step_env_still_passes_vertex_client_validation(tmp_path):
+    from kfkit.compile import compile_pipeline
+
+    template = compile_pipeline("training", tmp_path / "training.yaml", {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+
+    vertex_job(template, {"backend": "bigquery", "project": "kfkit-test"})

@@ -159,3 +159,49 @@ def test_templates_come_from_artifact_registry_by_tag(tmp_path):
 def test_cli_submit_without_project_says_what_is_missing(capsys):
     assert cli.main(["submit", "training"]) == 1
     assert "needs --project and --pipeline-root" in capsys.readouterr().err
+
+
+def test_step_env_reaches_every_step_of_a_kubeflow_submission():
+    import yaml
+
+    class Client:
+        sent = None
+
+        def create_run_from_pipeline_package(self, path, **kwargs):
+            Client.sent = yaml.safe_load(open(path))
+            return SimpleNamespace(run_id="run-1")
+
+    submit.submit_kfp("training", {}, "http://kfp.example", client=Client(), echo=lambda *_: None,
+                      step_env={"MLFLOW_TRACKING_URI": "http://mlflow.kubeflow:5000"})
+
+    executors = Client.sent["deploymentSpec"]["executors"]
+    assert len(executors) >= 8
+    assert all(e["container"]["env"] == [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.kubeflow:5000"}]
+               for e in executors.values())
+
+
+def test_step_env_on_a_given_template_writes_a_copy_and_replaces_a_variable_of_the_same_name(tmp_path):
+    import yaml
+
+    from kfkit.compile import compile_pipeline
+
+    original = compile_pipeline("batch-prediction", tmp_path / "given.yaml", {"A": "1", "B": "2"})
+    before = original.read_text()
+
+    work = tmp_path / "work"
+    work.mkdir()
+
+    path = submit.template_for("batch-prediction", str(original), work, {"A": "3"})
+
+    assert original.read_text() == before
+    executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    assert all(e["container"]["env"] == [{"name": "B", "value": "2"}, {"name": "A", "value": "3"}]
+               for e in executors.values())
+
+
+@pytest.mark.parametrize("item", ["NOEQUALS", "=x", "1A=x", "A-B=x"])
+def test_cli_refuses_a_step_env_that_is_not_name_equals_value(item, capsys):
+    code = cli.main(["compile", "--output", "/nonexistent/never", "--step-env", item])
+
+    assert code == 1
+    assert f"--step-env takes NAME=VALUE with NAME a variable name, got {item!r}" in capsys.readouterr().err
