@@ -80,6 +80,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         endpoint_backend: str = "",
         namespace: str = "",
         model_storage_uri: str = "",
+        serving_service_account: str = "",
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -127,6 +128,8 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 (Kubeflow) while the registry is MLflow; empty: the backend's own endpoint.
             namespace: Kubernetes namespace of the InferenceService (kserve; empty: the step's own).
             model_storage_uri: s3:// or gs:// prefix KServe loads models from (kserve).
+            serving_service_account: Kubernetes service account of the model server, with the
+                credentials KServe's storage initializer reads model_storage_uri with (kserve).
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -184,7 +187,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,
                 location=region, machine_type=machine_type, request_logging_table=request_logging_table,
                 local_root=local_root, endpoint_backend=endpoint_backend, namespace=namespace,
-                model_storage_uri=model_storage_uri,
+                model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
             ).set_display_name("deploy"))
 
     return training_pipeline

@@ -227,3 +227,13 @@ def test_a_pipeline_compiled_with_step_env_still_passes_vertex_client_validation
     template = compile_pipeline("training", tmp_path / "training.yaml", {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
 
     vertex_job(template, {"backend": "bigquery", "project": "kfkit-test"})
+
+
+def test_training_pipeline_hands_its_kserve_parameters_to_deploy_under_the_same_names():
+    spec = pipelines.load("training").pipeline_spec
+    deploy = next(c.dag.tasks["deploy-model"] for c in spec.components.values()
+                  if c.HasField("dag") and "deploy-model" in c.dag.tasks)
+
+    for name in ("endpoint_backend", "namespace", "model_storage_uri", "serving_service_account"):
+        bound = deploy.inputs.parameters[name]
+        assert bound.component_input_parameter.startswith("pipelinechannel--" + name), name

@@ -27,7 +27,7 @@ def deploy_model(
     endpoint_backend: str = "",
     namespace: str = "",
     model_storage_uri: str = "",
-    service_account: str = "",
+    serving_service_account: str = "",
 ):
     """Deploys a registered model version behind an endpoint (created if missing) with a traffic share.
 
@@ -54,7 +54,7 @@ def deploy_model(
             namespace (a Kubeflow profile's).
         model_storage_uri: s3:// or gs:// prefix the version is copied under in TF Serving's layout
             (`<uri>/<model>/<version>/1/`), the InferenceService's storageUri (kserve).
-        service_account: Kubernetes service account of the model server, whose credentials let KServe's
+        serving_service_account: Kubernetes service account of the model server, whose credentials let KServe's
             storage initializer read model_storage_uri (kserve).
 
     Returns:
@@ -67,7 +67,7 @@ def deploy_model(
 
     meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
                   backend=backend, endpoint_backend=endpoint_backend, namespace=namespace,
-                  model_storage_uri=model_storage_uri, service_account=service_account,
+                  model_storage_uri=model_storage_uri, service_account=serving_service_account,
                   traffic_percent=traffic_percent, keep_previous=keep_previous, machine_type=machine_type,
                   min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
                   logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,
