@@ -116,6 +116,11 @@ def test_serving_image_answers_health_and_predict_on_a_published_port(images, pe
         assert "deployedModelId" in answer
         health = json.loads(docker("inspect", "--format", "{{json .Config.Healthcheck}}", images["serving"]).stdout)
         assert "AIP_HEALTH_ROUTE" in " ".join(health["Test"])
+        # Vertex (and Kubernetes) stop a server with SIGTERM, then SIGKILL after the grace period: the
+        # server, PID 1 here, drains and exits 0 on SIGTERM; ignoring it would end as 137 (killed)
+        waiter = subprocess.Popen(["docker", "wait", container], stdout=subprocess.PIPE, text=True)
+        docker("stop", "--time", "60", container)
+        assert waiter.communicate(timeout=120)[0].strip() == "0"
     finally:
         docker("rm", "-f", container, check=False)
 
@@ -182,3 +187,36 @@ def test_docker_runner_refuses_images_the_engine_lacks_before_any_step(engine, t
     assert "ghcr.io/kfkit/kfkit-trainer:0.0.0-never-built" in done.stderr
     assert "ci/build-image.sh runtime ghcr.io/kfkit 0.0.0-never-built" in done.stderr
     assert not list((tmp_path / "runs").glob("kfkit-training-*"))
+
+
+@pytest.fixture(scope="session")
+def host_gpu():
+    import shutil
+
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True) if shutil.which("nvidia-smi") else None
+    if listed is None or listed.returncode != 0 or "GPU" not in listed.stdout:
+        pytest.skip("no NVIDIA GPU here (nvidia-smi -L lists none): the GPU trainer image is built and run only where "
+                    "one is; its device check runs on the CPU in tests/test_train.py")
+
+
+@pytest.mark.gpu
+def test_gpu_trainer_image_sees_the_gpu_and_trains_an_epoch_on_it(host_gpu, images, penguin_splits,
+                                                                  penguin_validation, tmp_path):
+    done = subprocess.run([str(REPO / "ci" / "build-image.sh"), "trainer-gpu", REGISTRY, TAG], capture_output=True,
+                          text=True, env=dict(os.environ, PUSH="false"), cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (tmp_path / "statistics.json").write_text(json.dumps(penguin_validation.statistics))
+    (tmp_path / "schema.json").write_text(json.dumps(penguin_validation.schema))
+    script = ("import json; from kfkit.components.train.train import Hyperparameters, accelerators, train\n"
+              "gpus = accelerators(); assert gpus, 'TensorFlow sees no GPU'\n"
+              "r = train('/data/train', '/data/eval', json.load(open('/work/statistics.json')), "
+              "json.load(open('/work/schema.json')), 'species', '/work/model', Hyperparameters(epochs=1))\n"
+              "print('GPUS', *gpus); print('EPOCHS', r.epochs)")
+    os.chmod(tmp_path, 0o777)
+
+    ran = docker("run", "--rm", "--gpus", "all", "-v", f"{tmp_path}:/work", "-v", f"{penguin_splits['train']}:/data/train:ro",
+                 "-v", f"{penguin_splits['eval']}:/data/eval:ro", "--entrypoint", "python3",
+                 f"{REGISTRY}/kfkit-trainer-gpu:{TAG}", "-c", script, check=False)
+
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
+    assert "GPUS /physical_device:GPU:0" in ran.stdout and "EPOCHS 1" in ran.stdout

@@ -72,6 +72,19 @@ def test_same_data_and_seed_give_the_same_metrics(penguin_splits, penguin_valida
     assert runs[0].metrics == pytest.approx(runs[1].metrics, rel=1e-5)
 
 
+def test_training_says_which_device_it_ran_on_and_a_cpu_machine_lists_no_gpu(penguin_splits, penguin_validation,
+                                                                             tmp_path, caplog):
+    """The GPU trainer image's device check, on the CPU: the code path is the same, the answer empty."""
+    from kfkit.components.train.train import accelerators
+
+    with caplog.at_level("INFO", logger="kfkit.train"):
+        train(penguin_splits["train"], penguin_splits["eval"], penguin_validation.statistics, penguin_validation.schema,
+              "species", tmp_path / "m", Hyperparameters(epochs=1, seed=1))
+
+    assert accelerators() == []
+    assert re.search(r"trained multiclass model on \d+ features .* on CPU$", caplog.text, re.M)
+
+
 @pytest.fixture(scope="module")
 def synthetic_splits(tmp_path_factory, shared_root):
     from kfkit.warehouse import LocalWarehouse

@@ -60,6 +60,10 @@ def champion_recipe(
     ("request_logging_table", str),
     ("git_commit", str),
     ("maximum_bytes_billed", int),
+    ("endpoint_backend", str),
+    ("namespace", str),
+    ("model_storage_uri", str),
+    ("serving_service_account", str),
 ]):
     """Reads the training recipe recorded with the model holding the `champion` alias.
 
@@ -141,6 +145,10 @@ def record_recipe(
     request_logging_table: str,
     git_commit: str,
     maximum_bytes_billed: int,
+    endpoint_backend: str,
+    namespace: str,
+    model_storage_uri: str,
+    serving_service_account: str,
 ):
     """Records a training run's recipe (every training pipeline parameter) with its model.
 
@@ -150,7 +158,7 @@ def record_recipe(
 
     Args:
         model: The trained model the recipe belongs to.
-        query: And every other training pipeline parameter (label_column ... maximum_bytes_billed), as this
+        query: And every other training pipeline parameter (label_column ... serving_service_account), as this
             run had them; see the training pipeline for each one's meaning.
 
     Returns:
@@ -170,7 +178,8 @@ def record_recipe(
         max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance, model_name=model_name,
         endpoint_name=endpoint_name, region=region, traffic_percent=traffic_percent, keep_previous=keep_previous,
         serving_image=serving_image, machine_type=machine_type, request_logging_table=request_logging_table,
-        git_commit=git_commit, maximum_bytes_billed=maximum_bytes_billed)
+        git_commit=git_commit, maximum_bytes_billed=maximum_bytes_billed, endpoint_backend=endpoint_backend,
+        namespace=namespace, model_storage_uri=model_storage_uri, serving_service_account=serving_service_account)
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)

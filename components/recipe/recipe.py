@@ -40,7 +40,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "max_log_loss": 0.0, "max_rmse": 0.0, "tolerance": 0.01, "model_name": "penguins", "endpoint_name": "penguins",
     "region": "us-central1", "traffic_percent": 100, "keep_previous": 1, "serving_image": "",
     "machine_type": "n1-standard-2", "request_logging_table": "", "git_commit": "",
-    "maximum_bytes_billed": 1_000_000_000_000,
+    "maximum_bytes_billed": 1_000_000_000_000, "endpoint_backend": "", "namespace": "", "model_storage_uri": "",
+    "serving_service_account": "",
 }
 
 

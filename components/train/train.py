@@ -48,6 +48,11 @@ def _tf():
     return tf
 
 
+def accelerators() -> list[str]:
+    """The GPUs TensorFlow can train on: some in the GPU trainer image on a GPU machine, none in the CPU image."""
+    return [device.name for device in _tf().config.list_physical_devices("GPU")]
+
+
 def strategy_from_env():
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers (Vertex CustomJob), else default."""
     tf = _tf()
@@ -223,6 +228,6 @@ def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, A
     metrics = {f"{'eval' if k.startswith('val_') else 'train'}_{k.removeprefix('val_')}": values[best]
                for k, values in hist.items()}
     seconds = time.perf_counter() - started
-    log.info("trained %s model on %d features in %.1fs (%d epochs, best %d)", spec.task, len(spec.features),
-             seconds, len(hist["loss"]), best + 1)
+    log.info("trained %s model on %d features in %.1fs (%d epochs, best %d) on %s", spec.task, len(spec.features),
+             seconds, len(hist["loss"]), best + 1, ", ".join(accelerators()) or "CPU")
     return TrainResult(spec, hist, len(hist["loss"]), seconds, metrics)
