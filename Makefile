@@ -5,9 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kfkit-installed
 
-.PHONY: demo test test-fast test-local mutation compile bench clean
+.PHONY: demo test test-fast test-local mutation compile bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml ci/locks/dev.txt
 	VENV=$(VENV) PYTHON=$(PYTHON) ci/install.sh
 	touch $(STAMP)
 
@@ -29,6 +29,10 @@ test-local: $(STAMP)
 # planted bugs the tests must catch: kill ratio per core module (docs/testing.md); not part of `make test`
 mutation: $(STAMP)
 	$(BIN)/python ci/mutation.py
+
+# re-resolve every dependency into ci/locks/ (hashes included) after changing pyproject.toml
+lock:
+	ci/lock.sh
 
 compile: $(STAMP)
 	$(BIN)/kfkit compile --output build

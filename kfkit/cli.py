@@ -33,6 +33,11 @@ def _compile(args) -> int:
         os.environ["KFKIT_IMAGE_REGISTRY"] = args.image_registry
     if args.image_tag:
         os.environ["KFKIT_IMAGE_TAG"] = args.image_tag
+    if args.image_digests:
+        from kfkit.config import image_digests
+
+        image_digests(args.image_digests)  # refuse a bad file before compiling anything
+        os.environ["KFKIT_IMAGE_DIGESTS"] = args.image_digests
     from kfkit import catalog
     from kfkit.compile import compile_all
 
@@ -46,7 +51,7 @@ def _compile(args) -> int:
     written = compile_all(Path(args.output), _step_env(args))
     # the committed catalog names the default images of this version: a build for a registry
     # (--image-registry/--image-tag, or their environment variables) leaves it alone
-    custom_images = any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG"))
+    custom_images = any(os.environ.get(k) for k in ("KFKIT_IMAGE_REGISTRY", "KFKIT_IMAGE_TAG", "KFKIT_IMAGE_DIGESTS"))
     if (catalog.REPO / "pyproject.toml").exists() and not args.no_catalog and not custom_images:
         written += catalog.write()
     for path in written:
@@ -261,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="build", help="output directory (default: build)")
     p.add_argument("--image-registry", help="registry of the kfkit images, e.g. us-docker.pkg.dev/PROJECT/REPO")
     p.add_argument("--image-tag", help="tag of the kfkit images (default: the kfkit version)")
+    p.add_argument("--image-digests", metavar="FILE",
+                   help='JSON {"kfkit-runtime": "sha256:...", ...}: name each image by digest (a release)')
     p.add_argument("--step-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment variable for every step of the compiled pipelines (not the component specs)")
     p.add_argument("--check", action="store_true", help="only check that the committed component specs, "

@@ -12,6 +12,7 @@ LOCAL_ROOT_ENV = "KFKIT_LOCAL_ROOT"
 DEFAULT_LOCAL_ROOT = ".kfkit"
 IMAGE_REGISTRY_ENV = "KFKIT_IMAGE_REGISTRY"
 IMAGE_TAG_ENV = "KFKIT_IMAGE_TAG"
+IMAGE_DIGESTS_ENV = "KFKIT_IMAGE_DIGESTS"
 DEFAULT_IMAGE_REGISTRY = "ghcr.io/kfkit"
 BACKENDS = ("local", "bigquery")
 
@@ -70,7 +71,33 @@ def image_uri(name: str) -> str:
     """
     registry = os.environ.get(IMAGE_REGISTRY_ENV, DEFAULT_IMAGE_REGISTRY).rstrip("/")
     tag = os.environ.get(IMAGE_TAG_ENV, __version__)
+    digests = image_digests(os.environ.get(IMAGE_DIGESTS_ENV, ""))
+    if digests:  # a release: the exact bytes tested and scanned, whatever the tag points to later
+        if name not in digests:
+            raise ConfigError(f"{os.environ[IMAGE_DIGESTS_ENV]} has no digest for {name} "
+                              f"(it names {', '.join(sorted(digests))})")
+        return f"{registry}/{name}@{digests[name]}"
     return f"{registry}/{name}:{tag}"
+
+
+def image_digests(path: str) -> dict[str, str]:
+    """{image name: sha256 digest} from a JSON file (`kfkit compile --image-digests`); {} for no path."""
+    import json
+    import re
+
+    if not path:
+        return {}
+    try:
+        digests = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read image digests from {path}: {exc}") from exc
+    if not isinstance(digests, dict):
+        raise ConfigError(f"{path} must hold a JSON object of image name to digest, e.g. "
+                          '{"kfkit-runtime": "sha256:<64 hex digits>"}')
+    for name, digest in digests.items():
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(digest)):
+            raise ConfigError(f"{path}: the digest of {name} must be sha256:<64 hex digits>, got {digest!r}")
+    return digests
 
 
 def runtime_image() -> str:
