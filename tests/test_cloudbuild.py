@@ -274,3 +274,20 @@ def test_an_image_missing_from_the_digests_is_refused_naming_it(tmp_path, monkey
     assert image_uri("kfkit-runtime") == f"ghcr.io/kfkit/kfkit-runtime@{DIGESTS['kfkit-runtime']}"
     with pytest.raises(ConfigError, match="has no digest for kfkit-trainer"):
         image_uri("kfkit-trainer")
+
+
+def test_a_promoted_release_is_copied_by_digest_to_the_registry_the_committed_specs_name(tmp_path, checkout):
+    from kfkit import __version__
+
+    (tmp_path / "digests.json").write_text(json.dumps(DIGESTS))
+    committed = (REPO / "components" / "train" / "component.yaml").read_text()
+
+    done = run_step(checkout, "ci/publish-public.sh", "us-docker.pkg.dev/p/kfkit", f"v{__version__}",
+                    str(tmp_path / "digests.json"), DRY_RUN="true")
+
+    assert done.returncode == 0, done.stderr
+    assert f"docker buildx imagetools create --tag ghcr.io/kfkit/kfkit-trainer:{__version__} " \
+           f"us-docker.pkg.dev/p/kfkit/kfkit-trainer@{DIGESTS['kfkit-trainer']}" in done.stdout
+    assert f"ghcr.io/kfkit/kfkit-trainer:{__version__}" in committed  # the very name a loaded spec pulls
+    [step] = [s for s in load("cloudbuild-promote.yaml")["steps"] if s["id"] == "publish-public"]
+    assert step["secretEnv"] == ["GHCR_TOKEN"]
