@@ -11,14 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1 registry=$2 tag=$3 extra_tag=${4:-latest}
 image="$registry/kfkit-$name"
-dockerfile="containers/$name/Dockerfile"
+dockerfile="containers/runtime/Dockerfile"
 args=()
 case "$name" in
-  runtime|trainer) ;;
-  # the trainer's Dockerfile with CUDA TensorFlow's lock instead of tensorflow-cpu's
-  trainer-gpu) dockerfile="containers/trainer/Dockerfile"; args+=(--build-arg TRAINER_LOCK=trainer-gpu) ;;
+  # one Dockerfile, one lock file each (ci/locks/NAME.txt): TensorFlow only in the trainers' locks
+  runtime|trainer|trainer-gpu) args+=(--build-arg "LOCK=$name") ;;
   # a few layers on the trainer just built, which only the local engine holds: no registry cache
-  serving) args+=(--build-arg "TRAINER_IMAGE=$registry/kfkit-trainer:$tag"); BUILD_CACHE= ;;
+  serving) dockerfile="containers/serving/Dockerfile"
+           args+=(--build-arg "TRAINER_IMAGE=$registry/kfkit-trainer:$tag"); BUILD_CACHE= ;;
   *) echo "unknown image $name (runtime, trainer, trainer-gpu or serving)" >&2; exit 2 ;;
 esac
 case "${BUILD_CACHE:-}" in
