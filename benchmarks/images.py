@@ -1,13 +1,13 @@
 """Image builds before and after the lock-file Dockerfiles: size, and the rebuild after a source-only change.
 
-    python benchmarks/images.py [--before REV]      (needs a Docker engine: containers/local-engine.sh start)
+    python benchmarks/images.py --before REV      (needs a Docker engine: containers/local-engine.sh start)
 
-Both variants are built from clean copies of the repository (`git archive`): BEFORE at REV (default:
-the last commit whose trainer built FROM the runtime image), AFTER from the working tree. Each is
-built once (warming the engine's layer cache, as a developer's machine or a CI worker with a
-registry cache would be), then one line is appended to a kfkit source file and the runtime and
-trainer images are built again: that second build is what every commit pays. Printed side by side
-with the ratio.
+Both variants are built from clean copies of the repository (`git archive`): BEFORE at REV (a commit
+whose trainer built FROM the runtime image), AFTER from the working tree. Each is built once (its
+time depends on what the engine's cache already held: not a comparison), which warms the cache as a
+developer's machine or a CI worker with a registry cache would be; then one line is appended to a
+kfkit source file and the runtime and trainer images are built again: that second build is what
+every commit pays. Printed side by side with the ratio.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def measure(label: str, rev: str | None, scratch: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--before", default="HEAD~1", help="revision with the old Dockerfiles (default HEAD~1)")
+    parser.add_argument("--before", required=True, help="a revision with the old Dockerfiles (f249092)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         before = measure("before", args.before, Path(tmp))
         after = measure("after", None, Path(tmp))
     gb = 1e9
     print(f"{'':38}{'before':>12}{'after':>12}{'after/before':>14}")
-    rows = [("rebuild after a source-only change (s)", "rebuild", 1), ("first build, engine cache warm (s)", "first", 1),
+    rows = [("rebuild after a source-only change (s)", "rebuild", 1), ("first build, engine cache as found (s)", "first", 1),
             ("runtime image size (GB)", "runtime", gb), ("trainer image size (GB)", "trainer", gb)]
     for title, key, unit in rows:
         print(f"{title:38}{before[key] / unit:12.2f}{after[key] / unit:12.2f}{after[key] / before[key]:14.2f}")
