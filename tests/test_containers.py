@@ -135,7 +135,7 @@ def run_training_cli(root, *args, env=None):
     images = {"KFKIT_IMAGE_REGISTRY": REGISTRY, "KFKIT_IMAGE_TAG": TAG}  # the steps' images: the ones tested
     return subprocess.run([sys.executable, "-m", "kfkit.cli", "run", "training", "--local", "--local-root", str(root),
                            "--param", "epochs=5", *args], capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, **images, **(env or {})))
+                          env={**os.environ, **images, **(env or {})})
 
 
 def summary_of(root) -> dict:
