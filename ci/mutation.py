@@ -31,6 +31,22 @@ FAST_EVALUATE = [f"tests/test_evaluate.py::{name}" for name in (
     "test_classification_metrics_match_hand_computed_values", "test_regression_metrics_match_hand_computed_values",
     "test_no_champion_means_thresholds_alone_decide", "test_challenger_may_be_worse_than_the_champion_only_within_tolerance",
     "test_regression_tolerance_is_relative_to_the_champion_rmse")]
+KSERVE_FAST = [
+    "test_first_deploy_creates_a_tensorflow_inference_service_with_all_the_traffic",
+    "test_a_new_version_replaces_the_predictor_as_kserves_canary_keeping_the_resource_version",
+    "test_a_full_switch_sends_no_canary_field", "test_deploying_the_version_already_served_sends_nothing",
+    "test_promote_removes_the_canary_field_and_rollback_sets_it_to_zero",
+    "test_promote_without_a_canary_and_rollback_without_a_previous_revision_are_refused",
+    "test_a_second_rollback_is_refused_as_already_done", "test_a_concurrent_change_fails_the_update_naming_the_service",
+    "test_a_forbidden_read_is_an_error_with_the_api_servers_message",
+    "test_wait_ready_polls_with_backoff_until_the_generation_is_reconciled_and_ready",
+    "test_wait_ready_fails_with_kserves_reason_when_the_revision_fails", "test_wait_ready_gives_up_after_its_timeout",
+    "test_the_namespace_defaults_to_the_pods_own_then_default", "test_a_version_is_staged_in_tf_servings_layout_once",
+    "test_staging_skips_a_whole_copy_and_redoes_a_half_copy",
+    "test_a_model_storage_kserve_cannot_read_from_is_refused_naming_it",
+    "test_a_directory_without_a_saved_model_is_refused",
+    "test_the_schema_check_catches_a_misspelt_field_a_wrong_type_and_a_missing_predictor",
+    "test_cli_rollback_on_kserve_sends_kserves_rollback_through_the_real_client"]
 MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/endpoints.py": (["tests/test_endpoints.py"], ""),
     "components/evaluate/evaluate.py": (["tests/test_gate_thresholds.py", "tests/test_metrics_reference.py", *FAST_EVALUATE],
@@ -57,6 +73,10 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/cloud_jobs.py": (["tests/test_cloud_jobs.py"], ""),
     "components/ingest/bigquery_split.py": (["tests/test_ingest_export.py"], ""),
     "components/validate/bigquery_stats.py": (["tests/test_validate_bigquery.py"], ""),
+    # every KServe test but the one that trains a model
+    "kfkit/adapters/kserve.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
+    "components/deploy/model_storage.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
+    "kfkit/docker_runner.py": (["tests/test_docker_runner.py"], ""),
     "components/ingest/ingest.py": (["tests/test_split_reference.py", "tests/test_ingest_streaming.py",
                                      "tests/test_sql.py::test_split_buckets_equal_the_bigquery_sql_expression",
                                      "tests/test_bigquery_adapter.py", "tests/test_ingest.py"], ""),

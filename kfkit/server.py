@@ -124,13 +124,21 @@ class RequestLog:
             removed.append(path)
         return removed
 
-    def write(self, deployed: Deployed, instances: list, predictions: list) -> None:
+    def write(self, deployed: Deployed, instances: list | None, predictions: list | None, *,
+              latency_ms: float | None = None, status: int = 200, error: str = "") -> None:
+        """One request: answered (instances and predictions), or failed (its status and error, no payload:
+        the monitor reads only what was answered). The canary analysis reads status and latency."""
         if self.directory is None or self._random.random() >= self.sample_rate:
             return
         now = time.time()
         record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
-                  "model": deployed.model, "model_version": deployed.version,
-                  "instances": instances, "predictions": predictions}
+                  "model": deployed.model, "model_version": deployed.version, "status": status}
+        if latency_ms is not None:
+            record["latency_ms"] = round(latency_ms, 3)
+        if status == 200:
+            record |= {"instances": instances, "predictions": predictions}
+        else:
+            record["error"] = error[:500]
         try:
             line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
         except (ValueError, TypeError):
@@ -226,8 +234,16 @@ class ModelServer:
             raise RequestError("no model is deployed on this endpoint")
         deployed = router.pick()
         instances = body["instances"]
-        predictions = deployed.loaded.predict_instances(instances)
-        self.request_log.write(deployed, instances, predictions)
+        started = time.perf_counter()
+        try:
+            predictions = deployed.loaded.predict_instances(instances)
+        except Exception as exc:
+            # a failure counts against the version that failed: the canary analysis compares error rates
+            status = 400 if isinstance(exc, RequestError) else 500
+            self.request_log.write(deployed, None, None, latency_ms=(time.perf_counter() - started) * 1000,
+                                   status=status, error=str(exc))
+            raise
+        self.request_log.write(deployed, instances, predictions, latency_ms=(time.perf_counter() - started) * 1000)
         return {"predictions": predictions, "deployedModelId": deployed.id, "model": deployed.model,
                 "modelVersionId": deployed.version}
 

@@ -170,6 +170,13 @@ class MlflowRegistry:
             self.client.set_tag(run.info.run_id, "kfkit.registered_version", f"models:/{name}/{version}")
         return experiment, run.info.run_id
 
+    def set_alias(self, name: str, version: str, alias: str) -> None:
+        """Point `alias` (e.g. champion) at a version; MLflow moves it from wherever it was."""
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def tag_version(self, name: str, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(name, str(version), key, value)
+
     def _set_aliases(self, name: str, version: str, aliases: list[str]) -> None:
         for alias in aliases:
             self.client.set_registered_model_alias(name, alias, version)

@@ -1,0 +1,173 @@
+"""Watch a canary for a window, judge it (analysis.analyze) and act on the verdict.
+
+Local backend: the endpoint's state (kfkit.endpoints) names the canary (the newest deployed version
+with traffic) and what it is compared with (the others with traffic); the server's request logs say
+what each served. On `promote` the canary takes 100% and the registry's `champion` alias moves to it;
+on `rollback` the split goes back to the one before the canary and `champion` back to the version
+the canary was compared with, the canary's version tagged kfkit.canary=rejected; `inconclusive`
+(too little traffic after the window and its extensions) leaves the split as it is, or rolls back
+with on_inconclusive="rollback".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kfkit.components.canary.analysis import INCONCLUSIVE, PROMOTE, ROLLBACK, Analysis, Served, Thresholds, analyze
+from kfkit.errors import ConfigError
+
+log = logging.getLogger("kfkit.canary")
+ON_INCONCLUSIVE = ("keep", "rollback")
+CANARY_TAG = "kfkit.canary"
+
+
+@dataclass
+class CanaryResult:
+    endpoint: str
+    canary: dict[str, Any]
+    baseline: list[dict[str, Any]]
+    analysis: Analysis
+    action: str
+    split: dict[str, int]
+    window: tuple[float, float]
+    timeline: dict[str, list[list[float]]] = field(default_factory=dict)
+    served: tuple[Served, Served] | None = None  # (canary, baseline): what the report plots
+
+    @property
+    def verdict(self) -> str:
+        return self.analysis.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "verdict": self.verdict, "action": self.action,
+                "canary": {k: self.canary[k] for k in ("id", "model", "version")},
+                "baseline": [{k: m[k] for k in ("id", "model", "version")} for m in self.baseline],
+                "split": self.split, "window": list(self.window), "analysis": self.analysis.to_json()}
+
+
+def sides(state: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the canary, the versions it is compared with): the newest deployed version with traffic, and the rest with traffic."""
+    live = [m for m in state["deployed_models"] if m.get("traffic", 0) > 0]
+    if len(live) < 2:
+        raise ConfigError(f"endpoint {state['endpoint']!r} has no canary: "
+                          f"{'one version takes all its traffic' if live else 'no version takes traffic'}")
+    canary = max(live, key=lambda m: m.get("deployed_at", 0))
+    return canary, [m for m in live if m["id"] != canary["id"]]
+
+
+def _merged(name: str, parts: list[Served]) -> Served:
+    merged = Served(name)
+    for part in parts:
+        merged.requests += part.requests
+        merged.errors += part.errors
+        merged.latencies_ms += part.latencies_ms
+        merged.predictions += part.predictions
+        merged.labelled += part.labelled
+    return merged
+
+
+def read_labels(local_root, table: str, request_key: str, label_column: str) -> dict[str, Any]:
+    """{request key: label} from a local warehouse table (ground truth that arrived after the requests)."""
+    if not (request_key and label_column):
+        raise ConfigError("labels_table needs request_key (the instance field and table column joining requests "
+                          "to labels) and label_column")
+    from kfkit.warehouse import LocalWarehouse
+
+    labels = {}
+    for batch in LocalWarehouse(local_root).query_batches(f"SELECT `{request_key}` AS k, `{label_column}` AS y "
+                                                          f"FROM `{table}`"):
+        for key, label in zip(batch.column("k").to_pylist(), batch.column("y").to_pylist()):
+            if key is not None:
+                labels[str(key)] = label
+    return labels
+
+
+def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: str | None = None,
+                   window_seconds: float = 600, max_extensions: int = 0, on_inconclusive: str = "keep",
+                   thresholds: Thresholds | None = None, labels_table: str = "", request_key: str = "",
+                   label_column: str = "", act: bool = True, poll_seconds: float = 5.0,
+                   clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                   registry=None) -> CanaryResult:
+    """Watch the endpoint's canary for window_seconds (extended up to max_extensions times while either
+    side has fewer than min_requests), then judge it and, with act, promote or roll it back."""
+    from kfkit.components.canary.traffic import read_served
+    from kfkit.config import local_root as resolve_root
+    from kfkit.endpoints import LocalEndpoints
+
+    if backend != "local":
+        raise ConfigError(f"canary analysis runs on the local backend only for now, got backend={backend!r}: "
+                          "on Vertex AI move the split with the console or `kfkit rollback --backend vertex`")
+    if on_inconclusive not in ON_INCONCLUSIVE:
+        raise ConfigError(f"on_inconclusive must be one of {', '.join(ON_INCONCLUSIVE)}, got {on_inconclusive!r}")
+    if window_seconds < 0 or max_extensions < 0:
+        raise ConfigError(f"window_seconds and max_extensions must be >= 0, got {window_seconds} and {max_extensions}")
+    t = (thresholds or Thresholds()).check()
+    root = resolve_root(local_root)
+    endpoints = LocalEndpoints(root)
+    state = endpoints.load(endpoint_name)
+    if state is None:
+        raise ConfigError(f"no local endpoint {endpoint_name!r} under {root}")
+    canary, baseline = sides(state)
+    labels = read_labels(root, labels_table, request_key, label_column) if labels_table else None
+    log_dir = root / "request_logs" / endpoint_name
+    start = float(canary.get("deployed_at", 0))
+    deadline, extensions = clock() + window_seconds, 0
+    log.info("watching canary %s (version %s, %s%%) against %s for %.0fs", canary["id"], canary["version"],
+             canary["traffic"], ", ".join(m["id"] for m in baseline), window_seconds)
+    while True:
+        now = clock()
+        if now >= deadline:
+            served, timeline = read_served(log_dir, start, now + 1e-6, labels=labels, request_key=request_key)
+            counts = [served.get(canary["id"], Served("")).requests,
+                      sum(served.get(m["id"], Served("")).requests for m in baseline)]
+            if min(counts) >= t.min_requests or extensions >= max_extensions:
+                break
+            extensions += 1
+            deadline += window_seconds
+            log.info("too little traffic (canary %d, baseline %d requests): window extended (%d of %d)",
+                     counts[0], counts[1], extensions, max_extensions)
+        sleep(min(poll_seconds, max(deadline - now, 0.0)))
+    canary_served = _merged(f"canary {canary['id']}", [served.get(canary["id"], Served(canary["id"]))])
+    baseline_served = _merged("baseline " + ", ".join(m["id"] for m in baseline),
+                              [served.get(m["id"], Served(m["id"])) for m in baseline])
+    analysis = analyze(canary_served, baseline_served, t)
+    action = "none"
+    if act:
+        action = _act(endpoints, endpoint_name, canary, baseline, analysis, on_inconclusive, registry, root)
+    final = endpoints.load(endpoint_name)
+    split = {m["id"]: m["traffic"] for m in final["deployed_models"]}
+    log.info("canary %s: %s (%s); %s", canary["id"], analysis.verdict, analysis.reason, action)
+    return CanaryResult(endpoint_name, canary, baseline, analysis, action, split, (start, now), timeline,
+                        (canary_served, baseline_served))
+
+
+def _act(endpoints, name: str, canary: dict, baseline: list[dict], analysis: Analysis, on_inconclusive: str,
+         registry, root: Path) -> str:
+    decision = analysis.verdict
+    if decision == INCONCLUSIVE:
+        if on_inconclusive == "keep":
+            return "kept the split (inconclusive)"
+        decision = ROLLBACK
+    current = endpoints.load(name)
+    still = {m["id"]: m["traffic"] for m in current["deployed_models"]}
+    if still.get(canary["id"], 0) != canary["traffic"]:
+        raise ConfigError(f"endpoint {name!r} changed while its canary was watched ({canary['id']} now has "
+                          f"{still.get(canary['id'], 0)}%): nothing done")
+    if registry is None:
+        from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+        registry = MlflowRegistry(root)
+    if decision == PROMOTE:
+        endpoints.promote(name, canary["id"])
+        registry.set_alias(canary["model"], canary["version"], "champion")
+        registry.tag_version(canary["model"], canary["version"], CANARY_TAG, "promoted")
+        return f"promoted {canary['id']} to 100%; champion is version {canary['version']}"
+    endpoints.rollback(name)
+    previous = max(baseline, key=lambda m: m["traffic"])
+    registry.set_alias(previous["model"], previous["version"], "champion")
+    registry.tag_version(canary["model"], canary["version"], CANARY_TAG, "rejected")
+    return (f"rolled back to the split before {canary['id']}; champion is version {previous['version']}, "
+            f"version {canary['version']} tagged rejected")
