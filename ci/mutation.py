@@ -46,7 +46,10 @@ KSERVE_FAST = [
     "test_a_model_storage_kserve_cannot_read_from_is_refused_naming_it",
     "test_a_directory_without_a_saved_model_is_refused",
     "test_the_schema_check_catches_a_misspelt_field_a_wrong_type_and_a_missing_predictor",
-    "test_cli_rollback_on_kserve_sends_kserves_rollback_through_the_real_client"]
+    "test_cli_rollback_on_kserve_sends_kserves_rollback_through_the_real_client",
+    "test_kserves_status_is_read_whole_and_missing_parts_read_as_nothing",
+    "test_an_empty_pod_namespace_file_means_default",
+    "test_an_inference_service_has_one_replica_and_no_account_or_canary_unless_asked"]
 MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/endpoints.py": (["tests/test_endpoints.py"], ""),
     "components/evaluate/evaluate.py": (["tests/test_gate_thresholds.py", "tests/test_metrics_reference.py", *FAST_EVALUATE],

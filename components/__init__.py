@@ -17,6 +17,7 @@ COMPONENTS = {
     "recipe": ("kfkit.components.recipe.component", "champion_recipe"),
     "record_recipe": ("kfkit.components.recipe.component", "record_recipe"),
     "batch_predict": ("kfkit.components.batch_predict.component", "batch_predict"),
+    "canary": ("kfkit.components.canary.component", "analyze_canary"),
 }
 
 

@@ -24,6 +24,7 @@ EPILOG = """examples:
   kfkit serve --endpoint penguins                  serve the deployed model on 127.0.0.1:8080
   kfkit rollback --endpoint penguins               restore the previous traffic split (--undo: put it back)
   kfkit promote --endpoint penguins                give the canary 100% of the traffic
+  kfkit canary status --endpoint penguins          a canary's figures so far against the baseline
 """
 
 
@@ -241,6 +242,16 @@ def _rollback(args) -> int:
     return 0
 
 
+def _canary(args) -> int:
+    from kfkit.components.canary.analysis import Thresholds
+    from kfkit.components.canary.canary import analyze_canary, status_lines
+
+    result = analyze_canary(args.endpoint, local_root=args.local_root, window_seconds=0, act=False,
+                            thresholds=Thresholds(min_requests=args.min_requests))
+    print("\n".join(status_lines(result)))
+    return 0
+
+
 def _promote(args) -> int:
     if args.backend == "kserve":
         from kfkit.adapters.kserve import KServeAdapter
@@ -379,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="", help="Kubernetes namespace (kserve; default: the pod's own, else default)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_promote)
+
+    p = sub.add_parser("canary", help="a local endpoint's canary: its figures so far against the baseline")
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--min-requests", type=int, default=100, help="requests each side needs for a verdict (100)")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_canary)
 
     p = sub.add_parser("data", help="the local warehouse: sample tables, synthetic data, your files")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")

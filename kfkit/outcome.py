@@ -70,6 +70,10 @@ def training_lines(run_dir: Path) -> tuple[str, list[str]]:
                      else endpoint.get("resourceName", "?"))
             lines.append(f"Deployed to endpoint {endpoint.get('endpoint') or endpoint.get('resourceName')} "
                          f"({where}): {split}")
+        canary = _artifact(run_dir, "analyze-canary", "metrics").get("metadata", {})
+        if canary.get("verdict"):
+            decision = f"BLESSED, canary {canary['verdict'].upper()}"
+            lines.append(f"Canary {canary['verdict']}: {canary.get('action', '')}")
     else:
         decision = "NOT BLESSED"
         lines.append(f"Model not blessed: {reason}" + (f" ({numbers})" if numbers else ""))

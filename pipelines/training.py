@@ -10,6 +10,7 @@ from typing import Optional
 
 from kfp import dsl
 
+from kfkit.components.canary.component import analyze_canary
 from kfkit.components.deploy.component import deploy_model
 from kfkit.components.evaluate.component import evaluate_model
 from kfkit.components.ingest.component import bigquery_query_to_dataset
@@ -81,6 +82,9 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         namespace: str = "",
         model_storage_uri: str = "",
         serving_service_account: str = "",
+        canary_window_seconds: float = 600.0,
+        canary_min_requests: int = 100,
+        canary_on_inconclusive: str = "keep",
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -130,6 +134,10 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             model_storage_uri: s3:// or gs:// prefix KServe loads models from (kserve).
             serving_service_account: Kubernetes service account of the model server, with the
                 credentials KServe's storage initializer reads model_storage_uri with (kserve).
+            canary_window_seconds: With traffic_percent below 100 on the local backend, how long the
+                canary is watched before it is promoted or rolled back (0: no analysis, the split stays).
+            canary_min_requests: Fewest requests each side needs for a verdict.
+            canary_on_inconclusive: `keep` the split, or `rollback`, when traffic stays too little.
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -182,13 +190,25 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             ).set_display_name("register")
             cloud_step(register)
             register.after(recipe)
-            cloud_step(deploy_model(
+            deploy = cloud_step(deploy_model(
                 registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,
                 location=region, machine_type=machine_type, request_logging_table=request_logging_table,
                 local_root=local_root, endpoint_backend=endpoint_backend, namespace=namespace,
                 model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
             ).set_display_name("deploy"))
+            # a canary on kfkit's own endpoints is watched and then promoted or rolled back
+            with dsl.If(backend == "local", name="local-endpoint"):
+                with dsl.If(endpoint_backend == "", name="kfkit-server"):
+                    with dsl.If(traffic_percent < 100, name="canary"):
+                        # a float against a float: CEL has no float-int comparison, and the branch would
+                        # be skipped silently
+                        with dsl.If(canary_window_seconds > 0.0, name="watched"):
+                            analyze_canary(
+                                endpoint=deploy.outputs["endpoint"], backend=backend, local_root=local_root,
+                                window_seconds=canary_window_seconds, min_requests=canary_min_requests,
+                                on_inconclusive=canary_on_inconclusive,
+                            ).set_display_name("canary analysis")
 
     return training_pipeline
 

@@ -179,7 +179,7 @@ class Clock:
 
 
 def traffic_for(v1, v2, n1, n2, canary_errors=0, canary_classes=("Adelie", "Gentoo")):
-    at = v2["deployed_at"] + 1
+    at = v2["deployed_at"] + 0.001  # just after the canary arrived (and before any test's "now")
     records = [{"timestamp": at, "deployed_model_id": v1["id"], "status": 200, "latency_ms": 4.0,
                 "instances": [{}], "predictions": [{"classes": ("Adelie", "Gentoo")[i % 2]}]} for i in range(n1)]
     records += [{"timestamp": at, "deployed_model_id": v2["id"], "status": 500 if i < canary_errors else 200,
@@ -261,3 +261,20 @@ def test_the_report_says_the_verdict_and_each_criterion(endpoint_with_canary):
 def test_bad_parameters_are_refused_before_watching(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         analyze_canary("penguins", local_root=str(tmp_path), **kwargs)
+
+
+def test_canary_status_prints_each_sides_figures_and_the_verdict_so_far_without_acting(endpoint_with_canary, capsys):
+    from kfkit import cli
+
+    root, registry, v1, v2 = endpoint_with_canary
+    write_log(root, "penguins", traffic_for(v1, v2, 400, 100, canary_errors=10))
+
+    code = cli.main(["canary", "status", "--endpoint", "penguins", "--local-root", str(root)])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"endpoint penguins: canary {v2['id']} (version 2, 20%) against {v1['id']}" in out
+    assert "  canary        100 requests     10 errors (10.00%)  p50 4.0 ms  p99 4.0 ms" in out
+    assert "BAD error_rate: canary 10/100 failed vs 0/400" in out
+    assert "verdict if judged now: rollback" in out
+    assert json.loads((root / "endpoints" / "penguins.json").read_text())["revision"] == 2  # nothing moved

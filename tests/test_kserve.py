@@ -440,3 +440,35 @@ def test_the_schema_check_catches_a_misspelt_field_a_wrong_type_and_a_missing_pr
     assert schema.problems(misspelt) == [".spec.predictor.canaryTraficPercent: no such field in V1beta1PredictorSpec"]
     assert schema.problems(wrong_type) == [".spec.predictor.minReplicas: '1' is not int"]
     assert schema.problems({**good, "spec": {}}) == [".spec.predictor: required by V1beta1InferenceServiceSpec"]
+
+
+def test_kserves_status_is_read_whole_and_missing_parts_read_as_nothing():
+    service = {"status": {"conditions": [{"type": "IngressReady", "status": "True"},
+                                         {"type": "Ready", "status": "False", "reason": "R"}],
+                          "components": {"predictor": {"traffic": [
+                              {"revisionName": "p-00002", "percent": 20, "tag": "latest"},
+                              {"tag": "prev", "percent": "80"}, {"revisionName": "p-00000"}]}}},
+               "spec": {"predictor": {"labels": {"kfkit.io/model-version": "2"}}}}
+
+    assert kserve.traffic(service) == {"p-00002": 20, "prev": 80, "p-00000": 0}
+    assert kserve.ready_condition(service) == {"type": "Ready", "status": "False", "reason": "R"}
+    assert kserve.served_version(service) == "2"
+    for empty in ({}, {"status": {}}, {"status": {"components": {}}}, {"status": {"components": {"predictor": {}}}},
+                  {"status": {"conditions": None, "components": {"predictor": {"traffic": None}}}}):
+        assert kserve.traffic(empty) == {} and kserve.ready_condition(empty) is None
+    for empty in ({}, {"spec": {}}, {"spec": {"predictor": {}}}, {"spec": {"predictor": {"labels": {}}}}):
+        assert kserve.served_version(empty) is None
+
+
+def test_an_empty_pod_namespace_file_means_default(tmp_path):
+    (tmp_path / "namespace").write_text("\n")
+
+    assert kserve.default_namespace("", tmp_path / "namespace") == "default"
+
+
+def test_an_inference_service_has_one_replica_and_no_account_or_canary_unless_asked():
+    service = kserve.inference_service("p", "ns", "s3://m/p/1", model_name="p", model_version="1")
+
+    assert service["spec"]["predictor"] == {
+        "minReplicas": 1, "maxReplicas": 1, "labels": {"kfkit.io/model": "p", "kfkit.io/model-version": "1"},
+        "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": "s3://m/p/1"}}

@@ -171,3 +171,17 @@ def _act(endpoints, name: str, canary: dict, baseline: list[dict], analysis: Ana
     registry.tag_version(canary["model"], canary["version"], CANARY_TAG, "rejected")
     return (f"rolled back to the split before {canary['id']}; champion is version {previous['version']}, "
             f"version {canary['version']} tagged rejected")
+
+
+def status_lines(result: CanaryResult) -> list[str]:
+    """A running canary's figures so far, and the verdict they would give now (nothing acted on)."""
+    a = result.analysis
+    lines = [f"endpoint {result.endpoint}: canary {result.canary['id']} (version {result.canary['version']}, "
+             f"{result.canary['traffic']}%) against {', '.join(m['id'] for m in result.baseline)}"]
+    for name, f in (("canary", a.canary), ("baseline", a.baseline)):
+        p50, p99 = (f"{f[k]:.1f} ms" if f[k] is not None else "-" for k in ("latency_p50_ms", "latency_p99_ms"))
+        lines.append(f"  {name:<9} {f['requests']:>7} requests  {f['errors']:>5} errors ({f['error_rate']:.2%})  "
+                     f"p50 {p50}  p99 {p99}")
+    lines += [f"  {'ok ' if c.passed else 'BAD'} {c.name}: {c.detail}" for c in a.criteria]
+    lines.append(f"verdict if judged now: {a.verdict} ({a.reason})")
+    return lines

@@ -64,6 +64,9 @@ def champion_recipe(
     ("namespace", str),
     ("model_storage_uri", str),
     ("serving_service_account", str),
+    ("canary_window_seconds", float),
+    ("canary_min_requests", int),
+    ("canary_on_inconclusive", str),
 ]):
     """Reads the training recipe recorded with the model holding the `champion` alias.
 
@@ -149,6 +152,9 @@ def record_recipe(
     namespace: str,
     model_storage_uri: str,
     serving_service_account: str,
+    canary_window_seconds: float,
+    canary_min_requests: int,
+    canary_on_inconclusive: str,
 ):
     """Records a training run's recipe (every training pipeline parameter) with its model.
 
@@ -158,7 +164,7 @@ def record_recipe(
 
     Args:
         model: The trained model the recipe belongs to.
-        query: And every other training pipeline parameter (label_column ... serving_service_account), as this
+        query: And every other training pipeline parameter (label_column ... canary_on_inconclusive), as this
             run had them; see the training pipeline for each one's meaning.
 
     Returns:
@@ -179,7 +185,9 @@ def record_recipe(
         endpoint_name=endpoint_name, region=region, traffic_percent=traffic_percent, keep_previous=keep_previous,
         serving_image=serving_image, machine_type=machine_type, request_logging_table=request_logging_table,
         git_commit=git_commit, maximum_bytes_billed=maximum_bytes_billed, endpoint_backend=endpoint_backend,
-        namespace=namespace, model_storage_uri=model_storage_uri, serving_service_account=serving_service_account)
+        namespace=namespace, model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
+        canary_window_seconds=canary_window_seconds, canary_min_requests=canary_min_requests,
+        canary_on_inconclusive=canary_on_inconclusive)
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)

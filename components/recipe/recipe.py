@@ -41,7 +41,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "region": "us-central1", "traffic_percent": 100, "keep_previous": 1, "serving_image": "",
     "machine_type": "n1-standard-2", "request_logging_table": "", "git_commit": "",
     "maximum_bytes_billed": 1_000_000_000_000, "endpoint_backend": "", "namespace": "", "model_storage_uri": "",
-    "serving_service_account": "",
+    "serving_service_account": "", "canary_window_seconds": 600.0, "canary_min_requests": 100,
+    "canary_on_inconclusive": "keep",
 }
 
 

@@ -1,0 +1,80 @@
+"""KFP wrapper of the canary analysis stage."""
+
+from typing import NamedTuple
+
+from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint
+from kfp import dsl
+from kfp.dsl import HTML, Input, Metrics, Output
+
+from kfkit.config import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def analyze_canary(
+    endpoint: Input[VertexEndpoint],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    backend: str = "local",
+    local_root: str = ".kfkit",
+    window_seconds: float = 600.0,
+    max_extensions: int = 0,
+    on_inconclusive: str = "keep",
+    min_requests: int = 100,
+    max_error_rate_increase: float = 0.01,
+    max_latency_ratio: float = 1.5,
+    max_prediction_distance: float = 0.3,
+    max_accuracy_drop: float = 0.02,
+    max_rmse_ratio: float = 1.1,
+    labels_table: str = "",
+    request_key: str = "",
+    label_column: str = "",
+) -> NamedTuple("Outputs", [("verdict", str)]):
+    """Watches an endpoint's canary for a window, compares it with the version it shares traffic with, and acts.
+
+    Args:
+        endpoint: The endpoint deploy wrote (its metadata names the endpoint); its newest version with
+            traffic is the canary, the others with traffic its baseline.
+        backend: `local` (kfkit's server and its request logs); other backends are refused for now.
+        local_root: Directory of the embedded backend's state.
+        window_seconds: How long to watch before judging.
+        max_extensions: Times the window is extended while either side has fewer than min_requests.
+        on_inconclusive: `keep` the split for a person, or `rollback`, when traffic stays too little.
+        min_requests: Fewest requests on each side to judge at all.
+        max_error_rate_increase: Most the canary's non-2xx share may exceed the baseline's.
+        max_latency_ratio: Most the canary's p99 latency may be, as a multiple of the baseline's.
+        max_prediction_distance: Most distance between the two sides' predictions (the monitor's
+            metric: L-infinity for classes, Jensen-Shannon for numbers).
+        max_accuracy_drop: Most the canary's accuracy may fall below the baseline's (with labels).
+        max_rmse_ratio: Most the canary's RMSE may be, as a multiple of the baseline's (with labels).
+        labels_table: Local warehouse table of ground truth (optional).
+        request_key: Instance field, and labels_table column, joining requests to their labels.
+        label_column: labels_table column holding the label.
+
+    Returns:
+        metrics: Each side's requests, error rate, p50/p99 latency and each criterion's value.
+        report: The two sides side by side over the window, the criteria and the verdict.
+        verdict: `promote`, `rollback` or `inconclusive`, for the pipeline to branch on.
+    """
+    import collections
+    import logging
+
+    from kfkit.components.canary.analysis import Thresholds
+    from kfkit.components.canary.canary import analyze_canary as run
+    from kfkit.components.canary.report import render
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = run(dict(endpoint.metadata).get("endpoint", ""), backend=backend, local_root=local_root,
+                 window_seconds=window_seconds, max_extensions=max_extensions, on_inconclusive=on_inconclusive,
+                 thresholds=Thresholds(min_requests, max_error_rate_increase, max_latency_ratio,
+                                       max_prediction_distance, max_accuracy_drop, max_rmse_ratio),
+                 labels_table=labels_table, request_key=request_key, label_column=label_column)
+    for name, figures in (("canary", result.analysis.canary), ("baseline", result.analysis.baseline)):
+        for key, value in figures.items():
+            if value is not None:
+                metrics.log_metric(f"{name}_{key}", float(value))
+    for criterion in result.analysis.criteria:
+        metrics.log_metric(f"criterion_{criterion.name}", float(criterion.canary))
+    metrics.metadata.update(verdict=result.verdict, action=result.action)
+    with open(report.path, "w") as handle:
+        handle.write(render(result))
+    return collections.namedtuple("Outputs", ["verdict"])(result.verdict)
