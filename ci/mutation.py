@@ -49,7 +49,15 @@ KSERVE_FAST = [
     "test_cli_rollback_on_kserve_sends_kserves_rollback_through_the_real_client",
     "test_kserves_status_is_read_whole_and_missing_parts_read_as_nothing",
     "test_an_empty_pod_namespace_file_means_default",
-    "test_an_inference_service_has_one_replica_and_no_account_or_canary_unless_asked"]
+    "test_an_inference_service_has_one_replica_and_no_account_or_canary_unless_asked",
+    "test_deploy_says_what_it_did_in_each_case", "test_a_traffic_share_outside_0_to_100_is_refused_before_any_call",
+    "test_replicas_reach_the_predictor_and_no_account_is_named_unless_given",
+    "test_a_refused_create_is_an_error_naming_the_service_and_the_reason",
+    "test_rollback_after_a_promotion_goes_to_kserves_previous_rolled_out_revision",
+    "test_wait_ready_backs_off_to_fifteen_seconds_at_most",
+    "test_wait_ready_reports_a_failure_without_a_message_by_its_reason_alone",
+    "test_a_not_ready_condition_without_a_reason_is_waited_on_and_the_timeout_says_its_state",
+    "test_an_object_without_a_generation_counts_as_reconciled"]
 MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/endpoints.py": (["tests/test_endpoints.py"], ""),
     "components/evaluate/evaluate.py": (["tests/test_gate_thresholds.py", "tests/test_metrics_reference.py", *FAST_EVALUATE],

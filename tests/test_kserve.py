@@ -188,7 +188,8 @@ def test_promote_without_a_canary_and_rollback_without_a_previous_revision_are_r
     kserve_ = adapter(cluster)
     kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
 
-    with pytest.raises(ConfigError, match="has no canary to promote"):
+    with pytest.raises(ConfigError, match=f"InferenceService {NAMESPACE}/penguins has no canary to promote: its latest "
+                                          "revision already takes all traffic"):
         kserve_.promote("penguins")
     with pytest.raises(ConfigError, match="has no previous revision to roll back to"):
         kserve_.rollback("penguins")
@@ -472,3 +473,109 @@ def test_an_inference_service_has_one_replica_and_no_account_or_canary_unless_as
     assert service["spec"]["predictor"] == {
         "minReplicas": 1, "maxReplicas": 1, "labels": {"kfkit.io/model": "p", "kfkit.io/model-version": "1"},
         "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": "s3://m/p/1"}}
+
+
+def test_deploy_says_what_it_did_in_each_case():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+
+    created = kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    replaced = kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2",
+                              traffic_percent=0)
+    unchanged = kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2")
+
+    def without_service(result):
+        return {k: v for k, v in result.items() if k != "service"}
+    assert without_service(created) == {"previous_version": None, "created": True, "changed": True}
+    assert without_service(replaced) == {"previous_version": "1", "created": False, "changed": True}
+    assert without_service(unchanged) == {"previous_version": None, "created": False, "changed": False}
+    assert created["service"]["metadata"]["generation"] == 1 and replaced["service"]["metadata"]["generation"] == 2
+    assert unchanged["service"]["spec"]["predictor"]["canaryTrafficPercent"] == 0  # a canary at 0% is a canary
+
+
+@pytest.mark.parametrize("percent", [-1, 101])
+def test_a_traffic_share_outside_0_to_100_is_refused_before_any_call(percent):
+    cluster = Cluster()
+
+    with pytest.raises(ConfigError, match=f"traffic_percent must be between 0 and 100, got {percent}"):
+        adapter(cluster).deploy("penguins", "s3://m/p/1", model_name="p", model_version="1", traffic_percent=percent)
+    assert cluster.sent == [] and not cluster.api.get_namespaced_custom_object.called
+
+
+def test_replicas_reach_the_predictor_and_no_account_is_named_unless_given():
+    cluster = Cluster()
+
+    adapter(cluster).deploy("penguins", "s3://m/p/1", model_name="p", model_version="1", min_replicas=2, max_replicas=5)
+
+    predictor = cluster.sent[0][1]["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 5) and "serviceAccountName" not in predictor
+
+
+def test_a_refused_create_is_an_error_naming_the_service_and_the_reason():
+    cluster = Cluster()
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = json.dumps({"message": "admission webhook denied the request"})
+    cluster.api.create_namespaced_custom_object.side_effect = error
+
+    with pytest.raises(KfkitError, match=f"creating InferenceService {NAMESPACE}/penguins failed: "
+                                         "admission webhook denied the request"):
+        adapter(cluster).deploy("penguins", "s3://m/p/1", model_name="p", model_version="1")
+
+
+def test_rollback_after_a_promotion_goes_to_kserves_previous_rolled_out_revision(schema):
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=100)
+
+    kserve_.rollback("penguins")  # no canary field: KServe's status names the previous revision
+
+    assert cluster.sent[-1][1]["spec"]["predictor"]["canaryTrafficPercent"] == 0
+
+
+def test_wait_ready_backs_off_to_fifteen_seconds_at_most():
+    cluster = Cluster(ready_after=7)
+    sleeps = []
+    kserve_ = adapter(cluster, sleeps)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    kserve_.wait_ready("penguins")
+
+    assert sleeps == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
+
+
+def test_wait_ready_reports_a_failure_without_a_message_by_its_reason_alone():
+    cluster = Cluster(ready_false={"type": "Ready", "status": "False", "reason": "RevisionMissing"})
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    with pytest.raises(KfkitError) as raised:
+        kserve_.wait_ready("penguins")
+
+    assert str(raised.value) == f"InferenceService {NAMESPACE}/penguins is not ready: RevisionMissing"
+
+
+def test_a_not_ready_condition_without_a_reason_is_waited_on_and_the_timeout_says_its_state():
+    cluster = Cluster(ready_false={"type": "Ready", "status": "Unknown", "message": "IngressNotConfigured"})
+    now = [0.0]
+    kserve_ = kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                                   clock=lambda: now[0])
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    with pytest.raises(KfkitError) as raised:
+        kserve_.wait_ready("penguins", timeout_s=7)
+
+    assert str(raised.value) == (f"InferenceService {NAMESPACE}/penguins not ready after 7s "
+                                 "(Ready: Unknown IngressNotConfigured)")
+    assert now[0] == 7.0  # gave up at the deadline itself: 1 + 2 + 4
+
+
+def test_an_object_without_a_generation_counts_as_reconciled():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    del cluster.objects["penguins"]["metadata"]["generation"]
+    cluster.api.get_namespaced_custom_object.side_effect = lambda *a, **k: {
+        **copy.deepcopy(cluster.objects["penguins"]), "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+    assert kserve_.wait_ready("penguins")["metadata"]["name"] == "penguins"

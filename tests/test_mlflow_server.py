@@ -23,7 +23,8 @@ def run_training(root, uri, *params):
 
 def test_two_machines_share_one_registry_through_an_mlflow_server(mlflow_server, tmp_path):
     first = run_training(tmp_path / "machine-a", mlflow_server)
-    second = run_training(tmp_path / "machine-b", mlflow_server, "--param", "traffic_percent=10")
+    second = run_training(tmp_path / "machine-b", mlflow_server, "--param", "traffic_percent=10",
+                          "--param", "canary_window_seconds=0")  # the canary stays as deployed: nothing serves here
 
     assert first.returncode == 0, first.stdout + first.stderr
     assert second.returncode == 0, second.stdout + second.stderr
