@@ -57,7 +57,16 @@ KSERVE_FAST = [
     "test_wait_ready_backs_off_to_fifteen_seconds_at_most",
     "test_wait_ready_reports_a_failure_without_a_message_by_its_reason_alone",
     "test_a_not_ready_condition_without_a_reason_is_waited_on_and_the_timeout_says_its_state",
-    "test_an_object_without_a_generation_counts_as_reconciled"]
+    "test_an_object_without_a_generation_counts_as_reconciled",
+    "test_deploying_again_what_is_served_says_so_in_the_log",
+    "test_a_service_whose_predictor_names_no_model_is_moved_to_the_tensorflow_one",
+    "test_a_canary_can_be_rolled_back_before_kserve_reports_any_status",
+    "test_a_second_rollback_names_the_canary_field_at_zero",
+    "test_wait_ready_waits_while_kserve_has_written_no_status_or_no_observed_generation",
+    "test_a_timeout_before_any_condition_says_ready_is_unknown",
+    "test_an_api_error_without_a_json_body_is_named_by_its_status_and_reason",
+    "test_without_a_cluster_or_kubeconfig_the_error_says_what_is_needed",
+    "test_the_adapter_works_in_the_pods_namespace_unless_given_one"]
 MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/endpoints.py": (["tests/test_endpoints.py"], ""),
     "components/evaluate/evaluate.py": (["tests/test_gate_thresholds.py", "tests/test_metrics_reference.py", *FAST_EVALUATE],

@@ -579,3 +579,131 @@ def test_an_object_without_a_generation_counts_as_reconciled():
         **copy.deepcopy(cluster.objects["penguins"]), "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
     assert kserve_.wait_ready("penguins")["metadata"]["name"] == "penguins"
+
+
+def test_deploying_again_what_is_served_says_so_in_the_log(caplog):
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    with caplog.at_level("INFO", logger="kfkit.kserve"):
+        kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    assert f"InferenceService {NAMESPACE}/penguins already serves s3://m/penguins/1; nothing to change" in caplog.text
+
+
+def test_a_service_whose_predictor_names_no_model_is_moved_to_the_tensorflow_one():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    del cluster.objects["penguins"]["spec"]["predictor"]["model"]  # e.g. a custom container put there by hand
+
+    result = kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2")
+
+    assert result["changed"] and cluster.sent[-1][1]["spec"]["predictor"]["model"]["storageUri"] == "s3://m/penguins/2"
+
+
+@pytest.mark.parametrize("status", [None, {}, {"components": {}}, {"components": {"predictor": {}}}])
+def test_a_canary_can_be_rolled_back_before_kserve_reports_any_status(status):
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20)
+    stored = copy.deepcopy(cluster.objects["penguins"])
+    stored.pop("_rolled_out", None)
+    if status is not None:
+        stored["status"] = status
+    cluster.api.get_namespaced_custom_object.side_effect = lambda *a, **k: copy.deepcopy(stored)
+
+    kserve_.rollback("penguins")
+
+    assert cluster.sent[-1][1]["spec"]["predictor"]["canaryTrafficPercent"] == 0
+
+
+def test_a_second_rollback_names_the_canary_field_at_zero():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20)
+    kserve_.rollback("penguins")
+
+    with pytest.raises(ConfigError) as raised:
+        kserve_.rollback("penguins")
+
+    assert str(raised.value) == (f"InferenceService {NAMESPACE}/penguins is already rolled back "
+                                 "(canaryTrafficPercent is 0)")
+
+
+def test_wait_ready_waits_while_kserve_has_written_no_status_or_no_observed_generation():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    stored = cluster.objects["penguins"]
+    answers = iter([{**stored}, {**stored, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                    {**stored, "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}}])
+    cluster.api.get_namespaced_custom_object.side_effect = lambda *a, **k: copy.deepcopy(next(answers))
+
+    service = kserve_.wait_ready("penguins")
+
+    assert service["status"]["observedGeneration"] == 1  # the third answer: the first two were not reconciled
+
+
+def test_a_timeout_before_any_condition_says_ready_is_unknown():
+    cluster = Cluster(ready_after=10**6)
+    now = [0.0]
+    kserve_ = kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                                   clock=lambda: now[0])
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    with pytest.raises(KfkitError) as raised:
+        kserve_.wait_ready("penguins", timeout_s=1)
+
+    assert str(raised.value) == f"InferenceService {NAMESPACE}/penguins not ready after 1s (Ready: unknown)"
+
+
+def test_an_api_error_without_a_json_body_is_named_by_its_status_and_reason():
+    cluster = Cluster()
+    cluster.api.get_namespaced_custom_object.side_effect = ApiException(status=503, reason="Service Unavailable")
+    error_with_empty_message = ApiException(status=500, reason="Internal Server Error")
+    error_with_empty_message.body = json.dumps({"kind": "Status"})
+
+    with pytest.raises(KfkitError, match=f"reading InferenceService {NAMESPACE}/penguins failed: 503 Service Unavailable"):
+        adapter(cluster).get("penguins")
+    cluster.api.get_namespaced_custom_object.side_effect = error_with_empty_message
+    with pytest.raises(KfkitError, match="failed: Internal Server Error$"):
+        adapter(cluster).get("penguins")
+
+
+def test_without_a_cluster_or_kubeconfig_the_error_says_what_is_needed(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    with pytest.raises(ConfigError) as raised:
+        kserve.KServeAdapter("team-a")
+
+    assert str(raised.value).startswith("backend kserve needs a Kubernetes cluster: run inside one (a Kubeflow "
+                                        "pipeline step) or set a kubeconfig context (KUBECONFIG): ")
+
+
+def test_the_adapter_works_in_the_pods_namespace_unless_given_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(kserve, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+
+    assert kserve.KServeAdapter(api=Cluster().api).namespace == kserve.default_namespace("", tmp_path / "absent")
+    assert kserve.KServeAdapter(api=Cluster().api).namespace == "default"
+
+
+def test_a_stale_failure_of_an_earlier_generation_is_waited_past_not_reported():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    stored = {**cluster.objects["penguins"], "metadata": {**cluster.objects["penguins"]["metadata"], "generation": 2}}
+    stale = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False", "reason": "RevisionFailed"}]}
+    fresh = {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}
+    answers = iter([{**stored, "status": stale}, {**stored, "status": fresh}])
+    cluster.api.get_namespaced_custom_object.side_effect = lambda *a, **k: copy.deepcopy(next(answers))
+
+    assert kserve_.wait_ready("penguins")["status"] == fresh
+
+
+def test_a_traffic_entry_without_a_revision_or_tag_is_still_counted():
+    assert kserve.traffic({"status": {"components": {"predictor": {"traffic": [{"percent": 5}]}}}}) == {"?": 5}

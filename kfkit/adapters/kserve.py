@@ -180,8 +180,9 @@ class KServeAdapter:
                 raise KfkitError(f"InferenceService {self.namespace}/{name} is not ready: {condition['reason']}: "
                                  f"{condition.get('message', '')}".rstrip(": "))
             if self.clock() >= deadline:
+                state = " ".join(filter(None, [condition.get("status", "unknown"), condition.get("message", "")]))
                 raise KfkitError(f"InferenceService {self.namespace}/{name} not ready after {timeout_s:.0f}s "
-                                 f"(Ready: {condition.get('status', 'unknown')} {condition.get('message', '')})".rstrip())
+                                 f"(Ready: {state})")
             self.sleep(delay)
             delay = min(delay * 2, 15.0)
 
