@@ -107,6 +107,13 @@ class Cluster:
         return copy.deepcopy(replaced)
 
 
+def adapter_on_a_clock(cluster):
+    """An adapter whose time moves only when it sleeps; and that time, as a one-item list."""
+    now = [0.0]
+    return kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                                clock=lambda: now[0]), now
+
+
 def adapter(cluster, sleeps=None):
     return kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
@@ -256,9 +263,7 @@ def test_wait_ready_fails_with_kserves_reason_when_the_revision_fails():
 
 def test_wait_ready_gives_up_after_its_timeout():
     cluster = Cluster(ready_after=10**6)
-    now = [0.0]
-    kserve_ = kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                                   clock=lambda: now[0])
+    kserve_, now = adapter_on_a_clock(cluster)
     kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
 
     with pytest.raises(KfkitError, match="not ready after 60s"):
@@ -557,9 +562,7 @@ def test_wait_ready_reports_a_failure_without_a_message_by_its_reason_alone():
 
 def test_a_not_ready_condition_without_a_reason_is_waited_on_and_the_timeout_says_its_state():
     cluster = Cluster(ready_false={"type": "Ready", "status": "Unknown", "message": "IngressNotConfigured"})
-    now = [0.0]
-    kserve_ = kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                                   clock=lambda: now[0])
+    kserve_, now = adapter_on_a_clock(cluster)
     kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
 
     with pytest.raises(KfkitError) as raised:
@@ -650,9 +653,7 @@ def test_wait_ready_waits_while_kserve_has_written_no_status_or_no_observed_gene
 
 def test_a_timeout_before_any_condition_says_ready_is_unknown():
     cluster = Cluster(ready_after=10**6)
-    now = [0.0]
-    kserve_ = kserve.KServeAdapter(NAMESPACE, api=cluster.api, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                                   clock=lambda: now[0])
+    kserve_, now = adapter_on_a_clock(cluster)
     kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
 
     with pytest.raises(KfkitError) as raised:
