@@ -37,7 +37,7 @@ KSERVE_FAST = [
     "test_a_full_switch_sends_no_canary_field", "test_deploying_the_version_already_served_sends_nothing",
     "test_promote_removes_the_canary_field_and_rollback_sets_it_to_zero",
     "test_promote_without_a_canary_and_rollback_without_a_previous_revision_are_refused",
-    "test_a_second_rollback_is_refused_as_already_done", "test_a_concurrent_change_fails_the_update_naming_the_service",
+    "test_a_concurrent_change_fails_the_update_naming_the_service",
     "test_a_forbidden_read_is_an_error_with_the_api_servers_message",
     "test_wait_ready_polls_with_backoff_until_the_generation_is_reconciled_and_ready",
     "test_wait_ready_fails_with_kserves_reason_when_the_revision_fails", "test_wait_ready_gives_up_after_its_timeout",

@@ -211,20 +211,11 @@ def _endpoints(args) -> int:
     return 0
 
 
-def _kserve_line(service) -> str:
-    predictor = service["spec"]["predictor"]
-    canary = predictor.get("canaryTrafficPercent")
-    version = predictor.get("labels", {}).get("kfkit.io/model-version", "?")
-    share = "100% (no canary)" if canary is None else f"{canary}% (the previous rolled-out revision: {100 - canary}%)"
-    return f"InferenceService {service['metadata'].get('namespace', '')}/{service['metadata']['name']}: " \
-           f"latest revision (version {version}) {share}"
-
-
 def _rollback(args) -> int:
     if args.backend == "kserve":
-        from kfkit.adapters.kserve import KServeAdapter
+        from kfkit.adapters.kserve import KServeAdapter, describe
 
-        print("rolled back: " + _kserve_line(KServeAdapter(args.namespace).rollback(args.endpoint)))
+        print("rolled back: " + describe(KServeAdapter(args.namespace).rollback(args.endpoint)))
         return 0
     if args.backend == "vertex":
         from kfkit.adapters.vertex import VertexAdapter
@@ -254,9 +245,9 @@ def _canary(args) -> int:
 
 def _promote(args) -> int:
     if args.backend == "kserve":
-        from kfkit.adapters.kserve import KServeAdapter
+        from kfkit.adapters.kserve import KServeAdapter, describe
 
-        print("promoted: " + _kserve_line(KServeAdapter(args.namespace).promote(args.endpoint)))
+        print("promoted: " + describe(KServeAdapter(args.namespace).promote(args.endpoint)))
         return 0
     from kfkit.endpoints import LocalEndpoints, describe
 

@@ -205,17 +205,6 @@ def test_promote_without_a_canary_and_rollback_without_a_previous_revision_are_r
     assert len(cluster.sent) == 1
 
 
-def test_a_second_rollback_is_refused_as_already_done():
-    cluster = Cluster()
-    kserve_ = adapter(cluster)
-    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
-    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20)
-    kserve_.rollback("penguins")
-
-    with pytest.raises(ConfigError, match="already rolled back"):
-        kserve_.rollback("penguins")
-
-
 def test_a_concurrent_change_fails_the_update_naming_the_service():
     cluster = Cluster()
     kserve_ = adapter(cluster)

@@ -121,18 +121,16 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
         now = clock()
         if now >= deadline:
             served, timeline = read_served(log_dir, start, now + 1e-6, labels=labels, request_key=request_key)
-            counts = [served.get(canary["id"], Served("")).requests,
-                      sum(served.get(m["id"], Served("")).requests for m in baseline)]
-            if min(counts) >= t.min_requests or extensions >= max_extensions:
+            canary_served = _merged(f"canary {canary['id']}", [served.get(canary["id"], Served(canary["id"]))])
+            baseline_served = _merged("baseline " + ", ".join(m["id"] for m in baseline),
+                                      [served.get(m["id"], Served(m["id"])) for m in baseline])
+            if min(canary_served.requests, baseline_served.requests) >= t.min_requests or extensions >= max_extensions:
                 break
             extensions += 1
             deadline += window_seconds
             log.info("too little traffic (canary %d, baseline %d requests): window extended (%d of %d)",
-                     counts[0], counts[1], extensions, max_extensions)
+                     canary_served.requests, baseline_served.requests, extensions, max_extensions)
         sleep(min(poll_seconds, max(deadline - now, 0.0)))
-    canary_served = _merged(f"canary {canary['id']}", [served.get(canary["id"], Served(canary["id"]))])
-    baseline_served = _merged("baseline " + ", ".join(m["id"] for m in baseline),
-                              [served.get(m["id"], Served(m["id"])) for m in baseline])
     analysis = analyze(canary_served, baseline_served, t)
     action = "none"
     if act:

@@ -7,11 +7,11 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from kfkit import report as r
-from kfkit.components.canary.analysis import PROMOTE, ROLLBACK
+from kfkit.components.canary.analysis import PROMOTE, ROLLBACK, Served
 from kfkit.components.canary.canary import CanaryResult
 
 
-def _predictions_chart(result: CanaryResult, canary: list, baseline: list) -> str:
+def _predictions_chart(canary: list, baseline: list) -> str:
     numbers = [v for v in baseline + canary if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if numbers and len(numbers) > (len(baseline) + len(canary)) / 2:
         import numpy as np
@@ -58,7 +58,6 @@ def render(result: CanaryResult) -> str:
             body.append(f"<div class='card'><h3>{title} over the window ({buckets} equal slices)</h3>"
                         f"{r.bar_chart(labels, series, names, width=520)}</div>")
     body.append("<h2>Predictions</h2>")
-    canary, baseline = result.served or ([], [])
-    body.append(_predictions_chart(result, list(getattr(canary, "predictions", [])),
-                                   list(getattr(baseline, "predictions", []))))
+    canary, baseline = result.served or (Served("canary"), Served("baseline"))
+    body.append(_predictions_chart(canary.predictions, baseline.predictions))
     return r.page(f"Canary {result.endpoint}", body)

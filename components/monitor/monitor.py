@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from kfkit.components.monitor import drift
 from kfkit.components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
-from kfkit import report
+from kfkit import report, request_logs
+from kfkit.request_logs import prediction_value
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
 from kfkit.errors import ConfigError
@@ -40,12 +41,6 @@ def parse_time(value: str | float | None, default: float) -> float:
     return parsed.timestamp()
 
 
-def _prediction_value(prediction: Any) -> Any:
-    if isinstance(prediction, dict):
-        return prediction.get("classes", prediction.get("value"))
-    return prediction
-
-
 def _instances(record: Any) -> tuple[list, list]:
     """(instances, predictions) of one logged record, whatever shape it has (bad parts dropped)."""
     if not isinstance(record, dict):
@@ -54,38 +49,17 @@ def _instances(record: Any) -> tuple[list, list]:
     predictions = record.get("predictions")
     instances = [i for i in instances if isinstance(i, dict)] if isinstance(instances, list) else []
     predictions = predictions if isinstance(predictions, list) else []
-    return instances, [{PREDICTION: _prediction_value(p)} for p in predictions]
+    return instances, [{PREDICTION: prediction_value(p)} for p in predictions]
 
 
 def read_request_logs(log_dir: str | Path, start: float, end: float) -> tuple[list[dict], list[dict]]:
-    """Logged instances and predictions with start <= timestamp < end.
-
-    Never fails on what a log holds: a torn or non-JSON line, a record of another shape, a value of
-    any type are skipped or kept as they are for the monitor to judge per feature.
-    """
-    log_dir = Path(log_dir)
+    """Logged instances and predictions with start <= timestamp < end (kfkit.request_logs); a record of
+    another shape, a value of any type is skipped or kept as it is for the monitor to judge per feature."""
     rows, predictions = [], []
-    first_day = dt.datetime.fromtimestamp(start, dt.timezone.utc).date()
-    last_day = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
-    for path in sorted(log_dir.glob("*.jsonl*")) if log_dir.exists() else []:
-        try:
-            day = dt.date.fromisoformat(path.name[:10])
-        except ValueError:
-            continue
-        if not first_day <= day <= last_day:
-            continue
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except (json.JSONDecodeError, RecursionError, ValueError):
-                    continue  # a record cut short by a crash, or not JSON
-                stamp = record.get("timestamp") if isinstance(record, dict) else None
-                if not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or not start <= stamp < end:
-                    continue
-                instances, preds = _instances(record)
-                rows.extend(instances)
-                predictions.extend(preds)
+    for record in request_logs.records(log_dir, start, end):
+        instances, preds = _instances(record)
+        rows.extend(instances)
+        predictions.extend(preds)
     return rows, predictions
 
 
@@ -129,7 +103,7 @@ def read_bigquery_logs(adapter, table: str, start: float, end: float) -> tuple[l
             for payload in response if isinstance(response, list) else [response]:
                 body = parse(payload)
                 preds = body.get("predictions", []) if isinstance(body, dict) else body
-                predictions.extend({PREDICTION: _prediction_value(p)} for p in (preds if isinstance(preds, list) else []))
+                predictions.extend({PREDICTION: prediction_value(p)} for p in (preds if isinstance(preds, list) else []))
     return rows, predictions
 
 

@@ -59,6 +59,14 @@ def served_version(service: dict[str, Any]) -> str | None:
     return service.get("spec", {}).get("predictor", {}).get("labels", {}).get(VERSION_LABEL)
 
 
+def describe(service: dict[str, Any]) -> str:
+    """One line: the service, the version its latest revision serves and that revision's share."""
+    canary = service["spec"]["predictor"].get("canaryTrafficPercent")
+    share = "100% (no canary)" if canary is None else f"{canary}% (the previous rolled-out revision: {100 - canary}%)"
+    return (f"InferenceService {service['metadata'].get('namespace', '')}/{service['metadata']['name']}: "
+            f"latest revision (version {served_version(service) or '?'}) {share}")
+
+
 def ready_condition(service: dict[str, Any]) -> dict[str, Any] | None:
     for condition in service.get("status", {}).get("conditions", []) or []:
         if condition.get("type") == "Ready":

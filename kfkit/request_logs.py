@@ -1,0 +1,44 @@
+"""Reading the request logs kfkit's server writes (kfkit.server.RequestLog): one JSON object per
+request, one per line, in <dir>/<YYYY-MM-DD>[.<n>].jsonl. The monitor and the canary analysis both
+read them here.
+
+Never fails on what a log holds: a torn or non-JSON line, a record that is not an object or has no
+numeric timestamp is skipped; the fields of a record are for the reader to judge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def records(log_dir: str | Path, start: float, end: float) -> Iterator[dict[str, Any]]:
+    """Every logged record with start <= timestamp < end (only the files of those days are opened)."""
+    log_dir = Path(log_dir)
+    first_day = dt.datetime.fromtimestamp(start, dt.timezone.utc).date()
+    last_day = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
+    for path in sorted(log_dir.glob("*.jsonl*")) if log_dir.exists() else []:
+        try:
+            day = dt.date.fromisoformat(path.name[:10])
+        except ValueError:
+            continue
+        if not first_day <= day <= last_day:
+            continue
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except (json.JSONDecodeError, RecursionError, ValueError):
+                    continue  # a record cut short by a crash, or not JSON
+                stamp = record.get("timestamp") if isinstance(record, dict) else None
+                if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and start <= stamp < end:
+                    yield record
+
+
+def prediction_value(prediction: Any) -> Any:
+    """A logged prediction's value: the class of a classifier's answer, the value of a regressor's."""
+    if isinstance(prediction, dict):
+        return prediction.get("classes", prediction.get("value"))
+    return prediction
