@@ -237,8 +237,10 @@ def _canary(args) -> int:
     from kfkit.components.canary.analysis import Thresholds
     from kfkit.components.canary.canary import analyze_canary, status_lines
 
-    result = analyze_canary(args.endpoint, local_root=args.local_root, window_seconds=0, act=False,
-                            thresholds=Thresholds(min_requests=args.min_requests))
+    result = analyze_canary(args.endpoint, backend=args.backend, local_root=args.local_root, window_seconds=0,
+                            act=False, thresholds=Thresholds(min_requests=args.min_requests), project=args.project,
+                            location=args.region, request_logging_table=args.request_logging_table,
+                            bigquery_location=args.bigquery_location)
     print("\n".join(status_lines(result)))
     return 0
 
@@ -248,6 +250,14 @@ def _promote(args) -> int:
         from kfkit.adapters.kserve import KServeAdapter, describe
 
         print("promoted: " + describe(KServeAdapter(args.namespace).promote(args.endpoint)))
+        return 0
+    if args.backend == "vertex":
+        from kfkit.adapters.vertex import VertexAdapter
+
+        vertex = VertexAdapter(args.project, args.region)
+        chosen = args.deployed_model_id or max(vertex.endpoint_state(args.endpoint)["deployed_models"],
+                                               key=lambda m: m["deployed_at"])["id"]
+        print(f"endpoint {args.endpoint}: traffic split now {vertex.promote(args.endpoint, chosen)}")
         return 0
     from kfkit.endpoints import LocalEndpoints, describe
 
@@ -376,16 +386,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="give an endpoint's canary (or --deployed-model-id) 100%% of the traffic")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--deployed-model-id", default="", help="deployed model to promote (default: the newest)")
-    p.add_argument("--backend", choices=["local", "kserve"], default="local",
-                   help="local endpoints, or a KServe InferenceService (KServe's own canary promotion)")
+    p.add_argument("--backend", choices=["local", "vertex", "kserve"], default="local",
+                   help="local endpoints, a Vertex AI endpoint, or a KServe InferenceService (KServe's own canary "
+                   "promotion)")
+    p.add_argument("--project", help="Google Cloud project (vertex)")
+    p.add_argument("--region", default="us-central1", help="Vertex AI region (vertex)")
     p.add_argument("--namespace", default="", help="Kubernetes namespace (kserve; default: the pod's own, else default)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_promote)
 
-    p = sub.add_parser("canary", help="a local endpoint's canary: its figures so far against the baseline")
+    p = sub.add_parser("canary", help="an endpoint's canary: its figures so far against the baseline")
     p.add_argument("action", choices=["status"])
     p.add_argument("--endpoint", required=True)
     p.add_argument("--min-requests", type=int, default=100, help="requests each side needs for a verdict (100)")
+    p.add_argument("--backend", choices=["local", "vertex"], default="local")
+    p.add_argument("--project", default="", help="Google Cloud project (vertex)")
+    p.add_argument("--region", default="us-central1", help="Vertex AI region of the endpoint (vertex)")
+    p.add_argument("--request-logging-table", default="",
+                   help="the endpoint's request-response logging table, bq://project.dataset.table (vertex)")
+    p.add_argument("--bigquery-location", default="US", help="BigQuery location of that table (vertex)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_canary)
 

@@ -42,3 +42,20 @@ def prediction_value(prediction: Any) -> Any:
     if isinstance(prediction, dict):
         return prediction.get("classes", prediction.get("value"))
     return prediction
+
+
+def payload_items(payloads: Any, key: str) -> list[Any]:
+    """The `key` list ("instances" or "predictions") of one Vertex request-response log row's payload
+    column: a list of JSON strings (or a single one), each a request or response body. A payload that
+    is not JSON, or has no such list, contributes nothing."""
+    items: list[Any] = []
+    for payload in payloads if isinstance(payloads, list) else [payloads]:
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except (json.JSONDecodeError, RecursionError, ValueError):
+                continue
+        found = payload.get(key, []) if isinstance(payload, dict) else payload
+        if isinstance(found, list):
+            items.extend(found)
+    return items

@@ -134,7 +134,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             model_storage_uri: s3:// or gs:// prefix KServe loads models from (kserve).
             serving_service_account: Kubernetes service account of the model server, with the
                 credentials KServe's storage initializer reads model_storage_uri with (kserve).
-            canary_window_seconds: With traffic_percent below 100 on the local backend, how long the
+            canary_window_seconds: With traffic_percent below 100 (kfkit's server or Vertex AI), how long the
                 canary is watched before it is promoted or rolled back (0: no analysis, the split stays).
             canary_min_requests: Fewest requests each side needs for a verdict.
             canary_on_inconclusive: `keep` the split, or `rollback`, when traffic stays too little.
@@ -197,18 +197,20 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 local_root=local_root, endpoint_backend=endpoint_backend, namespace=namespace,
                 model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
             ).set_display_name("deploy"))
-            # a canary on kfkit's own endpoints is watched and then promoted or rolled back
-            with dsl.If(backend == "local", name="local-endpoint"):
-                with dsl.If(endpoint_backend == "", name="kfkit-server"):
-                    with dsl.If(traffic_percent < 100, name="canary"):
-                        # a float against a float: CEL has no float-int comparison, and the branch would
-                        # be skipped silently
-                        with dsl.If(canary_window_seconds > 0.0, name="watched"):
-                            analyze_canary(
-                                endpoint=deploy.outputs["endpoint"], backend=backend, local_root=local_root,
-                                window_seconds=canary_window_seconds, min_requests=canary_min_requests,
-                                on_inconclusive=canary_on_inconclusive,
-                            ).set_display_name("canary analysis")
+            # a canary on kfkit's own endpoints or on Vertex AI is watched, then promoted or rolled back
+            # (KServe moves its own canaryTrafficPercent: kfkit promote/rollback --backend kserve)
+            with dsl.If(endpoint_backend != "kserve", name="kfkit-or-vertex-endpoint"):
+                with dsl.If(traffic_percent < 100, name="canary"):
+                    # a float against a float: CEL has no float-int comparison, and the branch would be
+                    # skipped silently
+                    with dsl.If(canary_window_seconds > 0.0, name="watched"):
+                        analyze_canary(
+                            endpoint=deploy.outputs["endpoint"], backend=backend, endpoint_backend=endpoint_backend,
+                            project=project, location=region, request_logging_table=request_logging_table,
+                            bigquery_location=location, local_root=local_root,
+                            window_seconds=canary_window_seconds, min_requests=canary_min_requests,
+                            on_inconclusive=canary_on_inconclusive,
+                        ).set_display_name("canary analysis")
 
     return training_pipeline
 

@@ -255,7 +255,9 @@ def test_the_report_says_the_verdict_and_each_criterion(endpoint_with_canary):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"backend": "vertex"}, "canary analysis runs on the local backend only for now"),
+    ({"endpoint_backend": "kserve"}, r"runs on kfkit's server \(local\) and Vertex AI endpoints, not on kserve"),
+    ({"backend": "vertex"}, "request_logging_table is empty"),
+    ({"backend": "tpu"}, "backend must be one of local, vertex, kserve"),
     ({"on_inconclusive": "promote"}, "on_inconclusive must be one of keep, rollback"),
     ({"window_seconds": -1}, "window_seconds and max_extensions must be >= 0")])
 def test_bad_parameters_are_refused_before_watching(tmp_path, kwargs, message):

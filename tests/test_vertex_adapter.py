@@ -43,6 +43,7 @@ def FakeModel(rec, resource=PARENT, version="2", labels=None):  # noqa: N802 - s
     model.versioning_registry = mock.create_autospec(ModelRegistry, spec_set=True, instance=True)
     model.versioning_registry.add_version_aliases.side_effect = (
         lambda new_aliases, version: rec.calls.append(("add_version_aliases", new_aliases, version)))
+    model.update.side_effect = lambda **kwargs: rec.calls.append(("Model.update", model.versioned_resource_name, kwargs))
     return model
 
 

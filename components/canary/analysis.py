@@ -56,12 +56,17 @@ class Served:
     predictions: list[Any] = field(default_factory=list)
     # (prediction, truth) for the answered requests whose key has a label
     labelled: list[tuple[Any, Any]] = field(default_factory=list)
+    # {q: ms} computed by the service that served (Vertex: Cloud Monitoring's own percentiles over
+    # every request), used instead of latencies_ms, which such a service does not hand out
+    latency_percentiles: dict[int, float] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
-    def latency(self, q: float) -> float | None:
+    def latency(self, q: int) -> float | None:
+        if q in self.latency_percentiles:
+            return float(self.latency_percentiles[q])
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
 
     def figures(self) -> dict[str, Any]:

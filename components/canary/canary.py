@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from kfkit.components.canary.analysis import INCONCLUSIVE, PROMOTE, ROLLBACK, Analysis, Served, Thresholds, analyze
@@ -69,20 +68,78 @@ def _merged(name: str, parts: list[Served]) -> Served:
     return merged
 
 
-def read_labels(local_root, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-    """{request key: label} from a local warehouse table (ground truth that arrived after the requests)."""
-    if not (request_key and label_column):
-        raise ConfigError("labels_table needs request_key (the instance field and table column joining requests "
-                          "to labels) and label_column")
-    from kfkit.warehouse import LocalWarehouse
-
+def read_labels(batches, table: str) -> dict[str, Any]:
+    """{request key: label} from the batches of `SELECT key AS k, label AS y FROM table`."""
     labels = {}
-    for batch in LocalWarehouse(local_root).query_batches(f"SELECT `{request_key}` AS k, `{label_column}` AS y "
-                                                          f"FROM `{table}`"):
+    for batch in batches:
         for key, label in zip(batch.column("k").to_pylist(), batch.column("y").to_pylist()):
             if key is not None:
                 labels[str(key)] = label
+    if not labels:
+        raise ConfigError(f"labels_table {table!r} holds no labelled key")
     return labels
+
+
+def labels_query(table: str, request_key: str, label_column: str) -> str:
+    if not (request_key and label_column):
+        raise ConfigError("labels_table needs request_key (the instance field and table column joining requests "
+                          "to labels) and label_column")
+    return f"SELECT `{request_key}` AS k, `{label_column}` AS y FROM `{table}`"
+
+
+class LocalCanary:
+    """A canary on kfkit's server: endpoint state in kfkit.endpoints, figures in the server's request
+    logs, champion and tags in the MLflow registry."""
+
+    def __init__(self, endpoint_name: str, local_root: str | None = None, registry=None):
+        from kfkit.config import local_root as resolve_root
+        from kfkit.endpoints import LocalEndpoints
+
+        self.name = endpoint_name
+        self.root = resolve_root(local_root)
+        self.endpoints = LocalEndpoints(self.root)
+        self._registry = registry
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+            self._registry = MlflowRegistry(self.root)
+        return self._registry
+
+    def state(self) -> dict[str, Any]:
+        state = self.endpoints.load(self.name)
+        if state is None:
+            raise ConfigError(f"no local endpoint {self.name!r} under {self.root}")
+        return state
+
+    def labels(self, table: str, request_key: str, label_column: str) -> dict[str, Any]:
+        from kfkit.warehouse import LocalWarehouse
+
+        return read_labels(LocalWarehouse(self.root).query_batches(labels_query(table, request_key, label_column)),
+                           table)
+
+    def served(self, canary: dict, baseline: list[dict], start: float, end: float, labels, request_key: str):
+        from kfkit.components.canary.traffic import read_served
+
+        served, timeline = read_served(self.root / "request_logs" / self.name, start, end, labels=labels,
+                                       request_key=request_key)
+        return (_merged(f"canary {canary['id']}", [served.get(canary["id"], Served(canary["id"]))]),
+                _merged("baseline " + ", ".join(m["id"] for m in baseline),
+                        [served.get(m["id"], Served(m["id"])) for m in baseline]), timeline)
+
+    def promote(self, canary: dict) -> None:
+        self.endpoints.promote(self.name, canary["id"])
+
+    def rollback(self) -> None:
+        self.endpoints.rollback(self.name)
+
+    def set_champion(self, model: dict) -> None:
+        self.registry.set_alias(model["model"], model["version"], "champion")
+
+    def tag(self, model: dict, value: str) -> None:
+        self.registry.tag_version(model["model"], model["version"], CANARY_TAG, value)
 
 
 def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: str | None = None,
@@ -90,29 +147,36 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
                    thresholds: Thresholds | None = None, labels_table: str = "", request_key: str = "",
                    label_column: str = "", act: bool = True, poll_seconds: float = 5.0,
                    clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                   registry=None) -> CanaryResult:
+                   registry=None, endpoint_backend: str = "", project: str = "", location: str = "",
+                   request_logging_table: str = "", bigquery_location: str = "US", source=None) -> CanaryResult:
     """Watch the endpoint's canary for window_seconds (extended up to max_extensions times while either
-    side has fewer than min_requests), then judge it and, with act, promote or roll it back."""
-    from kfkit.components.canary.traffic import read_served
-    from kfkit.config import local_root as resolve_root
-    from kfkit.endpoints import LocalEndpoints
+    side has fewer than min_requests), then judge it and, with act, promote or roll it back.
 
-    if backend != "local":
-        raise ConfigError(f"canary analysis runs on the local backend only for now, got backend={backend!r}: "
-                          "on Vertex AI move the split with the console or `kfkit rollback --backend vertex`")
+    backend/endpoint_backend as deploy's: local (kfkit's server) or vertex (bigquery); project,
+    location (Vertex region), request_logging_table and bigquery_location for Vertex.
+    """
+    from kfkit.components.deploy.deploy import resolve_backend
+
     if on_inconclusive not in ON_INCONCLUSIVE:
         raise ConfigError(f"on_inconclusive must be one of {', '.join(ON_INCONCLUSIVE)}, got {on_inconclusive!r}")
     if window_seconds < 0 or max_extensions < 0:
         raise ConfigError(f"window_seconds and max_extensions must be >= 0, got {window_seconds} and {max_extensions}")
     t = (thresholds or Thresholds()).check()
-    root = resolve_root(local_root)
-    endpoints = LocalEndpoints(root)
-    state = endpoints.load(endpoint_name)
-    if state is None:
-        raise ConfigError(f"no local endpoint {endpoint_name!r} under {root}")
-    canary, baseline = sides(state)
-    labels = read_labels(root, labels_table, request_key, label_column) if labels_table else None
-    log_dir = root / "request_logs" / endpoint_name
+    if source is None:
+        chosen = resolve_backend(backend, endpoint_backend)
+        if chosen == "local":
+            source = LocalCanary(endpoint_name, local_root, registry)
+        elif chosen == "vertex":
+            from kfkit.components.canary.vertex import VertexCanary
+
+            source = VertexCanary(endpoint_name, project=project, location=location,
+                                  request_logging_table=request_logging_table, bigquery_location=bigquery_location)
+        else:
+            raise ConfigError(f"canary analysis runs on kfkit's server (local) and Vertex AI endpoints, not on "
+                              f"{chosen}: KServe's canaryTrafficPercent is moved with `kfkit promote/rollback "
+                              "--backend kserve`")
+    canary, baseline = sides(source.state())
+    labels = source.labels(labels_table, request_key, label_column) if labels_table else None
     start = float(canary.get("deployed_at", 0))
     deadline, extensions = clock() + window_seconds, 0
     log.info("watching canary %s (version %s, %s%%) against %s for %.0fs", canary["id"], canary["version"],
@@ -120,10 +184,8 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
     while True:
         now = clock()
         if now >= deadline:
-            served, timeline = read_served(log_dir, start, now + 1e-6, labels=labels, request_key=request_key)
-            canary_served = _merged(f"canary {canary['id']}", [served.get(canary["id"], Served(canary["id"]))])
-            baseline_served = _merged("baseline " + ", ".join(m["id"] for m in baseline),
-                                      [served.get(m["id"], Served(m["id"])) for m in baseline])
+            canary_served, baseline_served, timeline = source.served(canary, baseline, start, now + 1e-6, labels,
+                                                                     request_key)
             if min(canary_served.requests, baseline_served.requests) >= t.min_requests or extensions >= max_extensions:
                 break
             extensions += 1
@@ -134,39 +196,32 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
     analysis = analyze(canary_served, baseline_served, t)
     action = "none"
     if act:
-        action = _act(endpoints, endpoint_name, canary, baseline, analysis, on_inconclusive, registry, root)
-    final = endpoints.load(endpoint_name)
-    split = {m["id"]: m["traffic"] for m in final["deployed_models"]}
+        action = _act(source, canary, baseline, analysis, on_inconclusive)
+    split = {m["id"]: m["traffic"] for m in source.state()["deployed_models"]}
     log.info("canary %s: %s (%s); %s", canary["id"], analysis.verdict, analysis.reason, action)
     return CanaryResult(endpoint_name, canary, baseline, analysis, action, split, (start, now), timeline,
                         (canary_served, baseline_served))
 
 
-def _act(endpoints, name: str, canary: dict, baseline: list[dict], analysis: Analysis, on_inconclusive: str,
-         registry, root: Path) -> str:
+def _act(source, canary: dict, baseline: list[dict], analysis: Analysis, on_inconclusive: str) -> str:
     decision = analysis.verdict
     if decision == INCONCLUSIVE:
         if on_inconclusive == "keep":
             return "kept the split (inconclusive)"
         decision = ROLLBACK
-    current = endpoints.load(name)
-    still = {m["id"]: m["traffic"] for m in current["deployed_models"]}
+    still = {m["id"]: m.get("traffic", 0) for m in source.state()["deployed_models"]}
     if still.get(canary["id"], 0) != canary["traffic"]:
-        raise ConfigError(f"endpoint {name!r} changed while its canary was watched ({canary['id']} now has "
+        raise ConfigError(f"endpoint {source.name!r} changed while its canary was watched ({canary['id']} now has "
                           f"{still.get(canary['id'], 0)}%): nothing done")
-    if registry is None:
-        from kfkit.adapters.mlflow_registry import MlflowRegistry
-
-        registry = MlflowRegistry(root)
     if decision == PROMOTE:
-        endpoints.promote(name, canary["id"])
-        registry.set_alias(canary["model"], canary["version"], "champion")
-        registry.tag_version(canary["model"], canary["version"], CANARY_TAG, "promoted")
+        source.promote(canary)
+        source.set_champion(canary)
+        source.tag(canary, "promoted")
         return f"promoted {canary['id']} to 100%; champion is version {canary['version']}"
-    endpoints.rollback(name)
+    source.rollback()
     previous = max(baseline, key=lambda m: m["traffic"])
-    registry.set_alias(previous["model"], previous["version"], "champion")
-    registry.tag_version(canary["model"], canary["version"], CANARY_TAG, "rejected")
+    source.set_champion(previous)
+    source.tag(canary, "rejected")
     return (f"rolled back to the split before {canary['id']}; champion is version {previous['version']}, "
             f"version {canary['version']} tagged rejected")
 

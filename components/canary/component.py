@@ -15,6 +15,11 @@ def analyze_canary(
     metrics: Output[Metrics],
     report: Output[HTML],
     backend: str = "local",
+    endpoint_backend: str = "",
+    project: str = "",
+    location: str = "us-central1",
+    request_logging_table: str = "",
+    bigquery_location: str = "US",
     local_root: str = ".kfkit",
     window_seconds: float = 600.0,
     max_extensions: int = 0,
@@ -34,7 +39,15 @@ def analyze_canary(
     Args:
         endpoint: The endpoint deploy wrote (its metadata names the endpoint); its newest version with
             traffic is the canary, the others with traffic its baseline.
-        backend: `local` (kfkit's server and its request logs); other backends are refused for now.
+        backend: As deploy's: `local` (kfkit's server and its request logs) or `vertex`/`bigquery`
+            (a Vertex AI endpoint: Cloud Monitoring's counts and latencies, predictions from its
+            request-response logging table, the split through the Endpoint API).
+        endpoint_backend: As deploy's: overrides backend for the endpoint (`kserve` is refused: move
+            KServe's canary with `kfkit promote/rollback --backend kserve`).
+        project: Google Cloud project of the endpoint, its metrics and its logging table (vertex).
+        location: Vertex AI region of the endpoint (vertex).
+        request_logging_table: bq://project.dataset.table the endpoint logs requests to (vertex).
+        bigquery_location: BigQuery location of request_logging_table and labels_table (vertex).
         local_root: Directory of the embedded backend's state.
         window_seconds: How long to watch before judging.
         max_extensions: Times the window is extended while either side has fewer than min_requests.
@@ -46,7 +59,7 @@ def analyze_canary(
             metric: L-infinity for classes, Jensen-Shannon for numbers).
         max_accuracy_drop: Most the canary's accuracy may fall below the baseline's (with labels).
         max_rmse_ratio: Most the canary's RMSE may be, as a multiple of the baseline's (with labels).
-        labels_table: Local warehouse table of ground truth (optional).
+        labels_table: Table of ground truth, in the local warehouse or BigQuery (optional).
         request_key: Instance field, and labels_table column, joining requests to their labels.
         label_column: labels_table column holding the label.
 
@@ -63,7 +76,9 @@ def analyze_canary(
     from kfkit.components.canary.report import render
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = run(dict(endpoint.metadata).get("endpoint", ""), backend=backend, local_root=local_root,
+    result = run(dict(endpoint.metadata).get("endpoint", ""), backend=backend, endpoint_backend=endpoint_backend,
+                 project=project, location=location, request_logging_table=request_logging_table,
+                 bigquery_location=bigquery_location, local_root=local_root,
                  window_seconds=window_seconds, max_extensions=max_extensions, on_inconclusive=on_inconclusive,
                  thresholds=Thresholds(min_requests, max_error_rate_increase, max_latency_ratio,
                                        max_prediction_distance, max_accuracy_drop, max_rmse_ratio),

@@ -17,7 +17,7 @@ import pyarrow as pa
 from kfkit.components.monitor import drift
 from kfkit.components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
 from kfkit import report, request_logs
-from kfkit.request_logs import prediction_value
+from kfkit.request_logs import payload_items, prediction_value
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
 from kfkit.errors import ConfigError
@@ -84,26 +84,11 @@ def read_bigquery_logs(adapter, table: str, start: float, end: float) -> tuple[l
     params = {"window_start": dt.datetime.fromtimestamp(start, dt.timezone.utc),
               "window_end": dt.datetime.fromtimestamp(end, dt.timezone.utc)}
     rows, predictions = [], []
-
-    def parse(payload):
-        if isinstance(payload, str):
-            try:
-                return json.loads(payload)
-            except (json.JSONDecodeError, RecursionError, ValueError):
-                return None
-        return payload
-
     for batch in adapter.query_to_arrow(sql, params):
         for request, response in zip(batch.column("request_payload").to_pylist(),
                                      batch.column("response_payload").to_pylist()):
-            for payload in request if isinstance(request, list) else [request]:
-                body = parse(payload)
-                items = body.get("instances", []) if isinstance(body, dict) else body
-                rows.extend(i for i in (items if isinstance(items, list) else []) if isinstance(i, dict))
-            for payload in response if isinstance(response, list) else [response]:
-                body = parse(payload)
-                preds = body.get("predictions", []) if isinstance(body, dict) else body
-                predictions.extend({PREDICTION: prediction_value(p)} for p in (preds if isinstance(preds, list) else []))
+            rows.extend(i for i in payload_items(request, "instances") if isinstance(i, dict))
+            predictions.extend({PREDICTION: prediction_value(p)} for p in payload_items(response, "predictions"))
     return rows, predictions
 
 

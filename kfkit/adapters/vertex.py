@@ -183,11 +183,35 @@ class VertexAdapter:
         labels.update(previous_split_labels(split))
         endpoint.update(labels=labels)
 
-    def rollback(self, endpoint_name: str) -> dict[str, int]:
-        found = self.ai.Endpoint.list(filter=f'display_name="{endpoint_name}"', **self._where)
+    def endpoint(self, display_name: str):
+        found = self.ai.Endpoint.list(filter=f'display_name="{display_name}"', **self._where)
         if not found:
-            raise ConfigError(f"no Vertex AI endpoint named {endpoint_name!r} in {self.project}/{self.location}")
-        endpoint = found[0]
+            raise ConfigError(f"no Vertex AI endpoint named {display_name!r} in {self.project}/{self.location}")
+        return found[0]
+
+    def endpoint_state(self, display_name: str) -> dict[str, Any]:
+        """The endpoint as kfkit.endpoints describes a local one: each deployed model's id, model, version,
+        traffic and deployment time (epoch seconds)."""
+        endpoint = self.endpoint(display_name)
+        split = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
+        models = [{"id": d.id, "model": str(getattr(d, "model", "")).partition("@")[0],
+                   "version": str(getattr(d, "model_version_id", "") or ""), "traffic": split.get(d.id, 0),
+                   "deployed_at": _epoch(getattr(d, "create_time", None))} for d in endpoint.list_models()]
+        return {"endpoint": display_name, "resource_name": endpoint.resource_name,
+                "endpoint_id": endpoint.resource_name.rsplit("/", 1)[-1], "deployed_models": models}
+
+    def promote(self, endpoint_name: str, deployed_model_id: str) -> dict[str, int]:
+        """All traffic to one deployed model; the split it replaces is remembered for `rollback`."""
+        endpoint = self.endpoint(endpoint_name)
+        if deployed_model_id not in {d.id for d in endpoint.list_models()}:
+            raise ConfigError(f"endpoint {endpoint_name!r} has no deployed model {deployed_model_id!r}")
+        current = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
+        labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
+        endpoint.update(traffic_split={deployed_model_id: 100}, labels={**labels, **previous_split_labels(current)})
+        return {deployed_model_id: 100}
+
+    def rollback(self, endpoint_name: str) -> dict[str, int]:
+        endpoint = self.endpoint(endpoint_name)
         previous = split_from_labels(endpoint.labels or {})
         if not previous:
             raise ConfigError(f"endpoint {endpoint_name!r} has no previous traffic split recorded by kfkit deploy")
@@ -199,6 +223,20 @@ class VertexAdapter:
         labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
         endpoint.update(traffic_split=previous, labels={**labels, **previous_split_labels(current)})
         return previous
+
+    def set_alias(self, model_resource: str, version: str, alias: str) -> None:
+        """Move `alias` to this version (Vertex keeps an alias on one version of a model)."""
+        self.add_aliases(self.ai.Model(model_name=model_resource, version=version, **self._where), [alias])
+
+    def tag_version(self, model_resource: str, version: str, key: str, value: str) -> None:
+        """A label on one model version (kept beside the user's labels)."""
+        model = self.ai.Model(model_name=model_resource, version=version, **self._where)
+        model.update(labels={**(model.labels or {}), label_value(key): label_value(value)})
+
+
+def _epoch(stamp) -> float:
+    """A DeployedModel's create_time (a datetime from the SDK) as epoch seconds; 0 when unknown."""
+    return float(stamp.timestamp()) if hasattr(stamp, "timestamp") else 0.0
 
 
 PREVIOUS_LABEL_PREFIX = "kfkit-prev-"
