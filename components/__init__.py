@@ -18,6 +18,7 @@ COMPONENTS = {
     "record_recipe": ("kfkit.components.recipe.component", "record_recipe"),
     "batch_predict": ("kfkit.components.batch_predict.component", "batch_predict"),
     "canary": ("kfkit.components.canary.component", "analyze_canary"),
+    "tune": ("kfkit.components.tune.component", "tune_hyperparameters"),
 }
 
 

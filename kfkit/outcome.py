@@ -53,6 +53,15 @@ def training_lines(run_dir: Path) -> tuple[str, list[str]]:
             for name in ("train", "eval", "test")}
     if snapshot:
         lines.append(f"Data: snapshot {snapshot}; rows " + ", ".join(f"{k} {v}" for k, v in rows.items() if v is not None))
+    tuned = _artifact(run_dir, "tune-hyperparameters", "metrics").get("metadata", {})
+    if tuned.get("best"):
+        counts = {k.removeprefix("trials_"): int(v) for k, v in tuned.items() if k.startswith("trials_")}
+        best_metric = next(((k.removeprefix("best_"), v) for k, v in tuned.items()
+                            if k.startswith("best_") and isinstance(v, (int, float))), None)
+        figure = f"best {best_metric[0]} {_fmt(best_metric[1])}" if best_metric else "best"
+        lines.append(f"Tuned ({tuned.get('library', '?')}, {sum(counts.values())} trials: "
+                     + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"): {figure} with "
+                     + ", ".join(f"{k}={_fmt(v)}" for k, v in tuned["best"].items()))
     if blessed is None:
         return "no decision (evaluate did not run)", lines
     if blessed:
@@ -92,7 +101,8 @@ def monitoring_lines(run_dir: Path) -> tuple[str, list[str]]:
     worst = sorted(compared, key=lambda f: -f["distance"])[:3]
     if worst:
         lines.append("Worst features: " + ", ".join(f"{f['feature']} {f['distance']:.3f} ({f['status']})" for f in worst))
-    retrained = (run_dir / "train-tensorflow-model").exists()
+    # train-tensorflow-model-2: the training pipeline's tuned branch
+    retrained = any((run_dir / step).exists() for step in ("train-tensorflow-model", "train-tensorflow-model-2"))
     if retrained:
         blessed = _parameter(run_dir, "evaluate-model")
         registered = _artifact(run_dir, "register-model", "registered_model").get("metadata", {})

@@ -85,6 +85,12 @@ def check(pipeline, values: dict[str, Any], pipeline_name: str = "") -> dict[str
         allowed = _PY_TYPES.get(kfp_type)
         if allowed is None:
             continue
+        if str in allowed and isinstance(value, (dict, list)):
+            # a string parameter that holds YAML or JSON (a tuning search space): given as a mapping in a
+            # parameter file or as JSON on the command line, it is passed on as JSON text
+            import json
+
+            value = values[name] = json.dumps(value)
         ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
         if not ok:
             raise ConfigError(f"parameter {name!r} of pipeline {label!r} expects {kfp_type.lower()}, "

@@ -20,8 +20,12 @@ from kfkit.components.register.component import register_model
 from kfkit.components.train.component import train_tensorflow_model
 from kfkit.components.validate.component import validate_data
 
-from kfkit.components.recipe.recipe import PENGUINS_QUERY
+from kfkit.components.recipe.recipe import DEFAULT_SEARCH_SPACE, PENGUINS_QUERY
+from kfkit.components.tune.component import tune_hyperparameters
+from kfkit.kfp_local_compat import enable_artifact_oneof
 from kfkit.pipelines.retries import cloud_step
+
+enable_artifact_oneof()  # the tuned and fixed branches meet in a dsl.OneOf of the model
 
 # Where the train step runs on Vertex when the pipeline is built with custom_training_job:
 # a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).
@@ -85,6 +89,13 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         canary_window_seconds: float = 600.0,
         canary_min_requests: int = 100,
         canary_on_inconclusive: str = "keep",
+        dropout: float = 0.0,
+        tune: bool = False,
+        search_space: str = DEFAULT_SEARCH_SPACE,
+        tune_metric: str = "eval_loss",
+        tune_goal: str = "minimize",
+        tune_max_trials: int = 20,
+        tune_parallelism: int = 1,
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -138,6 +149,14 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 canary is watched before it is promoted or rolled back (0: no analysis, the split stays).
             canary_min_requests: Fewest requests each side needs for a verdict.
             canary_on_inconclusive: `keep` the split, or `rollback`, when traffic stays too little.
+            dropout: Share of each hidden layer's units dropped while training.
+            tune: Search the hyperparameters before training (the tune step) and train with the best.
+            search_space: What tune varies (YAML or JSON; see the tune component); default:
+                learning_rate, hidden_units and dropout.
+            tune_metric: Tuning objective: eval_loss, eval_accuracy or eval_mae.
+            tune_goal: `minimize` or `maximize` tune_metric.
+            tune_max_trials: Trials in the search.
+            tune_parallelism: Trials at once (processes here, parallel trials on Vertex AI).
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -156,16 +175,34 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             unseen_tolerance=unseen_tolerance, maximum_bytes_billed=maximum_bytes_billed,
         ).set_display_name("validate")
 
-        train = train_op(
-            train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
-            statistics=validate.outputs["statistics"], schema=validate.outputs["schema"],
-            label_column=label_column, task=task, hidden_units=hidden_units, learning_rate=learning_rate,
-            epochs=epochs, batch_size=batch_size, seed=seed, exclude_columns=exclude_columns,
-            categorical_columns=categorical_columns,
-        ).set_display_name("train")
+        common = dict(train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"],
+                      statistics=validate.outputs["statistics"], schema=validate.outputs["schema"],
+                      label_column=label_column, task=task, seed=seed, exclude_columns=exclude_columns,
+                      categorical_columns=categorical_columns)
+        # the untuned branch first: its step keeps the name train-tensorflow-model (the tuned one's is -2)
+        with dsl.If(tune == False, name="fixed"):  # noqa: E712 (KFP condition)
+            train_fixed = train_op(
+                hidden_units=hidden_units, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                dropout=dropout, **common,
+            ).set_display_name("train")
+        with dsl.Else(name="tuned"):
+            tuned = tune_hyperparameters(
+                search_space=search_space, metric=tune_metric, goal=tune_goal, max_trials=tune_max_trials,
+                parallelism=tune_parallelism, hidden_units=hidden_units, learning_rate=learning_rate, epochs=epochs,
+                batch_size=batch_size, dropout=dropout, backend=backend, project=project, location=region,
+                local_root=local_root, **common,
+            ).set_display_name("tune")
+            # the data and the space can be the same while the code is not: the study resumes instead
+            tuned.set_caching_options(False)
+            train_tuned = train_op(
+                hidden_units=tuned.outputs["hidden_units"], learning_rate=tuned.outputs["learning_rate"],
+                epochs=tuned.outputs["epochs"], batch_size=tuned.outputs["batch_size"],
+                patience=tuned.outputs["patience"], dropout=tuned.outputs["dropout"], **common,
+            ).set_display_name("train")
+        trained_model = dsl.OneOf(train_fixed.outputs["model"], train_tuned.outputs["model"])
 
         evaluate = evaluate_model(
-            model=train.outputs["model"], test_data=ingest.outputs["test_data"],
+            model=trained_model, test_data=ingest.outputs["test_data"],
             champion_model_uri=champion_model_uri, min_accuracy=min_accuracy, min_roc_auc=min_roc_auc,
             max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance, model_name=model_name,
             backend=backend, project=project, location=region, local_root=local_root,
@@ -175,13 +212,13 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
 
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
             # every parameter of this run, recorded with the model before it is registered
-            recipe = record_recipe(model=train.outputs["model"], **parameters).set_display_name("record-recipe")
+            recipe = record_recipe(model=trained_model, **parameters).set_display_name("record-recipe")
             write_model_card(
-                model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+                model=trained_model, metrics=evaluate.outputs["metrics"],
                 statistics=validate.outputs["statistics"], reason=evaluate.outputs["reason"],
             ).set_display_name("model-card")
             register = register_model(
-                model=train.outputs["model"], metrics=evaluate.outputs["metrics"], model_name=model_name,
+                model=trained_model, metrics=evaluate.outputs["metrics"], model_name=model_name,
                 blessed=True, backend=backend, project=project, location=region, local_root=local_root,
                 serving_image=serving_image,
                 labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "git-commit": git_commit},

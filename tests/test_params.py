@@ -157,3 +157,13 @@ def test_a_template_loaded_from_yaml_is_checked_like_the_pipeline_function(tmp_p
     # an input of a type params does not know (an artifact) is passed over, and the rest still checked
     with pytest.raises(ConfigError, match=r"^parameter 'rows' of pipeline 'use' expects integer"):
         check(loaded, {"data": object(), "rate": 2.0, "rows": "five"}, "use")
+
+
+def test_a_mapping_for_a_string_parameter_is_passed_on_as_json_text():
+    values = parse_assignments(['search_space={"dropout": {"type": "float", "low": 0, "high": 0.5}}'])
+
+    checked = check(pipelines.load("training"), values, "training")
+
+    assert checked["search_space"] == '{"dropout": {"type": "float", "low": 0, "high": 0.5}}'
+    from kfkit.components.tune.space import parse_space
+    assert parse_space(checked["search_space"])[0].high == 0.5

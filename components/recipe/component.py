@@ -67,6 +67,13 @@ def champion_recipe(
     ("canary_window_seconds", float),
     ("canary_min_requests", int),
     ("canary_on_inconclusive", str),
+    ("dropout", float),
+    ("tune", bool),
+    ("search_space", str),
+    ("tune_metric", str),
+    ("tune_goal", str),
+    ("tune_max_trials", int),
+    ("tune_parallelism", int),
 ]):
     """Reads the training recipe recorded with the model holding the `champion` alias.
 
@@ -155,6 +162,13 @@ def record_recipe(
     canary_window_seconds: float,
     canary_min_requests: int,
     canary_on_inconclusive: str,
+    dropout: float,
+    tune: bool,
+    search_space: str,
+    tune_metric: str,
+    tune_goal: str,
+    tune_max_trials: int,
+    tune_parallelism: int,
 ):
     """Records a training run's recipe (every training pipeline parameter) with its model.
 
@@ -164,7 +178,7 @@ def record_recipe(
 
     Args:
         model: The trained model the recipe belongs to.
-        query: And every other training pipeline parameter (label_column ... canary_on_inconclusive), as this
+        query: And every other training pipeline parameter (label_column ... tune_parallelism), as this
             run had them; see the training pipeline for each one's meaning.
 
     Returns:
@@ -187,7 +201,9 @@ def record_recipe(
         git_commit=git_commit, maximum_bytes_billed=maximum_bytes_billed, endpoint_backend=endpoint_backend,
         namespace=namespace, model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
         canary_window_seconds=canary_window_seconds, canary_min_requests=canary_min_requests,
-        canary_on_inconclusive=canary_on_inconclusive)
+        canary_on_inconclusive=canary_on_inconclusive, dropout=dropout, tune=tune, search_space=search_space,
+        tune_metric=tune_metric, tune_goal=tune_goal, tune_max_trials=tune_max_trials,
+        tune_parallelism=tune_parallelism)
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)

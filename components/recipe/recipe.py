@@ -28,6 +28,13 @@ PENGUINS_QUERY = (
     "WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
 )
 
+# tune=true's default search space, one line (as PENGUINS_QUERY): learning rate, layers, dropout
+DEFAULT_SEARCH_SPACE = (
+    '{"learning_rate": {"type": "float", "low": 0.0003, "high": 0.1, "log": true}, '
+    '"hidden_units": {"type": "categorical", "choices": [[32], [64, 32], [128, 64]]}, '
+    '"dropout": {"type": "float", "low": 0.0, "high": 0.4}}'
+)
+
 # The training pipeline's parameters and defaults, in its order (a test checks they are the
 # pipeline's own): what a retrain uses where a model has no recorded recipe. Kept here, not read
 # from the pipeline, because component steps run without the KFP SDK's pipeline DSL.
@@ -42,7 +49,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "machine_type": "n1-standard-2", "request_logging_table": "", "git_commit": "",
     "maximum_bytes_billed": 1_000_000_000_000, "endpoint_backend": "", "namespace": "", "model_storage_uri": "",
     "serving_service_account": "", "canary_window_seconds": 600.0, "canary_min_requests": 100,
-    "canary_on_inconclusive": "keep",
+    "canary_on_inconclusive": "keep", "dropout": 0.0, "tune": False, "search_space": DEFAULT_SEARCH_SPACE,
+    "tune_metric": "eval_loss", "tune_goal": "minimize", "tune_max_trials": 20, "tune_parallelism": 1,
 }
 
 

@@ -52,6 +52,8 @@ def register_model(
 
     values = metric_values(dict(metrics.metadata))
     params = {k: v for k, v in model.metadata.items() if k in ("task", "label", "framework_version", "epochs_run")}
+    # the hyperparameters train used (tuned or given), recorded with the version
+    params.update({f"hp_{k}": v for k, v in dict(model.metadata.get("hyperparameters") or {}).items()})
     all_labels = {**labels, **({"data-snapshot": data_snapshot} if data_snapshot else {})}
     meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
                     blessed=blessed, metrics=values, params=params, labels=all_labels, task_id=task_id,

@@ -41,7 +41,9 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
         model, created = vertex.upload_version(display_name=model_name, artifact_uri=model_dir,
                                                serving_image=serving_image or DEFAULT_SERVING_IMAGE, aliases=aliases,
                                                labels=labels or {}, metrics=metrics or {}, task_id=task_id,
-                                               make_default=blessed)
+                                               make_default=blessed,
+                                               hyperparameters={k[3:]: v for k, v in (params or {}).items()
+                                                                if k.startswith("hp_")})
     return {"backend": "vertex", "resourceName": model.versioned_resource_name, "model_name": model_name,
             "version": str(model.version_id), "aliases": aliases, "created": created,
             "uri": f"https://{location}-aiplatform.googleapis.com/v1/{model.versioned_resource_name}"}

@@ -23,6 +23,7 @@ def train_tensorflow_model(
     batch_size: int = 64,
     patience: int = 5,
     seed: int = 42,
+    dropout: float = 0.0,
     exclude_columns: list = [],
     categorical_columns: list = [],
 ):
@@ -41,6 +42,7 @@ def train_tensorflow_model(
         batch_size: Rows per training step.
         patience: Epochs without improvement before early stopping.
         seed: Random seed; the same data and seed give the same model. Negative: unseeded.
+        dropout: Share of each hidden layer's units dropped while training (0: none).
         exclude_columns: Columns that are not features (ids, timestamps).
         categorical_columns: Integer columns that are codes, not quantities (hour, area id): one-hot
             or embedded through IntegerLookup instead of normalized.
@@ -58,7 +60,8 @@ def train_tensorflow_model(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     hp = Hyperparameters(hidden_units=[int(u) for u in hidden_units], learning_rate=learning_rate, epochs=epochs,
-                         batch_size=batch_size, patience=patience, seed=seed if seed >= 0 else None)
+                         batch_size=batch_size, patience=patience, seed=seed if seed >= 0 else None,
+                         dropout=dropout)
     with open(statistics.path) as f:
         stats = json.load(f)
     with open(schema.path) as f:
@@ -70,7 +73,10 @@ def train_tensorflow_model(
     model.metadata.update({"framework": "tensorflow", "framework_version": tf.__version__,
                            "format": "saved_model", "signature": result.spec.signature,
                            "label": label_column, "task": result.spec.task, "classes": result.spec.classes,
-                           "epochs_run": result.epochs_run})
+                           "epochs_run": result.epochs_run,
+                           "hyperparameters": {"hidden_units": hp.hidden_units, "learning_rate": hp.learning_rate,
+                                               "epochs": hp.epochs, "batch_size": hp.batch_size,
+                                               "patience": hp.patience, "dropout": hp.dropout, "seed": seed}})
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     metrics.log_metric("training_seconds", result.seconds)

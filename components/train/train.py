@@ -31,6 +31,7 @@ class Hyperparameters:
     batch_size: int = 64
     patience: int = 5
     seed: int | None = 42
+    dropout: float = 0.0  # share of each hidden layer's units dropped while training
 
     def check(self) -> "Hyperparameters":
         if not self.hidden_units or any(int(u) <= 0 for u in self.hidden_units):
@@ -39,6 +40,8 @@ class Hyperparameters:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
 
 
@@ -112,6 +115,8 @@ def build_model(spec: ModelSpec, hp: Hyperparameters):
     hidden = keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
     for i, units in enumerate(hp.hidden_units):
         hidden = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(hidden)
+        if hp.dropout > 0:
+            hidden = keras.layers.Dropout(hp.dropout, seed=hp.seed, name=f"dropout_{i}")(hidden)
     if spec.task == "regression":
         output, loss, metrics = keras.layers.Dense(1, name="prediction")(hidden), "mse", ["mae"]
     elif spec.task == "binary":
@@ -191,10 +196,14 @@ class TrainResult:
 
 
 def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, Any], schema: dict[str, Any],
-          label: str, model_dir: str | Path, hp: Hyperparameters | None = None, task: str = "auto",
+          label: str, model_dir: str | Path | None, hp: Hyperparameters | None = None, task: str = "auto",
           exclude_columns: list[str] | None = None, tensorboard_dir: str | Path | None = None,
-          categorical_columns: list[str] | None = None) -> TrainResult:
-    """Train, early-stop on the eval split, and export the SavedModel to model_dir (atomically)."""
+          categorical_columns: list[str] | None = None, callbacks: list | None = None,
+          verbose: int = 2) -> TrainResult:
+    """Train, early-stop on the eval split, and export the SavedModel to model_dir (atomically).
+
+    model_dir None: nothing exported (a tuning trial wants only the metrics); callbacks: more Keras
+    callbacks (a tuning trial's pruning)."""
     hp = (hp or Hyperparameters()).check()
     spec = build_spec(statistics, schema, label, task, exclude_columns, categorical_columns)
     check_columns(train_data, spec)
@@ -209,7 +218,8 @@ def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, A
     strategy = strategy_from_env()
     with strategy.scope():
         model = build_model(spec, hp)
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience, restore_best_weights=True)]
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience, restore_best_weights=True),
+                 *(callbacks or [])]
     tb_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or tensorboard_dir
     if tb_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb_dir), histogram_freq=0))
@@ -218,11 +228,12 @@ def train(train_data: str | Path, eval_data: str | Path, statistics: dict[str, A
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     history = model.fit(make_dataset(train_data, spec, hp.batch_size, shuffle_seed=hp.seed if hp.seed is not None else 0),
                         validation_data=make_dataset(eval_data, spec, hp.batch_size),
-                        epochs=hp.epochs, callbacks=callbacks, verbose=2)
-    with atomic_dir(model_dir) as tmp:
-        export(model, spec, tmp)
-        # the training baseline travels with the model: the monitor compares serving traffic with it
-        (tmp / "kfkit_statistics.json").write_text(json.dumps(statistics))
+                        epochs=hp.epochs, callbacks=callbacks, verbose=verbose)
+    if model_dir is not None:
+        with atomic_dir(model_dir) as tmp:
+            export(model, spec, tmp)
+            # the training baseline travels with the model: the monitor compares serving traffic with it
+            (tmp / "kfkit_statistics.json").write_text(json.dumps(statistics))
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     best = min(range(len(hist["val_loss"])), key=hist["val_loss"].__getitem__)
     metrics = {f"{'eval' if k.startswith('val_') else 'train'}_{k.removeprefix('val_')}": values[best]

@@ -90,7 +90,8 @@ class VertexAdapter:
         return found[0].resource_name if found else None
 
     def upload_version(self, *, display_name: str, artifact_uri: str, serving_image: str, aliases: list[str],
-                       labels: dict[str, str], metrics: dict[str, float], task_id: str, make_default: bool):
+                       labels: dict[str, str], metrics: dict[str, float], task_id: str, make_default: bool,
+                       hyperparameters: dict[str, Any] | None = None):
         """Upload a new version of `display_name` (idempotent per pipeline task id)."""
         existing = self.find_version_by_task(task_id)
         if existing is not None:
@@ -99,6 +100,8 @@ class VertexAdapter:
             return existing, False
         labels = {label_value(k): label_value(v) for k, v in {**labels, TASK_LABEL: task_id}.items() if v}
         description = "kfkit evaluation: " + json.dumps({k: round(v, 6) for k, v in sorted(metrics.items())})
+        if hyperparameters:  # label values cannot hold them (lowercase, no dots)
+            description += "; hyperparameters: " + json.dumps(hyperparameters, sort_keys=True)
         version_aliases = list(aliases)
         if make_default and "default" not in version_aliases:  # as the SDK's Model.upload(is_default_version=True)
             version_aliases.append("default")
@@ -232,6 +235,55 @@ class VertexAdapter:
         """A label on one model version (kept beside the user's labels)."""
         model = self.ai.Model(model_name=model_resource, version=version, **self._where)
         model.update(labels={**(model.labels or {}), label_value(key): label_value(value)})
+
+
+    # ---- hyperparameter tuning -----------------------------------------------------------------------
+    def run_tuning_job(self, *, display_name: str, image_uri: str, command: list[str], metric: str, goal: str,
+                       space: list, max_trials: int, parallelism: int, machine_type: str,
+                       staging_bucket: str = "", labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """A HyperparameterTuningJob (Vizier) over `space` (components/tune/space.py Dimensions), each trial a
+        CustomJob running `command` in image_uri; submitted, written to gcp_resources, polled and
+        cancellable. Returns every trial: id, state, parameters (as Vertex hands them), final value."""
+        from kfkit.cloud_jobs import vertex_uri
+
+        hpt = self.ai.hyperparameter_tuning
+        specs = {}
+        for dim in space:
+            scale = "log" if dim.log else "linear"
+            if dim.kind == "float":
+                specs[dim.name] = hpt.DoubleParameterSpec(min=dim.low, max=dim.high, scale=scale)
+            elif dim.kind == "int":
+                specs[dim.name] = hpt.IntegerParameterSpec(min=int(dim.low), max=int(dim.high), scale=scale)
+            elif all(isinstance(c, (int, float)) for c in dim.choices):
+                specs[dim.name] = hpt.DiscreteParameterSpec(values=sorted(float(c) for c in dim.choices),
+                                                            scale="linear")
+            else:
+                specs[dim.name] = hpt.CategoricalParameterSpec(values=[str(c) for c in dim.encoded_choices()])
+        custom_job = self.ai.CustomJob(
+            display_name=f"{display_name}-trial",
+            worker_pool_specs=[{"machine_spec": {"machine_type": machine_type}, "replica_count": 1,
+                                "container_spec": {"image_uri": image_uri, "command": list(command)}}],
+            staging_bucket=staging_bucket or None, **self._where)
+        job = self.ai.HyperparameterTuningJob(
+            display_name=display_name, custom_job=custom_job, metric_spec={metric: goal}, parameter_spec=specs,
+            max_trial_count=max_trials, parallel_trial_count=parallelism, max_failed_trial_count=max_trials,
+            measurement_selection="last",
+            labels={label_value(k): label_value(v) for k, v in (labels or {}).items()} or None, **self._where)
+        job.run(sync=False)
+        job.wait_for_resource_creation()
+        self.jobs.run("HyperparameterTuningJob", vertex_uri(self.location, job.resource_name), job.done, job.cancel,
+                      f"hyperparameter tuning job {job.resource_name}")
+        state = getattr(job.state, "name", str(job.state))
+        if state != "JOB_STATE_SUCCEEDED":
+            raise ConfigError(f"Vertex AI hyperparameter tuning job {job.resource_name} ended {state}: {job.error}")
+        trials = []
+        for trial in job.trials:
+            measurement = getattr(trial, "final_measurement", None)
+            values = [m.value for m in getattr(measurement, "metrics", []) if m.metric_id == metric]
+            trials.append({"id": str(trial.id), "state": getattr(trial.state, "name", str(trial.state)),
+                           "parameters": {p.parameter_id: p.value for p in trial.parameters},
+                           "value": float(values[0]) if values else None})
+        return trials
 
 
 def _epoch(stamp) -> float:

@@ -80,7 +80,7 @@ def outcome_lines(job) -> list[str]:
             lines.append("Outcome: NOT BLESSED: register and deploy did not run; the evaluate step's `reason` "
                          "artifact says why")
     if "monitor-endpoint" in states:
-        lines.append("Outcome: " + ("DRIFT: the retrain ran" if "train-tensorflow-model" in ran
+        lines.append("Outcome: " + ("DRIFT: the retrain ran" if {"train-tensorflow-model", "train-tensorflow-model-2"} & ran
                                     else "no retrain (no drift, insufficient data, or retrain=false); see the "
                                          "monitor step's `anomalies` artifact"))
     if "batch-predict" in ran:
