@@ -22,6 +22,31 @@ def test_each_spec_names_the_kfkit_version_image_and_interface():
     assert head[3].startswith("# interface: ")
 
 
+def test_version_and_interface_travel_in_container_arguments_into_pipelines_built_from_the_specs(tmp_path):
+    from kfp import compiler, components, dsl
+
+    lock = yaml.safe_load((REPO / "components" / "interfaces.lock.json").read_text())
+    validate = components.load_component_from_file(str(REPO / "components" / "validate" / "component.yaml"))
+
+    @dsl.pipeline(name="reuses-validate")
+    def reuses():
+        train = dsl.importer(artifact_uri="gs://b/train", artifact_class=dsl.Dataset).output
+        validate(train_data=train, eval_data=train, test_data=train, label_column="species")
+
+    compiler.Compiler().compile(reuses, str(tmp_path / "p.yaml"))
+    executors = yaml.safe_load((tmp_path / "p.yaml").read_text())["deploymentSpec"]["executors"]
+    args = executors["exec-validate-data"]["container"]["args"]
+    assert args[-4:] == ["--kfkit-version", __version__, "--kfkit-interface", lock["validate"]["interface"]]
+    assert args[:4] == ["--executor_input", "{{$}}", "--function_to_execute", "validate_data"]
+
+
+def test_a_component_stamped_twice_keeps_one_stamp():
+    from kfkit.components.train.component import train_tensorflow_model
+
+    args = list(catalog.stamped(train_tensorflow_model).component_spec.implementation.container.args)
+    assert args.count("--kfkit-version") == 1 and args.count("--kfkit-interface") == 1
+
+
 def test_interface_change_without_a_version_bump_is_refused():
     previous = {"ingest": {"version": "0.1.0", "interface": "aaaa"}}
     assert "bump the version" in catalog.version_problems(previous, {"ingest": {"version": "0.1.0", "interface": "bbbb"}})[0]

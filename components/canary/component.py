@@ -7,8 +7,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Input, Metrics, Output
 
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def analyze_canary(
     endpoint: Input[VertexEndpoint],

@@ -5,8 +5,10 @@ from kfp import dsl
 from kfp.dsl import Input, Output
 
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def deploy_model(
     registered_model: Input[VertexModel],

@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output, OutputPath
 
 from kfkit.config import trainer_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=trainer_image(), install_kfp_package=False)
 def evaluate_model(
     model: Input[Model],

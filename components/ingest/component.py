@@ -5,8 +5,10 @@ from kfp.dsl import Dataset, Output
 from google_cloud_pipeline_components.types.artifact_types import BQTable
 
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def bigquery_query_to_dataset(
     query: str,

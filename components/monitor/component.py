@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Output
 
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def monitor_endpoint(
     metrics: Output[Metrics],

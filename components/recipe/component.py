@@ -7,11 +7,13 @@ from kfp.dsl import Artifact, Input, Model, Output
 
 from kfkit.components.recipe.recipe import TRAINING_DEFAULTS
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 # The training pipeline's parameters: a recipe holds one value for each.
 RECIPE_PARAMETERS = tuple(TRAINING_DEFAULTS)
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def champion_recipe(
     model_name: str = "penguins",
@@ -114,6 +116,7 @@ def champion_recipe(
     return collections.namedtuple("Recipe", names)(*(recipe[name] for name in names))
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def record_recipe(
     model: Input[Model],

@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from kfkit.config import trainer_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=trainer_image(), install_kfp_package=False)
 def train_tensorflow_model(
     train_data: Input[Dataset],

@@ -6,8 +6,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from kfkit.config import trainer_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=trainer_image(), install_kfp_package=False)
 def tune_hyperparameters(
     train_data: Input[Dataset],

@@ -135,6 +135,7 @@ def pruning_callback(trial, metric: str):
     class PruneOnEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             value = (logs or {}).get("val_" + metric.removeprefix("eval_"))
+            trial.set_user_attr("epochs", epoch + 1)  # a pruned trial never returns its count
             if value is None:
                 return
             trial.report(float(value), epoch)

@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from kfkit.config import runtime_image
+from kfkit.catalog import stamped
 
 
+@stamped
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
 def validate_data(
     train_data: Input[Dataset],
