@@ -79,7 +79,9 @@ def training_lines(run_dir: Path) -> tuple[str, list[str]]:
                      else endpoint.get("resourceName", "?"))
             lines.append(f"Deployed to endpoint {endpoint.get('endpoint') or endpoint.get('resourceName')} "
                          f"({where}): {split}")
-        canary = _artifact(run_dir, "analyze-canary", "metrics").get("metadata", {})
+        # analyze-canary-2: the Vertex AI endpoint's branch (hybrid mode)
+        canary = (_artifact(run_dir, "analyze-canary", "metrics").get("metadata", {})
+                  or _artifact(run_dir, "analyze-canary-2", "metrics").get("metadata", {}))
         if canary.get("verdict"):
             decision = f"BLESSED, canary {canary['verdict'].upper()}"
             lines.append(f"Canary {canary['verdict']}: {canary.get('action', '')}")

@@ -241,13 +241,18 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                     # a float against a float: CEL has no float-int comparison, and the branch would be
                     # skipped silently
                     with dsl.If(canary_window_seconds > 0.0, name="watched"):
-                        analyze_canary(
-                            endpoint=deploy.outputs["endpoint"], backend=backend, endpoint_backend=endpoint_backend,
-                            project=project, location=region, request_logging_table=request_logging_table,
-                            bigquery_location=location, local_root=local_root,
-                            window_seconds=canary_window_seconds, min_requests=canary_min_requests,
-                            on_inconclusive=canary_on_inconclusive,
-                        ).set_display_name("canary analysis")
+                        canary = dict(endpoint=deploy.outputs["endpoint"], backend=backend,
+                                      endpoint_backend=endpoint_backend, project=project, location=region,
+                                      request_logging_table=request_logging_table, bigquery_location=location,
+                                      local_root=local_root, window_seconds=canary_window_seconds,
+                                      min_requests=canary_min_requests, on_inconclusive=canary_on_inconclusive)
+                        with dsl.If(backend == "local", name="kfkit-server"):
+                            analyze_canary(**canary).set_display_name("canary analysis")
+                        # on Vertex AI the canary's predictions are read from the request-response log:
+                        # without one, the split stays as deployed (as before kfkit 0.7.0)
+                        with dsl.If(backend != "local", name="vertex-endpoint"):
+                            with dsl.If(request_logging_table != "", name="request-logging"):
+                                analyze_canary(**canary).set_display_name("canary analysis")
 
     return training_pipeline
 

@@ -254,3 +254,37 @@ def test_vertex_promote_refuses_a_deployed_model_the_endpoint_does_not_have():
     with pytest.raises(ConfigError, match="endpoint 'penguins' has no deployed model '77'"):
         vertex.promote("penguins", "77")
     assert endpoint.traffic_split == {OLD: 80, NEW: 20}
+
+
+def test_the_training_pipeline_watches_a_vertex_canary_only_where_its_predictions_are_logged(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from kfkit.pipelines.training import training_pipeline
+
+    compiler.Compiler().compile(training_pipeline, str(tmp_path / "t.yaml"))
+    spec = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    found = {}
+
+    def walk(component, conditions):
+        for name, task in spec["components"][component].get("dag", {}).get("tasks", {}).items():
+            condition = task.get("triggerPolicy", {}).get("condition", "")
+            ref = task["componentRef"]["name"]
+            if ref.startswith("comp-condition"):
+                walk(ref, conditions + [condition] if condition else conditions)
+            elif name.startswith("analyze-canary"):
+                found[name] = (conditions, task["inputs"]["parameters"])
+
+    for task in spec["root"]["dag"]["tasks"].values():
+        if task["componentRef"]["name"].startswith("comp-condition"):
+            walk(task["componentRef"]["name"], [])
+
+    assert sorted(found) == ["analyze-canary", "analyze-canary-2"]
+    local, vertex = found["analyze-canary"][0], found["analyze-canary-2"][0]
+    assert local[-1] == "inputs.parameter_values['pipelinechannel--backend'] == 'local'"
+    assert vertex[-2:] == ["inputs.parameter_values['pipelinechannel--backend'] != 'local'",
+                           "inputs.parameter_values['pipelinechannel--request_logging_table'] != ''"]
+    assert "inputs.parameter_values['pipelinechannel--endpoint_backend'] != 'kserve'" in local
+    given = found["analyze-canary-2"][1]
+    assert given["location"]["componentInputParameter"] == "pipelinechannel--region"
+    assert given["bigquery_location"]["componentInputParameter"] == "pipelinechannel--location"

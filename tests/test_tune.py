@@ -102,10 +102,10 @@ def test_an_interrupted_study_resumes_counting_its_finished_trials(inputs, tmp_p
 
 
 def test_trials_run_in_parallel_processes_sharing_one_study(inputs, tmp_path):
-    result = tune_local(inputs, SPACE, base=FAST, max_trials=4, parallelism=2, local_root=str(tmp_path),
+    result = tune_local(inputs, SPACE, base=FAST, max_trials=3, parallelism=2, local_root=str(tmp_path),
                         study_name="p")
 
-    assert len(result.trials) == 4  # each process took its share: the budget is exact
+    assert len(result.trials) == 3  # each process took its share (2 and 1): the budget is exact
     logs = sorted(p.name for p in (tmp_path / "tuning").glob("p.worker*.log"))
     assert logs == ["p.worker0.log", "p.worker1.log"]
 
