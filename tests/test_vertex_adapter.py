@@ -252,6 +252,19 @@ def test_register_uploads_a_new_version_under_the_parent_with_aliases_labels_and
     assert meta["uri"] == "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/models/123@2"
 
 
+def test_a_registered_version_records_the_hyperparameters_train_used_in_its_description():
+    rec = Recorder()
+    vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec), jobs=quiet_jobs())
+
+    register_model("gs://bucket/run/model", model_name="penguins", backend="vertex", metrics={"accuracy": 0.9},
+                   params={"task": "multiclass", "hp_learning_rate": 0.02, "hp_hidden_units": [32, 16]},
+                   project="p", location="us-central1", vertex=vertex)
+
+    evaluation, hyperparameters = upload_request(rec).model.version_description.split("; hyperparameters: ")
+    assert json.loads(evaluation.split(": ", 1)[1]) == {"accuracy": 0.9}
+    assert json.loads(hyperparameters) == {"hidden_units": [32, 16], "learning_rate": 0.02}
+
+
 def test_the_upload_operation_is_in_gcp_resources_polled_and_cancellable(tmp_path):
     rec = Recorder()
     jobs = CloudJobs(str(tmp_path / "gcp_resources"), sleep=lambda s: None)
