@@ -37,38 +37,53 @@ from tests.test_vertex_adapter import FakeEndpoint, Recorder, deployed_model, fa
 
 MODEL = "projects/p/locations/us-central1/models/123"
 T0 = 1_700_000_000.0
-OLD, NEW = "1001", "1002"  # deployed model ids: version 1 (the champion), version 2 (the canary)
+OLD, NEW = "1001", "1002"  # deployed model ids: version 1 (the champion), version 3 (the canary)
 
 
 class FakeCloudMonitoring:
-    """Answers ListTimeSeries from per-request records, as Cloud Monitoring aggregates them: response
-    counts summed by the group_by labels, latency percentiles over the merged samples."""
+    """Answers ListTimeSeries from per-request records as Cloud Monitoring aggregates them: alignment
+    periods end at the interval's end; response counts are summed by the group_by labels, latency
+    percentiles taken over the merged samples of a period. Only the endpoint whose id it is given."""
 
-    def __init__(self, requests):
-        self.requests = requests  # [(deployed model id, HTTP status, latency ms)]
+    def __init__(self, requests, endpoint_id="9"):
+        # [(deployed model id, HTTP status, latency ms, time)]; time defaults to mid-window
+        self.requests = [r if len(r) == 4 else (*r, T0 + 300.0) for r in requests]
+        self.endpoint_id = endpoint_id
         self.client = mock.create_autospec(monitoring_v3.MetricServiceClient, instance=True, spec_set=True)
         self.client.list_time_series.side_effect = self.list_time_series
         self.seen = []
 
     def list_time_series(self, request):
         self.seen.append(request)
+        if f'resource.labels.endpoint_id = "{self.endpoint_id}"' not in request.filter:
+            return []
         ids = {i.strip('" ') for i in request.filter.split("one_of(")[1].split(")")[0].split(",")}
-        mine = [r for r in self.requests if r[0] in ids]
-        end = {"interval": {"end_time": request.interval.end_time}}
-        group_by = list(request.aggregation.group_by_fields)
-        if "response_count" in request.filter:
-            counts = {}
-            for deployed, status, _ in mine:
-                counts[(deployed, str(status))] = counts.get((deployed, str(status)), 0) + 1
-            return [monitoring_v3.TimeSeries(metric={"labels": {"deployed_model_id": d, "response_code": c}},
-                                             points=[{**end, "value": {"int64_value": n}}])
-                    for (d, c), n in sorted(counts.items())]
-        q = {"REDUCE_PERCENTILE_50": 50, "REDUCE_PERCENTILE_99": 99}[request.aggregation.cross_series_reducer.name]
-        groups = sorted({r[0] for r in mine}) if group_by else [""]
-        return [monitoring_v3.TimeSeries(
-            metric={"labels": {"deployed_model_id": g} if g else {}},
-            points=[{**end, "value": {"double_value": float(np.percentile(
-                [ms for d, _, ms in mine if not g or d == g], q))}}]) for g in groups if mine]
+        start, end = request.interval.start_time.timestamp(), request.interval.end_time.timestamp()
+        period = request.aggregation.alignment_period.seconds
+        by_model = "metric.label.deployed_model_id" in request.aggregation.group_by_fields
+        groups: dict = {}
+        for deployed, status, ms, t in self.requests:
+            if deployed not in ids or not start <= t < end:
+                continue
+            period_end = end - period * int((end - t) // period)
+            if "response_count" in request.filter:
+                key = (deployed, str(status))
+            else:
+                key = (deployed if by_model else "", "")
+            groups.setdefault(key, {}).setdefault(period_end, []).append(ms)
+        series = []
+        for (deployed, code), points in sorted(groups.items()):
+            labels = {k: v for k, v in (("deployed_model_id", deployed), ("response_code", code)) if v}
+            if "response_count" in request.filter:
+                values = [{"int64_value": len(ms)} for ms in points.values()]
+            else:
+                q = {"REDUCE_PERCENTILE_50": 50, "REDUCE_PERCENTILE_99": 99}[
+                    request.aggregation.cross_series_reducer.name]
+                values = [{"double_value": float(np.percentile(ms, q))} for ms in points.values()]
+            series.append(monitoring_v3.TimeSeries(metric={"labels": labels}, points=[
+                {"interval": {"end_time": {"seconds": int(e), "nanos": int(round((e % 1) * 1e9))}}, "value": v}
+                for e, v in zip(points, values)]))
+        return series
 
 
 def log_rows(rows):
@@ -93,7 +108,7 @@ class LogTableClient(FakeClient):
 def vertex_endpoint(split=None):
     rec = Recorder()
     deployed = [deployed_model(OLD, dt.datetime.fromtimestamp(T0 - 86400, dt.timezone.utc), MODEL, "1"),
-                deployed_model(NEW, dt.datetime.fromtimestamp(T0, dt.timezone.utc), MODEL, "2")]
+                deployed_model(NEW, dt.datetime.fromtimestamp(T0, dt.timezone.utc), MODEL, "3")]
     endpoint = FakeEndpoint(rec, split=split or {OLD: 80, NEW: 20}, deployed=deployed,
                             labels=previous_split_labels({OLD: 100}))
     return rec, endpoint, VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, endpoints=[endpoint]))
@@ -164,7 +179,7 @@ def test_a_vertex_canary_with_more_errors_is_rolled_back_and_its_version_labelle
     assert "error_rate: canary 5/100 failed vs 0/400" in result.analysis.reason
     assert endpoint.traffic_split == {OLD: 100}  # the split deploy recorded before the canary
     assert ("add_version_aliases", ["champion"], "1") in rec.calls
-    assert ("Model.update", f"{MODEL}@2", {"labels": {"kfkit-canary": "rejected"}}) in rec.calls
+    assert ("Model.update", f"{MODEL}@3", {"labels": {"kfkit-canary": "rejected"}}) in rec.calls
     assert result.split == {OLD: 100, NEW: 0}
     _, sql, config, location, _ = bq.calls[0]
     assert sql.startswith("SELECT deployed_model_id, request_payload, response_payload FROM `p.logs.penguins`")
@@ -179,11 +194,85 @@ def test_a_vertex_canary_that_serves_like_the_champion_is_promoted_and_the_split
     assert result.verdict == PROMOTE
     assert endpoint.traffic_split == {NEW: 100}
     assert endpoint.labels == previous_split_labels({OLD: 80, NEW: 20})  # `kfkit rollback` undoes it
-    assert ("add_version_aliases", ["champion"], "2") in rec.calls
-    assert ("Model.update", f"{MODEL}@2", {"labels": {"kfkit-canary": "promoted"}}) in rec.calls
+    assert ("add_version_aliases", ["champion"], "3") in rec.calls
+    assert ("Model.update", f"{MODEL}@3", {"labels": {"kfkit-canary": "promoted"}}) in rec.calls
     figures = result.analysis.canary
     assert (figures["requests"], figures["errors"], figures["latency_p99_ms"]) == (100, 0, 20.0)
     assert len(result.served[0].predictions) == 100 and len(result.served[1].predictions) == 400
+
+
+def test_vertex_figures_over_the_window_come_from_cloud_monitoring_in_twenty_slices():
+    end = T0 + 600.0 + 1e-6  # the window closes just after the clock's reading
+    requests = ([(OLD, 200, 20.0, T0 + 300.0)] * 400 + [(NEW, 200, 20.0, T0 + 100.0)] * 95
+                + [(NEW, 500, 80.0, T0 + 570.0)] * 3 + [(NEW, 503, 80.0, T0 + 570.0)] * 2)
+    idle = log_rows([("1000", [{"island": "Dream"}], [{"classes": "Adelie"}])])  # a version with no traffic
+    logs = pa.concat_tables([idle, logged(["Adelie"] * 400, ["Adelie"] * 100)])
+
+    result, rec, endpoint, monitoring, bq = canary_on_vertex(requests, logs)
+
+    figures = result.analysis.canary
+    # p99 of 95 x 20 ms and 5 x 80 ms: position 0.99 * 99 = 98.01 of the sorted samples, both 80 ms
+    assert (figures["requests"], figures["errors"], figures["latency_p50_ms"], figures["latency_p99_ms"]) == (
+        100, 5, 20.0, 80.0)
+    assert result.verdict == ROLLBACK
+    # the interval asked for is whole seconds, [T0, T0 + 601): 60 s periods end at T0 + 601, 541, ...;
+    # slices are 30 s wide from T0, and a period's point lands in the slice just before its end:
+    # T0 + 100 -> period ending T0 + 121 -> slice 4; T0 + 570 -> T0 + 601 -> slice 19; T0 + 300 -> 301 -> 10
+    timeline = result.timeline
+    assert timeline[NEW][4] == [95, 0, 20.0] and timeline[NEW][19] == [5, 5, 80.0]
+    assert timeline[OLD][10] == [400, 0, 20.0]
+    assert sum(slot[0] for slot in timeline[NEW]) == 100 and sum(slot[0] for slot in timeline[OLD]) == 400
+    periods = sorted({r.aggregation.alignment_period.seconds for r in monitoring.seen})
+    assert periods == [60, 601]  # 20 slices of 30 s ask for Cloud Monitoring's minimum; the window whole
+    assert all(r.view == monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL for r in monitoring.seen)
+    _, _, config, _, _ = bq.calls[0]
+    assert [p.value for p in config.query_parameters] == [dt.datetime.fromtimestamp(T0, dt.timezone.utc),
+                                                         dt.datetime.fromtimestamp(end, dt.timezone.utc)]
+    assert len(result.served[0].predictions) == 100 and len(result.served[1].predictions) == 400
+    lookups = {c[1] for c in rec.calls if c[0] == "Endpoint.list"}
+    assert lookups == {'display_name="penguins"'}
+
+
+def test_too_little_vertex_traffic_is_inconclusive_naming_each_side():
+    result, *_ = canary_on_vertex(traffic(400, 10), logged(["Adelie"] * 4, ["Adelie"] * 4))
+
+    assert result.verdict == "inconclusive" and result.action == "kept the split (inconclusive)"
+    assert result.analysis.reason == f"too little traffic to judge: canary {NEW} 10 requests (min_requests=100)"
+
+
+def test_without_adapters_given_the_vertex_canary_builds_them_for_its_project_and_regions():
+    with mock.patch("kfkit.adapters.vertex.VertexAdapter") as vertex, \
+            mock.patch("kfkit.adapters.monitoring.MonitoringAdapter") as monitoring, \
+            mock.patch("kfkit.adapters.bigquery.BigQueryAdapter") as bigquery:
+        VertexCanary("penguins", project="p", location="europe-west4", request_logging_table="bq://p.logs.t")
+        VertexCanary("penguins", project="p", location="europe-west4", request_logging_table="bq://p.logs.t",
+                     bigquery_location="EU")
+
+    assert vertex.call_args_list == [mock.call("p", "europe-west4")] * 2
+    assert monitoring.call_args_list == [mock.call("p")] * 2
+    assert bigquery.call_args_list == [mock.call("p", "US"), mock.call("p", "EU")]
+
+
+def test_monitoring_needs_a_project_and_builds_its_client_when_none_is_given():
+    with pytest.raises(ConfigError) as refused:
+        MonitoringAdapter("")
+    assert str(refused.value) == "project is required to read a Vertex AI endpoint's metrics from Cloud Monitoring"
+    with mock.patch.object(monitoring_v3, "MetricServiceClient") as client:
+        assert MonitoringAdapter("p").client is client.return_value
+
+
+def test_latency_per_deployed_model_groups_by_it_and_keeps_the_period_asked_for():
+    monitoring = FakeCloudMonitoring(traffic(3, 2, old_ms=10.0, new_ms=30.0))
+    adapter = MonitoringAdapter("p", client=monitoring.client)
+
+    points = adapter.latency("9", [OLD, NEW], 50, T0, T0 + 600, 120, per_model=True)
+
+    request = monitoring.seen[0]
+    assert list(request.aggregation.group_by_fields) == ["metric.label.deployed_model_id"]
+    assert request.aggregation.alignment_period.seconds == 120
+    assert request.aggregation.cross_series_reducer == monitoring_v3.Aggregation.Reducer.REDUCE_PERCENTILE_50
+    assert sorted((p.deployed_model_id, p.value) for p in points) == [(OLD, 10.0), (NEW, 30.0)]
+    assert adapter.latency("8", [OLD], 50, T0, T0 + 600, 120) == []  # another endpoint: nothing
 
 
 def test_latency_is_judged_on_cloud_monitorings_percentiles():
@@ -208,7 +297,11 @@ def test_ground_truth_from_bigquery_joins_the_logged_instances_by_request_key():
     rec, endpoint, vertex = vertex_endpoint()
     truth = pa.table({"k": [f"n{i}" for i in range(100)] + [f"o{i}" for i in range(100)],
                       "y": ["Adelie"] * 200})
-    logs = logged(["Adelie"] * 100, ["Gentoo"] * 50 + ["Adelie"] * 50)
+    logs = pa.concat_tables([
+        logged(["Adelie"] * 100, ["Gentoo"] * 50 + ["Adelie"] * 50),
+        log_rows([(NEW, [{"id": "n0"}, {"id": "n1"}], [{"classes": "Gentoo"}]),  # instances and predictions
+                  (NEW, [["n2"]], [{"classes": "Gentoo"}]),  # differ in number; an instance not an object;
+                  (NEW, [{"id": "zz"}], [{"classes": "Gentoo"}])])])  # a key with no label
 
     class Both(LogTableClient):
         def query(self, sql, job_config=None, location=None, job_id_prefix=None):
@@ -288,3 +381,13 @@ def test_the_training_pipeline_watches_a_vertex_canary_only_where_its_prediction
     given = found["analyze-canary-2"][1]
     assert given["location"]["componentInputParameter"] == "pipelinechannel--region"
     assert given["bigquery_location"]["componentInputParameter"] == "pipelinechannel--location"
+
+
+def test_a_series_without_labels_reads_as_no_deployed_model_and_no_status():
+    client = mock.create_autospec(monitoring_v3.MetricServiceClient, instance=True, spec_set=True)
+    client.list_time_series.return_value = [monitoring_v3.TimeSeries(points=[
+        {"interval": {"end_time": {"seconds": int(T0)}}, "value": {"int64_value": 7}}])]
+
+    [point] = MonitoringAdapter("p", client=client).responses("9", [OLD], T0 - 60, T0, 60)
+
+    assert point == Point("", T0, 7.0, "")

@@ -64,6 +64,40 @@ def test_a_bad_search_space_is_refused_naming_the_entry(text, message):
         sp.parse_space(text)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("learning_rte: {type: float, low: 0.1, high: 1}",
+     "search space names 'learning_rte', which train does not take; tunable: hidden_units, learning_rate, epochs, "
+     "batch_size, patience, dropout"),
+    ("dropout: {type: float, low: 0, high: 0.5, step: 2, unit: x}", "search space dropout: unknown key(s) step, unit"),
+    ("dropout: {type: float, low: 0.1, high: 0.1}", "search space dropout: low must be below high, got 0.1 and 0.1"),
+    ("dropout: {type: float, low: a, high: 0.5}", "search space dropout: low must be a finite number, got 'a'"),
+    ("dropout: {type: float, low: true, high: 0.5}", "search space dropout: low must be a finite number, got True"),
+    ("dropout: {type: float, low: 0, high: b}", "search space dropout: high must be a finite number, got 'b'"),
+    ("dropout: {type: float, low: 0.1, high: 0.5, log: maybe}",
+     "search space dropout: log must be true or false, got 'maybe'"),
+    ("dropout: {type: categorical, choices: [0.1, .nan]}", "search space dropout: choice must be a finite number, got nan"),
+    ("hidden_units: {type: float, low: 8, high: 64}",
+     "search space hidden_units: only categorical (a list of layer-width lists), e.g. "
+     "{type: categorical, choices: [[64, 32], [128]]}"),
+    ("   ", "search space is empty: give at least one hyperparameter, e.g. "
+           "'learning_rate: {type: float, low: 0.0001, high: 0.1, log: true}'"),
+    ("[learning_rate]", "search space is empty: give at least one hyperparameter, e.g. "
+                        "'learning_rate: {type: float, low: 0.0001, high: 0.1, log: true}'"),
+])
+def test_a_refusal_says_exactly_which_entry_and_why(text, message):
+    with pytest.raises(ConfigError) as refused:
+        sp.parse_space(text)
+    assert str(refused.value) == message
+
+
+def test_values_come_back_in_trains_types():
+    assert sp.decode("hidden_units", [64.0, 32.0]) == [64, 32]  # a JSON list of floats
+    assert sp.decode("batch_size", 64.0) == 64 and isinstance(sp.decode("batch_size", "128"), int)
+    assert sp.decode("dropout", "0.25") == 0.25 and isinstance(sp.decode("dropout", 1), float)
+    assert sp.encode(64) == 64 and sp.encode((1,)) == "1"
+    assert sp.parse_space("hidden_units: {type: categorical, choices: [[1]]}")[0].choices == ((1,),)
+
+
 # ---- the local study ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def inputs(penguin_splits, penguin_validation):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from kfkit.components.canary.analysis import Served
@@ -114,7 +115,8 @@ class VertexCanary:
         series = {i: [[0, 0, 0.0] for _ in range(BUCKETS)] for i in ids}
 
         def slot(point):
-            index = min(max(int((point.end - start) / width) - 1, 0), BUCKETS - 1)
+            # the slice just before the end of the point's alignment period
+            index = min(max(math.ceil((point.end - start) / width) - 1, 0), BUCKETS - 1)
             return series.get(point.deployed_model_id, [None] * BUCKETS)[index]
 
         for point in self.monitoring.responses(self._endpoint_id, ids, start, end, period):
