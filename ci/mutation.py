@@ -101,7 +101,8 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "components/canary/vertex.py": (["tests/test_canary_vertex.py"], ""),
     "components/tune/space.py": ([f"tests/test_tune.py::{name}" for name in (
         "test_a_yaml_search_space_becomes_one_dimension_per_hyperparameter", "test_a_json_search_space_reads_the_same",
-        "test_a_bad_search_space_is_refused_naming_the_entry")], ""),
+        "test_a_bad_search_space_is_refused_naming_the_entry", "test_a_refusal_says_exactly_which_entry_and_why",
+        "test_values_come_back_in_trains_types")], ""),
     "components/ingest/ingest.py": (["tests/test_split_reference.py", "tests/test_ingest_streaming.py",
                                      "tests/test_sql.py::test_split_buckets_equal_the_bigquery_sql_expression",
                                      "tests/test_bigquery_adapter.py", "tests/test_ingest.py"], ""),
