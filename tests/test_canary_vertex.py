@@ -391,3 +391,29 @@ def test_a_series_without_labels_reads_as_no_deployed_model_and_no_status():
     [point] = MonitoringAdapter("p", client=client).responses("9", [OLD], T0 - 60, T0, 60)
 
     assert point == Point("", T0, 7.0, "")
+
+
+def test_kfkit_canary_status_on_vertex_prints_the_figures_so_far_without_acting(capsys):
+    from kfkit import cli
+
+    rec, endpoint, vertex = vertex_endpoint()
+    monitoring = MonitoringAdapter("p", client=FakeCloudMonitoring(
+        [(r[0], r[1], r[2], T0 + 1.0) for r in traffic(400, 100, new_errors=10)]).client)
+    bigquery = BigQueryAdapter("p", "US", client=LogTableClient(logged(["Adelie"] * 40, ["Adelie"] * 10)),
+                               read_client=object())
+    with mock.patch("kfkit.adapters.vertex.VertexAdapter", return_value=vertex) as made_vertex, \
+            mock.patch("kfkit.adapters.monitoring.MonitoringAdapter", return_value=monitoring), \
+            mock.patch("kfkit.adapters.bigquery.BigQueryAdapter", return_value=bigquery) as made_bigquery, \
+            mock.patch("time.time", return_value=T0 + 60.0):
+        code = cli.main(["canary", "status", "--endpoint", "penguins", "--backend", "vertex", "--project", "p",
+                         "--region", "asia-east1", "--request-logging-table", "bq://p.logs.penguins",
+                         "--bigquery-location", "asia-east1"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert made_vertex.call_args == mock.call("p", "asia-east1")
+    assert made_bigquery.call_args == mock.call("p", "asia-east1")
+    assert f"endpoint penguins: canary {NEW} (version 3, 20%) against {OLD}" in out
+    assert "  canary        100 requests     10 errors (10.00%)  p50 20.0 ms  p99 20.0 ms" in out
+    assert "verdict if judged now: rollback" in out
+    assert endpoint.traffic_split == {OLD: 80, NEW: 20}  # nothing moved
