@@ -145,8 +145,8 @@ def test_trials_run_in_parallel_processes_sharing_one_study(inputs, tmp_path):
 
 
 def test_a_worker_that_fails_fails_the_tuning_naming_its_log(inputs, tmp_path):
-    broken = TrainingInputs(inputs.train_data, inputs.eval_data, inputs.statistics, inputs.schema, "no_such_label")
-    with pytest.raises(ConfigError, match=r"tuning failed: worker p\.worker0\.log exited 1: .*no_such_label"):
+    broken = TrainingInputs(str(tmp_path / "gone"), inputs.eval_data, inputs.statistics, inputs.schema, "species")
+    with pytest.raises(ConfigError, match=r"tuning failed: worker p\.worker0\.log exited 1: .*gone"):
         tune_local(broken, SPACE, base=FAST, max_trials=2, parallelism=2, local_root=str(tmp_path), study_name="p")
 
 
@@ -163,10 +163,11 @@ def test_bad_tuning_parameters_are_refused_before_any_trial(inputs, tmp_path, kw
     assert not (tmp_path / "tuning").exists() or not list((tmp_path / "tuning").glob("*.journal"))
 
 
-def test_a_metric_the_model_does_not_have_stops_the_study_naming_the_ones_it_has(inputs, tmp_path):
+def test_a_metric_the_model_does_not_have_is_refused_before_any_trial_naming_the_ones_it_has(inputs, tmp_path):
     with pytest.raises(ConfigError, match="'eval_mae' is not one of this multiclass model's eval metrics: "
                                           "eval_accuracy, eval_loss"):
         tune_local(inputs, SPACE, base=FAST, metric="eval_mae", max_trials=1, local_root=str(tmp_path))
+    assert not (tmp_path / "tuning").exists()
 
 
 def test_the_pruner_stops_a_trial_whose_curve_is_below_the_median_of_earlier_trials():

@@ -85,6 +85,18 @@ def check_objective(metric: str, goal: str) -> None:
         raise ConfigError(f"goal must be minimize or maximize, got {goal!r}")
 
 
+def check_metric_for_task(metric: str, inputs: TrainingInputs) -> None:
+    """The objective must be one of the eval metrics train will report for this label's task."""
+    from kfkit.tabular import build_spec
+
+    spec = build_spec(inputs.statistics, inputs.schema, inputs.label, inputs.task, inputs.exclude_columns,
+                      inputs.categorical_columns)
+    available = ["eval_loss", "eval_mae" if spec.task == "regression" else "eval_accuracy"]
+    if metric not in available:
+        raise ConfigError(f"metric {metric!r} is not one of this {spec.task} model's eval metrics: "
+                          f"{', '.join(sorted(available))}")
+
+
 def default_study_name(space: list[Dimension], metric: str, goal: str, base: dict[str, Any],
                        inputs: TrainingInputs) -> str:
     digest = hashlib.sha256(json.dumps(
@@ -208,6 +220,7 @@ def tune_local(inputs: TrainingInputs, space: str | dict | list[Dimension], *, b
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     base = dataclasses.asdict(Hyperparameters(**(base or {})).check())
+    check_metric_for_task(metric, inputs)
     cores = os.cpu_count() or 1
     if parallelism > cores:
         log.info("parallelism %d is more than the %d cores here: %d processes", parallelism, cores, cores)
