@@ -25,6 +25,7 @@ EPILOG = """examples:
   kfkit rollback --endpoint penguins               restore the previous traffic split (--undo: put it back)
   kfkit promote --endpoint penguins                give the canary 100% of the traffic
   kfkit canary status --endpoint penguins          a canary's figures so far against the baseline
+  kfkit log-sink --host 0.0.0.0                    where KServe's inference logger posts (canary on KServe)
 """
 
 
@@ -240,8 +241,17 @@ def _canary(args) -> int:
     result = analyze_canary(args.endpoint, backend=args.backend, local_root=args.local_root, window_seconds=0,
                             act=False, thresholds=Thresholds(min_requests=args.min_requests), project=args.project,
                             location=args.region, request_logging_table=args.request_logging_table,
-                            bigquery_location=args.bigquery_location)
+                            bigquery_location=args.bigquery_location, namespace=args.namespace,
+                            prometheus_url=args.prometheus_url, request_logger_url=args.request_logger_url)
     print("\n".join(status_lines(result)))
+    return 0
+
+
+def _log_sink(args) -> int:
+    from kfkit.log_sink import make_http_server
+
+    make_http_server(local_root=args.local_root, services=args.inference_service, host=args.host,
+                     port=args.port).run()
     return 0
 
 
@@ -399,14 +409,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status"])
     p.add_argument("--endpoint", required=True)
     p.add_argument("--min-requests", type=int, default=100, help="requests each side needs for a verdict (100)")
-    p.add_argument("--backend", choices=["local", "vertex"], default="local")
+    p.add_argument("--backend", choices=["local", "vertex", "kserve"], default="local")
     p.add_argument("--project", default="", help="Google Cloud project (vertex)")
     p.add_argument("--region", default="us-central1", help="Vertex AI region of the endpoint (vertex)")
     p.add_argument("--request-logging-table", default="",
                    help="the endpoint's request-response logging table, bq://project.dataset.table (vertex)")
     p.add_argument("--bigquery-location", default="US", help="BigQuery location of that table (vertex)")
+    p.add_argument("--namespace", default="", help="Kubernetes namespace (kserve; default: the pod's own, else default)")
+    p.add_argument("--prometheus-url", default="", help="the cluster's Prometheus, http(s)://... (kserve)")
+    p.add_argument("--request-logger-url", default="",
+                   help="the kfkit log-sink KServe's inference logger posts to, http(s)://... (kserve)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_canary)
+
+    p = sub.add_parser("log-sink", help="receive KServe's inference logger events as request logs "
+                                        "(what the canary analysis reads on KServe)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (in a pod: 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080)")
+    p.add_argument("--inference-service", action="append", default=[],
+                   help="log only this InferenceService (repeatable; default: any)")
+    p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
+    p.set_defaults(func=_log_sink)
 
     p = sub.add_parser("data", help="the local warehouse: sample tables, synthetic data, your files")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")

@@ -180,63 +180,67 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+async def send_json(send, status: int, payload: dict, extra: list | None = None) -> None:
+    body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def drain(receive, received: int) -> None:
+    """Read and drop the rest of a body that is over the limit (up to DRAIN_LIMIT_BYTES), so a
+    client still sending it reads the 413 rather than a connection reset (the kernel resets a
+    connection closed with unread data, and the reset can discard the answer in flight)."""
+    while received <= DRAIN_LIMIT_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), DRAIN_IDLE_S)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] == "http.disconnect":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+async def read_body(scope, receive) -> bytes:
+    """The whole body, within MAX_BODY_BYTES (413) and BODY_TIMEOUT_S between chunks (408)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise BadRequest(400, "Content-Length is not a number") from None
+            if length > MAX_BODY_BYTES:
+                if length <= DRAIN_LIMIT_BYTES:
+                    await drain(receive, 0)
+                raise BadRequest(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
+                                      "(1.5 MB, as on Vertex AI)")
+    chunks, size = [], 0
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise BadRequest(408, f"the request body stalled for {BODY_TIMEOUT_S:.0f} s") from None
+        if message["type"] == "http.disconnect":
+            raise BadRequest(499, "the client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            if message.get("more_body"):
+                await drain(receive, size)
+            raise BadRequest(413, f"request body is over {MAX_BODY_BYTES} bytes (1.5 MB, as on Vertex AI)")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4):
     """The ASGI app around a ModelServer."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
     metrics = Metrics()
     inflight = [0]
     routes = {health_route: ("GET", "health"), predict_route: ("POST", "predict"), "/metrics": ("GET", "metrics")}
-
-    async def send_json(send, status: int, payload: dict, extra: list | None = None) -> None:
-        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-        await send({"type": "http.response.body", "body": body})
-
-    async def drain(receive, received: int) -> None:
-        """Read and drop the rest of a body that is over the limit (up to DRAIN_LIMIT_BYTES), so a
-        client still sending it reads the 413 rather than a connection reset (the kernel resets a
-        connection closed with unread data, and the reset can discard the answer in flight)."""
-        while received <= DRAIN_LIMIT_BYTES:
-            try:
-                message = await asyncio.wait_for(receive(), DRAIN_IDLE_S)
-            except asyncio.TimeoutError:
-                return
-            if message["type"] == "http.disconnect":
-                return
-            received += len(message.get("body", b""))
-            if not message.get("more_body"):
-                return
-
-    async def read_body(scope, receive) -> bytes:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise BadRequest(400, "Content-Length is not a number") from None
-                if length > MAX_BODY_BYTES:
-                    if length <= DRAIN_LIMIT_BYTES:
-                        await drain(receive, 0)
-                    raise BadRequest(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
-                                          "(1.5 MB, as on Vertex AI)")
-        chunks, size = [], 0
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                raise BadRequest(408, f"the request body stalled for {BODY_TIMEOUT_S:.0f} s") from None
-            if message["type"] == "http.disconnect":
-                raise BadRequest(499, "the client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                if message.get("more_body"):
-                    await drain(receive, size)
-                raise BadRequest(413, f"request body is over {MAX_BODY_BYTES} bytes (1.5 MB, as on Vertex AI)")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":

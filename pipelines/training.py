@@ -86,6 +86,8 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         namespace: str = "",
         model_storage_uri: str = "",
         serving_service_account: str = "",
+        request_logger_url: str = "",
+        prometheus_url: str = "",
         canary_window_seconds: float = 600.0,
         canary_min_requests: int = 100,
         canary_on_inconclusive: str = "keep",
@@ -145,8 +147,13 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             model_storage_uri: s3:// or gs:// prefix KServe loads models from (kserve).
             serving_service_account: Kubernetes service account of the model server, with the
                 credentials KServe's storage initializer reads model_storage_uri with (kserve).
-            canary_window_seconds: With traffic_percent below 100 (kfkit's server or Vertex AI), how long the
-                canary is watched before it is promoted or rolled back (0: no analysis, the split stays).
+            request_logger_url: http(s):// address of a `kfkit log-sink` KServe's inference logger posts
+                requests and responses to (kserve; with prometheus_url, the canary is watched).
+            prometheus_url: http(s):// address of the cluster's Prometheus, which scrapes Knative's
+                queue-proxy metrics (kserve).
+            canary_window_seconds: With traffic_percent below 100, how long the canary is watched before it
+                is promoted or rolled back (0: no analysis, the split stays). On Vertex AI only with
+                request_logging_table, on KServe only with request_logger_url and prometheus_url.
             canary_min_requests: Fewest requests each side needs for a verdict.
             canary_on_inconclusive: `keep` the split, or `rollback`, when traffic stays too little.
             dropout: Share of each hidden layer's units dropped while training.
@@ -233,25 +240,31 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 location=region, machine_type=machine_type, request_logging_table=request_logging_table,
                 local_root=local_root, endpoint_backend=endpoint_backend, namespace=namespace,
                 model_storage_uri=model_storage_uri, serving_service_account=serving_service_account,
+                request_logger_url=request_logger_url,
             ).set_display_name("deploy"))
-            # a canary on kfkit's own endpoints or on Vertex AI is watched, then promoted or rolled back
-            # (KServe moves its own canaryTrafficPercent: kfkit promote/rollback --backend kserve)
-            with dsl.If(endpoint_backend != "kserve", name="kfkit-or-vertex-endpoint"):
-                with dsl.If(traffic_percent < 100, name="canary"):
-                    # a float against a float: CEL has no float-int comparison, and the branch would be
-                    # skipped silently
-                    with dsl.If(canary_window_seconds > 0.0, name="watched"):
-                        canary = dict(endpoint=deploy.outputs["endpoint"], backend=backend,
-                                      endpoint_backend=endpoint_backend, project=project, location=region,
-                                      request_logging_table=request_logging_table, bigquery_location=location,
-                                      local_root=local_root, window_seconds=canary_window_seconds,
-                                      min_requests=canary_min_requests, on_inconclusive=canary_on_inconclusive)
+            # a canary is watched, then promoted or rolled back, where its figures can be read: kfkit's
+            # server (its request logs), Vertex AI (with a request-response logging table), KServe (with
+            # the log sink and Prometheus); elsewhere the split stays as deployed
+            with dsl.If(traffic_percent < 100, name="canary"):
+                # a float against a float: CEL has no float-int comparison, and the branch would be
+                # skipped silently
+                with dsl.If(canary_window_seconds > 0.0, name="watched"):
+                    canary = dict(endpoint=deploy.outputs["endpoint"], backend=backend,
+                                  endpoint_backend=endpoint_backend, project=project, location=region,
+                                  request_logging_table=request_logging_table, bigquery_location=location,
+                                  namespace=namespace, prometheus_url=prometheus_url,
+                                  request_logger_url=request_logger_url, local_root=local_root,
+                                  window_seconds=canary_window_seconds, min_requests=canary_min_requests,
+                                  on_inconclusive=canary_on_inconclusive)
+                    with dsl.If(endpoint_backend != "kserve", name="kfkit-or-vertex-endpoint"):
                         with dsl.If(backend == "local", name="kfkit-server"):
                             analyze_canary(**canary).set_display_name("canary analysis")
-                        # on Vertex AI the canary's predictions are read from the request-response log:
-                        # without one, the split stays as deployed (as before kfkit 0.7.0)
                         with dsl.If(backend != "local", name="vertex-endpoint"):
                             with dsl.If(request_logging_table != "", name="request-logging"):
+                                analyze_canary(**canary).set_display_name("canary analysis")
+                    with dsl.If(endpoint_backend == "kserve", name="kserve-endpoint"):
+                        with dsl.If(request_logger_url != "", name="request-logger"):
+                            with dsl.If(prometheus_url != "", name="prometheus"):
                                 analyze_canary(**canary).set_display_name("canary analysis")
 
     return training_pipeline

@@ -255,7 +255,11 @@ def test_the_report_says_the_verdict_and_each_criterion(endpoint_with_canary):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"endpoint_backend": "kserve"}, r"runs on kfkit's server \(local\) and Vertex AI endpoints, not on kserve"),
+    ({"endpoint_backend": "kserve"}, "prometheus_url is empty: a canary on KServe is judged on the request counts"),
+    ({"endpoint_backend": "kserve", "prometheus_url": "http://prometheus:9090"},
+     "request_logger_url is empty: a canary on KServe is judged on the predictions"),
+    ({"endpoint_backend": "kserve", "prometheus_url": "prometheus:9090", "request_logger_url": "http://sink"},
+     "prometheus_url must be the http"),
     ({"backend": "vertex"}, "request_logging_table is empty"),
     ({"backend": "tpu"}, "backend must be one of local, vertex, kserve"),
     ({"on_inconclusive": "promote"}, "on_inconclusive must be one of keep, rollback"),

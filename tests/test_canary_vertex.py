@@ -349,7 +349,7 @@ def test_vertex_promote_refuses_a_deployed_model_the_endpoint_does_not_have():
     assert endpoint.traffic_split == {OLD: 80, NEW: 20}
 
 
-def test_the_training_pipeline_watches_a_vertex_canary_only_where_its_predictions_are_logged(tmp_path):
+def test_the_training_pipeline_watches_a_canary_only_where_its_figures_can_be_read(tmp_path):
     import yaml
     from kfp import compiler
 
@@ -372,12 +372,17 @@ def test_the_training_pipeline_watches_a_vertex_canary_only_where_its_prediction
         if task["componentRef"]["name"].startswith("comp-condition"):
             walk(task["componentRef"]["name"], [])
 
-    assert sorted(found) == ["analyze-canary", "analyze-canary-2"]
-    local, vertex = found["analyze-canary"][0], found["analyze-canary-2"][0]
+    assert sorted(found) == ["analyze-canary", "analyze-canary-2", "analyze-canary-3"]
+    local, vertex, kserve = (found[f"analyze-canary{n}"][0] for n in ("", "-2", "-3"))
     assert local[-1] == "inputs.parameter_values['pipelinechannel--backend'] == 'local'"
     assert vertex[-2:] == ["inputs.parameter_values['pipelinechannel--backend'] != 'local'",
                            "inputs.parameter_values['pipelinechannel--request_logging_table'] != ''"]
     assert "inputs.parameter_values['pipelinechannel--endpoint_backend'] != 'kserve'" in local
+    assert kserve[-3:] == ["inputs.parameter_values['pipelinechannel--endpoint_backend'] == 'kserve'",
+                           "inputs.parameter_values['pipelinechannel--request_logger_url'] != ''",
+                           "inputs.parameter_values['pipelinechannel--prometheus_url'] != ''"]
+    assert all("traffic_percent" in c for c in (local[0], vertex[0], kserve[0]))
+    assert found["analyze-canary-3"][1]["namespace"]["componentInputParameter"] == "pipelinechannel--namespace"
     given = found["analyze-canary-2"][1]
     assert given["location"]["componentInputParameter"] == "pipelinechannel--region"
     assert given["bigquery_location"]["componentInputParameter"] == "pipelinechannel--location"

@@ -148,12 +148,14 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
                    label_column: str = "", act: bool = True, poll_seconds: float = 5.0,
                    clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                    registry=None, endpoint_backend: str = "", project: str = "", location: str = "",
-                   request_logging_table: str = "", bigquery_location: str = "US", source=None) -> CanaryResult:
+                   request_logging_table: str = "", bigquery_location: str = "US", namespace: str = "",
+                   prometheus_url: str = "", request_logger_url: str = "", source=None) -> CanaryResult:
     """Watch the endpoint's canary for window_seconds (extended up to max_extensions times while either
     side has fewer than min_requests), then judge it and, with act, promote or roll it back.
 
-    backend/endpoint_backend as deploy's: local (kfkit's server) or vertex (bigquery); project,
-    location (Vertex region), request_logging_table and bigquery_location for Vertex.
+    backend/endpoint_backend as deploy's: local (kfkit's server), vertex (bigquery) or kserve; project,
+    location (Vertex region), request_logging_table and bigquery_location for Vertex; namespace,
+    prometheus_url and request_logger_url (the log sink) for KServe.
     """
     from kfkit.components.deploy.deploy import resolve_backend
 
@@ -172,9 +174,10 @@ def analyze_canary(endpoint_name: str, *, backend: str = "local", local_root: st
             source = VertexCanary(endpoint_name, project=project, location=location,
                                   request_logging_table=request_logging_table, bigquery_location=bigquery_location)
         else:
-            raise ConfigError(f"canary analysis runs on kfkit's server (local) and Vertex AI endpoints, not on "
-                              f"{chosen}: KServe's canaryTrafficPercent is moved with `kfkit promote/rollback "
-                              "--backend kserve`")
+            from kfkit.components.canary.kserve import KServeCanary
+
+            source = KServeCanary(endpoint_name, namespace=namespace, prometheus_url=prometheus_url,
+                                  request_logger_url=request_logger_url, local_root=local_root, registry=registry)
     canary, baseline = sides(source.state())
     labels = source.labels(labels_table, request_key, label_column) if labels_table else None
     start = float(canary.get("deployed_at", 0))

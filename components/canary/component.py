@@ -22,6 +22,9 @@ def analyze_canary(
     location: str = "us-central1",
     request_logging_table: str = "",
     bigquery_location: str = "US",
+    namespace: str = "",
+    prometheus_url: str = "",
+    request_logger_url: str = "",
     local_root: str = ".kfkit",
     window_seconds: float = 600.0,
     max_extensions: int = 0,
@@ -44,12 +47,16 @@ def analyze_canary(
         backend: As deploy's: `local` (kfkit's server and its request logs) or `vertex`/`bigquery`
             (a Vertex AI endpoint: Cloud Monitoring's counts and latencies, predictions from its
             request-response logging table, the split through the Endpoint API).
-        endpoint_backend: As deploy's: overrides backend for the endpoint (`kserve` is refused: move
-            KServe's canary with `kfkit promote/rollback --backend kserve`).
+        endpoint_backend: As deploy's: overrides backend for the endpoint; `kserve`: a KServe
+            InferenceService (counts and latencies from Knative's metrics in Prometheus, predictions
+            from the log sink, KServe's own promotion and rollback).
         project: Google Cloud project of the endpoint, its metrics and its logging table (vertex).
         location: Vertex AI region of the endpoint (vertex).
         request_logging_table: bq://project.dataset.table the endpoint logs requests to (vertex).
         bigquery_location: BigQuery location of request_logging_table and labels_table (vertex).
+        namespace: Kubernetes namespace of the InferenceService (kserve; empty: the step's own).
+        prometheus_url: http(s):// address of the cluster's Prometheus scraping Knative's queue-proxy (kserve).
+        request_logger_url: http(s):// address of the `kfkit log-sink` deploy pointed KServe's logger at (kserve).
         local_root: Directory of the embedded backend's state.
         window_seconds: How long to watch before judging.
         max_extensions: Times the window is extended while either side has fewer than min_requests.
@@ -80,7 +87,8 @@ def analyze_canary(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run(dict(endpoint.metadata).get("endpoint", ""), backend=backend, endpoint_backend=endpoint_backend,
                  project=project, location=location, request_logging_table=request_logging_table,
-                 bigquery_location=bigquery_location, local_root=local_root,
+                 bigquery_location=bigquery_location, namespace=namespace, prometheus_url=prometheus_url,
+                 request_logger_url=request_logger_url, local_root=local_root,
                  window_seconds=window_seconds, max_extensions=max_extensions, on_inconclusive=on_inconclusive,
                  thresholds=Thresholds(min_requests, max_error_rate_increase, max_latency_ratio,
                                        max_prediction_distance, max_accuracy_drop, max_rmse_ratio),

@@ -30,6 +30,7 @@ def deploy_model(
     namespace: str = "",
     model_storage_uri: str = "",
     serving_service_account: str = "",
+    request_logger_url: str = "",
 ):
     """Deploys a registered model version behind an endpoint (created if missing) with a traffic share.
 
@@ -58,6 +59,9 @@ def deploy_model(
             (`<uri>/<model>/<version>/1/`), the InferenceService's storageUri (kserve).
         serving_service_account: Kubernetes service account of the model server, whose credentials let KServe's
             storage initializer read model_storage_uri (kserve).
+        request_logger_url: http(s):// address of a `kfkit log-sink` KServe's inference logger posts
+            every request and response to, where the canary analysis reads the predictions (kserve;
+            empty: no logging).
 
     Returns:
         endpoint: google.VertexEndpoint artifact with the traffic split in its metadata (kserve: its
@@ -70,7 +74,8 @@ def deploy_model(
     meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
                   backend=backend, endpoint_backend=endpoint_backend, namespace=namespace,
                   model_storage_uri=model_storage_uri, service_account=serving_service_account,
-                  traffic_percent=traffic_percent, keep_previous=keep_previous, machine_type=machine_type,
+                  request_logger_url=request_logger_url, traffic_percent=traffic_percent,
+                  keep_previous=keep_previous, machine_type=machine_type,
                   min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
                   logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,
                   location=location, gcp_resources=gcp_resources)

@@ -26,7 +26,8 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
                  logging_sample_rate: float = 1.0, local_root: str | None = None, project: str = "",
                  location: str = "", labels: dict[str, str] | None = None, gcp_resources: str | None = None,
                  endpoint_backend: str = "", namespace: str = "", model_storage_uri: str = "",
-                 service_account: str = "", vertex=None, kserve=None, registry=None, filesystem=None) -> dict[str, Any]:
+                 service_account: str = "", request_logger_url: str = "", vertex=None, kserve=None, registry=None,
+                 filesystem=None) -> dict[str, Any]:
     """Deploy a registered version behind endpoint_name; gcp_resources: where deploy/undeploy operations go.
 
     backend: local, vertex (also its data backend's name, bigquery) or kserve; endpoint_backend, when
@@ -51,7 +52,8 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
     if backend == "kserve":
         CloudJobs(gcp_resources)  # no Google Cloud operation: an empty gcp_resources
         return _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max_replicas, local_root,
-                              namespace, model_storage_uri, service_account, kserve, registry, filesystem)
+                              namespace, model_storage_uri, service_account, kserve, registry, filesystem,
+                              request_logger_url)
     from kfkit.adapters.vertex import VertexAdapter
 
     vertex = vertex or VertexAdapter(project, location, jobs=CloudJobs(gcp_resources))
@@ -65,7 +67,8 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
 
 
 def _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max_replicas, local_root, namespace,
-                   model_storage_uri, service_account, kserve, registry, filesystem) -> dict[str, Any]:
+                   model_storage_uri, service_account, kserve, registry, filesystem,
+                   request_logger_url="") -> dict[str, Any]:
     """The registered version copied to TF Serving's layout, then KServe's canary (kfkit.adapters.kserve)."""
     from kfkit.adapters import kserve as kserve_mod
     from kfkit.components.deploy import model_storage
@@ -87,7 +90,8 @@ def _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max
     kserve = kserve or kserve_mod.KServeAdapter(namespace)
     result = kserve.deploy(endpoint_name, uri, model_name=registered["model_name"], model_version=registered["version"],
                            traffic_percent=traffic_percent, service_account=service_account,
-                           min_replicas=min_replicas, max_replicas=max_replicas)
+                           min_replicas=min_replicas, max_replicas=max_replicas,
+                           request_logger_url=request_logger_url)
     service = kserve.wait_ready(endpoint_name)
     canary = service["spec"]["predictor"].get("canaryTrafficPercent")
     version, previous = registered["version"], result["previous_version"]

@@ -22,6 +22,8 @@ log = logging.getLogger("kfkit.kserve")
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 API_VERSION = f"{GROUP}/{VERSION}"
 MODEL_LABEL, VERSION_LABEL = "kfkit.io/model", "kfkit.io/model-version"
+# annotations deploy writes on the InferenceService: the version the canary replaces and when it came
+PREVIOUS_VERSION, DEPLOYED_AT = "kfkit.io/previous-model-version", "kfkit.io/deployed-at"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 READY_TIMEOUT_S = 600.0
 
@@ -37,8 +39,12 @@ def default_namespace(namespace: str = "", namespace_file: Path = SERVICE_ACCOUN
 
 def inference_service(name: str, namespace: str, storage_uri: str, *, model_name: str, model_version: str,
                       canary_traffic_percent: int | None = None, service_account: str = "", min_replicas: int = 1,
-                      max_replicas: int = 1) -> dict[str, Any]:
-    """The InferenceService serving one SavedModel with KServe's TensorFlow runtime."""
+                      max_replicas: int = 1, request_logger_url: str = "") -> dict[str, Any]:
+    """The InferenceService serving one SavedModel with KServe's TensorFlow runtime.
+
+    With request_logger_url, KServe's inference logger posts every request and response there (a
+    kfkit log-sink), each event carrying the model and version annotations of the pod that answered.
+    """
     labels = {MODEL_LABEL: model_name, VERSION_LABEL: str(model_version)}
     predictor: dict[str, Any] = {
         "minReplicas": min_replicas,
@@ -50,9 +56,20 @@ def inference_service(name: str, namespace: str, storage_uri: str, *, model_name
         predictor["serviceAccountName"] = service_account  # the storage initializer's credentials
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = canary_traffic_percent
+    if request_logger_url:
+        if not request_logger_url.startswith(("http://", "https://")):
+            raise ConfigError(f"request_logger_url must be the http(s):// address of a kfkit log-sink, "
+                              f"got {request_logger_url!r}")
+        predictor["annotations"] = dict(labels)  # on the revision's pods, where the logger reads them
+        predictor["logger"] = {"mode": "all", "url": request_logger_url,
+                               "metadataAnnotations": [MODEL_LABEL, VERSION_LABEL]}
     return {"apiVersion": API_VERSION, "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace, "labels": {MODEL_LABEL: model_name}},
             "spec": {"predictor": predictor}}
+
+
+def annotation(service: dict[str, Any], key: str) -> str:
+    return (service.get("metadata", {}).get("annotations") or {}).get(key, "")
 
 
 def served_version(service: dict[str, Any]) -> str | None:
@@ -102,13 +119,16 @@ class KServeAdapter:
                 return None
             raise KfkitError(f"reading InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
 
-    def _replace(self, current: dict[str, Any], predictor: dict[str, Any]) -> dict[str, Any]:
+    def _replace(self, current: dict[str, Any], predictor: dict[str, Any],
+                 annotations: dict[str, str] | None = None) -> dict[str, Any]:
         """Replace the object with this predictor; its resourceVersion makes a concurrent change fail, not vanish."""
         from kubernetes.client.exceptions import ApiException
 
         body = copy.deepcopy(current)
         body.pop("status", None)
         body["spec"]["predictor"] = predictor
+        if annotations:
+            body["metadata"]["annotations"] = {**(body["metadata"].get("annotations") or {}), **annotations}
         name = body["metadata"]["name"]
         try:
             return self._call("replace_namespaced_custom_object", name, body)
@@ -116,7 +136,8 @@ class KServeAdapter:
             raise KfkitError(f"updating InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
 
     def deploy(self, name: str, storage_uri: str, *, model_name: str, model_version: str, traffic_percent: int = 100,
-               service_account: str = "", min_replicas: int = 1, max_replicas: int = 1) -> dict[str, Any]:
+               service_account: str = "", min_replicas: int = 1, max_replicas: int = 1,
+               request_logger_url: str = "") -> dict[str, Any]:
         """Create the InferenceService, or move it to this model with `traffic_percent` as KServe's canary.
 
         Returns {"service", "previous_version", "created", "changed"}; deploying the version already
@@ -129,7 +150,8 @@ class KServeAdapter:
         current = self.get(name)
         wanted = inference_service(name, self.namespace, storage_uri, model_name=model_name,
                                    model_version=model_version, service_account=service_account,
-                                   min_replicas=min_replicas, max_replicas=max_replicas)
+                                   min_replicas=min_replicas, max_replicas=max_replicas,
+                                   request_logger_url=request_logger_url)
         if current is None:  # the first revision takes all traffic: there is nothing to split with
             try:
                 created = self._call("create_namespaced_custom_object", wanted)
@@ -143,7 +165,8 @@ class KServeAdapter:
         predictor = copy.deepcopy(wanted["spec"]["predictor"])
         if traffic_percent < 100:
             predictor["canaryTrafficPercent"] = traffic_percent
-        updated = self._replace(current, predictor)
+        notes = {PREVIOUS_VERSION: str(previous or ""), DEPLOYED_AT: f"{time.time():.3f}"}
+        updated = self._replace(current, predictor, notes)
         return {"service": updated, "previous_version": previous, "created": False, "changed": True}
 
     def promote(self, name: str) -> dict[str, Any]:
