@@ -42,6 +42,7 @@ SERVICE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes
 MAX_ID_CHARS = 256
 PENDING_MAX = 10_000  # events waiting for their other half; the oldest is dropped beyond this
 PENDING_TTL_S = 120.0
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last day a log file can be named
 
 
 class LogSink:
@@ -151,8 +152,8 @@ def _number(query: dict[str, list[str]], name: str) -> float:
         value = float(query.get(name, [""])[0])
     except ValueError:
         raise BadRequest(400, f"query parameter {name} must be a number (epoch seconds)") from None
-    if not math.isfinite(value):
-        raise BadRequest(400, f"query parameter {name} must be finite")
+    if not (math.isfinite(value) and 0 <= value <= LAST_SECOND):
+        raise BadRequest(400, f"query parameter {name} must be epoch seconds from 0 to {LAST_SECOND} (year 9999)")
     return value
 
 

@@ -1,0 +1,244 @@
+"""The canary analysis on a KServe InferenceService: the cluster's own figures, KServe's own moves.
+
+The InferenceService goes through the in-memory API server of test_kserve (the Kubernetes client's
+CustomObjectsApi by mock.create_autospec, KServe reconciling traffic as its canary rollout
+documents, every object checked against KServe's published schema). Requests, errors and latency
+come from a real Prometheus holding Knative's queue-proxy series (tests/prometheus_server.py);
+predictions from records in the format kfkit's log sink writes (tests/test_log_sink.py covers
+the sink itself); the registry is MlflowRegistry's signature (mock.create_autospec).
+"""
+
+import time
+from unittest import mock
+
+import pytest
+
+from kfkit.adapters import kserve
+from kfkit.adapters.mlflow_registry import MlflowRegistry
+from kfkit.adapters.prometheus import PrometheusAdapter
+from kfkit.components.canary.analysis import PROMOTE, ROLLBACK, Thresholds
+from kfkit.components.canary.canary import analyze_canary
+from kfkit.components.canary.kserve import KServeCanary
+from kfkit.errors import ConfigError
+from tests import prometheus_server
+from tests.test_canary import Clock
+from tests.test_kserve import NAMESPACE, Cluster, adapter, schema  # noqa: F401 - schema is a fixture
+
+T0 = (int(time.time()) // 60) * 60 - 7200
+SINK = "http://kfkit-log-sink.kubeflow-user-example-com.svc:8080"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    series = prometheus_server.Series()
+    # penguins: a canary as good as its baseline; taxi: a canary failing 1 request in 11
+    series.revision("penguins-predictor-00002", T0, T0 + 600, 15, ok_per_s=1.0, latency_bucket_ms=100)
+    series.revision("penguins-predictor-00001", T0, T0 + 600, 15, ok_per_s=4.0, latency_bucket_ms=100)
+    series.revision("taxi-predictor-00002", T0, T0 + 600, 15, ok_per_s=1.0, errors_per_s=0.1, latency_bucket_ms=100)
+    series.revision("taxi-predictor-00001", T0, T0 + 600, 15, ok_per_s=4.0, latency_bucket_ms=100)
+    url, process = prometheus_server.start(series, tmp_path_factory.mktemp("prometheus"))
+    yield url
+    process.terminate()
+    process.wait()
+
+
+def sink_records(per_version: dict[str, int]):
+    """What the log sink hands back: answered requests of each version, a class each, inside the window."""
+    rows = []
+    for version, n in per_version.items():
+        for i in range(n):
+            rows.append({"timestamp": T0 + 1 + i * 0.1, "deployed_model_id": f"penguins-v{version}",
+                         "model_version": version, "status": 200, "instances": [{"id": f"{version}-{i}"}],
+                         "predictions": [{"classes": ("Adelie", "Gentoo", "Chinstrap")[i % 3]}]})
+    calls = []
+
+    def read(url, service, start, end):
+        calls.append((url, service, start, end))
+        return [r for r in rows if start <= r["timestamp"] < end]
+
+    read.calls = calls
+    return read
+
+
+def canary_on(name, prometheus_url, read, cluster=None):
+    """An InferenceService with version 2 deployed as a 20% canary over version 1, its window starting at T0."""
+    cluster = cluster or Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy(name, f"s3://m/{name}/1", model_name=name, model_version="1", request_logger_url=SINK)
+    kserve_.deploy(name, f"s3://m/{name}/2", model_name=name, model_version="2", traffic_percent=20,
+                   request_logger_url=SINK)
+    cluster.objects[name]["metadata"]["annotations"][kserve.DEPLOYED_AT] = str(T0)  # as if deployed then
+    registry = mock.create_autospec(MlflowRegistry, instance=True)
+    source = KServeCanary(name, prometheus_url=prometheus_url, request_logger_url=SINK, kserve=kserve_,
+                          prometheus=PrometheusAdapter(prometheus_url), registry=registry, read_records=read)
+    return source, cluster, registry
+
+
+def test_a_good_kserve_canary_is_promoted_by_kserves_own_promotion(prometheus, schema):
+    read = sink_records({"1": 300, "2": 300})
+    source, cluster, registry = canary_on("penguins", prometheus, read)
+    clock = Clock(T0 + 1)
+
+    result = analyze_canary("penguins", window_seconds=599, clock=clock, sleep=clock.sleep, source=source,
+                            thresholds=Thresholds(min_requests=100))
+
+    assert result.verdict == PROMOTE, result.analysis.reason
+    assert (result.analysis.canary["requests"], result.analysis.baseline["requests"]) == (600, 2400)
+    assert result.analysis.canary["latency_p99_ms"] == pytest.approx(99.5)
+    call, sent = cluster.sent[-1]
+    assert call == "replace" and "canaryTrafficPercent" not in sent["spec"]["predictor"]
+    assert schema.problems(sent) == []
+    registry.set_alias.assert_called_once_with("penguins", "2", "champion")
+    registry.tag_version.assert_called_once_with("penguins", "2", "kfkit.canary", "promoted")
+    assert read.calls[-1][:2] == (SINK, "penguins") and read.calls[-1][2] == T0
+    assert result.action == "promoted penguins-predictor-00002 to 100%; champion is version 2"
+
+
+def test_a_failing_kserve_canary_is_rolled_back_and_rejected(prometheus):
+    source, cluster, registry = canary_on("taxi", prometheus, sink_records({"1": 300, "2": 300}))
+    clock = Clock(T0 + 1)
+
+    result = analyze_canary("taxi", window_seconds=599, clock=clock, sleep=clock.sleep, source=source,
+                            thresholds=Thresholds(min_requests=100))
+
+    assert result.verdict == ROLLBACK
+    assert result.analysis.canary["errors"] == 60 and "error_rate" in result.analysis.reason
+    assert cluster.sent[-1][1]["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    registry.set_alias.assert_called_once_with("taxi", "1", "champion")
+    registry.tag_version.assert_called_once_with("taxi", "2", "kfkit.canary", "rejected")
+
+
+def test_predictions_that_differ_from_the_baselines_roll_the_canary_back(prometheus):
+    rows = sink_records({"1": 300})
+
+    def read(url, service, start, end):  # the canary answers one class only
+        return list(rows(url, service, start, end)) + [
+            {"timestamp": T0 + 5, "model_version": "2", "instances": [{}] * 300,
+             "predictions": [{"classes": "Adelie"}] * 300}]
+
+    source, cluster, registry = canary_on("penguins", prometheus, read)
+    clock = Clock(T0 + 1)
+
+    result = analyze_canary("penguins", window_seconds=599, clock=clock, sleep=clock.sleep, source=source,
+                            thresholds=Thresholds(min_requests=100))
+
+    assert result.verdict == ROLLBACK and "prediction_distance" in result.analysis.reason
+
+
+def test_the_state_names_kserves_revisions_with_the_versions_they_serve(prometheus):
+    source, _, _ = canary_on("penguins", prometheus, sink_records({}))
+
+    state = source.state()
+
+    assert state["deployed_models"] == [
+        {"id": "penguins-predictor-00002", "model": "penguins", "version": "2", "traffic": 20, "deployed_at": T0},
+        {"id": "penguins-predictor-00001", "model": "penguins", "version": "1", "traffic": 80, "deployed_at": 0.0}]
+
+
+def test_the_timeline_has_each_revisions_requests_errors_and_p99_per_slice(prometheus):
+    source, _, _ = canary_on("taxi", prometheus, sink_records({}))
+
+    timeline = source._timeline(["taxi-predictor-00002", "taxi-predictor-00001"], T0, T0 + 600)
+
+    canary = timeline["taxi-predictor-00002"]
+    # one point a minute (30 s slices): each minute's requests land in the slice its range ends in
+    assert [s[0] for s in canary[1::2]] == [66] * 10 and [s[0] for s in canary[0::2]] == [0] * 10
+    assert [s[1] for s in canary[1::2]] == [6] * 10
+    assert canary[1][2] == pytest.approx(99.5)
+
+
+def test_a_service_deployed_before_kfkit_wrote_the_previous_version_is_refused_naming_it(prometheus):
+    source, cluster, _ = canary_on("penguins", prometheus, sink_records({}))
+    del cluster.objects["penguins"]["metadata"]["annotations"][kserve.PREVIOUS_VERSION]
+
+    with pytest.raises(ConfigError, match="which registered version revision penguins-predictor-00001 serves is "
+                                          "unknown"):
+        source.state()
+
+
+def test_a_missing_inference_service_is_refused_naming_it(prometheus):
+    source = KServeCanary("absent", prometheus_url=prometheus, request_logger_url=SINK,
+                          kserve=adapter(Cluster()), registry=mock.create_autospec(MlflowRegistry, instance=True))
+    with pytest.raises(ConfigError, match="no InferenceService 'absent' in namespace"):
+        source.state()
+
+
+def test_deploy_with_a_request_logger_points_kserves_logger_at_the_sink_with_kfkits_annotations(schema):
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1", request_logger_url=SINK)
+
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20,
+                   request_logger_url=SINK)
+
+    (_, created), (_, replaced) = cluster.sent
+    assert replaced["spec"]["predictor"]["logger"] == {
+        "mode": "all", "url": SINK, "metadataAnnotations": ["kfkit.io/model", "kfkit.io/model-version"]}
+    assert replaced["spec"]["predictor"]["annotations"] == {"kfkit.io/model": "penguins", "kfkit.io/model-version": "2"}
+    assert replaced["metadata"]["annotations"][kserve.PREVIOUS_VERSION] == "1"
+    assert abs(float(replaced["metadata"]["annotations"][kserve.DEPLOYED_AT]) - time.time()) < 60
+    assert "logger" in created["spec"]["predictor"] and schema.problems(created) == []
+    assert schema.problems(replaced) == []
+
+
+def test_deploy_without_a_request_logger_sends_no_logger_and_refuses_an_address_that_is_not_http():
+    assert "logger" not in kserve.inference_service("p", NAMESPACE, "s3://m/p/1", model_name="p",
+                                                    model_version="1")["spec"]["predictor"]
+    with pytest.raises(ConfigError, match="request_logger_url must be the http"):
+        kserve.inference_service("p", NAMESPACE, "s3://m/p/1", model_name="p", model_version="1",
+                                 request_logger_url="kfkit-log-sink:8080")
+
+
+def test_kfkit_canary_status_on_kserve_reads_the_cluster_prometheus_and_the_sink_and_moves_nothing(
+        prometheus, tmp_path, monkeypatch, capsys):
+    import json
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from kfkit import cli
+    from kfkit.log_sink import REQUEST_TYPE, RESPONSE_TYPE, make_http_server
+    from tests.test_kserve import Recording
+    from tests.test_log_sink import REQUEST, RESPONSE, headers, post
+
+    class Canary(Recording):
+        service = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                   "metadata": {"name": "penguins", "namespace": NAMESPACE, "resourceVersion": "7", "generation": 2,
+                                "annotations": {kserve.PREVIOUS_VERSION: "1", kserve.DEPLOYED_AT: str(T0)}},
+                   "spec": {"predictor": {"canaryTrafficPercent": 20, "labels": {"kfkit.io/model": "penguins",
+                                                                                 "kfkit.io/model-version": "2"},
+                                          "model": {"modelFormat": {"name": "tensorflow"},
+                                                    "storageUri": "s3://m/penguins/2"}}},
+                   "status": {"components": {"predictor": {"traffic": [
+                       {"revisionName": "penguins-predictor-00002", "percent": 20, "latestRevision": True},
+                       {"revisionName": "penguins-predictor-00001", "percent": 80, "tag": "prev"}]}}}}
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    (tmp_path / "kubeconfig").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{api.server_port}"}}],
+        "users": [{"name": "t", "user": {"token": "t"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    ready = threading.Event()
+    sink = make_http_server(local_root=str(tmp_path / "sink"), port=0, ready=ready)
+    threading.Thread(target=sink.run, daemon=True).start()
+    assert ready.wait(30)
+    sink_url = f"http://127.0.0.1:{sink.bound_port}"
+    post(sink_url, REQUEST, headers("e-1", REQUEST_TYPE))
+    post(sink_url, RESPONSE, headers("e-1", RESPONSE_TYPE))
+    Canary.requests = []
+
+    try:
+        code = cli.main(["canary", "status", "--endpoint", "penguins", "--backend", "kserve", "--namespace", NAMESPACE,
+                         "--prometheus-url", prometheus, "--request-logger-url", sink_url])
+    finally:
+        api.shutdown()
+        sink.should_exit = True
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ("endpoint penguins: canary penguins-predictor-00002 (version 2, 20%) against "
+            "penguins-predictor-00001") in out
+    assert "verdict if judged now:" in out
+    assert [method for method, _, _ in Canary.requests] == ["GET", "GET"]  # read twice, never replaced

@@ -1,0 +1,88 @@
+"""The Prometheus adapter against a real Prometheus holding Knative's queue-proxy metrics.
+
+Expected values follow Prometheus' documented semantics (prometheus.io/docs/prometheus/latest/querying/functions/):
+`increase()` over a range whose first and last samples sit on its edges is the last value minus the
+first, with nothing extrapolated; `histogram_quantile()` interpolates linearly inside the bucket the
+rank falls in, the lowest bucket starting at 0. Metric names and labels are Knative Serving's
+documented queue-proxy metrics (knative.dev/docs/serving/services/service-metrics/).
+"""
+
+import time
+
+import pytest
+
+from kfkit.adapters.prometheus import PrometheusAdapter, seconds, selector
+from kfkit.errors import ConfigError, KfkitError
+from tests import prometheus_server
+from tests.prometheus_server import NAMESPACE
+
+T0 = (int(time.time()) // 60) * 60 - 7200  # two hours ago: inside the retention, outside the head block
+CANARY, BASELINE = "penguins-predictor-00002", "penguins-predictor-00001"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    series = prometheus_server.Series()
+    series.revision(CANARY, T0, T0 + 600, 15, ok_per_s=1.0, errors_per_s=0.02, latency_bucket_ms=100)
+    series.revision(BASELINE, T0, T0 + 600, 15, ok_per_s=4.0, latency_bucket_ms=50)
+    url, process = prometheus_server.start(series, tmp_path_factory.mktemp("prometheus"))
+    yield PrometheusAdapter(url)
+    process.terminate()
+    process.wait()
+
+
+def test_requests_over_a_window_are_counted_by_revision_and_status_class(prometheus):
+    found = prometheus.requests(NAMESPACE, [CANARY, BASELINE], T0, T0 + 600)
+
+    assert sorted((r, c, round(n, 6)) for r, c, n in found) == [
+        (BASELINE, "2xx", 2400.0), (BASELINE, "5xx", 0.0), (CANARY, "2xx", 600.0), (CANARY, "5xx", 12.0)]
+
+
+def test_latency_percentiles_are_prometheus_histogram_quantiles(prometheus):
+    # canary: all 612 answers in (50, 100] ms; baseline: all in (0, 50] ms
+    assert prometheus.latency(NAMESPACE, [CANARY], 0.5, T0, T0 + 600) == pytest.approx(75.0)
+    assert prometheus.latency(NAMESPACE, [CANARY], 0.99, T0, T0 + 600) == pytest.approx(99.5)
+    assert prometheus.latency(NAMESPACE, [BASELINE], 0.99, T0, T0 + 600) == pytest.approx(49.5)
+
+
+def test_a_revision_without_requests_has_no_latency_and_no_counts(prometheus):
+    assert prometheus.latency(NAMESPACE, ["penguins-predictor-00009"], 0.99, T0, T0 + 600) is None
+    assert prometheus.requests(NAMESPACE, ["penguins-predictor-00009"], T0, T0 + 600) == []
+
+
+def test_the_timeline_has_a_point_per_step_of_at_least_a_minute(prometheus):
+    counts, p99 = prometheus.timeline(NAMESPACE, [CANARY], T0, T0 + 600, 20)
+
+    ok = next(points for labels, points in counts if labels["response_code_class"] == "2xx")
+    assert [t for t, _ in ok] == [float(T0 + 60 * i) for i in range(1, 11)]
+    assert {round(v, 6) for _, v in ok} == {60.0}
+    assert {round(v, 6) for _, v in p99[0][1]} == {99.5}
+
+
+def test_a_query_prometheus_cannot_parse_is_an_error_with_its_message(prometheus):
+    with pytest.raises(KfkitError, match=r"Prometheus refused 'sum by \(': .*parse error"):
+        prometheus.instant("sum by (", T0)
+
+
+def test_an_unreachable_prometheus_is_an_error_naming_its_address():
+    with pytest.raises(KfkitError, match=r"Prometheus at http://127.0.0.1:9 could not be read"):
+        PrometheusAdapter("http://127.0.0.1:9", timeout_s=5).instant("up", T0)
+
+
+@pytest.mark.parametrize("url", ["prometheus:9090", "", "ftp://prometheus"])
+def test_an_address_that_is_not_http_is_refused(url):
+    with pytest.raises(ConfigError, match="prometheus_url must be the http"):
+        PrometheusAdapter(url)
+
+
+@pytest.mark.parametrize("name", ['a"} or vector(1) #', "", "a|b"])
+def test_a_name_that_would_change_the_query_is_refused(name):
+    with pytest.raises(ConfigError, match="not a Kubernetes name"):
+        selector(NAMESPACE, [name])
+
+
+def test_a_range_is_whole_seconds_and_a_sliced_one_at_least_a_minute():
+    assert seconds(0, 600.2) == 601
+    assert seconds(0, 0) == 1
+    assert seconds(0, 600, 20) == 60
+    assert seconds(0, 6000, 20) == 300
