@@ -22,10 +22,16 @@ from kfkit.components.canary.kserve import KServeCanary
 from kfkit.errors import ConfigError
 from tests import prometheus_server
 from tests.test_canary import Clock
-from tests.test_kserve import NAMESPACE, Cluster, adapter, schema  # noqa: F401 - schema is a fixture
+from tests.kserve_schema import Schema
+from tests.test_kserve import NAMESPACE, Cluster, adapter
 
 T0 = (int(time.time()) // 60) * 60 - 7200
 SINK = "http://kfkit-log-sink.kubeflow-user-example-com.svc:8080"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return Schema()
 
 
 @pytest.fixture(scope="module")

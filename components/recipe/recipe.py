@@ -48,7 +48,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "region": "us-central1", "traffic_percent": 100, "keep_previous": 1, "serving_image": "",
     "machine_type": "n1-standard-2", "request_logging_table": "", "git_commit": "",
     "maximum_bytes_billed": 1_000_000_000_000, "endpoint_backend": "", "namespace": "", "model_storage_uri": "",
-    "serving_service_account": "", "canary_window_seconds": 600.0, "canary_min_requests": 100,
+    "serving_service_account": "", "request_logger_url": "", "prometheus_url": "", "canary_window_seconds": 600.0,
+    "canary_min_requests": 100,
     "canary_on_inconclusive": "keep", "dropout": 0.0, "tune": False, "search_space": DEFAULT_SEARCH_SPACE,
     "tune_metric": "eval_loss", "tune_goal": "minimize", "tune_max_trials": 20, "tune_parallelism": 1,
 }
