@@ -97,6 +97,9 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "kfkit/adapters/kserve.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
     "components/deploy/model_storage.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
     "kfkit/docker_runner.py": (["tests/test_docker_runner.py"], ""),
+    "kfkit/adapters/prometheus.py": (["tests/test_prometheus.py", "tests/test_canary_kserve.py"], ""),
+    "kfkit/log_sink.py": (["tests/test_log_sink.py"], ""),
+    "components/canary/kserve.py": (["tests/test_canary_kserve.py"], ""),
     "kfkit/adapters/monitoring.py": (["tests/test_canary_vertex.py"], ""),
     "components/canary/vertex.py": (["tests/test_canary_vertex.py"], ""),
     "components/tune/space.py": ([f"tests/test_tune.py::{name}" for name in (

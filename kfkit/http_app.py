@@ -235,6 +235,18 @@ async def read_body(scope, receive) -> bytes:
             return b"".join(chunks)
 
 
+async def lifespan(receive, send, on_shutdown) -> None:
+    """ASGI lifespan: start at once; on shutdown run on_shutdown, then say it is complete."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            on_shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4):
     """The ASGI app around a ModelServer."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
@@ -244,14 +256,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    pool.shutdown(wait=True)  # in-flight predictions finish (graceful drain on SIGTERM)
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            # in-flight predictions finish (graceful drain on SIGTERM)
+            return await lifespan(receive, send, lambda: pool.shutdown(wait=True))
         if scope["type"] != "http":
             return
         started = time.perf_counter()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kfkit.errors import ConfigError, KfkitError
-from kfkit.http_app import BadRequest, check_values, parse_body, read_body, send_json
+from kfkit.http_app import BadRequest, check_values, lifespan, parse_body, read_body, send_json
 
 log = logging.getLogger("kfkit.log_sink")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -162,14 +162,7 @@ def make_app(sink: LogSink):
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    sink.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            return await lifespan(receive, send, sink.close)
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
@@ -210,7 +203,9 @@ def make_http_server(*, local_root: str | None = None, services: list[str] | Non
     from kfkit.http_app import GuardedProtocol
 
     sink = LogSink(local_root, services)
-    config = uvicorn.Config(make_app(sink), host=host, port=port, http=GuardedProtocol, lifespan="on",
+    # log_config=None: uvicorn leaves the process's logging as it is (its dictConfig would close the
+    # handlers already there)
+    config = uvicorn.Config(make_app(sink), host=host, port=port, http=GuardedProtocol, lifespan="on", log_config=None,
                             limit_concurrency=1024, timeout_keep_alive=5, access_log=False, log_level="warning",
                             server_header=False, date_header=False)
 

@@ -18,8 +18,8 @@ import math
 from typing import Any, Callable
 
 from kfkit.components.canary.analysis import Served
+from kfkit.components.canary.traffic import add_answers
 from kfkit.errors import ConfigError
-from kfkit.request_logs import prediction_value
 
 BUCKETS = 20
 
@@ -110,13 +110,7 @@ class KServeCanary:
             predictions, instances = record.get("predictions"), record.get("instances")
             if side is None or not isinstance(predictions, list):
                 continue
-            values = [prediction_value(p) for p in predictions]
-            side.predictions.extend(values)
-            if labels and request_key and isinstance(instances, list) and len(instances) == len(values):
-                for instance, value in zip(instances, values):
-                    key = instance.get(request_key) if isinstance(instance, dict) else None
-                    if key is not None and str(key) in labels:
-                        side.labelled.append((value, labels[str(key)]))
+            add_answers(side, instances, predictions, labels, request_key)
         return canary_side, base, self._timeline(list(by_revision), start, end)
 
     def _timeline(self, revisions: list[str], start: float, end: float) -> dict[str, list[list[float]]]:

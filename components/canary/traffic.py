@@ -16,6 +16,19 @@ from kfkit.components.canary.analysis import Served
 from kfkit.request_logs import prediction_value, records
 
 
+def add_answers(side: Served, instances: Any, predictions: list, labels: dict[str, Any] | None,
+                request_key: str) -> None:
+    """One answered request's predictions into `side`, each paired with its label when the instance's
+    request_key has one (instances and predictions must line up one to one to be joined)."""
+    values = [prediction_value(p) for p in predictions]
+    side.predictions.extend(values)
+    if labels and request_key and isinstance(instances, list) and len(instances) == len(values):
+        for instance, value in zip(instances, values):
+            key = instance.get(request_key) if isinstance(instance, dict) else None
+            if key is not None and str(key) in labels:
+                side.labelled.append((value, labels[str(key)]))
+
+
 def read_served(log_dir: str | Path, start: float, end: float, *, labels: dict[str, Any] | None = None,
                 request_key: str = "", buckets: int = 20) -> tuple[dict[str, Served], dict[str, list[list[float]]]]:
     """({deployed model id: Served}, {deployed model id: [requests, errors, p99 ms] per time bucket})
@@ -45,13 +58,7 @@ def read_served(log_dir: str | Path, start: float, end: float, *, labels: dict[s
         instances, predictions = record.get("instances"), record.get("predictions")
         if failed or not isinstance(predictions, list):
             continue
-        values = [prediction_value(p) for p in predictions]
-        side.predictions.extend(values)
-        if labels and request_key and isinstance(instances, list) and len(instances) == len(values):
-            for instance, value in zip(instances, values):
-                key = instance.get(request_key) if isinstance(instance, dict) else None
-                if key is not None and str(key) in labels:
-                    side.labelled.append((value, labels[str(key)]))
+        add_answers(side, instances, predictions, labels, request_key)
     series = {k: [[n, e, float(np.percentile(ms, 99)) if ms else 0.0] for n, e, ms in slots]
               for k, slots in timeline.items()}
     return served, series

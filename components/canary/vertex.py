@@ -20,7 +20,8 @@ from typing import Any
 
 from kfkit.components.canary.analysis import Served
 from kfkit.errors import ConfigError
-from kfkit.request_logs import payload_items, prediction_value
+from kfkit.components.canary.traffic import add_answers
+from kfkit.request_logs import payload_items
 
 BUCKETS = 20
 
@@ -97,14 +98,8 @@ class VertexCanary:
                 side = sides.get(str(deployed))
                 if side is None:
                     continue  # a version that takes no traffic now
-                values = [prediction_value(p) for p in payload_items(response, "predictions")]
-                side.predictions.extend(values)
-                instances = payload_items(request, "instances")
-                if labels and request_key and len(instances) == len(values):
-                    for instance, value in zip(instances, values):
-                        key = instance.get(request_key) if isinstance(instance, dict) else None
-                        if key is not None and str(key) in labels:
-                            side.labelled.append((value, labels[str(key)]))
+                add_answers(side, payload_items(request, "instances"), payload_items(response, "predictions"),
+                            labels, request_key)
 
     def _timeline(self, ids: list[str], start: float, end: float) -> dict[str, list[list[float]]]:
         """Per deployed model and slice of the window: [requests, errors, p99 ms], from Cloud Monitoring."""
