@@ -62,9 +62,9 @@ class PrometheusAdapter:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise KfkitError(f"Prometheus at {self.url} could not be read: {exc}") from exc
         if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error", body) if isinstance(body, dict) else body
+            error = f"{body.get('errorType')}: {body.get('error')}" if isinstance(body, dict) else "not its JSON"
             raise KfkitError(f"Prometheus refused {params['query']!r}: {error}")
-        return body.get("data", {}).get("result", [])
+        return body["data"]["result"]  # always there on success (Prometheus' HTTP API)
 
     def instant(self, query: str, at: float) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of each series of an instant query at time `at`; NaN answers (no data) left out."""
@@ -72,7 +72,7 @@ class PrometheusAdapter:
         for series in self._get("query", {"query": query, "time": f"{at:.3f}"}):
             value = float(series["value"][1])
             if math.isfinite(value):
-                out.append((series.get("metric", {}), value))
+                out.append((series["metric"], value))
         return out
 
     def range(self, query: str, start: float, end: float, step: int) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
@@ -80,15 +80,15 @@ class PrometheusAdapter:
         out = []
         for series in self._get("query_range", {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                                 "step": f"{step}s"}):
-            points = [(float(t), float(v)) for t, v in series.get("values", []) if math.isfinite(float(v))]
-            out.append((series.get("metric", {}), points))
+            points = [(float(t), float(v)) for t, v in series["values"] if math.isfinite(float(v))]
+            out.append((series["metric"], points))
         return out
 
     def requests(self, namespace: str, revisions: list[str], start: float, end: float) -> list[tuple[str, str, float]]:
         """(revision, response_code_class, requests) over [start, end]."""
         query = (f"sum by (revision_name, response_code_class) "
                  f"(increase({REQUEST_COUNT}{{{selector(namespace, revisions)}}}[{seconds(start, end)}s]))")
-        return [(m.get("revision_name", ""), m.get("response_code_class", ""), v) for m, v in self.instant(query, end)]
+        return [(m["revision_name"], m["response_code_class"], v) for m, v in self.instant(query, end)]
 
     def latency(self, namespace: str, revisions: list[str], quantile: float, start: float, end: float) -> float | None:
         """The quantile of these revisions' response times together, in ms, over [start, end]; None without requests."""
