@@ -131,6 +131,25 @@ def test_predictions_that_differ_from_the_baselines_roll_the_canary_back(prometh
     assert result.verdict == ROLLBACK and "prediction_distance" in result.analysis.reason
 
 
+def test_answered_requests_that_prometheus_does_not_count_are_refused_not_judged_on_zero(prometheus):
+    source, _, _ = canary_on("absent", prometheus, sink_records({"1": 5, "2": 5}))
+    canary, baseline = {"id": "absent-predictor-00002", "version": "2"}, [{"id": "absent-predictor-00001",
+                                                                           "version": "1"}]
+
+    with pytest.raises(ConfigError, match=r"the log sink has 10 answered requests of absent in the window but "
+                                          r"Prometheus at http://127.0.0.1:\d+ has no revision_request_count series"):
+        source.served(canary, baseline, T0, T0 + 600, None, "")
+
+
+def test_a_window_without_traffic_anywhere_is_too_little_traffic_not_an_error(prometheus):
+    source, _, _ = canary_on("absent", prometheus, sink_records({}))
+
+    canary_served, base, _ = source.served({"id": "absent-predictor-00002", "version": "2"},
+                                           [{"id": "absent-predictor-00001", "version": "1"}], T0, T0 + 600, None, "")
+
+    assert (canary_served.requests, base.requests) == (0, 0)
+
+
 def test_the_state_names_kserves_revisions_with_the_versions_they_serve(prometheus):
     source, _, _ = canary_on("penguins", prometheus, sink_records({}))
 

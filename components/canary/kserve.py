@@ -96,8 +96,10 @@ class KServeCanary:
         canary_side = Served(f"canary {canary['id']}")
         base = Served("baseline " + ", ".join(m["id"] for m in baseline))
         by_revision = {canary["id"]: canary_side, **{m["id"]: base for m in baseline}}
+        series = 0
         for side, revisions in ((canary_side, [canary["id"]]), (base, [m["id"] for m in baseline])):
             for _, code_class, n in self.prometheus.requests(namespace, revisions, start, end):
+                series += 1
                 side.requests += round(n)
                 side.errors += 0 if code_class == "2xx" else round(n)
             for q in (50, 99):
@@ -105,12 +107,22 @@ class KServeCanary:
                 if value is not None:
                     side.latency_percentiles[q] = value
         by_version = {str(canary["version"]): canary_side, **{str(m["version"]): base for m in baseline}}
+        logged = 0
         for record in self.read_records(self.logger_url, self.name, start, end):
+            logged += 1
             side = by_version.get(str(record.get("model_version")))
             predictions, instances = record.get("predictions"), record.get("instances")
             if side is None or not isinstance(predictions, list):
                 continue
             add_answers(side, instances, predictions, labels, request_key)
+        if logged and not series:
+            # requests were answered, yet Prometheus counts none: never judge on zero
+            from kfkit.adapters.prometheus import REQUEST_COUNT
+
+            raise ConfigError(f"the log sink has {logged} answered requests of {self.name} in the window but Prometheus "
+                              f"at {self.prometheus.url} has no {REQUEST_COUNT} series for {', '.join(by_revision)} "
+                              f"in namespace {namespace}: does it scrape Knative's queue-proxy, under the names "
+                              "Knative Serving documents up to 1.18 (1.19 moved them to OpenTelemetry's)?")
         return canary_side, base, self._timeline(list(by_revision), start, end)
 
     def _timeline(self, revisions: list[str], start: float, end: float) -> dict[str, list[list[float]]]:
