@@ -94,7 +94,10 @@ MODULES: dict[str, tuple[list[str], str]] = {
     "components/ingest/bigquery_split.py": (["tests/test_ingest_export.py"], ""),
     "components/validate/bigquery_stats.py": (["tests/test_validate_bigquery.py"], ""),
     # every KServe test but the one that trains a model
-    "kfkit/adapters/kserve.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
+    "kfkit/adapters/kserve.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST] + [
+        "tests/test_canary_kserve.py::test_deploy_with_a_request_logger_points_kserves_logger_at_the_sink_with_kfkits_"
+        "annotations", "tests/test_canary_kserve.py::test_deploy_without_a_request_logger_sends_no_logger_and_refuses_"
+        "an_address_that_is_not_http"], ""),
     "components/deploy/model_storage.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
     "kfkit/docker_runner.py": (["tests/test_docker_runner.py"], ""),
     "kfkit/adapters/prometheus.py": (["tests/test_prometheus.py", "tests/test_canary_kserve.py"], ""),
