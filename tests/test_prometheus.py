@@ -65,10 +65,12 @@ def test_the_timeline_has_a_point_per_step_of_at_least_a_minute(prometheus):
 
 
 def test_the_timeline_starts_one_step_into_the_window_not_before_it(prometheus):
-    counts, _ = prometheus.timeline(NAMESPACE, [EARLY], T0, T0 + 600, 20)
+    counts, p99 = prometheus.timeline(NAMESPACE, [EARLY], T0, T0 + 600, 20)
 
     [(labels, points)] = [(labels, points) for labels, points in counts if labels["response_code_class"] == "2xx"]
     assert points[0] == (float(T0 + 60), pytest.approx(60.0)) and len(points) == 10
+    [(_, latencies)] = p99
+    assert [t for t, _ in latencies] == [float(T0 + 60 * i) for i in range(1, 11)]
 
 
 def test_a_query_prometheus_cannot_parse_is_an_error_with_its_type_and_message(prometheus):
@@ -81,14 +83,29 @@ def test_an_address_with_a_trailing_slash_is_the_same_prometheus(prometheus):
     assert again.requests(NAMESPACE, [CANARY], T0, T0 + 600) == prometheus.requests(NAMESPACE, [CANARY], T0, T0 + 600)
 
 
+def test_a_trailing_slash_never_doubles_the_api_path_a_strict_proxy_routes_on():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        answer = PrometheusAdapter(f"http://127.0.0.1:{server.server_port}/strict/").instant("up", T0)
+    finally:
+        server.shutdown()
+    assert answer == []
+
+
+def test_an_https_address_is_taken():
+    assert PrometheusAdapter("https://prometheus.monitoring:9090/").url == "https://prometheus.monitoring:9090"
+
+
 class NotPrometheus(BaseHTTPRequestHandler):
     """What sits in front of a Prometheus sometimes answers instead of it."""
 
     answers = {"/proxy/api/v1/query": (502, b"<html>Bad Gateway</html>"), "/html/api/v1/query": (200, b"<html>"),
-               "/list/api/v1/query": (200, b"[1, 2]")}
+               "/list/api/v1/query": (200, b"[1, 2]"),
+               "/strict/api/v1/query": (200, b'{"status": "success", "data": {"resultType": "vector", "result": []}}')}
 
     def do_GET(self):
-        status, body = self.answers[self.path.split("?")[0]]
+        status, body = self.answers.get(self.path.split("?")[0], (404, b"404 page not found"))
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
