@@ -35,12 +35,16 @@ class Series:
         self.lines: dict[str, list[str]] = {"revision_request_count": [], "revision_request_latencies": []}
 
     def revision(self, revision: str, start: float, end: float, step: float, *, ok_per_s: float,
-                 errors_per_s: float = 0.0, latency_bucket_ms: int = 100) -> None:
-        """Counters from 0 at `start`: ok_per_s 2xx and errors_per_s 5xx requests a second, every
-        response time in the bucket whose upper bound is latency_bucket_ms."""
+                 errors_per_s: float = 0.0, client_errors_per_s: float = 0.0, latency_bucket_ms: int = 100) -> None:
+        """Counters from 0 at `start`: ok_per_s 2xx, errors_per_s 5xx and client_errors_per_s 4xx (a series
+        only when not 0) requests a second, every response time in the bucket whose upper bound is
+        latency_bucket_ms."""
+        classes = [("200", "2xx", ok_per_s), ("500", "5xx", errors_per_s)]
+        if client_errors_per_s:
+            classes.insert(1, ("400", "4xx", client_errors_per_s))
         t, n = start, 0
         while t <= end + 1e-9:
-            for code, code_class, rate in (("200", "2xx", ok_per_s), ("500", "5xx", errors_per_s)):
+            for code, code_class, rate in classes:
                 labels = (f'namespace_name="{NAMESPACE}",revision_name="{revision}",response_code="{code}",'
                           f'response_code_class="{code_class}"')
                 count = rate * (t - start)

@@ -42,6 +42,10 @@ def prometheus(tmp_path_factory):
     series.revision("penguins-predictor-00001", T0, T0 + 600, 15, ok_per_s=4.0, latency_bucket_ms=100)
     series.revision("taxi-predictor-00002", T0, T0 + 600, 15, ok_per_s=1.0, errors_per_s=0.1, latency_bucket_ms=100)
     series.revision("taxi-predictor-00001", T0, T0 + 600, 15, ok_per_s=4.0, latency_bucket_ms=100)
+    # flaky: a canary failing with both 4xx and 5xx answers
+    series.revision("flaky-predictor-00002", T0, T0 + 600, 15, ok_per_s=1.0, client_errors_per_s=0.05,
+                    errors_per_s=0.05)
+    series.revision("flaky-predictor-00001", T0, T0 + 600, 15, ok_per_s=4.0)
     url, process = prometheus_server.start(series, tmp_path_factory.mktemp("prometheus"))
     yield url
     process.terminate()
@@ -78,6 +82,18 @@ def canary_on(name, prometheus_url, read, cluster=None):
     source = KServeCanary(name, prometheus_url=prometheus_url, request_logger_url=SINK, kserve=kserve_,
                           prometheus=PrometheusAdapter(prometheus_url), registry=registry, read_records=read)
     return source, cluster, registry
+
+
+def as_read(cluster, edit):
+    """The cluster answers reads with `edit` applied to what KServe reports."""
+    reconciled = cluster.get
+
+    def get(*args, **kwargs):
+        service = reconciled(*args, **kwargs)
+        edit(service)
+        return service
+
+    cluster.api.get_namespaced_custom_object.side_effect = get
 
 
 def test_a_good_kserve_canary_is_promoted_by_kserves_own_promotion(prometheus, schema):
@@ -136,9 +152,14 @@ def test_answered_requests_that_prometheus_does_not_count_are_refused_not_judged
     canary, baseline = {"id": "absent-predictor-00002", "version": "2"}, [{"id": "absent-predictor-00001",
                                                                            "version": "1"}]
 
-    with pytest.raises(ConfigError, match=r"the log sink has 10 answered requests of absent in the window but "
-                                          r"Prometheus at http://127.0.0.1:\d+ has no revision_request_count series"):
+    with pytest.raises(ConfigError) as raised:
         source.served(canary, baseline, T0, T0 + 600, None, "")
+
+    assert str(raised.value) == (
+        f"the log sink has 10 answered requests of absent in the window but Prometheus at {prometheus} has no "
+        f"revision_request_count series for absent-predictor-00002, absent-predictor-00001 in namespace {NAMESPACE}: "
+        "does it scrape Knative's queue-proxy, under the names Knative Serving documents up to 1.18 (1.19 moved "
+        "them to OpenTelemetry's)?")
 
 
 def test_a_window_without_traffic_anywhere_is_too_little_traffic_not_an_error(prometheus):
@@ -155,9 +176,85 @@ def test_the_state_names_kserves_revisions_with_the_versions_they_serve(promethe
 
     state = source.state()
 
-    assert state["deployed_models"] == [
+    assert state == {"endpoint": "penguins", "deployed_models": [
         {"id": "penguins-predictor-00002", "model": "penguins", "version": "2", "traffic": 20, "deployed_at": T0},
-        {"id": "penguins-predictor-00001", "model": "penguins", "version": "1", "traffic": 80, "deployed_at": 0.0}]
+        {"id": "penguins-predictor-00001", "model": "penguins", "version": "1", "traffic": 80, "deployed_at": 0.0}]}
+
+
+def test_a_service_kserve_has_not_reported_on_yet_serves_nothing(prometheus):
+    source, cluster, _ = canary_on("penguins", prometheus, sink_records({}))
+    as_read(cluster, lambda service: service.pop("status"))
+
+    assert source.state() == {"endpoint": "penguins", "deployed_models": []}
+
+
+@pytest.mark.parametrize("deployed_at", [None, "yesterday"])
+def test_a_missing_or_unreadable_deploy_time_reads_as_the_epoch_and_a_share_kserve_left_out_as_zero(
+        prometheus, deployed_at):
+    source, cluster, _ = canary_on("penguins", prometheus, sink_records({}))
+
+    def edit(service):
+        if deployed_at is None:
+            del service["metadata"]["annotations"][kserve.DEPLOYED_AT]
+        else:
+            service["metadata"]["annotations"][kserve.DEPLOYED_AT] = deployed_at
+        del service["status"]["components"]["predictor"]["traffic"][1]["percent"]
+        del service["spec"]["predictor"]["labels"][kserve.MODEL_LABEL]  # then the model has the service's name
+
+    as_read(cluster, edit)
+
+    assert source.state()["deployed_models"] == [
+        {"id": "penguins-predictor-00002", "model": "penguins", "version": "2", "traffic": 20, "deployed_at": 0.0},
+        {"id": "penguins-predictor-00001", "model": "penguins", "version": "1", "traffic": 0, "deployed_at": 0.0}]
+
+
+def test_4xx_and_5xx_answers_both_count_as_errors_in_the_window_and_the_timeline(prometheus):
+    source, _, _ = canary_on("flaky", prometheus, sink_records({}))
+    canary = {"id": "flaky-predictor-00002", "version": "2"}
+
+    canary_served, base, timeline = source.served(canary, [{"id": "flaky-predictor-00001", "version": "1"}],
+                                                  T0, T0 + 600, None, "")
+
+    assert (canary_served.requests, canary_served.errors, base.errors) == (660, 60, 0)
+    assert [s[:2] for s in timeline["flaky-predictor-00002"][1::2]] == [[66, 6]] * 10
+
+
+def test_each_side_is_named_by_the_revisions_it_stands_for(prometheus):
+    source, _, _ = canary_on("penguins", prometheus, sink_records({}))
+
+    canary_served, base, _ = source.served(
+        {"id": "penguins-predictor-00003", "version": "3"},
+        [{"id": "penguins-predictor-00002", "version": "2"}, {"id": "penguins-predictor-00001", "version": "1"}],
+        T0, T0 + 600, None, "")
+
+    assert canary_served.name == "canary penguins-predictor-00003"
+    assert base.name == "baseline penguins-predictor-00002, penguins-predictor-00001"
+    assert base.requests == 3000  # both baseline revisions' requests
+
+
+def test_ground_truth_from_the_warehouse_joins_the_sinks_instances_by_request_key(prometheus, tmp_path):
+    import pyarrow as pa
+
+    from kfkit.warehouse import LocalWarehouse
+
+    rows = sink_records({"1": 300, "2": 300})
+    labels = {f"1-{i}": ("Adelie", "Gentoo", "Chinstrap")[i % 3] for i in range(300)}  # version 1 always right
+    labels.update({f"2-{i}": "Adelie" for i in range(300)})  # version 2 right one time in three
+    LocalWarehouse(tmp_path).write_table("truth.penguins", pa.table({"id": list(labels), "species": list(labels.values())}))
+
+    def read(url, service, start, end):  # first, a version neither side serves: left out
+        return [{"timestamp": T0 + 1, "model_version": "7", "instances": [{"id": "2-0"}],
+                 "predictions": [{"classes": "Gentoo"}]}, *rows(url, service, start, end)]
+
+    source, _, _ = canary_on("penguins", prometheus, read)
+    source.local_root = str(tmp_path)
+    result = analyze_canary("penguins", window_seconds=0, clock=lambda: T0 + 600, act=False, source=source,
+                            labels_table="truth.penguins", request_key="id", label_column="species",
+                            thresholds=Thresholds(min_requests=100))
+
+    accuracy = next(c for c in result.analysis.criteria if c.name == "accuracy")
+    assert (accuracy.canary, accuracy.baseline, accuracy.passed) == (pytest.approx(1 / 3), 1.0, False)
+    assert (result.analysis.canary["labelled"], result.analysis.baseline["labelled"]) == (300, 300)
 
 
 def test_the_timeline_has_each_revisions_requests_errors_and_p99_per_slice(prometheus):
@@ -169,7 +266,15 @@ def test_the_timeline_has_each_revisions_requests_errors_and_p99_per_slice(prome
     # one point a minute (30 s slices): each minute's requests land in the slice its range ends in
     assert [s[0] for s in canary[1::2]] == [66] * 10 and [s[0] for s in canary[0::2]] == [0] * 10
     assert [s[1] for s in canary[1::2]] == [6] * 10
-    assert canary[1][2] == pytest.approx(99.5)
+    assert canary[1][2] == pytest.approx(99.5) and [s[2] for s in canary[0::2]] == [0.0] * 10
+
+
+def test_in_minute_wide_slices_the_first_minute_lands_in_the_first_slice(prometheus):
+    source, _, _ = canary_on("taxi", prometheus, sink_records({}))
+
+    timeline = source._timeline(["taxi-predictor-00002"], T0, T0 + 1200)
+
+    assert [s[0] for s in timeline["taxi-predictor-00002"][:10]] == [66] * 10
 
 
 def test_a_service_deployed_before_kfkit_wrote_the_previous_version_is_refused_naming_it(prometheus):
@@ -179,6 +284,44 @@ def test_a_service_deployed_before_kfkit_wrote_the_previous_version_is_refused_n
     with pytest.raises(ConfigError, match="which registered version revision penguins-predictor-00001 serves is "
                                           "unknown"):
         source.state()
+
+
+@pytest.mark.parametrize("missing, message", [
+    ("prometheus_url", "prometheus_url is empty: a canary on KServe is judged on the request counts and latencies "
+                       "Knative's queue-proxy exports to the cluster's Prometheus"),
+    ("request_logger_url", "request_logger_url is empty: a canary on KServe is judged on the predictions KServe's "
+                           "inference logger posts to a kfkit log-sink (deploy's request_logger_url)")])
+def test_a_kserve_canary_needs_prometheus_and_the_log_sink(missing, message):
+    given = {"prometheus_url": "http://prometheus.monitoring:9090", "request_logger_url": SINK, missing: ""}
+
+    with pytest.raises(ConfigError) as raised:
+        KServeCanary("penguins", **given)
+
+    assert str(raised.value) == message
+
+
+def test_without_adapters_given_the_kserve_canary_builds_them_for_its_namespace_and_root(tmp_path, monkeypatch):
+    import json
+
+    from kfkit import log_sink
+
+    (tmp_path / "kubeconfig").write_text(json.dumps({  # read when the client is built; nothing is contacted
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "t", "user": {"token": "t"}}], "contexts": [{"name": "t", "context": {"cluster": "t",
+                                                                                                 "user": "t"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(kserve, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+
+    source = KServeCanary("penguins", namespace="team-a", prometheus_url="http://prometheus.monitoring:9090/",
+                          request_logger_url=SINK, local_root=str(tmp_path / "root"))
+    elsewhere = KServeCanary("penguins", prometheus_url="http://prometheus.monitoring:9090", request_logger_url=SINK)
+
+    assert (source.kserve.namespace, elsewhere.kserve.namespace) == ("team-a", "default")
+    assert source.prometheus.url == "http://prometheus.monitoring:9090"
+    assert source.read_records is log_sink.read_records and source.logger_url == SINK
+    assert source.registry.root == tmp_path / "root"
 
 
 def test_a_missing_inference_service_is_refused_naming_it(prometheus):

@@ -35,9 +35,9 @@ REQUEST = {"instances": [{"island": "Biscoe", "bill_length_mm": 45.1, "id": "r1"
 RESPONSE = {"predictions": [{"classes": "Gentoo", "scores": [0.1, 0.1, 0.8]}]}
 
 
-@pytest.fixture(scope="module")
-def sink(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sink")
+@pytest.fixture
+def sink(tmp_path):  # one per test: each starts from an empty log, and mutation testing sees every test build the app
+    root = tmp_path
     ready = threading.Event()
     server = make_http_server(local_root=str(root), services=["penguins"], port=0, ready=ready)
     started = threading.Thread(target=server.run, daemon=True)

@@ -87,6 +87,13 @@ def labels_query(table: str, request_key: str, label_column: str) -> str:
     return f"SELECT `{request_key}` AS k, `{label_column}` AS y FROM `{table}`"
 
 
+def warehouse_labels(root, table: str, request_key: str, label_column: str) -> dict[str, Any]:
+    """{request key: label} from a table of the local warehouse under root."""
+    from kfkit.warehouse import LocalWarehouse
+
+    return read_labels(LocalWarehouse(root).query_batches(labels_query(table, request_key, label_column)), table)
+
+
 class LocalCanary:
     """A canary on kfkit's server: endpoint state in kfkit.endpoints, figures in the server's request
     logs, champion and tags in the MLflow registry."""
@@ -115,10 +122,7 @@ class LocalCanary:
         return state
 
     def labels(self, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-        from kfkit.warehouse import LocalWarehouse
-
-        return read_labels(LocalWarehouse(self.root).query_batches(labels_query(table, request_key, label_column)),
-                           table)
+        return warehouse_labels(self.root, table, request_key, label_column)
 
     def served(self, canary: dict, baseline: list[dict], start: float, end: float, labels, request_key: str):
         from kfkit.components.canary.traffic import read_served

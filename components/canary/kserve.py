@@ -85,21 +85,20 @@ class KServeCanary:
         return {"endpoint": self.name, "deployed_models": models}
 
     def labels(self, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-        from kfkit.components.canary.canary import labels_query, read_labels
-        from kfkit.warehouse import LocalWarehouse
+        from kfkit.components.canary.canary import warehouse_labels
 
-        return read_labels(LocalWarehouse(self.local_root).query_batches(labels_query(table, request_key,
-                                                                                      label_column)), table)
+        return warehouse_labels(self.local_root, table, request_key, label_column)
 
     def served(self, canary: dict, baseline: list[dict], start: float, end: float, labels, request_key: str):
         namespace = self.kserve.namespace
         canary_side = Served(f"canary {canary['id']}")
         base = Served("baseline " + ", ".join(m["id"] for m in baseline))
         by_revision = {canary["id"]: canary_side, **{m["id"]: base for m in baseline}}
-        series = 0
+        series: list = []
         for side, revisions in ((canary_side, [canary["id"]]), (base, [m["id"] for m in baseline])):
-            for _, code_class, n in self.prometheus.requests(namespace, revisions, start, end):
-                series += 1
+            found = self.prometheus.requests(namespace, revisions, start, end)
+            series.extend(found)
+            for _, code_class, n in found:
                 side.requests += round(n)
                 side.errors += 0 if code_class == "2xx" else round(n)
             for q in (50, 99):
@@ -131,20 +130,21 @@ class KServeCanary:
         series = {r: [[0, 0, 0.0] for _ in range(BUCKETS)] for r in revisions}
         counts, p99 = self.prometheus.timeline(self.kserve.namespace, revisions, start, end, BUCKETS)
 
-        def slot(labels: dict, at: float):
-            # a point covers the range just before it: the slice that range ends in
+        def slot(labels: dict, at: float) -> list:
+            # a point covers the range just before it: the slice that range ends in. The queries match
+            # exactly these revisions (a PromQL regex is anchored) and group by revision_name.
             index = min(max(math.ceil((at - start) / width) - 1, 0), BUCKETS - 1)
-            return series.get(labels.get("revision_name", ""), [None] * BUCKETS)[index]
+            return series[labels["revision_name"]][index]
 
         for labels, points in counts:
             for at, value in points:
-                if (s := slot(labels, at)) is not None:
-                    s[0] += round(value)
-                    s[1] += 0 if labels.get("response_code_class") == "2xx" else round(value)
+                s = slot(labels, at)
+                s[0] += round(value)
+                s[1] += 0 if labels["response_code_class"] == "2xx" else round(value)
         for labels, points in p99:
             for at, value in points:
-                if (s := slot(labels, at)) is not None:
-                    s[2] = max(s[2], value)
+                s = slot(labels, at)
+                s[2] = max(s[2], value)
         return series
 
     def promote(self, canary: dict) -> None:
