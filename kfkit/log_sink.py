@@ -127,7 +127,8 @@ class LogSink:
     def _write(self, service: str, request, response) -> dict[str, Any]:
         from kfkit.server import Deployed, RequestLog
 
-        instances, predictions, annotations = request[2], response[2], response[3] or request[3]
+        # the response's annotations: the pod that answered (each event carries them; receive checked)
+        instances, predictions, annotations = request[2], response[2], response[3]
         if not (isinstance(instances, list) and isinstance(predictions, list)):
             return {"logged": False, "reason": "no instances or predictions list: not an answered prediction"}
         model, version = annotations.get(MODEL_ANNOTATION, service), annotations[VERSION_ANNOTATION]

@@ -97,10 +97,11 @@ class RequestLog:
                 if size < self.max_file_bytes:
                     break
                 n += 1
+            # opened before anything is replaced: a failed open leaves the log as it was, to retry
+            fd = os.open(candidate, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             if self._fd is not None:
                 os.close(self._fd)
-            self._path, self._size = candidate, size
-            self._fd = os.open(candidate, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._path, self._size, self._fd = candidate, size, fd
             self.prune(now)
         return self._path
 
