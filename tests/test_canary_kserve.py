@@ -8,6 +8,7 @@ predictions from records in the format kfkit's log sink writes (tests/test_log_s
 the sink itself); the registry is MlflowRegistry's signature (mock.create_autospec).
 """
 
+import json
 import time
 from unittest import mock
 
@@ -82,6 +83,16 @@ def canary_on(name, prometheus_url, read, cluster=None):
     source = KServeCanary(name, prometheus_url=prometheus_url, request_logger_url=SINK, kserve=kserve_,
                           prometheus=PrometheusAdapter(prometheus_url), registry=registry, read_records=read)
     return source, cluster, registry
+
+
+def use_kubeconfig(tmp_path, monkeypatch, server):
+    """KUBECONFIG naming one cluster at `server` with a token, as its current context."""
+    (tmp_path / "kubeconfig").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": server}}],
+        "users": [{"name": "t", "user": {"token": "t"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
 
 
 def as_read(cluster, edit):
@@ -301,16 +312,9 @@ def test_a_kserve_canary_needs_prometheus_and_the_log_sink(missing, message):
 
 
 def test_without_adapters_given_the_kserve_canary_builds_them_for_its_namespace_and_root(tmp_path, monkeypatch):
-    import json
-
     from kfkit import log_sink
 
-    (tmp_path / "kubeconfig").write_text(json.dumps({  # read when the client is built; nothing is contacted
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "t", "user": {"token": "t"}}], "contexts": [{"name": "t", "context": {"cluster": "t",
-                                                                                                 "user": "t"}}]}))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    use_kubeconfig(tmp_path, monkeypatch, "http://127.0.0.1:9")  # read when the client is built; never contacted
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setattr(kserve, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
 
@@ -359,7 +363,6 @@ def test_deploy_without_a_request_logger_sends_no_logger_and_refuses_an_address_
 
 def test_kfkit_canary_status_on_kserve_reads_the_cluster_prometheus_and_the_sink_and_moves_nothing(
         prometheus, tmp_path, monkeypatch, capsys):
-    import json
     import threading
     from http.server import ThreadingHTTPServer
 
@@ -382,12 +385,7 @@ def test_kfkit_canary_status_on_kserve_reads_the_cluster_prometheus_and_the_sink
 
     api = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
     threading.Thread(target=api.serve_forever, daemon=True).start()
-    (tmp_path / "kubeconfig").write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{api.server_port}"}}],
-        "users": [{"name": "t", "user": {"token": "t"}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    use_kubeconfig(tmp_path, monkeypatch, f"http://127.0.0.1:{api.server_port}")
     ready = threading.Event()
     sink = make_http_server(local_root=str(tmp_path / "sink"), port=0, ready=ready)
     threading.Thread(target=sink.run, daemon=True).start()

@@ -94,10 +94,10 @@ class KServeCanary:
         canary_side = Served(f"canary {canary['id']}")
         base = Served("baseline " + ", ".join(m["id"] for m in baseline))
         by_revision = {canary["id"]: canary_side, **{m["id"]: base for m in baseline}}
-        series: list = []
+        counted = False  # whether Prometheus has any request series for these revisions
         for side, revisions in ((canary_side, [canary["id"]]), (base, [m["id"] for m in baseline])):
             found = self.prometheus.requests(namespace, revisions, start, end)
-            series.extend(found)
+            counted = counted or bool(found)
             for _, code_class, n in found:
                 side.requests += round(n)
                 side.errors += 0 if code_class == "2xx" else round(n)
@@ -114,7 +114,7 @@ class KServeCanary:
             if side is None or not isinstance(predictions, list):
                 continue
             add_answers(side, instances, predictions, labels, request_key)
-        if logged and not series:
+        if logged and not counted:
             # requests were answered, yet Prometheus counts none: never judge on zero
             from kfkit.adapters.prometheus import REQUEST_COUNT
 
