@@ -39,8 +39,8 @@ def main() -> None:
     from kfkit.components.register.register import register_model
     from kfkit.components.train.train import Hyperparameters, train
     from kfkit.components.validate.validate import validate
-    from kfkit import synthetic
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse import synthetic
+    from kfkit.warehouse.local import LocalWarehouse
 
     scratch = Path(tempfile.mkdtemp(prefix="kfkit-bench-batch-"))
     server = None

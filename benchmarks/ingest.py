@@ -104,8 +104,8 @@ def main() -> None:
         return child(args.child, Path(args.root), Path(args.out))
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from kfkit import synthetic
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse import synthetic
+    from kfkit.warehouse.local import LocalWarehouse
 
     scratch = Path(tempfile.mkdtemp(prefix="kfkit-bench-ingest-"))
     try:

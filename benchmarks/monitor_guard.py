@@ -33,7 +33,7 @@ SIZES = [5, 10, 20, 50, 100, 150, 200, 300, 500]
 
 def main() -> None:
     from kfkit.components.monitor import drift
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=300)

@@ -23,11 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # what each step's process imports before it does any work
 IMPORTS = {
-    "bigquery-query-to-dataset": "import kfp.dsl.executor_main, duckdb, pyarrow, kfkit.components.ingest.ingest, kfkit.warehouse",
+    "bigquery-query-to-dataset": ("import kfp.dsl.executor_main, duckdb, pyarrow, kfkit.components.ingest.ingest, "
+                                  "kfkit.warehouse.local"),
     "validate-data": "import kfp.dsl.executor_main, duckdb, kfkit.components.validate.validate",
     "train-tensorflow-model": "import kfp.dsl.executor_main, tensorflow, kfkit.components.train.train",
     "evaluate-model": ("import kfp.dsl.executor_main, sklearn.metrics, mlflow.store.model_registry.sqlalchemy_store, "
-                       "kfkit.components.evaluate.evaluate; from kfkit.model_io import tensorflow_runtime; tensorflow_runtime()"),
+                       "kfkit.components.evaluate.evaluate; "
+                       "from kfkit.serving.model_io import tensorflow_runtime; tensorflow_runtime()"),
     "record-recipe": "import kfp.dsl.executor_main, kfkit.components.recipe.recipe",
     "register-model": ("import kfp.dsl.executor_main, mlflow.store.model_registry.sqlalchemy_store, "
                        "mlflow.store.tracking.sqlalchemy_store, kfkit.components.register.register"),

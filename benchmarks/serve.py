@@ -100,7 +100,7 @@ def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) ->
 
 
 def in_process(model_dir: str, seconds: float) -> dict:
-    from kfkit.model_io import LoadedModel
+    from kfkit.serving.model_io import LoadedModel
 
     model = LoadedModel(model_dir)
     for _ in range(20):
@@ -136,7 +136,7 @@ def prepare(root: Path) -> dict:
     from kfkit.components.register.register import register_model
     from kfkit.components.train.train import Hyperparameters, train
     from kfkit.components.validate.validate import validate
-    from kfkit.endpoints import LocalEndpoints
+    from kfkit.serving.endpoints import LocalEndpoints
 
     splits = {n: root / "splits" / n for n in SPLIT_NAMES}
     run_ingest("SELECT * FROM `bigquery-public-data.ml_datasets.penguins` WHERE body_mass_g IS NOT NULL", splits,

@@ -31,9 +31,9 @@ def main() -> None:
     from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
     from kfkit.components.train.train import Hyperparameters, build_model, make_dataset
     from kfkit.components.validate.validate import validate
-    from kfkit import synthetic
+    from kfkit.warehouse import synthetic
     from kfkit.tabular import build_spec
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     logging.disable(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="kfkit-bench-train-"))

@@ -41,7 +41,7 @@ def test_scores(model_dir: Path, test_path: Path, label: str) -> tuple[float, fl
     import numpy as np
     import pyarrow.dataset as ds
 
-    from kfkit.model_io import LoadedModel
+    from kfkit.serving.model_io import LoadedModel
 
     table = ds.dataset(test_path).to_table()
     scores = np.asarray(LoadedModel(model_dir).predict_table(table)["scores"], dtype=float).reshape(len(table), -1)
@@ -106,7 +106,7 @@ def main() -> None:
     from kfkit.components.train.train import Hyperparameters, train
     from kfkit.components.tune.tune import TrainingInputs, tune_local
     from kfkit.components.validate.validate import validate
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     logging.disable(logging.WARNING)
     example = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "taxi-tips.yaml").read_text())

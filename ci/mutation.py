@@ -1,7 +1,7 @@
 """Mutation testing of kfkit's core logic: how many planted bugs the tests catch, per module.
 
     make mutation                      # every module below (about 20 minutes on 2 cores)
-    python ci/mutation.py kfkit/endpoints.py
+    python ci/mutation.py kfkit/serving/endpoints.py
 
 For each module, mutmut (https://mutmut.readthedocs.io) plants one small change at a time (an
 operator, a constant, a dropped argument) into a scratch copy of the repository and runs the
@@ -68,18 +68,18 @@ KSERVE_FAST = [
     "test_without_a_cluster_or_kubeconfig_the_error_says_what_is_needed",
     "test_the_adapter_works_in_the_pods_namespace_unless_given_one"]
 MODULES: dict[str, tuple[list[str], str]] = {
-    "kfkit/endpoints.py": (["tests/test_endpoints.py"], ""),
+    "kfkit/serving/endpoints.py": (["tests/test_endpoints.py"], ""),
     "components/evaluate/evaluate.py": (["tests/test_gate_thresholds.py", "tests/test_metrics_reference.py", *FAST_EVALUATE],
                                         r"x_decide|Thresholds|x_classification_metrics|x_regression_metrics"),
     "kfkit/params.py": (["tests/test_params.py"], ""),
     "kfkit/adapters/vertex.py": (["tests/test_vertex_adapter.py", "tests/test_fakes.py"], ""),
-    "kfkit/server.py": (["tests/test_server_fast.py::test_routing_follows_the_traffic_split_90_10",
+    "kfkit/serving/server.py": (["tests/test_server_fast.py::test_routing_follows_the_traffic_split_90_10",
                          "tests/test_server_fast.py::test_routing_never_sends_to_a_version_with_no_traffic",
                          "tests/test_server_fast.py::test_an_endpoint_whose_versions_all_have_zero_traffic_still_serves_one",
                          "tests/test_server_fast.py::test_a_one_percent_version_still_gets_its_share",
                          "tests/test_server_fast.py::test_the_same_seed_routes_the_same_way_and_the_revision_is_kept"],
                         r"Router"),
-    "kfkit/http_app.py": (["tests/test_http_app.py"], r"make_app|parse_body|check_values|Metrics|_reject_constant"),
+    "kfkit/serving/http_app.py": (["tests/test_http_app.py"], r"make_app|parse_body|check_values|Metrics|_reject_constant"),
     "kfkit/adapters/mlflow_registry.py": (["tests/test_registry_contract.py"], ""),
     "kfkit/tfdv.py": (["tests/test_tfdv_edges.py"] + [f"tests/test_drift.py::{name}" for name in (
         "test_numeric_js_divergence_matches_tfdv_reference_on_random_data",
@@ -99,9 +99,9 @@ MODULES: dict[str, tuple[list[str], str]] = {
         "annotations", "tests/test_canary_kserve.py::test_deploy_without_a_request_logger_sends_no_logger_and_refuses_"
         "an_address_that_is_not_http"], ""),
     "components/deploy/model_storage.py": ([f"tests/test_kserve.py::{name}" for name in KSERVE_FAST], ""),
-    "kfkit/docker_runner.py": (["tests/test_docker_runner.py"], ""),
+    "kfkit/runs/docker_runner.py": (["tests/test_docker_runner.py"], ""),
     "kfkit/adapters/prometheus.py": (["tests/test_prometheus.py", "tests/test_canary_kserve.py"], ""),
-    "kfkit/log_sink.py": (["tests/test_log_sink.py"], ""),
+    "kfkit/serving/log_sink.py": (["tests/test_log_sink.py"], ""),
     "components/canary/kserve.py": (["tests/test_canary_kserve.py"], ""),
     "kfkit/adapters/monitoring.py": (["tests/test_canary_vertex.py"], ""),
     "components/canary/vertex.py": (["tests/test_canary_vertex.py"], ""),

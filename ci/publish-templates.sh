@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-"$VENV/bin/python" -m kfkit.publish --host "$1" --tag "$2" --tag "${3:-unknown-branch}" \
+"$VENV/bin/python" -m kfkit.runs.publish --host "$1" --tag "$2" --tag "${3:-unknown-branch}" \
   --build-dir "${4:-build}" ${DRY_RUN:+--dry-run}

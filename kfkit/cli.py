@@ -41,7 +41,7 @@ def _compile(args) -> int:
         image_digests(args.image_digests)  # refuse a bad file before compiling anything
         os.environ["KFKIT_IMAGE_DIGESTS"] = args.image_digests
     from kfkit import catalog
-    from kfkit.compile import compile_all
+    from kfkit.runs.compile import compile_all
 
     if args.check:
         problems = catalog.check()
@@ -68,13 +68,13 @@ def _run(args) -> int:
         print("kfkit run needs --local (run on this machine); to run on Vertex AI or a Kubeflow "
               "backend use `kfkit submit`", file=sys.stderr)
         return 2
-    from kfkit.local_run import PipelineFailed, run_local
+    from kfkit.runs.local import PipelineFailed, run_local
 
     try:
         summary = run_local(args.pipeline, values, args.local_root, verbose=args.verbose_run or args.verbose,
                             runner=args.runner)
     except PipelineFailed as exc:
-        from kfkit.outcome import render
+        from kfkit.runs.outcome import render
 
         print(render(exc.summary.outcome), file=sys.stderr)
         return 1
@@ -84,7 +84,7 @@ def _run(args) -> int:
 
 def _runs(args) -> int:
     from kfkit.config import local_root
-    from kfkit.outcome import SUMMARY_FILE, render
+    from kfkit.runs.outcome import SUMMARY_FILE, render
 
     runs = local_root(args.local_root) / "runs"
     summaries = sorted(runs.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True) \
@@ -105,7 +105,7 @@ def _runs(args) -> int:
 
 
 def _data(args) -> int:
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     warehouse = LocalWarehouse(args.local_root)
     if args.data_command == "load-samples":
@@ -116,7 +116,7 @@ def _data(args) -> int:
         for table in warehouse.tables():
             print(table)
     elif args.data_command == "synth":
-        from kfkit import synthetic
+        from kfkit.warehouse import synthetic
 
         started = time.perf_counter()
         name = synthetic.write_to_warehouse(warehouse, args.table, args.rows, numeric=args.numeric,
@@ -124,7 +124,7 @@ def _data(args) -> int:
                                             shift=args.shift, null_fraction=args.null_fraction)
         print(f"wrote {args.rows} rows to {name} in {time.perf_counter() - started:.1f}s")
     elif args.data_command == "load":
-        from kfkit.warehouse import load_file
+        from kfkit.warehouse.local import load_file
 
         name = load_file(warehouse, args.table, args.path)
         print(f"loaded {args.path} into {name}")
@@ -156,7 +156,7 @@ def _values(args) -> dict:
 def _vertex_submission(args):
     from kfkit.adapters.vertex_pipelines import VertexSubmission
     from kfkit.errors import ConfigError
-    from kfkit.submit import parse_labels
+    from kfkit.runs.submit import parse_labels
 
     missing = [flag for flag, value in (("--project", args.project), ("--pipeline-root", args.pipeline_root)) if not value]
     if missing:
@@ -168,7 +168,7 @@ def _vertex_submission(args):
 
 
 def _submit(args) -> int:
-    from kfkit import submit
+    from kfkit.runs import submit
 
     values = _values(args)
     if args.kfp_host:
@@ -182,7 +182,7 @@ def _submit(args) -> int:
 
 
 def _schedule(args) -> int:
-    from kfkit import submit
+    from kfkit.runs import submit
 
     submit.schedule_vertex(args.pipeline, _values(args), _vertex_submission(args), args.cron, template=args.template,
                            step_env=_step_env(args))
@@ -190,7 +190,7 @@ def _schedule(args) -> int:
 
 
 def _serve(args) -> int:
-    from kfkit.server import serve
+    from kfkit.serving.server import serve
 
     serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
           port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
@@ -201,7 +201,7 @@ def _serve(args) -> int:
 
 
 def _endpoints(args) -> int:
-    from kfkit.endpoints import LocalEndpoints, describe
+    from kfkit.serving.endpoints import LocalEndpoints, describe
 
     endpoints = LocalEndpoints(args.local_root)
     names = endpoints.names()
@@ -224,7 +224,7 @@ def _rollback(args) -> int:
         split = VertexAdapter(args.project, args.region).rollback(args.endpoint)
         print(f"endpoint {args.endpoint}: traffic split restored to {split}")
         return 0
-    from kfkit.endpoints import LocalEndpoints, describe
+    from kfkit.serving.endpoints import LocalEndpoints, describe
 
     endpoints = LocalEndpoints(args.local_root)
     if args.undo:
@@ -248,7 +248,7 @@ def _canary(args) -> int:
 
 
 def _log_sink(args) -> int:
-    from kfkit.log_sink import make_http_server
+    from kfkit.serving.log_sink import make_http_server
 
     make_http_server(local_root=args.local_root, services=args.inference_service, host=args.host,
                      port=args.port).run()
@@ -269,7 +269,7 @@ def _promote(args) -> int:
                                                key=lambda m: m["deployed_at"])["id"]
         print(f"endpoint {args.endpoint}: traffic split now {vertex.promote(args.endpoint, chosen)}")
         return 0
-    from kfkit.endpoints import LocalEndpoints, describe
+    from kfkit.serving.endpoints import LocalEndpoints, describe
 
     print("promoted: " + describe(LocalEndpoints(args.local_root).promote(args.endpoint, args.deployed_model_id)))
     return 0

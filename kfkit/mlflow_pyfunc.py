@@ -1,24 +1,9 @@
-"""An MLflow pyfunc wrapper of a kfkit SavedModel, so `mlflow models serve` can serve it too."""
+"""Where kfkit 0.8 and earlier kept the MLflow pyfunc wrapper (now kfkit.serving.mlflow_pyfunc).
 
-from __future__ import annotations
+MLflow pickles a logged python_model by reference to its module: every version registered before
+the move names `kfkit.mlflow_pyfunc.KfkitSavedModel`, and `mlflow models serve` must still load it.
+"""
 
-import warnings
+from kfkit.serving.mlflow_pyfunc import KfkitSavedModel
 
-import mlflow.pyfunc
-
-# kfkit checks requests itself (kfkit.model_io); MLflow's type-hint validation would only repeat it
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
-
-
-class KfkitSavedModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context):
-        from kfkit.model_io import LoadedModel
-
-        self.model = LoadedModel(context.artifacts["saved_model"])
-
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        records = frame.to_dict(orient="records")
-        return self.model.predict_instances(records)
+__all__ = ["KfkitSavedModel"]

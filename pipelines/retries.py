@@ -7,7 +7,7 @@ outputs, register and batch predict find what their task already started (by a t
 deploy does not deploy a version the endpoint already serves.
 
 kfp.local honours retry policies too, but there a failure is never transient (a wrong query, a
-missing column), so `kfkit run --local` runs the pipelines without them (kfkit/local_run.py).
+missing column), so `kfkit run --local` runs the pipelines without them (kfkit/runs/local.py).
 """
 
 RETRY = {"num_retries": 3, "backoff_duration": "30s", "backoff_factor": 2.0, "backoff_max_duration": "600s"}

@@ -22,7 +22,7 @@ from kfkit.components.validate.component import validate_data
 
 from kfkit.components.recipe.recipe import DEFAULT_SEARCH_SPACE, PENGUINS_QUERY
 from kfkit.components.tune.component import tune_hyperparameters
-from kfkit.kfp_local_compat import enable_artifact_oneof
+from kfkit.pipelines.kfp_local_compat import enable_artifact_oneof
 from kfkit.pipelines.retries import cloud_step
 
 enable_artifact_oneof()  # the tuned and fixed branches meet in a dsl.OneOf of the model

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from google.cloud import bigquery
 from google.cloud.bigquery_storage import BigQueryReadClient
 
-from kfkit.warehouse import LocalWarehouse
+from kfkit.warehouse.local import LocalWarehouse
 from tests.fakes import bound_to
 
 _ARROW_TO_BQ = {pa.string(): "STRING", pa.int64(): "INT64", pa.float64(): "FLOAT64", pa.bool_(): "BOOL",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kfkit.components.ingest.ingest import SPLIT_NAMES, SplitSpec, run_ingest
-from kfkit.warehouse import LocalWarehouse
+from kfkit.warehouse.local import LocalWarehouse
 
 PENGUINS = "SELECT * FROM `bigquery-public-data.ml_datasets.penguins` WHERE species IS NOT NULL AND body_mass_g IS NOT NULL"
 DEFAULT_SPLIT = SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}, "*")

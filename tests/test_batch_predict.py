@@ -5,9 +5,9 @@ import pytest
 from kfkit.components.batch_predict.batch_predict import predict_local
 from kfkit.components.register.register import register_model
 from kfkit.errors import ConfigError
-from kfkit.local_run import run_local
-from kfkit.model_io import LoadedModel
-from kfkit.warehouse import LocalWarehouse
+from kfkit.runs.local import run_local
+from kfkit.serving.model_io import LoadedModel
+from kfkit.warehouse.local import LocalWarehouse
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def endpoint_with_canary(tmp_path, penguin_model):
     """Versions 1 and 2 of `penguins` registered; 1 serving, 2 deployed as a 20% canary."""
     from kfkit.adapters.mlflow_registry import MlflowRegistry
     from kfkit.components.register.register import register_model
-    from kfkit.endpoints import LocalEndpoints
+    from kfkit.serving.endpoints import LocalEndpoints
 
     registry = MlflowRegistry(tmp_path)
     register_model(str(penguin_model), model_name="penguins", registry=registry)

@@ -246,7 +246,7 @@ def test_each_side_is_named_by_the_revisions_it_stands_for(prometheus):
 def test_ground_truth_from_the_warehouse_joins_the_sinks_instances_by_request_key(prometheus, tmp_path):
     import pyarrow as pa
 
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     rows = sink_records({"1": 300, "2": 300})
     labels = {f"1-{i}": ("Adelie", "Gentoo", "Chinstrap")[i % 3] for i in range(300)}  # version 1 always right
@@ -312,7 +312,7 @@ def test_a_kserve_canary_needs_prometheus_and_the_log_sink(missing, message):
 
 
 def test_without_adapters_given_the_kserve_canary_builds_them_for_its_namespace_and_root(tmp_path, monkeypatch):
-    from kfkit import log_sink
+    from kfkit.serving import log_sink
 
     use_kubeconfig(tmp_path, monkeypatch, "http://127.0.0.1:9")  # read when the client is built; never contacted
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -367,7 +367,7 @@ def test_kfkit_canary_status_on_kserve_reads_the_cluster_prometheus_and_the_sink
     from http.server import ThreadingHTTPServer
 
     from kfkit import cli
-    from kfkit.log_sink import REQUEST_TYPE, RESPONSE_TYPE, make_http_server
+    from kfkit.serving.log_sink import REQUEST_TYPE, RESPONSE_TYPE, make_http_server
     from tests.test_kserve import Recording
     from tests.test_log_sink import REQUEST, RESPONSE, headers, post
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfkit import __version__, catalog
+from kfkit import __version__, catalog, interfaces
 from tests.test_pipelines import vertex_job
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_version_and_interface_travel_in_container_arguments_into_pipelines_buil
 def test_a_component_stamped_twice_keeps_one_stamp():
     from kfkit.components.train.component import train_tensorflow_model
 
-    args = list(catalog.stamped(train_tensorflow_model).component_spec.implementation.container.args)
+    args = list(interfaces.stamped(train_tensorflow_model).component_spec.implementation.container.args)
     assert args.count("--kfkit-version") == 1 and args.count("--kfkit-interface") == 1
 
 

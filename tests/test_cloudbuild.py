@@ -216,7 +216,7 @@ def test_run_pipeline_step_does_nothing_unless_asked(checkout):
 
 
 def test_publish_uploads_each_template_with_commit_and_branch_tags(tmp_path):
-    from kfkit import publish
+    from kfkit.runs import publish
 
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "training.yaml").write_text("x")

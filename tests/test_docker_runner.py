@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kfkit import docker_runner
+from kfkit.runs import docker_runner
 from kfkit.config import runtime_image, trainer_image
 from kfkit.errors import KfkitError
 
@@ -97,7 +97,7 @@ def test_images_all_present_pass():
 
 
 def test_an_unknown_runner_is_refused_before_anything_runs(tmp_path):
-    from kfkit.local_run import run_local
+    from kfkit.runs.local import run_local
 
     with pytest.raises(KfkitError, match="runner must be one of subprocess, docker, got 'kubernetes'"):
         run_local("training", {}, str(tmp_path), runner="kubernetes")

@@ -294,7 +294,7 @@ def test_recipe_defaults_are_the_training_pipelines_own():
 
 
 def test_whatever_the_server_accepted_the_monitor_reads_and_judges(tmp_path, penguin_model, penguin_validation):
-    from kfkit.server import ModelServer
+    from kfkit.serving.server import ModelServer
 
     server = ModelServer(model_dir=str(penguin_model), local_root=str(tmp_path), endpoint="corpus")
     base = {"island": "Biscoe", "culmen_length_mm": 45.0, "culmen_depth_mm": 15.0, "flipper_length_mm": 215.0,

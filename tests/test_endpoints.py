@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kfkit.endpoints import LocalEndpoints, split_traffic
+from kfkit.serving.endpoints import LocalEndpoints, split_traffic
 from kfkit.errors import ConfigError
 
 
@@ -225,7 +225,7 @@ def test_a_rollback_to_a_split_that_only_had_a_zero_traffic_version_is_refused(t
 
 
 def test_describe_shows_each_version_with_its_share():
-    from kfkit.endpoints import describe
+    from kfkit.serving.endpoints import describe
 
     state = {"endpoint": "penguins", "revision": 3, "deployed_models": [
         {"id": "penguins-v1-a", "model": "penguins", "version": "1", "traffic": 90},

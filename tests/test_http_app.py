@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kfkit import http_app
-from kfkit.model_io import RequestError
+from kfkit.serving import http_app
+from kfkit.serving.model_io import RequestError
 from tests.test_server_fast import body_of_size, call
 
 

@@ -7,7 +7,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from kfkit.components.ingest.ingest import SplitSpec, run_ingest
-from kfkit import synthetic
+from kfkit.warehouse import synthetic
 from kfkit.errors import ConfigError, IngestError, QueryError
 from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
 

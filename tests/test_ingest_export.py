@@ -242,7 +242,7 @@ def test_float_keys_are_spelled_as_bigquerys_cast_to_string_spells_them():
     import random
     import struct
 
-    from kfkit.sql_json import double_to_string, doubles_to_strings
+    from kfkit.warehouse.json_functions import double_to_string, doubles_to_strings
 
     rng = random.Random(7)
     values = TRICKY_FLOATS + [1e21, 1e-7, -1e-7, 123456789012345.0, 1.7976931348623157e308, float("-inf")]

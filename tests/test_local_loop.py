@@ -17,7 +17,7 @@ PREDICT = """
 import json, sys
 {before}
 import pyarrow.dataset as ds
-from kfkit.model_io import LoadedModel
+from kfkit.serving.model_io import LoadedModel
 model = LoadedModel(sys.argv[1])
 scores = model.predict_table(ds.dataset(sys.argv[2]).to_table())["scores"]
 print(json.dumps({{"scores": scores.tolist(), "keras": "keras" in sys.modules}}))
@@ -42,7 +42,7 @@ def test_scoring_skips_keras_and_predicts_exactly_as_with_keras_loaded(penguin_m
 
 
 def test_keras_still_imports_after_scoring_tensorflow_was_loaded(penguin_model):
-    code = ("from kfkit.model_io import tensorflow_runtime\n"
+    code = ("from kfkit.serving.model_io import tensorflow_runtime\n"
             "tf = tensorflow_runtime()\n"
             "print(tf.keras.layers.Dense(2).units)")
 

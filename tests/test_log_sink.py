@@ -18,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kfkit.errors import ConfigError, KfkitError
-from kfkit.log_sink import (LAST_SECOND, PENDING_MAX, PENDING_TTL_S, REQUEST_TYPE, RESPONSE_TYPE, LogSink, make_app,
+from kfkit.serving.log_sink import (LAST_SECOND, PENDING_MAX, PENDING_TTL_S, REQUEST_TYPE, RESPONSE_TYPE, LogSink, make_app,
                             make_http_server, read_records)
-from kfkit.request_logs import records
+from kfkit.serving.request_logs import records
 
 
 def headers(event_id, kind, service="penguins", version="2", **extra):

@@ -10,8 +10,8 @@ import time
 import pyarrow.dataset as ds
 import pytest
 
-from kfkit.local_run import run_local
-from kfkit.server import ModelServer
+from kfkit.runs.local import run_local
+from kfkit.serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
 SHIFTED = {"body_mass_g": 1500.0, "flipper_length_mm": 40.0}

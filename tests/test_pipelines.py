@@ -15,8 +15,8 @@ from google.cloud import aiplatform
 
 from kfkit import pipelines
 from kfkit import cli
-from kfkit.compile import compile_all
-from kfkit.local_run import PipelineFailed, run_local
+from kfkit.runs.compile import compile_all
+from kfkit.runs.local import PipelineFailed, run_local
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -201,7 +201,7 @@ def test_cli_refuses_parameter_of_the_wrong_type(tmp_path, capsys):
 
 def test_help_and_compile_do_not_import_tensorflow():
     script = ("import sys; from kfkit import cli; cli.build_parser().format_help(); "
-              "import kfkit.compile; kfkit.compile.compile_all.__name__; "
+              "import kfkit.runs.compile; kfkit.runs.compile.compile_all.__name__; "
               "print('tensorflow' in sys.modules, 'mlflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert done.stdout.split() == ["False", "False"], done.stderr
@@ -222,7 +222,7 @@ def test_kfkit_compile_writes_what_kfp_dsl_compile_writes(compiled, tmp_path):
 
 
 def test_a_pipeline_compiled_with_step_env_still_passes_vertex_client_validation(tmp_path):
-    from kfkit.compile import compile_pipeline
+    from kfkit.runs.compile import compile_pipeline
 
     template = compile_pipeline("training", tmp_path / "training.yaml", {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
 

@@ -18,9 +18,9 @@ from kfkit.components.register.register import champion_model_dir, register_mode
 from kfkit import cli
 from kfkit.adapters.mlflow_registry import MlflowRegistry
 from kfkit.adapters.vertex import previous_split_labels
-from kfkit.endpoints import LocalEndpoints
+from kfkit.serving.endpoints import LocalEndpoints
 from kfkit.errors import KfkitError
-from kfkit.warehouse import LocalWarehouse
+from kfkit.warehouse.local import LocalWarehouse
 from tests.test_vertex_adapter import FakeEndpoint, Recorder, deployed_model, fake_aiplatform
 
 
@@ -142,7 +142,7 @@ def test_a_drift_alert_is_posted_to_a_webhook_as_json():
 
 
 def test_batch_prediction_that_fails_mid_stream_leaves_no_table(tmp_path, penguin_model, monkeypatch):
-    from kfkit.model_io import LoadedModel
+    from kfkit.serving.model_io import LoadedModel
 
     register_model(str(penguin_model), model_name="penguins", blessed=True, local_root=str(tmp_path))
     warehouse = LocalWarehouse(tmp_path)

@@ -16,7 +16,7 @@ from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 from kfkit.components.monitor import drift
 from kfkit.components.monitor.monitor import MonitorResult, render_report as monitor_report
 from kfkit.components.validate.validate import render_report as validation_report, validate
-from kfkit.outcome import markdown_page
+from kfkit.runs.outcome import markdown_page
 from tests.conftest import split_outputs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from kfkit.components.recipe.recipe import RECIPE_FILE, training_defaults
-from kfkit.local_run import run_local
-from kfkit.server import ModelServer
+from kfkit.runs.local import run_local
+from kfkit.serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "taxi-tips.yaml"

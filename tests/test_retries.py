@@ -4,7 +4,7 @@ import pytest
 from kfp import dsl, local
 
 from kfkit import pipelines
-from kfkit.local_run import without_retries
+from kfkit.runs.local import without_retries
 from kfkit.pipelines.retries import RETRY
 
 

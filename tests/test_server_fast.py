@@ -15,9 +15,9 @@ from collections import Counter
 
 import pytest
 
-from kfkit import http_app
-from kfkit.endpoints import LocalEndpoints
-from kfkit.server import Deployed, ModelServer, Router, make_http_server
+from kfkit.serving import http_app
+from kfkit.serving.endpoints import LocalEndpoints
+from kfkit.serving.server import Deployed, ModelServer, Router, make_http_server
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from kfkit import http_app
-from kfkit.endpoints import LocalEndpoints
-from kfkit.server import make_http_server
+from kfkit.serving import http_app
+from kfkit.serving.endpoints import LocalEndpoints
+from kfkit.serving.server import make_http_server
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
@@ -293,7 +293,7 @@ def test_no_request_fails_across_a_deploy_and_a_rollback(live, penguin_model):
 
 
 def test_health_is_not_ready_while_no_model_is_deployed(tmp_path):
-    from kfkit.server import ModelServer
+    from kfkit.serving.server import ModelServer
 
     (tmp_path / "endpoints").mkdir()
     (tmp_path / "endpoints" / "empty.json").write_text(json.dumps(
@@ -328,7 +328,7 @@ def test_request_logs_are_private_strict_json_lines_rotated_and_pruned(tmp_path)
     import os
     import stat
 
-    from kfkit.server import Deployed, RequestLog
+    from kfkit.serving.server import Deployed, RequestLog
 
     log_dir = tmp_path / "logs" / "e"
     request_log = RequestLog(log_dir, "e", max_file_bytes=2000, max_total_bytes=5000, max_age_days=1)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kfkit.adapters.mlflow_registry import MlflowRegistry
-from kfkit.local_run import run_local
-from kfkit.model_io import LoadedModel
+from kfkit.runs.local import run_local
+from kfkit.serving.model_io import LoadedModel
 
 REPO = Path(__file__).resolve().parent.parent
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,

@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from kfkit.components.ingest.ingest import SplitSpec, row_fingerprints, stream_to_splits
-from kfkit.warehouse import LocalWarehouse
+from kfkit.warehouse.local import LocalWarehouse
 
 DOCUMENTED = {
     "1footrue": -1541654101129638711,     # bucket 8711

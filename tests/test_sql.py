@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from kfkit.components.ingest.ingest import BUCKETS, buckets
-from kfkit import sql
+from kfkit.warehouse import sql
 from kfkit.errors import QueryError
 
 # From BigQuery's documentation of FARM_FINGERPRINT (hash functions page) and a published example.

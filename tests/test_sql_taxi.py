@@ -119,7 +119,7 @@ def _close(a, b):
 
 @pytest.fixture(scope="module")
 def ingested(shared_root):
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
     return pa.Table.from_batches(list(LocalWarehouse(shared_root).query_batches(TRAINING_QUERY, PARAMS)))
 
 

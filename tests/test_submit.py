@@ -7,7 +7,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform as real_aiplatform
 
-from kfkit import cli, submit
+from kfkit import cli
+from kfkit.runs import submit
 from kfkit.adapters.kfp_backend import download_template, parse_registry_url
 from kfkit.adapters.vertex_pipelines import VertexSubmission, wait
 from kfkit.errors import ConfigError, KfkitError
@@ -183,7 +184,7 @@ def test_step_env_reaches_every_step_of_a_kubeflow_submission():
 def test_step_env_on_a_given_template_writes_a_copy_and_replaces_a_variable_of_the_same_name(tmp_path):
     import yaml
 
-    from kfkit.compile import compile_pipeline
+    from kfkit.runs.compile import compile_pipeline
 
     original = compile_pipeline("batch-prediction", tmp_path / "given.yaml", {"A": "1", "B": "2"})
     before = original.read_text()

@@ -9,9 +9,9 @@ import pytest
 
 from kfkit.components.train.train import Hyperparameters, strategy_from_env, train
 from kfkit.components.validate.validate import validate
-from kfkit import synthetic
+from kfkit.warehouse import synthetic
 from kfkit.errors import ConfigError, ValidationError
-from kfkit.model_io import LoadedModel, RequestError
+from kfkit.serving.model_io import LoadedModel, RequestError
 from kfkit.tabular import ModelSpec, build_spec
 from tests.conftest import split_outputs
 from kfkit.components.ingest.ingest import SplitSpec, run_ingest
@@ -87,7 +87,7 @@ def test_training_says_which_device_it_ran_on_and_a_cpu_machine_lists_no_gpu(pen
 
 @pytest.fixture(scope="module")
 def synthetic_splits(tmp_path_factory, shared_root):
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
     out = {}
     for task in ("binary", "regression"):
         synthetic.write_to_warehouse(LocalWarehouse(shared_root), f"tests.synth_{task}", 3000, numeric=4,

@@ -395,7 +395,7 @@ def test_the_report_draws_one_line_per_finished_trial_and_highlights_the_best():
 def test_the_oneof_patch_is_applied_only_to_the_kfp_it_was_written_for(monkeypatch):
     import kfp
 
-    from kfkit.kfp_local_compat import PATCHED_VERSION, enable_artifact_oneof
+    from kfkit.pipelines.kfp_local_compat import PATCHED_VERSION, enable_artifact_oneof
 
     assert kfp.__version__ == PATCHED_VERSION, "a new kfp: check whether kfp.local resolves dsl.OneOf artifacts now"
     assert enable_artifact_oneof() is True

@@ -524,7 +524,7 @@ def test_deploy_keeps_exactly_keep_previous_idle_versions_newest_first(keep_prev
 
 
 def test_a_canary_deploy_sends_the_share_and_scales_the_serving_version_as_the_local_backend_does():
-    from kfkit.endpoints import split_traffic
+    from kfkit.serving.endpoints import split_traffic
 
     rec = Recorder()
     endpoint = FakeEndpoint(rec, split={"d1": 67, "d2": 33},

@@ -46,8 +46,8 @@ def prediction_batches(model, batches: Iterator[pa.RecordBatch], model_version: 
 def predict_local(source_table: str, destination_table: str, *, model_name: str, model_alias: str = "champion",
                   local_root: str | None = None, batch_rows: int = 65_536, registry=None, warehouse=None) -> dict:
     from kfkit.adapters.mlflow_registry import MlflowRegistry
-    from kfkit.model_io import LoadedModel
-    from kfkit.warehouse import LocalWarehouse, split_table_name
+    from kfkit.serving.model_io import LoadedModel
+    from kfkit.warehouse.local import LocalWarehouse, split_table_name
 
     registry = registry or MlflowRegistry(local_root)
     version = registry.version_by_alias(model_name, model_alias)

@@ -24,6 +24,7 @@ import numpy as np
 from kfkit.errors import ConfigError
 
 PROMOTE, ROLLBACK, INCONCLUSIVE = "promote", "rollback", "inconclusive"
+CANARY_TAG = "kfkit.canary"  # the registry tag (label on Vertex AI) each verdict writes on the canary version
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Watch a canary for a window, judge it (analysis.analyze) and act on the verdict.
 
-Local backend: the endpoint's state (kfkit.endpoints) names the canary (the newest deployed version
+Local backend: the endpoint's state (kfkit.serving.endpoints) names the canary (the newest deployed version
 with traffic) and what it is compared with (the others with traffic); the server's request logs say
 what each served. On `promote` the canary takes 100% and the registry's `champion` alias moves to it;
 on `rollback` the split goes back to the one before the canary and `champion` back to the version
@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kfkit.components.canary.analysis import INCONCLUSIVE, PROMOTE, ROLLBACK, Analysis, Served, Thresholds, analyze
+from kfkit.components.canary.analysis import (CANARY_TAG, INCONCLUSIVE, PROMOTE, ROLLBACK, Analysis, Served, Thresholds,
+                                             analyze)
+from kfkit.components.canary.labels import warehouse_labels
 from kfkit.errors import ConfigError
 
 log = logging.getLogger("kfkit.canary")
 ON_INCONCLUSIVE = ("keep", "rollback")
-CANARY_TAG = "kfkit.canary"
 
 
 @dataclass
@@ -68,39 +69,13 @@ def _merged(name: str, parts: list[Served]) -> Served:
     return merged
 
 
-def read_labels(batches, table: str) -> dict[str, Any]:
-    """{request key: label} from the batches of `SELECT key AS k, label AS y FROM table`."""
-    labels = {}
-    for batch in batches:
-        for key, label in zip(batch.column("k").to_pylist(), batch.column("y").to_pylist()):
-            if key is not None:
-                labels[str(key)] = label
-    if not labels:
-        raise ConfigError(f"labels_table {table!r} holds no labelled key")
-    return labels
-
-
-def labels_query(table: str, request_key: str, label_column: str) -> str:
-    if not (request_key and label_column):
-        raise ConfigError("labels_table needs request_key (the instance field and table column joining requests "
-                          "to labels) and label_column")
-    return f"SELECT `{request_key}` AS k, `{label_column}` AS y FROM `{table}`"
-
-
-def warehouse_labels(root, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-    """{request key: label} from a table of the local warehouse under root."""
-    from kfkit.warehouse import LocalWarehouse
-
-    return read_labels(LocalWarehouse(root).query_batches(labels_query(table, request_key, label_column)), table)
-
-
 class LocalCanary:
-    """A canary on kfkit's server: endpoint state in kfkit.endpoints, figures in the server's request
+    """A canary on kfkit's server: endpoint state in kfkit.serving.endpoints, figures in the server's request
     logs, champion and tags in the MLflow registry."""
 
     def __init__(self, endpoint_name: str, local_root: str | None = None, registry=None):
         from kfkit.config import local_root as resolve_root
-        from kfkit.endpoints import LocalEndpoints
+        from kfkit.serving.endpoints import LocalEndpoints
 
         self.name = endpoint_name
         self.root = resolve_root(local_root)

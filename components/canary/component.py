@@ -7,7 +7,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Input, Metrics, Output
 
 from kfkit.config import runtime_image
-from kfkit.catalog import stamped
+from kfkit.interfaces import stamped
 
 
 @stamped

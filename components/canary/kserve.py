@@ -43,7 +43,7 @@ class KServeCanary:
 
             kserve = KServeAdapter(namespace)
         if read_records is None:
-            from kfkit.log_sink import read_records
+            from kfkit.serving.log_sink import read_records
         self.name = endpoint_name
         self.kserve, self.prometheus, self.read_records = kserve, prometheus, read_records
         self.logger_url = request_logger_url
@@ -85,7 +85,7 @@ class KServeCanary:
         return {"endpoint": self.name, "deployed_models": models}
 
     def labels(self, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-        from kfkit.components.canary.canary import warehouse_labels
+        from kfkit.components.canary.labels import warehouse_labels
 
         return warehouse_labels(self.local_root, table, request_key, label_column)
 
@@ -157,6 +157,6 @@ class KServeCanary:
         self.registry.set_alias(model["model"], model["version"], "champion")
 
     def tag(self, model: dict, value: str) -> None:
-        from kfkit.components.canary.canary import CANARY_TAG
+        from kfkit.components.canary.analysis import CANARY_TAG
 
         self.registry.tag_version(model["model"], model["version"], CANARY_TAG, value)

@@ -1,6 +1,6 @@
 """What each deployed version of a local endpoint served: read from kfkit's server request logs.
 
-The server writes one JSON line per request (kfkit.server.RequestLog): the deployed model that
+The server writes one JSON line per request (kfkit.serving.server.RequestLog): the deployed model that
 took it, its status, its latency, and for an answered request the instances and predictions. A
 line of another shape, or cut short by a crash, is skipped: the logs are input, not trusted.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kfkit.components.canary.analysis import Served
-from kfkit.request_logs import prediction_value, records
+from kfkit.serving.request_logs import prediction_value, records
 
 
 def add_answers(side: Served, instances: Any, predictions: list, labels: dict[str, Any] | None,

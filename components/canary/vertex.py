@@ -21,7 +21,7 @@ from typing import Any
 from kfkit.components.canary.analysis import Served
 from kfkit.errors import ConfigError
 from kfkit.components.canary.traffic import add_answers
-from kfkit.request_logs import payload_items
+from kfkit.serving.request_logs import payload_items
 
 BUCKETS = 20
 
@@ -64,7 +64,7 @@ class VertexCanary:
         return state
 
     def labels(self, table: str, request_key: str, label_column: str) -> dict[str, Any]:
-        from kfkit.components.canary.canary import labels_query, read_labels
+        from kfkit.components.canary.labels import labels_query, read_labels
 
         return read_labels(self.bigquery.query_to_arrow(labels_query(table, request_key, label_column),
                                                         what="canary labels"), table)
@@ -133,6 +133,6 @@ class VertexCanary:
         self.vertex.set_alias(model["model"], model["version"], "champion")
 
     def tag(self, model: dict, value: str) -> None:
-        from kfkit.components.canary.canary import CANARY_TAG
+        from kfkit.components.canary.analysis import CANARY_TAG
 
         self.vertex.tag_version(model["model"], model["version"], CANARY_TAG, value)

@@ -41,7 +41,7 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
     if not 1 <= min_replicas <= max_replicas:
         raise ConfigError(f"replicas must satisfy 1 <= min_replicas <= max_replicas, got {min_replicas} and {max_replicas}")
     if backend == "local":
-        from kfkit.endpoints import LocalEndpoints
+        from kfkit.serving.endpoints import LocalEndpoints
 
         CloudJobs(gcp_resources)  # no Google Cloud operation: an empty gcp_resources
         state = LocalEndpoints(local_root).deploy(endpoint_name, registered["model_name"], registered["version"],

@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output, OutputPath
 
 from kfkit.config import trainer_image
-from kfkit.catalog import stamped
+from kfkit.interfaces import stamped
 
 
 @stamped

@@ -88,7 +88,7 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> Evaluation:
 
 def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int = 65_536):
     """Predict the test split in batches and compute the task's metrics."""
-    from kfkit.model_io import LoadedModel
+    from kfkit.serving.model_io import LoadedModel
 
     model = LoadedModel(model_dir)
     spec = model.spec

@@ -7,7 +7,7 @@ the previous split's bound up to its own. The snapshot id is the row count and t
 rows' key fingerprints modulo 2^64, summed as NUMERIC so BigQuery never overflows INT64.
 
 Only key columns whose CAST to STRING the streaming path spells exactly as BigQuery does (STRING,
-INT64, BOOL, DATE, and FLOAT64 through ZetaSQL's RoundTripDoubleToString, kfkit.sql_json) can be
+INT64, BOOL, DATE, and FLOAT64 through ZetaSQL's RoundTripDoubleToString, kfkit.warehouse.json_functions) can be
 hashed on either side with the same result; any other key type is refused with the column named,
 never split differently.
 """

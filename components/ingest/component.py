@@ -5,7 +5,7 @@ from kfp.dsl import Dataset, Output
 from google_cloud_pipeline_components.types.artifact_types import BQTable
 
 from kfkit.config import runtime_image
-from kfkit.catalog import stamped
+from kfkit.interfaces import stamped
 
 
 @stamped

@@ -28,11 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kfkit import sql as bqsql
+from kfkit.warehouse import sql as bqsql
 from kfkit.atomic import commit_dirs
 from kfkit.config import GCS_MOUNT, check_backend, gcs_uri
 from kfkit.errors import ConfigError, IngestError
-from kfkit.sql_json import doubles_to_strings
+from kfkit.warehouse.json_functions import doubles_to_strings
 
 log = logging.getLogger("kfkit.ingest")
 
@@ -122,7 +122,7 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
 
 def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
     """FARM_FINGERPRINT of each row's split key, as int64."""
-    from kfkit.farmhash import fingerprint64_arrow
+    from kfkit.warehouse.farmhash import fingerprint64_arrow
     return fingerprint64_arrow(key_strings(batch, key_columns))
 
 
@@ -289,7 +289,7 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
 
     if backend == "local":
         from kfkit.cloud_jobs import CloudJobs
-        from kfkit.warehouse import LocalWarehouse
+        from kfkit.warehouse.local import LocalWarehouse
         if gcp_resources:
             CloudJobs(gcp_resources)  # no cloud job: an empty gcp_resources, as GCPC writes none
         warehouse = warehouse or LocalWarehouse(local_root, project=project or bqsql.DEFAULT_LOCAL_PROJECT)

@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
 
 from kfkit.config import runtime_image
-from kfkit.catalog import stamped
+from kfkit.interfaces import stamped
 
 
 @stamped

@@ -17,7 +17,7 @@ import pyarrow as pa
 from kfkit.components.monitor import drift
 from kfkit.components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
 from kfkit import report, request_logs
-from kfkit.request_logs import payload_items, prediction_value
+from kfkit.serving.request_logs import payload_items, prediction_value
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
 from kfkit.errors import ConfigError
@@ -53,7 +53,7 @@ def _instances(record: Any) -> tuple[list, list]:
 
 
 def read_request_logs(log_dir: str | Path, start: float, end: float) -> tuple[list[dict], list[dict]]:
-    """Logged instances and predictions with start <= timestamp < end (kfkit.request_logs); a record of
+    """Logged instances and predictions with start <= timestamp < end (kfkit.serving.request_logs); a record of
     another shape, a value of any type is skipped or kept as it is for the monitor to judge per feature."""
     rows, predictions = [], []
     for record in request_logs.records(log_dir, start, end):
@@ -228,7 +228,7 @@ def alert(result: MonitorResult, *, endpoint: str, destination: str = "", local_
 
 def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | None) -> dict[str, Any]:
     """The training statistics saved with the model that takes most of the endpoint's traffic."""
-    from kfkit.endpoints import LocalEndpoints
+    from kfkit.serving.endpoints import LocalEndpoints
 
     state = LocalEndpoints(local_root).load(endpoint)
     if state is None or not state["deployed_models"]:
@@ -258,7 +258,7 @@ def read_table(source_table: str, *, backend: str = "local", local_root: str | P
     """Every row of a warehouse table (a batch prediction's input), for a skew check."""
     query = f"SELECT * FROM `{source_table.strip('`')}`"
     if backend == "local":
-        from kfkit.warehouse import LocalWarehouse
+        from kfkit.warehouse.local import LocalWarehouse
 
         warehouse = LocalWarehouse(local_root)
         warehouse.ensure_sample_data()

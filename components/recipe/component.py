@@ -7,7 +7,7 @@ from kfp.dsl import Artifact, Input, Model, Output
 
 from kfkit.components.recipe.recipe import TRAINING_DEFAULTS
 from kfkit.config import runtime_image
-from kfkit.catalog import stamped
+from kfkit.interfaces import stamped
 
 # The training pipeline's parameters: a recipe holds one value for each.
 RECIPE_PARAMETERS = tuple(TRAINING_DEFAULTS)

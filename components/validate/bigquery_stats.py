@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kfkit.components.validate.validate import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, _is_integer,
-                                          _kind)
+from kfkit.components.validate.kinds import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, column_kind,
+                                             is_integer_type)
 from kfkit import tfdv
 
 # the type Arrow reports for a Parquet column -> the type name DuckDB reports for it (what the
@@ -107,9 +107,9 @@ def _float(column: str) -> str:
 
 def compute_statistics(source: SqlSource, label_column: str = "") -> dict[str, Any]:
     """validate.compute_statistics's dictionary, every number computed by SQL on `source`."""
-    columns = [(name, kind_type, _kind(kind_type), i) for i, (name, kind_type) in enumerate(source.columns)]
+    columns = [(name, kind_type, column_kind(kind_type), i) for i, (name, kind_type) in enumerate(source.columns)]
     numeric = [c for c in columns if c[2] == "numeric"]
-    counted = [c for c in columns if c[2] == "categorical" or _is_integer(c[1])]
+    counted = [c for c in columns if c[2] == "categorical" or is_integer_type(c[1])]
 
     parts = ["COUNT(*) AS `__rows`"]
     for name, _, kind, i in columns:
@@ -164,7 +164,7 @@ def compute_statistics(source: SqlSource, label_column: str = "") -> dict[str, A
                 pending.append(_display_reader(entry, i, low, high, inside))
             histogram_parts += _tfdv_counts(name, i, agg)
             pending.append(_tfdv_reader(entry, i, agg))
-        if kind == "categorical" or (_is_integer(duck_type) and count):
+        if kind == "categorical" or (is_integer_type(duck_type) and count):
             entry.update(distinct=int(agg[f"distinct{i}"]), domain_complete=int(agg[f"distinct{i}"]) <= MAX_DOMAIN)
     counts = source.query(f"SELECT\n  {(',' + chr(10) + '  ').join(histogram_parts)}\nFROM {source.rel}")[0] \
         if histogram_parts else {}

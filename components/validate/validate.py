@@ -17,14 +17,11 @@ import duckdb
 from kfkit import report, tfdv
 from kfkit.config import local_path
 from kfkit.errors import ConfigError, ValidationError
+from kfkit.components.validate.kinds import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, column_kind,
+                                             is_integer_type)
 
 log = logging.getLogger("kfkit.validate")
 
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-HISTOGRAM_BINS = 20
-MAX_DOMAIN = 1000
-TOP_K = 50
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -47,21 +44,6 @@ def parquet_glob(path: str | Path) -> str:
     if path.exists():
         return str(path)
     raise ConfigError(f"dataset {str(path)!r} does not exist (expected a Parquet file or a directory of shards)")
-
-
-def _kind(duck_type: str) -> str:
-    t = duck_type.upper()
-    if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                     "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")):
-        return "numeric"
-    if t in ("VARCHAR", "BOOLEAN") or t.startswith("ENUM"):
-        return "categorical"
-    return "other"
-
-
-def _is_integer(duck_type: str) -> bool:
-    return duck_type.upper().startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
-                                         "UINTEGER", "UBIGINT"))
 
 
 def _q(name: str) -> str:
@@ -88,7 +70,7 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
     rows = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
     stats: dict[str, Any] = {"version": SCHEMA_VERSION, "rows": rows, "label": label_column, "columns": {}}
     for name, duck_type in columns:
-        kind = _kind(duck_type)
+        kind = column_kind(duck_type)
         col = _q(name)
         entry: dict[str, Any] = {"kind": kind, "type": duck_type}
         count, nulls = con.execute(f"SELECT count({col}), count(*) - count({col}) FROM {rel}").fetchone()
@@ -117,7 +99,7 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
             # monitor's skew baseline, so distances mean what Vertex AI Model Monitoring's mean
             values = con.execute(f"SELECT {col}::DOUBLE FROM {rel} WHERE {col} IS NOT NULL").fetchnumpy()
             entry["tfdv_histogram"] = tfdv.histogram(next(iter(values.values()))).to_json()
-        if kind == "categorical" or (_is_integer(duck_type) and count):
+        if kind == "categorical" or (is_integer_type(duck_type) and count):
             # integers may be codes (hours, areas): their frequencies are the IntegerLookup vocabulary
             distinct = con.execute(f"SELECT count(DISTINCT {col}) FROM {rel}").fetchone()[0]
             top = con.execute(f"SELECT {col}::VARCHAR, count(*) FROM {rel} WHERE {col} IS NOT NULL "
@@ -213,7 +195,7 @@ def check_split(name: str, dataset, schema: dict[str, Any], label_column: str,
                                      f"missing (the schema expects a {column['kind']} column of type {column['type']})",
                                      split=name))
             continue
-        kind = _kind(actual[column_name])
+        kind = column_kind(actual[column_name])
         if kind != column["kind"]:
             anomalies.append(Anomaly(column_name, "type_change",
                                      f"type changed from {column['type']} ({column['kind']}) to "

@@ -121,7 +121,7 @@ class MlflowRegistry:
             self._set_aliases(name, existing.version, aliases)
             return RegisteredVersion(name, str(existing.version), self._model_dir(existing), existing.run_id,
                                      aliases, created=False)
-        from kfkit.mlflow_pyfunc import KfkitSavedModel
+        from kfkit.serving.mlflow_pyfunc import KfkitSavedModel
 
         tags = {**(tags or {}), **({TASK_TAG: task_id} if task_id else {})}
         with self.mlflow.start_run(experiment_id=self.experiment_id(), run_name=f"{name}-register") as run:

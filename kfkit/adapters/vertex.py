@@ -150,7 +150,7 @@ class VertexAdapter:
         Idempotent: if this model version is already deployed on the endpoint (a retried step),
         nothing is deployed again.
         """
-        from kfkit.endpoints import split_traffic
+        from kfkit.serving.endpoints import split_traffic
         gapic = self.ai.gapic
         versioned = model.versioned_resource_name
         deployed = list(endpoint.list_models())
@@ -193,7 +193,7 @@ class VertexAdapter:
         return found[0]
 
     def endpoint_state(self, display_name: str) -> dict[str, Any]:
-        """The endpoint as kfkit.endpoints describes a local one: each deployed model's id, model, version,
+        """The endpoint as kfkit.serving.endpoints describes a local one: each deployed model's id, model, version,
         traffic and deployment time (epoch seconds)."""
         endpoint = self.endpoint(display_name)
         split = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}

@@ -27,7 +27,7 @@ def record(*call) -> None:
 
 
 def warehouse():
-    from kfkit.warehouse import LocalWarehouse
+    from kfkit.warehouse.local import LocalWarehouse
 
     found = LocalWarehouse(STATE / "bigquery")
     found.ensure_sample_data()

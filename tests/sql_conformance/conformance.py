@@ -11,8 +11,8 @@ import duckdb
 import pyarrow as pa
 import yaml
 
-from kfkit import sql
-from kfkit.warehouse import with_bigquery_types
+from kfkit.warehouse import sql
+from kfkit.warehouse.local import with_bigquery_types
 
 CASES_FILE = Path(__file__).with_name("cases.yaml")
 DOC_BASE = "https://cloud.google.com/bigquery/docs/reference/standard-sql/"

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from kfkit.sql_semantics import REFUSED_FUNCTIONS  # noqa: E402
+from kfkit.warehouse.semantics import REFUSED_FUNCTIONS  # noqa: E402
 from tests.sql_conformance.conformance import load_cases  # noqa: E402
 
 DOC = ROOT / "docs" / "sql.md"
@@ -20,7 +20,7 @@ HEADER = """# BigQuery SQL on the local warehouse
 the test suite fails when this page and the cases disagree.*
 
 The embedded backend answers BigQuery (GoogleSQL) queries on DuckDB: sqlglot translates the syntax,
-and `kfkit/sql_semantics.py` rewrites every construct whose DuckDB value differs from BigQuery's
+and `kfkit/warehouse/semantics.py` rewrites every construct whose DuckDB value differs from BigQuery's
 documented one. Each row below is a test: the query, the value and type BigQuery documents for it
 (the link is the documentation section it comes from), checked on every CI run. Result columns
 reach the datasets with the Arrow types BigQuery's Storage Read API delivers (INT64 as int64,

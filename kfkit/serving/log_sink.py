@@ -8,7 +8,7 @@ InferenceService annotations listed in logger.metadataAnnotations; deploy lists 
 version there, so each event says which registered version answered it).
 
 The sink pairs a request with its response (in either order) and appends one record per answered
-request in kfkit's request-log format (kfkit.server.RequestLog: <local_root>/request_logs/<service>/),
+request in kfkit's request-log format (kfkit.serving.server.RequestLog: <local_root>/request_logs/<service>/),
 the same records the monitor and the canary analysis read. `GET /records` hands a window of them
 back as JSON lines, so a pipeline step reads them without sharing a volume with the sink.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kfkit.errors import ConfigError, KfkitError
-from kfkit.http_app import BadRequest, check_values, lifespan, parse_body, read_body, send_json
+from kfkit.serving.http_app import BadRequest, check_values, lifespan, parse_body, read_body, send_json
 
 log = logging.getLogger("kfkit.log_sink")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -125,7 +125,7 @@ class LogSink:
             self.dropped += 1
 
     def _write(self, service: str, request, response) -> dict[str, Any]:
-        from kfkit.server import Deployed, RequestLog
+        from kfkit.serving.server import Deployed, RequestLog
 
         # the response's annotations: the pod that answered (each event carries them; receive checked)
         instances, predictions, annotations = request[2], response[2], response[3]
@@ -139,7 +139,7 @@ class LogSink:
         return {"logged": True, "model_version": version}
 
     def records(self, service: str, start: float, end: float) -> Iterator[dict[str, Any]]:
-        from kfkit.request_logs import records
+        from kfkit.serving.request_logs import records
 
         return records(self.root / self._service(service, "inferenceservice"), start, end)
 
@@ -201,7 +201,7 @@ def make_http_server(*, local_root: str | None = None, services: list[str] | Non
     """The uvicorn server of `kfkit log-sink` (call .run(); set .should_exit to stop)."""
     import uvicorn
 
-    from kfkit.http_app import GuardedProtocol
+    from kfkit.serving.http_app import GuardedProtocol
 
     sink = LogSink(local_root, services)
     # log_config=None: uvicorn leaves the process's logging as it is (its dictConfig would close the

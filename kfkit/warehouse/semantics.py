@@ -140,12 +140,19 @@ REFUSED_FUNCTIONS = {
 _DUCKDB_STRFTIME = set("aAwudbBmyYHIpMSjUWVGZz%")  # elements DuckDB's strftime shares with BigQuery
 
 
+def line_of(sql: str, name: str) -> int | None:
+    """The first line (1-based) of the query text that names `name` as a word, or None."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.I)
+    for number, text in enumerate(sql.splitlines(), start=1):
+        if pattern.search(text):
+            return number
+    return None
+
+
 def _line_of(node: exp.Expression, sql: str) -> int:
     meta = getattr(node, "meta", None) or {}
     if "line" in meta:
         return int(meta["line"])
-    from kfkit.sql import line_of
-
     return line_of(sql, node.sql(dialect="bigquery").split("(")[0]) or 1
 
 

@@ -13,8 +13,8 @@ from kfkit.errors import ConfigError
 def template_for(pipeline_name: str, template: str | None, directory: Path,
                  step_env: dict[str, str] | None = None) -> Path:
     """A compiled template: the given file, one from Artifact Registry, or compiled now; with
-    step_env, a copy with those variables in every step (kfkit.compile.with_step_env)."""
-    from kfkit.compile import compile_pipeline, with_step_env
+    step_env, a copy with those variables in every step (kfkit.runs.compile.with_step_env)."""
+    from kfkit.runs.compile import compile_pipeline, with_step_env
 
     if not template:
         return compile_pipeline(pipeline_name, directory / f"{pipeline_name}.yaml", step_env)

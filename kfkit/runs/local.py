@@ -1,7 +1,7 @@
 """Run a kfkit pipeline on this machine with kfp.local, and say what the run decided.
 
 Quiet by default: kfp.local's output goes to <run dir>/logs/ (run.log and one file per step), the
-terminal gets a line per step and the outcome (kfkit.outcome). `verbose=True` lets kfp.local
+terminal gets a line per step and the outcome (kfkit.runs.outcome). `verbose=True` lets kfp.local
 print everything as it comes.
 """
 
@@ -36,7 +36,7 @@ class RunSummary:
 
     def render(self, steps: bool = False) -> str:
         """The outcome; with steps, each step's time and its artifacts that are files."""
-        from kfkit.outcome import render
+        from kfkit.runs.outcome import render
 
         lines = []
         if steps:
@@ -78,15 +78,15 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
               progress_stream=None, runner: str = "subprocess") -> RunSummary:
     """Run a registered pipeline with kfp.local: every step a subprocess in this Python environment
     (runner="subprocess"), or each in its own kfkit image on a local Docker engine (runner="docker",
-    kfkit.docker_runner)."""
+    kfkit.runs.docker_runner)."""
     import sys
 
     from kfp import local
 
     from kfkit import pipelines
-    from kfkit import outcome as outcome_mod
+    from kfkit.runs import outcome as outcome_mod
     from kfkit import params as params_mod
-    from kfkit import run_output
+    from kfkit.runs import output as run_output
 
     if pipeline_name in pipelines.VERTEX_ONLY:
         raise KfkitError(f"pipeline {pipeline_name!r} cannot run locally: {pipelines.VERTEX_ONLY[pipeline_name]}")
@@ -106,7 +106,7 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     if runner == "docker":
-        from kfkit import docker_runner
+        from kfkit.runs import docker_runner
 
         chosen = docker_runner.runner(pipeline, root)
     else:
@@ -211,7 +211,7 @@ def _track(result: dict[str, Any], values: dict[str, Any], root: Path) -> None:
     """Every run (blessed, rejected or failed) becomes an MLflow run; tracking never fails the run."""
     import logging
 
-    from kfkit import outcome as outcome_mod
+    from kfkit.runs import outcome as outcome_mod
 
     # a first run that never registered locally creates MLflow's database here: its INFO lines
     # (and alembic's) would land between the steps and the outcome

@@ -1,7 +1,7 @@
 """Numba kernel of FarmHash Fingerprint64 (farmhashna::Hash64 in google/farmhash, MIT).
 
 Module-level functions, so Numba can cache the compiled code on disk (cache=True) and later
-processes load it instead of compiling again. Used through kfkit.farmhash.fingerprint64_arrow.
+processes load it instead of compiling again. Used through kfkit.warehouse.farmhash.fingerprint64_arrow.
 """
 
 import numba

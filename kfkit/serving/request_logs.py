@@ -1,4 +1,4 @@
-"""Reading the request logs kfkit's server writes (kfkit.server.RequestLog): one JSON object per
+"""Reading the request logs kfkit's server writes (kfkit.serving.server.RequestLog): one JSON object per
 request, one per line, in <dir>/<YYYY-MM-DD>[.<n>].jsonl. The monitor and the canary analysis both
 read them here.
 

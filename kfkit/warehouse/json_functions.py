@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-from kfkit.sql_types import split_fields
+from kfkit.warehouse.result_types import split_fields
 
 MAX_LOSSLESS_INT = 9007199254740992
 

@@ -10,7 +10,7 @@ routing table they started with, so a reload drops none.
 Every request is checked against the model's signature (400 naming the field), bodies above
 1.5 MB get 413 (Vertex's limit), no input ends the server, and sampled request/response records
 are appended to JSON Lines files the monitor reads, rotated and pruned to stay bounded.
-The HTTP side (uvicorn, guards, metrics) is kfkit.http_app.
+The HTTP side (uvicorn, guards, metrics) is kfkit.serving.http_app.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError
-from kfkit.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
-from kfkit.model_io import LoadedModel, RequestError
+from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
+from kfkit.serving.model_io import LoadedModel, RequestError
 
 log = logging.getLogger("kfkit.server")
 
@@ -174,7 +174,7 @@ class ModelServer:
             self.state_path = None
             root = Path(local_root) if local_root else None
         else:
-            from kfkit.endpoints import LocalEndpoints
+            from kfkit.serving.endpoints import LocalEndpoints
 
             root = resolve_root(local_root)
             self.state_path = LocalEndpoints(root).path(self.endpoint)
@@ -260,7 +260,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain)."""
     import uvicorn
 
-    from kfkit.http_app import GuardedProtocol, make_app
+    from kfkit.serving.http_app import GuardedProtocol, make_app
 
     model_dir = model_dir or os.environ.get("AIP_STORAGE_URI") or None
     port = int(port if port is not None else os.environ.get("AIP_HTTP_PORT", 8080))

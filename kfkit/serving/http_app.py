@@ -24,7 +24,7 @@ from typing import Any
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kfkit.model_io import RequestError
+from kfkit.serving.model_io import RequestError
 
 log = logging.getLogger("kfkit.server")
 access_log = logging.getLogger("kfkit.access")

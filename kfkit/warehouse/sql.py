@@ -6,7 +6,6 @@ Table names: BigQuery's `project.dataset.table` becomes the DuckDB table `"proje
 
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 import farmhash
@@ -32,7 +31,7 @@ def fingerprint64(value: str | bytes) -> int:
 
 
 def _farm_fingerprint_udf(column: pa.Array) -> pa.Array:
-    from kfkit.farmhash import fingerprint64_arrow
+    from kfkit.warehouse.farmhash import fingerprint64_arrow
     hashed = fingerprint64_arrow(column)
     if not column.null_count:
         return pa.array(hashed, type=pa.int64())
@@ -40,23 +39,23 @@ def _farm_fingerprint_udf(column: pa.Array) -> pa.Array:
 
 
 def register_functions(con) -> None:
-    """Give a DuckDB connection BigQuery's time zone, functions and macros (kfkit.sql_semantics)."""
+    """Give a DuckDB connection BigQuery's time zone, functions and macros (kfkit.warehouse.semantics)."""
     import duckdb
     from duckdb.sqltypes import BIGINT, VARCHAR
 
-    from kfkit import sql_json, sql_semantics
+    from kfkit.warehouse import json_functions, semantics
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
-            ("bq_to_json_string", sql_json.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special")]
+            ("bq_to_json_string", json_functions.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special")]
     for name, function, args, result, nulls in udfs:
         try:
             con.create_function(name, function, args, result, type="arrow", null_handling=nulls,
                                 side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
-    con.execute(sql_json.DOUBLE_TO_STRING_MACRO)
-    for macro in sql_semantics.MACROS:
+    con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
+    for macro in semantics.MACROS:
         con.execute(macro)
 
 
@@ -81,15 +80,6 @@ def parse(sql: str) -> exp.Expression:
     return statement
 
 
-def line_of(sql: str, name: str) -> int | None:
-    """The first line (1-based) of the query text that names `name` as a word, or None."""
-    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.I)
-    for number, text in enumerate(sql.splitlines(), start=1):
-        if pattern.search(text):
-            return number
-    return None
-
-
 def local_schema_name(project: str, dataset: str) -> str:
     return f"{project}.{dataset}"
 
@@ -105,7 +95,7 @@ def table_references(tree: exp.Expression, default_project: str) -> list[tuple[s
 
 def to_duckdb(sql: str, default_project: str = DEFAULT_LOCAL_PROJECT) -> str:
     """Transpile one BigQuery query to DuckDB SQL: BigQuery's semantics, table names mapped to local schemas."""
-    from kfkit.sql_semantics import rewrite
+    from kfkit.warehouse.semantics import rewrite
 
     tree = rewrite(parse(sql), sql)
 

@@ -18,8 +18,9 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 
-from kfkit import sql as bqsql
-from kfkit import sql_types
+from kfkit.warehouse import sql as bqsql
+from kfkit.warehouse import result_types
+from kfkit.warehouse.semantics import line_of
 from kfkit.config import local_root
 from kfkit.errors import QueryError
 
@@ -237,14 +238,14 @@ def execute(con, duck_sql: str, params: dict[str, Any] | None, query: str = ""):
 
 
 def with_bigquery_types(con, duck_sql: str, params: dict[str, Any] | None = None, query: str = "") -> str:
-    """`duck_sql` with every result column cast to its BigQuery type (kfkit.sql_types), by a LIMIT 0 probe."""
+    """`duck_sql` with every result column cast to its BigQuery type (kfkit.warehouse.result_types), by a LIMIT 0 probe."""
     probe = execute(con, f"SELECT * FROM ({duck_sql}) AS _q LIMIT 0", params, query)
-    select = sql_types.projection([(name, str(kind)) for name, kind in zip(probe.columns, probe.types)])
+    select = result_types.projection([(name, str(kind)) for name, kind in zip(probe.columns, probe.types)])
     return duck_sql if select is None else f"SELECT {select} FROM ({duck_sql}) AS _q"
 
 
 def _line_naming(query: str, name: str) -> str:
-    line = bqsql.line_of(query, name)
+    line = line_of(query, name)
     return f"line {line}: " if line else ""
 
 

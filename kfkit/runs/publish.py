@@ -1,6 +1,6 @@
 """Upload compiled pipeline templates to Artifact Registry (Cloud Build's publish step).
 
-    python -m kfkit.publish --host https://REGION-kfp.pkg.dev/PROJECT/REPO --tag COMMIT --tag BRANCH
+    python -m kfkit.runs.publish --host https://REGION-kfp.pkg.dev/PROJECT/REPO --tag COMMIT --tag BRANCH
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def tag_value(tag: str) -> str:
 
 
 def main(argv: list[str] | None = None, client=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kfkit.publish", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kfkit.runs.publish", description=__doc__.split("\n")[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--tag", action="append", default=[])
     parser.add_argument("--build-dir", default="build")

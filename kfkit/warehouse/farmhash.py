@@ -22,7 +22,7 @@ _kernel = None
 
 def _compile():
     # compiled (or loaded from Numba's on-disk cache) on first use only
-    from kfkit._farmhash_kernel import many
+    from kfkit.warehouse._farmhash_kernel import many
     return many
 
 
