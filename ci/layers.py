@@ -60,6 +60,30 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def missing_names() -> list[str]:
+    """`from kfkit... import NAME` where NAME is neither a module of that package nor a name its
+    __init__ defines: an import that fails when it runs (a lazy one only when its function does)."""
+    files = module_files()
+    defined: dict[str, set[str]] = {}
+    for name, path in files.items():
+        if path.name == "__init__.py":
+            tree = ast.parse(path.read_text())
+            defined[name] = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                             if isinstance(t, ast.Name)}
+            defined[name] |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            defined[name] |= {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                              for a in n.names}
+    found = []
+    for name, path in sorted(files.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module in defined:
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" not in files and alias.name not in defined[node.module]:
+                        found.append(f"{name} imports {alias.name!r} from {node.module}, which has no such module or name")
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
     files = module_files()
     known = set(files)
@@ -161,7 +185,7 @@ def main() -> int:
     for layer in ALLOWED:
         print(f"{layer:<11} may import {', '.join(sorted(ALLOWED[layer])) or 'nothing else'}: "
               f"{len(by_layer.get(layer, []))} modules")
-    found = violations(graph)
+    found = violations(graph) + missing_names()
     arrows = sum(len(t) for t in graph.values())
     print(f"{len(graph)} modules, {arrows} imports between them; {len(found)} broken contracts")
     for line in found:

@@ -17,6 +17,10 @@ def test_kfkit_imports_keep_every_layering_contract():
     assert layers.violations(graph) == []
 
 
+def test_every_from_kfkit_import_names_a_module_or_a_name_that_exists():
+    assert layers.missing_names() == []
+
+
 def test_import_graph_sees_lazy_imports_and_components_under_their_installed_names():
     graph = layers.import_graph()
 

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from kfkit.components.monitor import drift
 from kfkit.components.monitor.drift import DEFAULT_MIN_COUNT, DEFAULT_THRESHOLD, FeatureDrift
-from kfkit import report, request_logs
+from kfkit import report
+from kfkit.serving import request_logs
 from kfkit.serving.request_logs import payload_items, prediction_value
 from kfkit.atomic import atomic_file
 from kfkit.config import local_path
