@@ -153,15 +153,30 @@ def _values(args) -> dict:
     return values
 
 
+VERTEX_ONLY = (("--project", "project"), ("--region", "region"), ("--network", "network"),
+               ("--encryption-key", "encryption_key"), ("--labels", "labels"))
+KFP_ONLY = (("--experiment", "experiment"), ("--namespace", "namespace"), ("--kfp-token-file", "kfp_token_file"),
+            ("--kfp-cookie-file", "kfp_cookie_file"), ("--kfp-in-cluster-token", "kfp_in_cluster_token"))
+
+
+def _refuse_flags(args, flags, backend: str) -> None:
+    from kfkit.errors import ConfigError
+
+    given = [flag for flag, attr in flags if getattr(args, attr, None)]
+    if given:
+        raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {backend}")
+
+
 def _vertex_submission(args):
     from kfkit.adapters.vertex_pipelines import VertexSubmission
     from kfkit.errors import ConfigError
     from kfkit.runs.submit import parse_labels
 
+    _refuse_flags(args, KFP_ONLY, "Vertex AI Pipelines (they are for Kubeflow Pipelines, with --kfp-host)")
     missing = [flag for flag, value in (("--project", args.project), ("--pipeline-root", args.pipeline_root)) if not value]
     if missing:
         raise ConfigError(f"submitting to Vertex AI needs {' and '.join(missing)} (or --kfp-host for Kubeflow Pipelines)")
-    return VertexSubmission(project=args.project, region=args.region, pipeline_root=args.pipeline_root,
+    return VertexSubmission(project=args.project, region=args.region or "us-central1", pipeline_root=args.pipeline_root,
                             service_account=args.service_account or "", network=args.network or "",
                             encryption_key=args.encryption_key or "", labels=parse_labels(args.labels),
                             enable_caching=False if args.no_cache else None)
@@ -172,9 +187,14 @@ def _submit(args) -> int:
 
     values = _values(args)
     if args.kfp_host:
-        submit.submit_kfp(args.pipeline, values, args.kfp_host, experiment=args.experiment or "",
-                          template=args.template, enable_caching=False if args.no_cache else None,
-                          step_env=_step_env(args))
+        from kfkit.adapters.kfp_backend import KfpTarget
+
+        _refuse_flags(args, VERTEX_ONLY, "Kubeflow Pipelines (--kfp-host); they are for Vertex AI Pipelines")
+        target = KfpTarget(host=args.kfp_host, namespace=args.namespace or "", token_file=args.kfp_token_file or "",
+                           cookie_file=args.kfp_cookie_file or "", in_cluster=args.kfp_in_cluster_token)
+        submit.submit_kfp(args.pipeline, values, target, experiment=args.experiment or "", template=args.template,
+                          enable_caching=False if args.no_cache else None, pipeline_root=args.pipeline_root or "",
+                          service_account=args.service_account or "", wait=args.wait, step_env=_step_env(args))
         return 0
     submit.submit_vertex(args.pipeline, values, _vertex_submission(args), template=args.template, wait=args.wait,
                          step_env=_step_env(args))
@@ -322,9 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     def cloud_flags(p):
         p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
         p.add_argument("--project", help="Google Cloud project")
-        p.add_argument("--region", default="us-central1", help="Vertex AI region (default: us-central1)")
-        p.add_argument("--pipeline-root", help="gs:// path for the pipeline's artifacts")
-        p.add_argument("--service-account", help="service account the pipeline runs as")
+        p.add_argument("--region", help="Vertex AI region (default: us-central1)")
+        p.add_argument("--pipeline-root", help="where the pipeline's artifacts go (gs:// on Vertex AI; on Kubeflow "
+                       "Pipelines, e.g. minio:// or s3://; default: the cluster's)")
+        p.add_argument("--service-account", help="identity the pipeline's steps run as (a Google service account on "
+                       "Vertex AI, a Kubernetes service account on Kubeflow Pipelines)")
         p.add_argument("--network", help="VPC network (projects/NUMBER/global/networks/NAME)")
         p.add_argument("--encryption-key", help="Cloud KMS key for CMEK")
         p.add_argument("--labels", action="append", default=[], metavar="KEY=VALUE")
@@ -352,12 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
                "    --service-account pipelines@my-proj.iam.gserviceaccount.com \\\n"
                "    --param backend=bigquery --param project=my-proj --param location=US \\\n"
                "    --param query='SELECT * FROM `my-proj.sales.features`' --param label_column=churned --wait\n"
-               "example (Kubeflow Pipelines):\n"
-               "  kfkit submit training --kfp-host https://kfp.example.com --experiment churn")
+               "example (Kubeflow Pipelines, multi-user):\n"
+               "  kfkit submit training --kfp-host https://kubeflow.example.com/pipeline --namespace team-a \\\n"
+               "    --kfp-cookie-file ~/.kfp-session --experiment churn --wait")
     cloud_flags(p)
-    p.add_argument("--wait", action="store_true", help="show task states until the job ends; non-zero exit on failure")
+    p.add_argument("--wait", action="store_true", help="show task states until the run ends, then its decision; "
+                   "non-zero exit when it failed, was canceled or skipped (Ctrl-C asks whether to terminate it)")
     p.add_argument("--kfp-host", help="Kubeflow Pipelines API URL (instead of Vertex AI)")
     p.add_argument("--experiment", help="Kubeflow Pipelines experiment name")
+    p.add_argument("--namespace", help="Kubeflow Pipelines: your profile's namespace (required by a multi-user Kubeflow)")
+    p.add_argument("--kfp-token-file", metavar="FILE", help="Kubeflow Pipelines: a bearer token in this file "
+                   "(an OIDC id token, or a Kubernetes service account token)")
+    p.add_argument("--kfp-cookie-file", metavar="FILE", help="Kubeflow Pipelines: the dashboard's session cookie, "
+                   "NAME=VALUE, in this file (e.g. oauth2_proxy_kubeflow=...)")
+    p.add_argument("--kfp-in-cluster-token", action="store_true", help="Kubeflow Pipelines, from a pod: its projected "
+                   "service account token ($KF_PIPELINES_SA_TOKEN_PATH or /var/run/secrets/kfp/token)")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("schedule", help="run a pipeline on Vertex AI on a cron schedule (PipelineJobSchedule)")

@@ -9,7 +9,7 @@ from google.cloud import aiplatform as real_aiplatform
 
 from kfkit import cli
 from kfkit.runs import submit
-from kfkit.adapters.kfp_backend import download_template, parse_registry_url
+from kfkit.adapters.kfp_backend import KfpTarget, download_template, parse_registry_url
 from kfkit.adapters.vertex_pipelines import VertexSubmission, wait
 from kfkit.errors import ConfigError, KfkitError
 from kfkit.params import load_file
@@ -135,12 +135,12 @@ def test_submit_to_kubeflow_pipelines_uses_kfp_client():
             Client.calls.append((path, kwargs))
             return SimpleNamespace(run_id="run-1")
 
-    submit.submit_kfp("training", {"epochs": 2}, "http://kfp.example", experiment="penguins", client=Client(),
-                      echo=lambda *_: None)
+    submit.submit_kfp("training", {"epochs": 2}, KfpTarget("http://kfp.example"), experiment="penguins",
+                      client=Client(), echo=lambda *_: None)
     path, kwargs = Client.calls[0]
     assert path.endswith("training.yaml")
     assert kwargs == {"arguments": {"epochs": 2}, "run_name": "kfkit-training", "experiment_name": "penguins",
-                      "enable_caching": None}
+                      "namespace": None, "pipeline_root": None, "enable_caching": None, "service_account": None}
 
 
 def test_templates_come_from_artifact_registry_by_tag(tmp_path):
@@ -172,7 +172,7 @@ def test_step_env_reaches_every_step_of_a_kubeflow_submission():
             Client.sent = yaml.safe_load(open(path))
             return SimpleNamespace(run_id="run-1")
 
-    submit.submit_kfp("training", {}, "http://kfp.example", client=Client(), echo=lambda *_: None,
+    submit.submit_kfp("training", {}, KfpTarget("http://kfp.example"), client=Client(), echo=lambda *_: None,
                       step_env={"MLFLOW_TRACKING_URI": "http://mlflow.kubeflow:5000"})
 
     executors = Client.sent["deploymentSpec"]["executors"]

@@ -70,7 +70,11 @@ def wait(job, poll_seconds: float = 15.0, echo: Callable[[str], None] = print, s
 
 def outcome_lines(job) -> list[str]:
     """What a finished job decided, from its tasks' states (the gated steps ran or were skipped)."""
-    states = {t.task_name: _state(t.state) for t in getattr(job, "task_details", []) or []}
+    return task_outcome_lines({t.task_name: _state(t.state) for t in getattr(job, "task_details", []) or []})
+
+
+def task_outcome_lines(states: dict[str, str]) -> list[str]:
+    """What a finished run decided, from {task name: state} (Vertex AI's and Kubeflow Pipelines' alike)."""
     ran = {name for name, state in states.items() if state == "SUCCEEDED"}
     lines = [f"Tasks: {len(ran)} succeeded, {sum(1 for s in states.values() if s == 'SKIPPED')} skipped"]
     if "evaluate-model" in states:

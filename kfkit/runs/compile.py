@@ -33,6 +33,21 @@ def with_step_env(template: Path, path: Path, step_env: dict[str, str]) -> Path:
     return Path(path)
 
 
+def without_caching(template: Path, path: Path) -> Path:
+    """The template at `path` with caching off for every task of every DAG: the root's and each
+    sub-DAG's (a dsl.If or dsl.ParallelFor body). kfp.Client's enable_caching reaches the root's
+    tasks only; the Vertex AI SDK already walks every DAG (PipelineJob's _set_enable_caching_value)."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(Path(template).read_text()))
+    spec = documents[0]
+    for component in [spec.get("root", {}), *spec.get("components", {}).values()]:
+        for task in (component.get("dag") or {}).get("tasks", {}).values():
+            task["cachingOptions"] = {**task.get("cachingOptions", {}), "enableCache": False}
+    Path(path).write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return Path(path)
+
+
 def compile_all(output: Path, step_env: dict[str, str] | None = None) -> list[Path]:
     written = []
     for name in sorted(pipelines.PIPELINES):

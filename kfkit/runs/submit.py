@@ -70,14 +70,27 @@ def schedule_vertex(pipeline_name: str, values: dict[str, Any], sub, cron: str, 
     return created
 
 
-def submit_kfp(pipeline_name: str, values: dict[str, Any], host: str, *, experiment: str = "",
-               template: str | None = None, enable_caching: bool | None = None, client=None, echo=print,
-               step_env: dict[str, str] | None = None):
-    from kfkit.adapters.kfp_backend import submit_to_kfp
+def submit_kfp(pipeline_name: str, values: dict[str, Any], target, *, experiment: str = "",
+               template: str | None = None, enable_caching: bool | None = None, pipeline_root: str = "",
+               service_account: str = "", wait: bool = False, client=None, echo=print, sleep=None, ask=None,
+               step_env: dict[str, str] | None = None) -> str:
+    """Submit to Kubeflow Pipelines (target: kfp_backend.KfpTarget); with wait, follow the run to its
+    end. The run's id."""
+    from kfkit.adapters import kfp_backend
+    from kfkit.runs.compile import without_caching
 
     values = checked_values(pipeline_name, values)
     with tempfile.TemporaryDirectory() as tmp:
         path = template_for(pipeline_name, template, Path(tmp), step_env)
-        run = submit_to_kfp(str(path), values, host, experiment, f"kfkit-{pipeline_name}", enable_caching, client)
-    echo(f"submitted to {host}: run {getattr(run, 'run_id', run)}")
-    return run
+        if enable_caching is False:
+            path = without_caching(path, Path(tmp) / f"{pipeline_name}-no-cache.yaml")
+        if client is None:
+            kfp_backend.check_reachable(target)
+            client = kfp_backend.client_for(target)
+        run_id = kfp_backend.submit_to_kfp(str(path), values, target, experiment, f"kfkit-{pipeline_name}",
+                                           enable_caching, pipeline_root, service_account, client=client)
+    echo(f"submitted to {target.host}" + (f" (namespace {target.namespace})" if target.namespace else "")
+         + f": run {run_id}")
+    if wait:
+        kfp_backend.wait_for_run(client, run_id, target.host, echo=echo, ask=ask, **({"sleep": sleep} if sleep else {}))
+    return run_id
