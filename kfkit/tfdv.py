@@ -79,7 +79,8 @@ def histogram(values: np.ndarray, num_buckets: int = NUM_BUCKETS) -> Histogram:
     if lo == hi:
         result.buckets.append((lo, hi, float(finite.size)))
     else:
-        edges = np.linspace(lo, hi, num_buckets + 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # the overflow is checked just below
+            edges = np.linspace(lo, hi, num_buckets + 1)
         if not np.isfinite(edges).all():  # overflow of the range: TFDV returns an empty histogram
             return Histogram(num_nan=float(nan))
         # numpy's uniform-bin path: the same counts as on `edges` (it corrects against them), faster

@@ -15,6 +15,7 @@ float range in a category) are counted as `invalid` on that feature and left out
 
 from __future__ import annotations
 
+import decimal
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -71,9 +72,9 @@ def _numeric(value: Any) -> float | None:
         return None
     if isinstance(value, float):
         return value
-    if isinstance(value, int):
+    if isinstance(value, (int, decimal.Decimal)):  # INT64 over its whole range, NUMERIC and BIGNUMERIC
         try:
-            return float(value)
+            return float(value)  # a float64, as TFDV reads every number (beyond 2**53 to the nearest one)
         except OverflowError:  # beyond float range: it is +/-inf as a float64
             return math.inf if value > 0 else -math.inf
     return None
@@ -99,9 +100,10 @@ def _arrow_of(column, *kinds) -> bool:
 
 
 def numeric_profile(column: pa.Array | pa.ChunkedArray | Iterable[Any]) -> Profile:
-    if _arrow_of(column, pa.types.is_integer, pa.types.is_floating):
+    if _arrow_of(column, pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal):
         missing = column.null_count
-        values = pc.cast(pc.drop_null(column), pa.float64()).to_numpy(zero_copy_only=False)
+        # unsafe: an INT64 beyond 2**53 or a NUMERIC becomes the nearest float64, as TFDV reads them
+        values = pc.cast(pc.drop_null(column), pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         return Profile("numeric", histogram=tfdv.histogram(values), present=len(values), missing=missing,
                        values=values)
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
@@ -343,7 +345,11 @@ def compare(baseline: dict[str, Profile], columns: dict[str, Any], thresholds: d
         column = columns.get(name)
         if column is None:
             return FeatureDrift(name, base.kind, MISSING, None, threshold, message="not in any request of the window")
-        return compare_feature(name, base, profile(column, base.kind), threshold, min_count, method)
+        try:
+            return compare_feature(name, base, profile(column, base.kind), threshold, min_count, method)
+        except Exception as exc:  # noqa: BLE001 - one feature's problem never stops the others' verdicts
+            return FeatureDrift(name, base.kind, ERROR, None, threshold,
+                                message=f"could not be compared: {type(exc).__name__}: {exc}"[:300])
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = list(pool.map(one, names))

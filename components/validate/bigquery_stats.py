@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kfkit.components.validate.kinds import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, column_kind,
-                                             is_integer_type)
+                                             edges_between, is_integer_type)
 from kfkit import tfdv
 
 # the type Arrow reports for a Parquet column -> the type name DuckDB reports for it (what the
@@ -179,11 +179,13 @@ def _f(value) -> float | None:
 
 
 def _chart_counts(name: str, prefix: str, mn: float, mx: float, where: str) -> list[str]:
-    """COUNTIFs of validate._histogram's 20 buckets, least(floor((x - min) / width), 19), over `where`."""
+    """COUNTIFs of validate._histogram's 20 buckets, least(floor((x/2 - min/2) / (max/2 - min/2) * 20), 19),
+    over `where` (halves: a range wider than the largest double never overflows)."""
     if mx == mn:
         return [f"COUNTIF({where} AND {quote(name)} IS NOT NULL) AS `{prefix}_0`"]
-    width = (mx - mn) / HISTOGRAM_BINS
-    bucket = f"LEAST(FLOOR(({_float(name)} - {literal(mn)}) / {literal(width)}), {HISTOGRAM_BINS - 1})"
+    half_range = mx / 2 - mn / 2
+    bucket = (f"LEAST(FLOOR(({_float(name)} / 2 - {literal(mn / 2)}) / {literal(half_range)} * {HISTOGRAM_BINS}), "
+              f"{HISTOGRAM_BINS - 1})")
     return [f"COUNTIF({where} AND {quote(name)} IS NOT NULL AND {bucket} = {k}) AS `{prefix}_{k}`"
             for k in range(HISTOGRAM_BINS)]
 
@@ -191,8 +193,7 @@ def _chart_counts(name: str, prefix: str, mn: float, mx: float, where: str) -> l
 def _chart(counts: dict[str, Any], prefix: str, mn: float, mx: float) -> dict[str, list]:
     if mx == mn:
         return {"edges": [mn, mx], "counts": [int(counts[f"{prefix}_0"])]}
-    width = (mx - mn) / HISTOGRAM_BINS
-    return {"edges": [mn + i * width for i in range(HISTOGRAM_BINS)] + [mx],
+    return {"edges": edges_between(mn, mx, HISTOGRAM_BINS),
             "counts": [int(counts[f"{prefix}_{k}"]) for k in range(HISTOGRAM_BINS)]}
 
 

@@ -26,3 +26,8 @@ def column_kind(duck_type: str) -> str:
 def is_integer_type(duck_type: str) -> bool:
     return duck_type.upper().startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
                                          "UINTEGER", "UBIGINT"))
+
+
+def edges_between(mn: float, mx: float, bins: int) -> list[float]:
+    """bins + 1 equally spaced edges from mn to mx, each finite whatever the range."""
+    return [mn * (1 - i / bins) + mx * (i / bins) for i in range(bins)] + [mx]

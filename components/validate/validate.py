@@ -18,7 +18,7 @@ from kfkit import report, tfdv
 from kfkit.config import local_path
 from kfkit.errors import ConfigError, ValidationError
 from kfkit.components.validate.kinds import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, column_kind,
-                                             is_integer_type)
+                                             edges_between, is_integer_type)
 
 log = logging.getLogger("kfkit.validate")
 
@@ -77,8 +77,8 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
         entry.update(count=count, nulls=nulls)
         if kind == "numeric" and count:
             mn, mx, mean, std, qs = con.execute(
-                f"SELECT min({col})::DOUBLE, max({col})::DOUBLE, avg({col})::DOUBLE, "
-                f"stddev_pop({col})::DOUBLE, quantile_cont({col}::DOUBLE, {list(QUANTILES)}) FROM {rel}").fetchone()
+                f"SELECT min({col})::DOUBLE, max({col})::DOUBLE, avg({col}::DOUBLE), "
+                f"stddev_pop({col}::DOUBLE), quantile_cont({col}::DOUBLE, {list(QUANTILES)}) FROM {rel}").fetchone()
             entry.update(min=mn, max=mx, mean=mean, std=std,
                          quantiles={str(q): v for q, v in zip(QUANTILES, qs)})
             # the chart spans the finite values (an infinity would make every bucket infinitely wide)
@@ -114,13 +114,14 @@ def compute_statistics(dataset: str | Path, label_column: str = "") -> dict[str,
 def _histogram(con, rel: str, col: str, mn: float, mx: float) -> dict[str, list]:
     if mx == mn:
         return {"edges": [mn, mx], "counts": [con.execute(f"SELECT count({col}) FROM {rel}").fetchone()[0]]}
-    width = (mx - mn) / HISTOGRAM_BINS
     counts = [0] * HISTOGRAM_BINS
+    # halves, so a range wider than the largest double (-1.7e308 to 1.7e308) never overflows to inf
+    half_range = mx / 2 - mn / 2
     for bucket, n in con.execute(
-            f"SELECT least(floor(({col}::DOUBLE - {mn!r}) / {width!r}), {HISTOGRAM_BINS - 1})::INT, count(*) "
-            f"FROM {rel} WHERE {col} IS NOT NULL GROUP BY 1").fetchall():
+            f"SELECT least(floor(({col}::DOUBLE / 2 - {mn / 2!r}) / {half_range!r} * {HISTOGRAM_BINS}), "
+            f"{HISTOGRAM_BINS - 1})::INT, count(*) FROM {rel} WHERE {col} IS NOT NULL GROUP BY 1").fetchall():
         counts[bucket] += n
-    return {"edges": [mn + i * width for i in range(HISTOGRAM_BINS)] + [mx], "counts": counts}
+    return {"edges": edges_between(mn, mx, HISTOGRAM_BINS), "counts": counts}
 
 
 def infer_schema(stats: dict[str, Any]) -> dict[str, Any]:
