@@ -214,6 +214,7 @@ def _serve(args) -> int:
 
     serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
           port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
+          token_file=args.token_file, max_connections_per_client=args.max_connections_per_client,
           log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
                       "max_total_bytes": int(args.log_max_total_mb * 1024 * 1024),
                       "max_age_days": args.log_max_age_days})
@@ -271,7 +272,8 @@ def _log_sink(args) -> int:
     from kfkit.serving.log_sink import make_http_server
 
     make_http_server(local_root=args.local_root, services=args.inference_service, host=args.host,
-                     port=args.port).run()
+                     port=args.port, token_file=args.token_file,
+                     max_connections_per_client=args.max_connections_per_client).run()
     return 0
 
 
@@ -405,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-max-file-mb", type=float, default=64, help="request log file size before rotation (64)")
     p.add_argument("--log-max-total-mb", type=float, default=1024, help="request logs kept in all (1024 MB)")
     p.add_argument("--log-max-age-days", type=float, default=30, help="request logs older than this are deleted (30)")
+    p.add_argument("--token-file", metavar="FILE", help="a token (16+ characters) every prediction must carry as "
+                   "Authorization: Bearer (health and metrics stay open); default: none")
+    p.add_argument("--max-connections-per-client", type=int, default=0,
+                   help="connections one client address may hold (default 0: no limit; behind Vertex AI or "
+                        "KServe every request comes from the platform's proxy)")
     p.add_argument("--max-connections", type=int, default=2048,
                    help="open connections or requests in progress before answering 503 (2048)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
@@ -458,7 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (in a pod: 0.0.0.0)")
     p.add_argument("--port", type=int, default=8080, help="port (8080)")
     p.add_argument("--inference-service", action="append", default=[],
-                   help="log only this InferenceService (repeatable; default: any)")
+                   help="log only this InferenceService (repeatable; recommended; default: any, at most 256)")
+    p.add_argument("--token-file", metavar="FILE", help="a token (16+ characters; a Kubernetes Secret mounted as a "
+                   "file) every POST and GET /records must carry; required to listen beyond loopback")
+    p.add_argument("--max-connections-per-client", type=int, default=64,
+                   help="connections one client address may hold (64; 0: no limit)")
     p.add_argument("--local-root", help="local state directory (default: $KFKIT_LOCAL_ROOT or ./.kfkit)")
     p.set_defaults(func=_log_sink)
 

@@ -3,8 +3,9 @@ Routines and KServe run), with the guards a production endpoint needs.
 
 uvicorn (httptools) parses HTTP: chunked bodies, conflicting or malformed Content-Length and other
 framing errors are its job, answered 400 or closed, never read as a second request. kfkit adds:
-a header timeout and a body timeout (slow or stalled clients are cut off; uvicorn itself only
-times out idle keep-alive connections), a connection limit answering 503, the 1.5 MB body limit
+a header timeout and a minimum body rate (slow or stalled clients are cut off; uvicorn itself only
+times out idle keep-alive connections), bounds on request headers in bytes and count (431: uvicorn
+with httptools sets none), a connection limit per client and in all answering 503, the 1.5 MB body limit
 (413, Vertex's), strict JSON (no NaN/Infinity, numbers in range, valid UTF-8, bounded nesting:
 400 naming the field), JSON answers for every status (404 unknown route, 405 wrong method), a
 Prometheus `/metrics` route and one structured access-log line per request. Predictions run in a
@@ -14,16 +15,19 @@ thread pool, so the event loop keeps accepting while TensorFlow works.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from kfkit.errors import ConfigError
 from kfkit.serving.model_io import RequestError
 
 log = logging.getLogger("kfkit.server")
@@ -35,6 +39,14 @@ DRAIN_IDLE_S = 1.0  # ... unless the client pauses this long
 MAX_DEPTH = 32              # JSON nesting a request may have (instances are flat objects)
 HEADER_TIMEOUT_S = 10.0     # from connection (or the end of the last response) to complete headers
 BODY_TIMEOUT_S = 10.0       # between two chunks of a request body
+# a body must arrive at MIN_BODY_RATE on average once BODY_GRACE_S have passed (Apache's
+# mod_reqtimeout has the same shape: body=20,MinRate=500): a trickle cannot hold a connection
+BODY_GRACE_S = 5.0
+MIN_BODY_RATE = 1024        # bytes per second
+# request headers (nginx: 8 KB per line, 32 KB in all by default; Apache: 100 fields)
+MAX_HEADER_LINE_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+MAX_HEADERS = 100
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -50,10 +62,28 @@ async def _service_unavailable(scope, receive, send) -> None:
 httptools_impl.service_unavailable = _service_unavailable
 
 
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; the refusal is answered by send_400_response."""
+
+
+def _refusal_bytes(status: int, message: str) -> bytes:
+    reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[status]
+    body = json.dumps({"error": message}).encode()
+    return (b"HTTP/1.1 " + str(status).encode() + b" " + reason + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+
+
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on receiving each request's headers."""
+    """uvicorn's httptools protocol with bounds in bytes and time on what a client can hold: a
+    deadline on each request's headers, their size and count (431), and connections per client (503).
+
+    The per-client bound is `config.max_connections_per_client` (0 or missing: none)."""
 
     _header_timer = None
+    _refusal: tuple[int, str] | None = None
+    _in_headers = True
+    _header_bytes = 0        # what arrived while a request's headers were incomplete
+    _header_count = 0
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()
@@ -71,23 +101,74 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to malformed framing, as JSON like every other answer."""
+        """uvicorn's answer to malformed framing, as JSON like every other answer (or the refusal a
+        parser callback raised _Refused for)."""
+        if self._refusal is not None:
+            return self._refuse(*self._refusal)
         body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
         self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
                              b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
         self.transport.close()
 
+    def _refuse(self, status: int, message: str) -> None:
+        self._refusal = (status, message)
+        self._cancel_header_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            log.debug("refused a connection from %s: %s", (self.client or ("?",))[0], message)
+            self.transport.write(_refusal_bytes(status, message))
+            self.transport.close()
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        limit = getattr(self.config, "max_connections_per_client", 0) or 0
+        peer = (self.client or (None,))[0]
+        if limit and peer is not None:
+            held = sum(1 for other in self.connections if (getattr(other, "client", None) or (None,))[0] == peer)
+            if held > limit:
+                return self._refuse(503, f"this client holds {limit} connections, the most one client may; "
+                                         "reuse them (keep-alive) or retry shortly")
         self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # refused and closing: what else arrives is not read
+        super().data_received(data)
+        if self._in_headers and self._refusal is None:
+            # headers still incomplete after this chunk: all of it was header bytes, held by the parser
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse(431, f"request headers are over {MAX_HEADER_BYTES} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_headers, self._header_bytes, self._header_count = True, 0, 0
         if self._header_timer is None:
             self._arm_header_timer()
 
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        if len(self.url) + len(url) > MAX_HEADER_LINE_BYTES:
+            self._refusal = (431, f"the request target is over {MAX_HEADER_LINE_BYTES} bytes")
+            raise _Refused
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        label = name[:64].decode("latin-1")
+        if len(name) + len(value) > MAX_HEADER_LINE_BYTES:
+            self._refusal = (431, f"header {label!r} is over {MAX_HEADER_LINE_BYTES} bytes")
+        elif self._header_count > MAX_HEADERS:
+            self._refusal = (431, f"a request may have at most {MAX_HEADERS} headers")
+        elif self._header_bytes > MAX_HEADER_BYTES:
+            self._refusal = (431, f"request headers are over {MAX_HEADER_BYTES} bytes")
+        if self._refusal is not None:
+            raise _Refused
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
+        self._in_headers = False
         super().on_headers_complete()
 
     def connection_lost(self, exc) -> None:
@@ -204,7 +285,8 @@ async def drain(receive, received: int) -> None:
 
 
 async def read_body(scope, receive) -> bytes:
-    """The whole body, within MAX_BODY_BYTES (413) and BODY_TIMEOUT_S between chunks (408)."""
+    """The whole body, within MAX_BODY_BYTES (413), BODY_TIMEOUT_S between chunks and MIN_BODY_RATE
+    on average after BODY_GRACE_S (408)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -217,10 +299,19 @@ async def read_body(scope, receive) -> bytes:
                 raise BadRequest(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
                                       "(1.5 MB, as on Vertex AI)")
     chunks, size = [], 0
+    started = time.monotonic()
     while True:
+        # the body may take BODY_GRACE_S, and then as long as it averages MIN_BODY_RATE
+        rate_left = started + max(BODY_GRACE_S, size / MIN_BODY_RATE) - time.monotonic()
+        wait = min(BODY_TIMEOUT_S, rate_left)
         try:
-            message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+            if wait <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(receive(), wait)
         except asyncio.TimeoutError:
+            if wait < BODY_TIMEOUT_S:
+                raise BadRequest(408, f"the request body arrived slower than {MIN_BODY_RATE} bytes/s "
+                                      f"({size} bytes in {time.monotonic() - started:.1f} s)") from None
             raise BadRequest(408, f"the request body stalled for {BODY_TIMEOUT_S:.0f} s") from None
         if message["type"] == "http.disconnect":
             raise BadRequest(499, "the client went away")
@@ -247,8 +338,33 @@ async def lifespan(receive, send, on_shutdown) -> None:
             return
 
 
-def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4):
-    """The ASGI app around a ModelServer."""
+def read_token(path: str | None) -> str:
+    """A token from a file (a mounted Kubernetes Secret is one), stripped; '' without a path."""
+    if not path:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise ConfigError(f"the token in {path} is {len(token)} characters; use at least 16 (e.g. openssl rand -hex 32)")
+    return token
+
+
+def bearer_ok(scope, token: bytes) -> bool:
+    """The request's `Authorization: Bearer` is the token (constant-time); always, without a token."""
+    if not token:
+        return True
+    for name, value in scope["headers"]:
+        if name == b"authorization" and value.startswith(b"Bearer "):
+            return hmac.compare_digest(value[len(b"Bearer "):], token)
+    return False
+
+
+def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4,
+             token: str = ""):
+    """The ASGI app around a ModelServer; with a token, predictions need it (health and metrics do not)."""
+    token_bytes = token.encode()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
     metrics = Metrics()
     inflight = [0]
@@ -287,6 +403,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                                         (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
             else:
+                if not bearer_ok(scope, token_bytes):
+                    raise BadRequest(401, "this endpoint needs its token: Authorization: Bearer TOKEN")
                 body = parse_body(await read_body(scope, receive))
                 if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
                     raise BadRequest(400, "the request body must be a JSON object with an 'instances' list")
@@ -316,7 +434,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             status, error = exc.status, exc.message
             if exc.status != 499:
                 await send_json(send, exc.status, {"error": exc.message}, [(b"connection", b"close")]
-                                if exc.status in (408, 413) else None)
+                                if exc.status in (408, 413) else [(b"www-authenticate", b"Bearer")]
+                                if exc.status == 401 else None)
         except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
             log.exception("request failed")
             status, error = 500, f"{type(exc).__name__}: {exc}"

@@ -126,11 +126,12 @@ class RequestLog:
         return removed
 
     def write(self, deployed: Deployed, instances: list | None, predictions: list | None, *,
-              latency_ms: float | None = None, status: int = 200, error: str = "") -> None:
+              latency_ms: float | None = None, status: int = 200, error: str = "") -> bool:
         """One request: answered (instances and predictions), or failed (its status and error, no payload:
-        the monitor reads only what was answered). The canary analysis reads status and latency."""
+        the monitor reads only what was answered). The canary analysis reads status and latency.
+        Whether a line was written (False: not sampled, or not JSON); a failed write raises."""
         if self.directory is None or self._random.random() >= self.sample_rate:
-            return
+            return False
         now = time.time()
         record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
                   "model": deployed.model, "model_version": deployed.version, "status": status}
@@ -144,11 +145,14 @@ class RequestLog:
             line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
         except (ValueError, TypeError):
             log.warning("request not logged: it holds a value JSON cannot carry")
-            return
+            return False
         with self._lock:
             self._current(now)
-            os.write(self._fd, line)  # one write of the whole line to an O_APPEND file
-            self._size += len(line)
+            written = os.write(self._fd, line)  # one write of the whole line to an O_APPEND file
+            self._size += written
+        if written != len(line):
+            raise OSError(f"wrote {written} of {len(line)} bytes of a request record (disk full?)")
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -256,11 +260,15 @@ class ModelServer:
 def make_http_server(*, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
                      host: str = "127.0.0.1", port: int | None = None, log_sample_rate: float = 1.0,
                      ready: threading.Event | None = None, max_connections: int = 2048, workers: int = 4,
-                     log_limits: dict[str, float] | None = None):
-    """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain)."""
+                     log_limits: dict[str, float] | None = None, token_file: str | None = None,
+                     max_connections_per_client: int = 0):
+    """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain).
+
+    max_connections_per_client is off by default: on Vertex AI and KServe every request arrives
+    through the platform's proxy, one address for all clients."""
     import uvicorn
 
-    from kfkit.serving.http_app import GuardedProtocol, make_app
+    from kfkit.serving.http_app import GuardedProtocol, make_app, read_token
 
     model_dir = model_dir or os.environ.get("AIP_STORAGE_URI") or None
     port = int(port if port is not None else os.environ.get("AIP_HTTP_PORT", 8080))
@@ -268,7 +276,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
                          log_sample_rate=log_sample_rate, log_limits=log_limits)
-    app = make_app(server, health_route, predict_route, workers=workers)
+    app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file))
     try:
         import uvloop  # noqa: F401
         loop = "uvloop"
@@ -278,6 +286,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
                             limit_concurrency=max_connections, backlog=2048, timeout_keep_alive=5,
                             timeout_graceful_shutdown=25, access_log=False, log_level="warning",
                             server_header=False, date_header=False)
+    config.max_connections_per_client = max_connections_per_client
 
     class _Server(uvicorn.Server):
         model_server = server
