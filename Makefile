@@ -38,7 +38,7 @@ compile: $(STAMP)
 	$(BIN)/kfkit compile --output build
 
 bench: $(STAMP)
-	for b in ingest train serve soak monitor monitor_guard batch_predict pipeline tune; do $(BIN)/python benchmarks/$$b.py; done
+	for b in ingest train serve soak monitor monitor_guard batch_predict pipeline tune canary; do $(BIN)/python benchmarks/$$b.py; done
 
 clean:
 	rm -rf build .kfkit .pytest_cache

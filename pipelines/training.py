@@ -230,7 +230,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                 serving_image=serving_image,
                 labels={"pipeline-run": dsl.PIPELINE_JOB_NAME_PLACEHOLDER, "git-commit": git_commit},
                 data_snapshot=ingest.outputs["Output"],
-                task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
+                task_id=dsl.PIPELINE_TASK_ID_PLACEHOLDER, traffic_percent=traffic_percent,
             ).set_display_name("register")
             cloud_step(register)
             register.after(recipe)

@@ -6,7 +6,10 @@ conformance to TFDV's code); the figures here are computed by hand.
 """
 
 import json
+import math
 import time
+
+import numpy as np
 
 import pytest
 
@@ -38,14 +41,113 @@ def test_a_canary_that_serves_like_the_baseline_is_promoted():
     assert result.criteria[2].canary == 0.0  # the same class shares: L-infinity distance 0
 
 
-def test_more_errors_than_the_allowed_increase_roll_back():
-    # canary 3/100 = 0.03 vs baseline 4/400 = 0.01: limit 0.01 + 0.01 = 0.02
-    result = analyze(side("canary", 100, errors=3), side("baseline", 400, errors=4))
+def test_significantly_more_errors_than_allowed_roll_back_with_the_tests_p_value():
+    # canary 30/1000 vs baseline 10/2000; allowed 1.1 x 0.005 = 0.0055. Agresti-Caffo by hand:
+    # pc = 31/1002, pb = 11/2002, z = (pc - 1.1 pb) / sqrt(pc(1-pc)/1002 + 1.21 pb(1-pb)/2002) = 4.319
+    result = analyze(side("canary", 1000, errors=30), side("baseline", 2000, errors=10))
 
     assert result.verdict == ROLLBACK
     [error_rate] = [c for c in result.criteria if c.name == "error_rate"]
-    assert (error_rate.canary, error_rate.baseline, error_rate.limit, error_rate.passed) == (0.03, 0.01, 0.02, False)
-    assert result.reason.startswith("error_rate: canary 3/100 failed vs 4/400")
+    assert (error_rate.canary, error_rate.baseline, error_rate.limit, error_rate.status) == (
+        0.03, 0.005, pytest.approx(0.0055), "fail")
+    assert error_rate.p_value == pytest.approx(0.5 * math.erfc(4.319 / math.sqrt(2)), rel=0.01)
+    assert result.reason.startswith("error_rate: canary 30/1000 failed vs 10/2000")
+
+
+def test_a_few_more_errors_on_a_hundred_requests_is_noise_not_a_rollback():
+    # the old absolute rule rolled 7/100 against 6/100 back (by rounding at its +0.01 limit)
+    result = analyze(side("canary", 100, errors=7), side("baseline", 100, errors=6))
+
+    [error_rate] = [c for c in result.criteria if c.name == "error_rate"]
+    assert error_rate.status == "pass" and result.verdict == PROMOTE
+
+
+def test_a_near_tripling_of_errors_over_20000_requests_rolls_back():
+    # the old absolute rule promoted 1.4% against 0.5% (+0.009 < +0.01)
+    result = analyze(side("canary", 20000, errors=280), side("baseline", 20000, errors=100))
+
+    [error_rate] = [c for c in result.criteria if c.name == "error_rate"]
+    assert error_rate.status == "fail" and error_rate.p_value < 1e-6 and result.verdict == ROLLBACK
+
+
+def test_mann_whitney_matches_scipys_one_sided_asymptotic_test_with_ties():
+    from kfkit.components.canary.analysis import _mann_whitney_greater
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    x = np.round(rng.lognormal(2.1, 0.3, 300), 1)  # rounded: ties, as logged milliseconds have
+    y = np.round(rng.lognormal(2.0, 0.3, 500), 1)
+
+    expected = scipy_stats.mannwhitneyu(x, y, alternative="greater", use_continuity=True, method="asymptotic").pvalue
+
+    assert _mann_whitney_greater(x, y) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_canary_without_latencies_is_inconclusive_naming_the_missing_side():
+    canary = side("canary", 200)
+    canary.latencies_ms = []
+
+    result = analyze(canary, side("baseline", 400))
+
+    [latency] = [c for c in result.criteria if c.name == "latency_p99_ms"]
+    assert latency.status == "insufficient" and "canary" in latency.detail
+    assert result.verdict == INCONCLUSIVE and result.reason.startswith("latency_p99_ms: no latencies to judge")
+
+
+def test_warm_up_requests_are_left_out_of_the_latency_test():
+    canary = side("canary", 200)
+    canary.latencies_ms = [500.0] * 20 + [10.0] * 180  # a cold start's first 20
+
+    assert analyze(canary, side("baseline", 400)).verdict == PROMOTE
+    assert analyze(canary, side("baseline", 400), Thresholds(warmup_requests=0)).verdict == ROLLBACK
+
+
+def timed_side(name, times, rng, slow_after=None, factor=1.0):
+    """A side whose latencies are lognormal around 8 ms, x3 for requests after slow_after (a slow
+    spell of the whole machine), x factor throughout."""
+    times = np.asarray(times, dtype=float)
+    ms = rng.lognormal(math.log(8), 0.25, len(times)) * factor
+    if slow_after is not None:
+        ms[times > slow_after] *= 3
+    return Served(name, requests=len(times), latencies_ms=list(ms), latency_times=list(times),
+                  predictions=["a", "b"] * (len(times) // 2))
+
+
+def test_a_slow_spell_of_the_machine_when_the_canary_took_more_traffic_is_not_blamed_on_it():
+    # the canary's traffic mostly in the last fifth of the window, when the machine is 3x slower for both
+    rng = np.random.default_rng(5)
+    baseline = timed_side("baseline", np.linspace(0, 100, 2000), rng, slow_after=80)
+    canary = timed_side("canary", np.concatenate([np.linspace(0, 80, 100), np.linspace(80.01, 100, 300)]), rng,
+                        slow_after=80)
+    untimed = Served("canary", requests=canary.requests, latencies_ms=canary.latencies_ms,
+                     predictions=canary.predictions)
+
+    result = analyze(canary, baseline, Thresholds(warmup_requests=0))
+
+    [latency] = [c for c in result.criteria if c.name == "latency_p99_ms"]
+    assert result.verdict == PROMOTE and "in 10 time slices" in latency.detail
+    assert analyze(untimed, baseline, Thresholds(warmup_requests=0)).verdict == ROLLBACK  # the pooled window blames it
+
+
+def test_a_canary_slower_in_every_time_slice_rolls_back():
+    rng = np.random.default_rng(6)
+    baseline = timed_side("baseline", np.linspace(0, 100, 2000), rng, slow_after=80)
+    canary = timed_side("canary", np.linspace(0, 100, 400), rng, slow_after=80, factor=1.6)
+
+    result = analyze(canary, baseline, Thresholds(warmup_requests=0))
+
+    assert result.verdict == ROLLBACK and result.reason.startswith("latency_p99_ms")
+
+
+def test_a_shift_in_the_predicted_classes_beyond_noise_and_allowance_rolls_back():
+    # 40/60 against 60/40 over 1,000 answers each: L-infinity 0.2, far beyond 0.05 + its noise
+    canary = side("canary", 1000, predictions=["a"] * 400 + ["b"] * 600)
+    baseline = side("baseline", 1000, predictions=["a"] * 600 + ["b"] * 400)
+
+    result = analyze(canary, baseline)
+
+    [distance] = [c for c in result.criteria if c.name == "prediction_distance"]
+    assert distance.canary == pytest.approx(0.2) and distance.status == "fail"
+    assert 0.05 < distance.limit < 0.2 and distance.p_value < 0.01
 
 
 def test_a_slower_p99_than_the_ratio_allows_rolls_back():
@@ -80,9 +182,9 @@ def test_numeric_predictions_use_the_jensen_shannon_divergence():
 
 
 def test_with_ground_truth_an_accuracy_drop_beyond_the_allowance_rolls_back():
-    # baseline 90/100 right, canary 80/100: drop 0.10 > 0.02
-    canary = side("canary", 100, labelled=[("a", "a")] * 80 + [("a", "b")] * 20)
-    baseline = side("baseline", 100, labelled=[("a", "a")] * 90 + [("a", "b")] * 10)
+    # baseline 900/1000 right, canary 800/1000: drop 0.10, significantly over 0.02
+    canary = side("canary", 1000, labelled=[("a", "a")] * 800 + [("a", "b")] * 200)
+    baseline = side("baseline", 1000, labelled=[("a", "a")] * 900 + [("a", "b")] * 100)
 
     result = analyze(canary, baseline)
 
@@ -281,6 +383,49 @@ def test_canary_status_prints_each_sides_figures_and_the_verdict_so_far_without_
     assert code == 0
     assert f"endpoint penguins: canary {v2['id']} (version 2, 20%) against {v1['id']}" in out
     assert "  canary        100 requests     10 errors (10.00%)  p50 4.0 ms  p99 4.0 ms" in out
-    assert "BAD error_rate: canary 10/100 failed vs 0/400" in out
+    assert "fail         error_rate: canary 10/100 failed vs 0/400" in out
     assert "verdict if judged now: rollback" in out
     assert json.loads((root / "endpoints" / "penguins.json").read_text())["revision"] == 2  # nothing moved
+
+
+def test_a_baseline_split_changed_during_the_window_is_detected_and_nothing_is_acted_on(endpoint_with_canary):
+    root, registry, v1, v2 = endpoint_with_canary
+    write_log(root, "penguins", traffic_for(v1, v2, 400, 100, canary_errors=10))
+    clock = Clock(v2["deployed_at"] + 2)
+    state_path = root / "endpoints" / "penguins.json"
+
+    def someone_splits_the_baseline(seconds):
+        # another deploy moved half of v1's share to a v3 meanwhile; the canary's own 20% is unchanged
+        state = json.loads(state_path.read_text())
+        v3 = {**next(m for m in state["deployed_models"] if m["id"] == v1["id"]), "id": "penguins-v3-x", "traffic": 40}
+        for m in state["deployed_models"]:
+            if m["id"] == v1["id"]:
+                m["traffic"] = 40
+        state["deployed_models"].append(v3)
+        state_path.write_text(json.dumps(state))
+        clock.sleep(seconds)
+
+    with pytest.raises(ConfigError) as changed:
+        analyze_canary("penguins", local_root=str(root), window_seconds=60, poll_seconds=60, clock=clock,
+                       sleep=someone_splits_the_baseline, thresholds=Thresholds(min_requests=100))
+
+    assert str(changed.value) == (f"endpoint 'penguins' changed while its canary was watched: the split was "
+                                  f"{v1['id']} 80%, {v2['id']} 20%, it is now {v1['id']} 40%, {v2['id']} 20%, "
+                                  f"penguins-v3-x 40%; nothing done")
+    state = json.loads(state_path.read_text())
+    assert {m["id"]: m["traffic"] for m in state["deployed_models"]} == {v1["id"]: 40, v2["id"]: 20, "penguins-v3-x": 40}
+    assert registry.client.get_model_version("penguins", "2").tags.get("kfkit.canary") is None
+
+
+def test_a_canary_is_registered_as_challenger_only_and_the_champion_stays_until_promotion(tmp_path, penguin_model):
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+    from kfkit.components.register.register import register_model
+
+    registry = MlflowRegistry(tmp_path)
+    register_model(str(penguin_model), model_name="penguins", registry=registry)
+
+    meta = register_model(str(penguin_model), model_name="penguins", registry=registry, traffic_percent=20)
+
+    assert meta["aliases"] == ["challenger"]
+    assert registry.version_by_alias("penguins", "champion").version == "1"
+    assert registry.version_by_alias("penguins", "challenger").version == "2"

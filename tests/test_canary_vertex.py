@@ -173,10 +173,10 @@ def test_alignment_is_never_below_cloud_monitorings_minute():
 
 def test_a_vertex_canary_with_more_errors_is_rolled_back_and_its_version_labelled_rejected():
     result, rec, endpoint, monitoring, bq = canary_on_vertex(
-        traffic(400, 100, new_errors=5), logged(["Adelie", "Gentoo"] * 50, ["Adelie", "Gentoo"] * 25))
+        traffic(400, 100, new_errors=10), logged(["Adelie", "Gentoo"] * 50, ["Adelie", "Gentoo"] * 25))
 
     assert result.verdict == ROLLBACK
-    assert "error_rate: canary 5/100 failed vs 0/400" in result.analysis.reason
+    assert "error_rate: canary 10/100 failed vs 0/400" in result.analysis.reason
     assert endpoint.traffic_split == {OLD: 100}  # the split deploy recorded before the canary
     assert ("add_version_aliases", ["champion"], "1") in rec.calls
     assert ("Model.update", f"{MODEL}@3", {"labels": {"kfkit-canary": "rejected"}}) in rec.calls
@@ -280,7 +280,7 @@ def test_latency_is_judged_on_cloud_monitorings_percentiles():
                                   logged(["Adelie"] * 10, ["Adelie"] * 10), thresholds=Thresholds(min_requests=50))
 
     latency = next(c for c in result.analysis.criteria if c.name == "latency_p99_ms")
-    assert (latency.canary, latency.baseline, latency.limit, latency.passed) == (45.0, 20.0, 30.0, False)
+    assert (latency.canary, latency.baseline, latency.limit, latency.passed) == (45.0, 20.0, 24.0, False)
     assert result.verdict == ROLLBACK
 
 

@@ -64,6 +64,7 @@ def _merged(name: str, parts: list[Served]) -> Served:
         merged.requests += part.requests
         merged.errors += part.errors
         merged.latencies_ms += part.latencies_ms
+        merged.latency_times += part.latency_times
         merged.predictions += part.predictions
         merged.labelled += part.labelled
     return merged
@@ -191,10 +192,13 @@ def _act(source, canary: dict, baseline: list[dict], analysis: Analysis, on_inco
         if on_inconclusive == "keep":
             return "kept the split (inconclusive)"
         decision = ROLLBACK
-    still = {m["id"]: m.get("traffic", 0) for m in source.state()["deployed_models"]}
-    if still.get(canary["id"], 0) != canary["traffic"]:
-        raise ConfigError(f"endpoint {source.name!r} changed while its canary was watched ({canary['id']} now has "
-                          f"{still.get(canary['id'], 0)}%): nothing done")
+    still = {m["id"]: m.get("traffic", 0) for m in source.state()["deployed_models"] if m.get("traffic", 0)}
+    watched = {m["id"]: m["traffic"] for m in [canary, *baseline]}
+    if still != watched:
+        # the whole split, not only the canary's share: a baseline drained or replaced meanwhile would
+        # make a rollback send traffic back to a version that no longer serves
+        raise ConfigError(f"endpoint {source.name!r} changed while its canary was watched: the split was "
+                          f"{_split_text(watched)}, it is now {_split_text(still)}; nothing done")
     if decision == PROMOTE:
         source.promote(canary)
         source.set_champion(canary)
@@ -208,6 +212,10 @@ def _act(source, canary: dict, baseline: list[dict], analysis: Analysis, on_inco
             f"version {canary['version']} tagged rejected")
 
 
+def _split_text(split: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}%" for k, v in sorted(split.items())) or "empty"
+
+
 def status_lines(result: CanaryResult) -> list[str]:
     """A running canary's figures so far, and the verdict they would give now (nothing acted on)."""
     a = result.analysis
@@ -217,6 +225,6 @@ def status_lines(result: CanaryResult) -> list[str]:
         p50, p99 = (f"{f[k]:.1f} ms" if f[k] is not None else "-" for k in ("latency_p50_ms", "latency_p99_ms"))
         lines.append(f"  {name:<9} {f['requests']:>7} requests  {f['errors']:>5} errors ({f['error_rate']:.2%})  "
                      f"p50 {p50}  p99 {p99}")
-    lines += [f"  {'ok ' if c.passed else 'BAD'} {c.name}: {c.detail}" for c in a.criteria]
+    lines += [f"  {c.status:<12} {c.name}: {c.detail}" for c in a.criteria]
     lines.append(f"verdict if judged now: {a.verdict} ({a.reason})")
     return lines

@@ -30,11 +30,14 @@ def analyze_canary(
     max_extensions: int = 0,
     on_inconclusive: str = "keep",
     min_requests: int = 100,
-    max_error_rate_increase: float = 0.01,
-    max_latency_ratio: float = 1.5,
-    max_prediction_distance: float = 0.3,
+    max_error_rate_increase: float = 0.0,
+    max_latency_ratio: float = 1.2,
+    max_prediction_distance: float = 0.05,
     max_accuracy_drop: float = 0.02,
     max_rmse_ratio: float = 1.1,
+    max_error_rate_ratio: float = 1.1,
+    false_rollback_rate: float = 0.01,
+    warmup_requests: int = 20,
     labels_table: str = "",
     request_key: str = "",
     label_column: str = "",
@@ -62,12 +65,19 @@ def analyze_canary(
         max_extensions: Times the window is extended while either side has fewer than min_requests.
         on_inconclusive: `keep` the split for a person, or `rollback`, when traffic stays too little.
         min_requests: Fewest requests on each side to judge at all.
-        max_error_rate_increase: Most the canary's non-2xx share may exceed the baseline's.
-        max_latency_ratio: Most the canary's p99 latency may be, as a multiple of the baseline's.
-        max_prediction_distance: Most distance between the two sides' predictions (the monitor's
-            metric: L-infinity for classes, Jensen-Shannon for numbers).
-        max_accuracy_drop: Most the canary's accuracy may fall below the baseline's (with labels).
-        max_rmse_ratio: Most the canary's RMSE may be, as a multiple of the baseline's (with labels).
+        max_error_rate_increase: Absolute slack on the allowed error rate (allowed: max_error_rate_ratio
+            x the baseline's + this); the canary fails only when significantly above it.
+        max_latency_ratio: Allowed slowdown as a factor: fails when the canary's latencies divided by it
+            are still significantly slower (Mann-Whitney U), or its share slower than this x the
+            baseline's p99 is significantly larger.
+        max_prediction_distance: Allowed distance between the two sides' predictions (the monitor's
+            metric: L-infinity for classes, Jensen-Shannon for numbers) beyond its sampling noise.
+        max_accuracy_drop: Allowed accuracy drop (with labels); fails when significantly larger (bootstrap).
+        max_rmse_ratio: Allowed RMSE ratio (with labels); fails when significantly larger (bootstrap).
+        max_error_rate_ratio: Allowed error rate as a multiple of the baseline's.
+        false_rollback_rate: How often a canary as good as its baseline may be rolled back, all tests
+            together (each criterion's test runs at this divided by their number).
+        warmup_requests: Each side's first requests left out of the latency test (the cold start).
         labels_table: Table of ground truth, in the local warehouse or BigQuery (optional).
         request_key: Instance field, and labels_table column, joining requests to their labels.
         label_column: labels_table column holding the label.
@@ -90,15 +100,23 @@ def analyze_canary(
                  bigquery_location=bigquery_location, namespace=namespace, prometheus_url=prometheus_url,
                  request_logger_url=request_logger_url, local_root=local_root,
                  window_seconds=window_seconds, max_extensions=max_extensions, on_inconclusive=on_inconclusive,
-                 thresholds=Thresholds(min_requests, max_error_rate_increase, max_latency_ratio,
-                                       max_prediction_distance, max_accuracy_drop, max_rmse_ratio),
+                 thresholds=Thresholds(min_requests=min_requests, max_error_rate_increase=max_error_rate_increase,
+                                       max_latency_ratio=max_latency_ratio,
+                                       max_prediction_distance=max_prediction_distance,
+                                       max_accuracy_drop=max_accuracy_drop, max_rmse_ratio=max_rmse_ratio,
+                                       max_error_rate_ratio=max_error_rate_ratio,
+                                       false_rollback_rate=false_rollback_rate, warmup_requests=warmup_requests),
                  labels_table=labels_table, request_key=request_key, label_column=label_column)
     for name, figures in (("canary", result.analysis.canary), ("baseline", result.analysis.baseline)):
         for key, value in figures.items():
             if value is not None:
                 metrics.log_metric(f"{name}_{key}", float(value))
     for criterion in result.analysis.criteria:
-        metrics.log_metric(f"criterion_{criterion.name}", float(criterion.canary))
+        if criterion.canary is not None:
+            metrics.log_metric(f"criterion_{criterion.name}", float(criterion.canary))
+        if criterion.p_value is not None:
+            metrics.log_metric(f"criterion_{criterion.name}_p_value", float(criterion.p_value))
+    metrics.metadata.update(criteria={c.name: c.status for c in result.analysis.criteria})
     metrics.metadata.update(verdict=result.verdict, action=result.action)
     with open(report.path, "w") as handle:
         handle.write(render(result))

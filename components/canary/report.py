@@ -40,9 +40,10 @@ def render(result: CanaryResult) -> str:
             f"(version {r.esc(result.canary['version'])}); baseline "
             f"{r.esc(', '.join(m['id'] + ' (version ' + m['version'] + ')' for m in result.baseline))}.</p>",
             "<h2>Criteria</h2>",
-            r.table(["criterion", "canary", "baseline", "limit", "met", "detail"],
-                    [[c.name, c.canary, c.baseline, c.limit, "yes" if c.passed else "NO", c.detail] for c in a.criteria]
-                    or [["(none: too little traffic)", None, None, None, "", a.reason]]),
+            r.table(["criterion", "canary", "baseline", "limit", "status", "p-value", "evidence"],
+                    [[c.name, c.canary, c.baseline, c.limit, {"pass": "pass", "fail": "FAIL"}.get(c.status, c.status),
+                      c.p_value, c.detail] for c in a.criteria]
+                    or [["(none: too little traffic)", None, None, None, "", None, a.reason]]),
             "<h2>Figures</h2>",
             r.table(["", "requests", "errors", "error rate", "p50 ms", "p99 ms", "with ground truth"],
                     [[side] + [f[k] for k in ("requests", "errors", "error_rate", "latency_p50_ms", "latency_p99_ms",

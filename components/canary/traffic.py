@@ -49,6 +49,7 @@ def read_served(log_dir: str | Path, start: float, end: float, *, labels: dict[s
         measured = isinstance(latency, (int, float)) and not isinstance(latency, bool) and latency >= 0
         if measured:
             side.latencies_ms.append(float(latency))
+            side.latency_times.append(float(stamp))
         slot = timeline.setdefault(deployed, [[0, 0, []] for _ in range(buckets)])[
             min(int((stamp - start) / width), buckets - 1)]
         slot[0] += 1

@@ -25,6 +25,7 @@ def register_model(
     labels: dict = {},
     data_snapshot: str = "",
     task_id: str = "",
+    traffic_percent: int = 100,
 ):
     """Registers the model as a new version with aliases, labels and its evaluation metrics.
 
@@ -32,8 +33,8 @@ def register_model(
         model: The SavedModel from train.
         metrics: Its evaluation metrics (attached to the version).
         model_name: Registered model name (Vertex display name / MLflow registered model).
-        blessed: Whether evaluate blessed it: the `champion` alias moves to it (and on Vertex it
-            becomes the default version). `challenger` is always set.
+        blessed: Whether evaluate blessed it: with all the traffic (traffic_percent 100) the `champion`
+            alias moves to it (and on Vertex it becomes the default version). `challenger` is always set.
         backend: `local` (MLflow registry under local_root) or `vertex` (Vertex AI Model Registry).
         project: Google Cloud project (vertex backend).
         location: Vertex AI region (vertex backend).
@@ -42,6 +43,8 @@ def register_model(
         labels: Labels of the version (pipeline run, git commit).
         data_snapshot: Id of the training data (ingest's output), added as the `data-snapshot` label.
         task_id: Pipeline task id; a retried task finds the version it created instead of adding one.
+        traffic_percent: The share deploy gives it: under 100 it is a canary, which gets `challenger`
+            only; `champion` moves to it when the canary analysis promotes it.
 
     Returns:
         registered_model: google.VertexModel artifact (on the local backend its metadata holds the
@@ -60,7 +63,7 @@ def register_model(
     meta = register(model.path, model_name=model_name, backend="vertex" if backend in ("vertex", "bigquery") else "local",
                     blessed=blessed, metrics=values, params=params, labels=all_labels, task_id=task_id,
                     local_root=local_root, project=project, location=location, serving_image=serving_image,
-                    gcp_resources=gcp_resources)
+                    gcp_resources=gcp_resources, traffic_percent=traffic_percent)
     registered_model.uri = meta.pop("uri", meta["resourceName"])
     registered_model.metadata.update(meta)
 

@@ -7,15 +7,18 @@ from typing import Any
 from kfkit.errors import ConfigError
 
 
-def aliases_for(blessed: bool) -> list[str]:
-    return ["challenger", "champion"] if blessed else ["challenger"]
+def aliases_for(blessed: bool, traffic_percent: int = 100) -> list[str]:
+    """A blessed model deployed with all the traffic is the champion at once; a canary (under 100%)
+    only when its analysis promotes it (components/canary), so nothing scores with it before then."""
+    return ["challenger", "champion"] if blessed and traffic_percent >= 100 else ["challenger"]
 
 
 def register_model(model_dir: str, *, model_name: str, backend: str = "local", blessed: bool = True,
                    metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
                    labels: dict[str, str] | None = None, task_id: str = "", local_root: str | None = None,
                    project: str = "", location: str = "", serving_image: str = "",
-                   gcp_resources: str | None = None, registry=None, vertex=None) -> dict[str, Any]:
+                   gcp_resources: str | None = None, registry=None, vertex=None,
+                   traffic_percent: int = 100) -> dict[str, Any]:
     """Register model_dir as a new version of model_name; gcp_resources: where the upload operation is recorded."""
     from kfkit.cloud_jobs import CloudJobs
 
@@ -23,7 +26,7 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
         raise ConfigError(f"backend must be local or vertex, got {backend!r}")
     if not model_name:
         raise ConfigError("model_name is empty: name the registered model, e.g. 'penguins'")
-    aliases = aliases_for(blessed)
+    aliases = aliases_for(blessed, traffic_percent)
     if backend == "local":
         from kfkit.adapters.mlflow_registry import MlflowRegistry
 
@@ -41,7 +44,7 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
         model, created = vertex.upload_version(display_name=model_name, artifact_uri=model_dir,
                                                serving_image=serving_image or DEFAULT_SERVING_IMAGE, aliases=aliases,
                                                labels=labels or {}, metrics=metrics or {}, task_id=task_id,
-                                               make_default=blessed,
+                                               make_default="champion" in aliases,
                                                hyperparameters={k[3:]: v for k, v in (params or {}).items()
                                                                 if k.startswith("hp_")})
     return {"backend": "vertex", "resourceName": model.versioned_resource_name, "model_name": model_name,
