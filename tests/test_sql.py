@@ -1,3 +1,5 @@
+import re
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -89,3 +91,28 @@ def test_syntax_error_names_line_and_column():
 def test_statements_other_than_select_are_refused():
     with pytest.raises(QueryError, match="expected a SELECT query"):
         sql.parse("DROP TABLE d.x")
+
+
+def test_a_modifier_the_translation_would_drop_is_refused_naming_it_and_its_line():
+    # sqlglot translates this with a warning and without RESPECT NULLS: a different answer
+    query = "SELECT x,\n  PERCENTILE_CONT(x, 0.5 RESPECT NULLS) OVER () AS p FROM UNNEST([1, NULL]) AS x"
+
+    with pytest.raises(QueryError, match=r"^line 2: RESPECT: the local warehouse cannot answer this as BigQuery "
+                                         r"would \(RESPECT NULLS is not supported"):
+        sql.to_duckdb(query)
+
+REFUSAL_CALLS = {
+    "BIGNUMERIC": "CAST(1 AS BIGNUMERIC)", "HLL_COUNT": "HLL_COUNT.INIT(x)",
+    "ML.PREDICT": "ML.PREDICT(MODEL `d.m`, (SELECT 1))", "KEYS.NEW_KEYSET": "KEYS.NEW_KEYSET('AEAD_AES_GCM_256')",
+    "AEAD.ENCRYPT": "AEAD.ENCRYPT(x, 'a', 'b')", "RANGE_BUCKET": "RANGE_BUCKET(x, [1, 2])",
+    "GENERATE_TIMESTAMP_ARRAY": "GENERATE_TIMESTAMP_ARRAY(TIMESTAMP '2020-01-01', TIMESTAMP '2020-01-02', INTERVAL 1 HOUR)",
+    "APPROX_TOP_SUM": "APPROX_TOP_SUM(x, x, 2)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(__import__("kfkit.warehouse.semantics", fromlist=["x"]).REFUSED_FUNCTIONS))
+def test_every_function_on_the_refusal_list_is_refused_by_name(name):
+    call = REFUSAL_CALLS.get(name, f"{name}(x)")
+
+    with pytest.raises(QueryError, match=rf"line 2: {re.escape(name)} is not supported by the local warehouse"):
+        sql.to_duckdb(f"SELECT\n  {call} AS v FROM UNNEST([1]) AS x")

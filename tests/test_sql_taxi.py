@@ -201,8 +201,8 @@ def test_key_computed_from_current_datetime_is_refused_but_a_filter_is_not(share
 
 @pytest.mark.parametrize("query, message", [
     ("SELECT NOT_A_FUNCTION(fare) AS x FROM `{t}`", r"line 1: function NOT_A_FUNCTION is not known"),
-    ("SELECT fare,\n  APPROX_COUNT_DISTINCT(company) AS c FROM `{t}` GROUP BY fare",
-     r"line 2: APPROX_COUNT_DISTINCT is not supported.*COUNT\(DISTINCT"),
+    ("SELECT fare,\n  APPROX_TOP_SUM(company, fare, 2) AS c FROM `{t}` GROUP BY fare",
+     r"line 2: APPROX_TOP_SUM is not supported.*ORDER BY SUM"),
     ("SELECT no_such_column FROM `{t}`", r"no_such_column"),
     ("SELECT fare FROM `{t}` AS a, `{t}` AS b", r"fare.*ambiguous|ambiguous.*fare"),
     ("SELECT SUBSTR(fare, 1) AS s FROM `{t}`", r"SUBSTR|substr"),

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 
 from sqlglot import exp
+from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
+from kfkit.warehouse import long_tail
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
 EARTH_RADIUS_M = 6371010.0
@@ -94,7 +96,7 @@ MACROS = [
          WHEN i - base < 0 OR i - base >= len(arr)
            THEN error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds')
          ELSE arr[i - base + 1] END""",
-]
+] + long_tail.MACROS
 
 # Operators whose integer literal operands BigQuery computes in INT64.
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
@@ -112,9 +114,6 @@ _BUCKETS = {"MICROSECOND": "1 MICROSECOND", "MILLISECOND": "1 MILLISECOND", "SEC
 
 # Functions whose BigQuery value the local warehouse cannot reproduce, and what to use instead.
 REFUSED_FUNCTIONS = {
-    "APPROX_COUNT_DISTINCT": "COUNT(DISTINCT ...), exact on both backends",
-    "APPROX_QUANTILES": "PERCENTILE_CONT(x, q) OVER () or exact quantiles in a subquery",
-    "APPROX_TOP_COUNT": "GROUP BY ... ORDER BY COUNT(*) DESC LIMIT n",
     "APPROX_TOP_SUM": "GROUP BY ... ORDER BY SUM(...) DESC LIMIT n",
     "HLL_COUNT": "COUNT(DISTINCT ...)",
     "ST_GEOGFROMTEXT": "ST_GEOGPOINT(longitude, latitude) (points are the geography the local warehouse has)",
@@ -160,18 +159,17 @@ def refusals(tree: exp.Expression, sql: str) -> None:
     """Raise QueryError for the first construct whose BigQuery value the local warehouse cannot give."""
     for node in tree.walk():
         name = None
-        if isinstance(node, exp.ApproxDistinct):
-            name = "APPROX_COUNT_DISTINCT"
-        elif isinstance(node, exp.DataType) and node.this == exp.DataType.Type.BIGDECIMAL:
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.BIGDECIMAL:
             name = "BIGNUMERIC"
-        elif isinstance(node, exp.ApproxQuantile) or type(node).__name__ == "ApproxQuantiles":
-            name = "APPROX_QUANTILES"
         elif isinstance(node, exp.Anonymous):
             upper = str(node.this).upper()
             if upper in REFUSED_FUNCTIONS:
                 name = upper
             elif upper.startswith("HLL_COUNT"):
                 name = "HLL_COUNT"
+        elif isinstance(node, exp.Func) and node.sql_name() in REFUSED_FUNCTIONS:
+            # a function sqlglot knows by name (APPROX_TOP_SUM, RANGE_BUCKET, ...) is no Anonymous node
+            name = node.sql_name()
         elif type(node).__name__ in ("NetFunc", "SafeFunc"):
             inner = node.this
             prefix = "NET." if type(node).__name__ == "NetFunc" else "SAFE."
@@ -186,6 +184,8 @@ def refusals(tree: exp.Expression, sql: str) -> None:
             for refused in REFUSED_FUNCTIONS:
                 if "." in refused and dotted.startswith(refused):
                     name = refused
+            if dotted.startswith("HLL_COUNT."):  # HLL_COUNT.INIT, .MERGE, .EXTRACT: a Dot, not a name
+                name = "HLL_COUNT"
         if name:
             instead = REFUSED_FUNCTIONS.get(name, "a construct listed in docs/sql.md")
             raise QueryError(f"line {_line_of(node, sql)}: {name} is not supported by the local warehouse "
@@ -440,7 +440,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         _offset_rewrite(select)
 
     def fix(node: exp.Expression) -> exp.Expression:
-        what = node.sql(dialect="bigquery")[:60] if isinstance(node, exp.Func) else ""
+        tail = long_tail.fix(node)
+        if tail is not None:
+            return tail
+        what = node.sql(dialect="bigquery", unsupported_level=ErrorLevel.IGNORE)[:60] if isinstance(node, exp.Func) else ""
         if isinstance(node, exp.Literal) and not node.is_string:
             if re.search(r"[.eE]", node.this):
                 # 2.5 is a FLOAT64 literal in BigQuery; DuckDB would make it a DECIMAL

@@ -6,13 +6,15 @@ Table names: BigQuery's `project.dataset.table` becomes the DuckDB table `"proje
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import farmhash
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel, ParseError
 
 from kfkit.errors import QueryError
 
@@ -43,7 +45,7 @@ def register_functions(con) -> None:
     import duckdb
     from duckdb.sqltypes import BIGINT, VARCHAR
 
-    from kfkit.warehouse import json_functions, semantics
+    from kfkit.warehouse import json_functions, long_tail, semantics
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
@@ -54,6 +56,11 @@ def register_functions(con) -> None:
                                 side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
+    try:
+        con.create_function("bq_instr", long_tail.instr, [VARCHAR, VARCHAR, BIGINT, BIGINT], BIGINT,
+                            null_handling="special", side_effects=False)
+    except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
+        pass
     con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
     for macro in semantics.MACROS:
         con.execute(macro)
@@ -107,7 +114,37 @@ def to_duckdb(sql: str, default_project: str = DEFAULT_LOCAL_PROJECT) -> str:
             node.set("catalog", None)
         return node
 
-    return tree.transform(rename).sql(dialect="duckdb")
+    # sqlglot's default only warns when it drops what DuckDB cannot express (an argument, a modifier):
+    # the query would run and answer differently, so anything dropped is a refusal
+    generator = Dialect.get_or_raise("duckdb").generator(unsupported_level=ErrorLevel.IGNORE)
+    text = generator.generate(tree.transform(rename))
+    dropped = [m for m in generator.unsupported_messages if not any(m.startswith(p) for p in SAME_ANSWER)]
+    if dropped:
+        raise QueryError(_unsupported_message(sql, dropped[0]))
+    return text
+
+
+# What sqlglot warns of but kfkit's warehouse answers as BigQuery does: every connection runs in UTC
+# (register_functions), BigQuery's time zone for EXTRACT, and AT TIME ZONE is rewritten (semantics._extract)
+SAME_ANSWER = ("EXTRACT from TIMESTAMPTZ / TIMESTAMPLTZ may produce different results",)
+
+
+def _unsupported_message(sql: str, message: str) -> str:
+    """sqlglot's 'STRPOS does not support the occurrence parameter.' as kfkit's refusal, with BigQuery's
+    function name and its line."""
+    from kfkit.warehouse.semantics import line_of
+
+    reason = message.strip().splitlines()[0].rstrip(".")
+    word = re.match(r"[A-Za-z_]+", reason)
+    name = BIGQUERY_NAMES.get(word.group(0).upper(), word.group(0).upper()) if word else ""
+    line = line_of(sql, name) if name else None
+    where = f"line {line}: " if line else ""
+    return (f"{where}{name}: the local warehouse cannot answer this as BigQuery would ({reason}: the "
+            f"translation to DuckDB would drop it); write it another way or run it on BigQuery")
+
+
+# sqlglot names a construct by its DuckDB spelling in what it cannot translate
+BIGQUERY_NAMES = {"STRPOS": "INSTR", "REGEXP_EXTRACT": "REGEXP_EXTRACT", "REGEXP_MATCHES": "REGEXP_CONTAINS"}
 
 
 def _nondeterminism(node: exp.Expression) -> str | None:

@@ -1,0 +1,234 @@
+"""The long tail of BigQuery functions on DuckDB: FORMAT, INSTR, the SAFE_ arithmetic functions, the
+approximate aggregates (answered exactly), and the queries BigQuery rejects that DuckDB would answer.
+
+Each rewrite follows the GoogleSQL reference section named beside it
+(https://cloud.google.com/bigquery/docs/reference/standard-sql/...); where the local warehouse
+cannot give BigQuery's value it refuses with a QueryError naming the function, never a different answer.
+Called by kfkit.warehouse.semantics.rewrite, bottom-up, on every node.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from kfkit.errors import QueryError
+
+# DuckDB type names a GoogleSQL type accepts (typeof() of a NULL literal is "NULL": any type takes it)
+_INTEGER = "('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT', 'HUGEINT', 'NULL')"
+_FLOATING = "('DOUBLE', 'FLOAT', 'NULL')"
+
+MACROS = [
+    # FORMAT's arguments: each specifier takes the types string_functions#format_specifiers lists and
+    # is an error for any other ("not compatible with the related argument type")
+    f"""CREATE OR REPLACE MACRO bq_format_int(x, spec) AS CASE WHEN typeof(x) IN {_INTEGER} THEN x
+         ELSE error('FORMAT: ' || spec || ' takes an INT64, not ' || typeof(x)) END""",
+    # o, x and X "raise an error if negative values are used"
+    f"""CREATE OR REPLACE MACRO bq_format_unsigned(x, spec) AS CASE
+         WHEN typeof(x) NOT IN {_INTEGER} THEN error('FORMAT: ' || spec || ' takes an INT64, not ' || typeof(x))
+         WHEN x < 0 THEN error('FORMAT: ' || spec || ' of a negative value: ' || CAST(x AS VARCHAR))
+         ELSE x END""",
+    # f, e: NUMERIC or FLOAT64; DuckDB's printf formats a DECIMAL through a double, so a NUMERIC is refused
+    # rather than rounded differently
+    f"""CREATE OR REPLACE MACRO bq_format_float(x, spec) AS CASE WHEN typeof(x) IN {_FLOATING} THEN x
+         WHEN typeof(x) LIKE 'DECIMAL%' THEN error('FORMAT: ' || spec || ' of a NUMERIC is not supported by the '
+              || 'local warehouse (it would round through FLOAT64); CAST it to FLOAT64 or STRING first')
+         ELSE error('FORMAT: ' || spec || ' takes a FLOAT64 or NUMERIC, not ' || typeof(x)) END""",
+    f"""CREATE OR REPLACE MACRO bq_format_double(x, spec) AS CASE WHEN typeof(x) IN {_FLOATING} THEN x
+         ELSE error('FORMAT: ' || spec || ' takes a FLOAT64, not ' || typeof(x)) END""",
+    """CREATE OR REPLACE MACRO bq_format_string(x, spec) AS CASE WHEN typeof(x) IN ('VARCHAR', 'NULL') THEN x
+         ELSE error('FORMAT: ' || spec || ' takes a STRING, not ' || typeof(x)) END""",
+]
+
+# string_functions#format_specifiers: %[flags][width][.precision]specifier
+_SPECIFIER = re.compile(r"%(?P<flags>[-+ #0']*)(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d+))?(?P<spec>.?)", re.S)
+_CHECK = {"d": "bq_format_int", "i": "bq_format_int", "o": "bq_format_unsigned", "x": "bq_format_unsigned",
+          "X": "bq_format_unsigned", "f": "bq_format_float", "F": "bq_format_float", "e": "bq_format_float",
+          "E": "bq_format_float", "g": "bq_format_double", "G": "bq_format_double", "s": "bq_format_string"}
+
+
+def _call(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _format(node: exp.Format) -> exp.Expression:
+    """FORMAT(format, args...) as DuckDB's printf, each argument checked against its specifier."""
+    fmt, args = node.this, list(node.expressions)
+    if not (isinstance(fmt, exp.Literal) and fmt.is_string):
+        raise QueryError("FORMAT: the local warehouse needs the format string as a literal, to check each "
+                         "specifier against BigQuery's")
+    text, out, used = fmt.this, [], 0
+    position = 0
+    for match in _SPECIFIER.finditer(text):
+        out.append(text[position:match.start()])
+        position = match.end()
+        spec, flags = match.group("spec"), match.group("flags")
+        if spec == "%" and not (flags or match.group("width") or match.group("precision")):
+            out.append("%%")
+            continue
+        whole = match.group(0)
+        if spec in ("t", "T"):
+            raise QueryError(f"FORMAT: {whole} is not supported by the local warehouse (its text differs from "
+                             "any DuckDB rendering); use %s with CAST(x AS STRING)")
+        if spec not in _CHECK:
+            # "If a format specifier is invalid ... an error is produced" (u takes unsigned types BigQuery lacks)
+            raise QueryError(f"FORMAT: invalid format specifier {whole!r} in {text!r}")
+        if "*" in (match.group("width") or "") + (match.group("precision") or ""):
+            raise QueryError(f"FORMAT: {whole}: a width or precision from an argument (*) is not supported by "
+                             "the local warehouse; write the number into the format")
+        if "'" in flags:
+            raise QueryError(f"FORMAT: {whole}: the grouping flag (') is not supported by the local warehouse")
+        if used >= len(args):
+            raise QueryError(f"FORMAT: {text!r} needs more arguments than the {len(args)} given")
+        out.append(whole)
+        args[used] = _call(_CHECK[spec], args[used], exp.Literal.string(whole))
+        used += 1
+    out.append(text[position:])
+    if used != len(args):
+        raise QueryError(f"FORMAT: {text!r} has {used} specifiers for {len(args)} arguments")
+    return _call("printf", exp.Literal.string("".join(out)), *args)
+
+
+def _instr(node: exp.StrPosition) -> exp.Expression | None:
+    """INSTR(source, search, position, occurrence) (string_functions#instr); STRPOS/INSTR without the
+    last two are DuckDB's strpos already."""
+    position, occurrence = node.args.get("position"), node.args.get("occurrence")
+    if position is None and occurrence is None:
+        return None
+    one = exp.Literal.number(1)
+    return _call("bq_instr", node.this, node.args["substr"], position or one, occurrence or one.copy())
+
+
+def _approx_quantiles(node: exp.Expression, respect_nulls: bool = False) -> exp.Expression:
+    """APPROX_QUANTILES(x, n) answered exactly: the n + 1 boundaries, the k-th the element at
+    floor(k (N - 1) / n) of the sorted non-NULL values (the reference's examples: [1, 5, 10] for
+    x, 2 over [1, 1, 1, 4, 5, 6, 7, 8, 9, 10]); NULL over no non-NULL value."""
+    value, number = node.this, node.expression
+    distinct = isinstance(value, exp.Distinct)
+    if distinct:
+        value, number = value.expressions[0], value.expressions[1]
+    if respect_nulls:
+        raise QueryError("APPROX_QUANTILES(... RESPECT NULLS) is not supported by the local warehouse")
+    if not (isinstance(number, exp.Literal) and not number.is_string and int(number.this) > 0):
+        raise QueryError("APPROX_QUANTILES: the number of quantiles must be a positive INT64 literal")
+    n = int(number.this)
+    body = value.sql(dialect="duckdb")
+    agg = f"array_agg({'DISTINCT ' if distinct else ''}{body}) FILTER (WHERE {body} IS NOT NULL)"
+    return exp.maybe_parse(
+        f"list_transform([list_sort({agg})], lambda s: CASE WHEN s IS NULL OR len(s) = 0 THEN NULL "
+        f"ELSE list_transform(range(0, {n + 1}), lambda k: s[(k * (len(s) - 1)) // {n} + 1]) END)[1]",
+        dialect="duckdb")
+
+
+def _approx_top_count(node: exp.Expression) -> exp.Expression:
+    """APPROX_TOP_COUNT(x, n) answered exactly: the n most frequent values with their counts, most
+    frequent first, NULL counted as a value ("does not ignore NULLs"); NULL over zero rows."""
+    value, number = node.this, node.expression
+    if not (isinstance(number, exp.Literal) and not number.is_string and int(number.this) > 0):
+        raise QueryError("APPROX_TOP_COUNT: the number of elements must be a positive INT64 literal")
+    body = value.sql(dialect="duckdb")
+    counted = (f"list_concat(list_transform(map_entries(histogram({body})), "
+               f"lambda e: {{'c': CAST(e.value AS BIGINT), 'v': e.key}}), "
+               f"CASE WHEN count(*) > count({body}) THEN [{{'c': count(*) - count({body}), 'v': NULL}}] ELSE [] END)")
+    return exp.maybe_parse(
+        f"CASE WHEN count(*) = 0 THEN NULL ELSE list_transform(list_slice(list_reverse_sort({counted}), 1, "
+        f"{int(number.this)}), lambda e: {{'value': e.v, 'count': e.c}}) END", dialect="duckdb")
+
+
+def _int64(node: exp.Expression) -> exp.Expression:
+    """An integer literal as INT64 (BigQuery's type for it; DuckDB would make it a 32-bit INTEGER)."""
+    if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.this):
+        return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
+    return node
+
+
+_SAFE_ARITHMETIC = {"SafeAdd": exp.Add, "SafeSubtract": exp.Sub, "SafeMultiply": exp.Mul}
+
+
+def _checked_literals(node: exp.Expression) -> None:
+    """Queries BigQuery rejects that DuckDB would answer, where the offending value is a literal."""
+    if isinstance(node, exp.GenerateSeries):
+        step = node.args.get("step")
+        if isinstance(step, exp.Literal) and not step.is_string and float(step.this) == 0:
+            raise QueryError("GENERATE_ARRAY: the step cannot be 0")  # array_functions#generate_array
+    if isinstance(node, exp.RegexpExtract):
+        pattern = node.expression
+        if isinstance(pattern, (exp.Literal, exp.RawString)):
+            groups = _capture_groups(str(pattern.this))
+            if groups > 1:  # string_functions#regexp_extract: "more than one capturing group" is an error
+                raise QueryError(f"REGEXP_EXTRACT: the regular expression {pattern.this!r} has {groups} "
+                                 "capturing groups; BigQuery allows at most one")
+
+
+def _capture_groups(pattern: str) -> int:
+    """Capturing groups in an RE2 pattern: '(' not escaped, not in a class, not '(?'."""
+    count, escaped, in_class = 0, False, False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(" and not pattern.startswith("(?", i):
+            count += 1
+        elif ch == "(" and pattern.startswith("(?P<", i):
+            count += 1
+    return count
+
+
+def fix(node: exp.Expression) -> exp.Expression | None:
+    """The DuckDB form of one node of the long tail, or None when it is not one."""
+    _checked_literals(node)
+    if isinstance(node, exp.Format):
+        return _format(node)
+    if isinstance(node, exp.StrPosition):
+        return _instr(node)
+    kind = type(node).__name__
+    if kind in _SAFE_ARITHMETIC:  # mathematical_functions#safe_add: NULL where the operation overflows
+        operation = _SAFE_ARITHMETIC[kind](this=_int64(node.this), expression=_int64(node.expression))
+        return _call("TRY", exp.Paren(this=operation))
+    if kind == "SafeNegate":
+        return _call("TRY", exp.Neg(this=exp.Paren(this=_int64(node.this))))
+    if isinstance(node, exp.ApproxDistinct):  # exact: COUNT(DISTINCT x), "the actual value"
+        return exp.Count(this=exp.Distinct(expressions=[node.this]))
+    if kind == "ApproxQuantiles":  # rewritten bottom-up: the RESPECT NULLS around it is its parent
+        return _approx_quantiles(node, respect_nulls=isinstance(node.parent, exp.RespectNulls))
+    if kind == "ApproxTopK":
+        return _approx_top_count(node)
+    return None
+
+
+def instr(source, search, position, occurrence):
+    """INSTR (string_functions#instr): the 1-based position of the occurrence-th match of search,
+    overlapping matches counted, searching from position (backwards from the end when negative);
+    0 when there is none; an error for position 0 or occurrence < 1."""
+    if source is None or search is None or position is None or occurrence is None:
+        return None
+    if position == 0:
+        raise ValueError("INSTR: position cannot be 0")
+    if occurrence < 1:
+        raise ValueError(f"INSTR: occurrence must be positive, got {occurrence}")
+    if position > 0:
+        start, found = position - 1, 0
+        while True:
+            index = source.find(search, start)
+            if index < 0:
+                return 0
+            found += 1
+            if found == occurrence:
+                return index + 1
+            start = index + 1
+    latest, found = len(source) + position, 0  # 0-based: the last index a match may start at
+    while latest >= 0:
+        index = source.rfind(search, 0, latest + len(search))
+        if index < 0:
+            return 0
+        found += 1
+        if found == occurrence:
+            return index + 1
+        latest = index - 1  # overlapping matches count
+    return 0
