@@ -37,6 +37,17 @@ MACROS = [
          ELSE error('FORMAT: ' || spec || ' takes a FLOAT64 or NUMERIC, not ' || typeof(x)) END""",
     f"""CREATE OR REPLACE MACRO bq_format_double(x, spec) AS CASE WHEN typeof(x) IN {_FLOATING} THEN x
          ELSE error('FORMAT: ' || spec || ' takes a FLOAT64, not ' || typeof(x)) END""",
+    # NaN: "NaN is considered smaller than -inf" in ordering (data-types#floating_point_semantics), and MIN
+    # and LEAST give NaN when any input is NaN; DuckDB orders NaN above +inf
+    """CREATE OR REPLACE MACRO bq_isnan(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN isnan(TRY_CAST(x AS DOUBLE)) ELSE FALSE END""",
+    # DIV(x, y) on INT64 exactly (not through a double): x - MOD(x, y) is a multiple of y
+    """CREATE OR REPLACE MACRO bq_int_div(x, y) AS CASE
+         WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
+         WHEN typeof(x) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
+              AND typeof(y) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
+           THEN (CAST(x AS BIGINT) - CAST(x AS BIGINT) % CAST(y AS BIGINT)) // CAST(y AS BIGINT)
+         ELSE CAST(trunc(x / y) AS BIGINT) END""",
     """CREATE OR REPLACE MACRO bq_format_string(x, spec) AS CASE WHEN typeof(x) IN ('VARCHAR', 'NULL') THEN x
          ELSE error('FORMAT: ' || spec || ' takes a STRING, not ' || typeof(x)) END""",
 ]
@@ -180,6 +191,27 @@ def _capture_groups(pattern: str) -> int:
     return count
 
 
+def order_nan_keys(tree: exp.Expression) -> None:
+    """Before each ORDER BY key, one that puts NULL and NaN where BigQuery does: ascending NULL (by
+    default), NaN, -inf ... +inf; descending +inf ... -inf, NaN, NULL (data-types#floating_point_semantics)."""
+    for order in tree.find_all(exp.Order):
+        keys = []
+        for ordered in order.expressions:
+            value = ordered.this
+            if not isinstance(ordered, exp.Ordered) or (isinstance(value, exp.Literal) and not value.is_string):
+                keys.append(ordered)  # ORDER BY 1 names a column
+                continue
+            desc = bool(ordered.args.get("desc"))
+            nulls_first = ordered.args.get("nulls_first")
+            nulls_first = (not desc) if nulls_first is None else bool(nulls_first)
+            key = exp.maybe_parse(
+                f"CASE WHEN {value.sql(dialect='bigquery')} IS NULL THEN {0 if nulls_first else 3} "
+                f"WHEN bq_isnan({value.sql(dialect='bigquery')}) THEN {2 if desc else 1} ELSE {1 if desc else 2} END",
+                dialect="bigquery")
+            keys += [exp.Ordered(this=key, desc=False, nulls_first=False), ordered]
+        order.set("expressions", keys)
+
+
 def fix(node: exp.Expression) -> exp.Expression | None:
     """The DuckDB form of one node of the long tail, or None when it is not one."""
     _checked_literals(node)
@@ -193,6 +225,18 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return _call("TRY", exp.Paren(this=operation))
     if kind == "SafeNegate":
         return _call("TRY", exp.Neg(this=exp.Paren(this=_int64(node.this))))
+    if isinstance(node, exp.Min) and not isinstance(node.parent, exp.Window):
+        # NaN when any input is NaN: DuckDB's MAX is that NaN (it orders NaN last), of the same type
+        value = node.this
+        return exp.If(this=_call("bool_or", _call("bq_isnan", value.copy())),
+                      true=exp.Max(this=value.copy()), false=node.copy())
+    if isinstance(node, exp.Least) and not node.args.get("ignore_nulls"):
+        values = [node.this, *node.expressions]
+        any_nan = exp.or_(*[_call("bq_isnan", v.copy()) for v in values])
+        return exp.If(this=any_nan, true=exp.Greatest(this=values[0].copy(), expressions=[v.copy() for v in values[1:]]),
+                      false=node.copy())
+    if isinstance(node, exp.BitwiseCount):  # BIT_COUNT of an INT64 counts its 64 bits (two's complement)
+        return _call("bit_count", exp.Cast(this=node.this, to=exp.DataType.build("BIGINT")))
     if isinstance(node, exp.ApproxDistinct):  # exact: COUNT(DISTINCT x), "the actual value"
         return exp.Count(this=exp.Distinct(expressions=[node.this]))
     if kind == "ApproxQuantiles":  # rewritten bottom-up: the RESPECT NULLS around it is its parent

@@ -50,9 +50,6 @@ MACROS = [
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE CAST(x AS DOUBLE) / CAST(y AS DOUBLE) END""",
-    """CREATE OR REPLACE MACRO bq_int_div(x, y) AS CASE
-         WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
-         ELSE CAST(trunc(x / y) AS BIGINT) END""",
     """CREATE OR REPLACE MACRO bq_mod(x, y) AS CASE
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE x % y END""",
@@ -438,6 +435,7 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     refusals(tree, sql)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
+    long_tail.order_nan_keys(tree)
 
     def fix(node: exp.Expression) -> exp.Expression:
         tail = long_tail.fix(node)
