@@ -97,10 +97,21 @@ def _runs(args) -> int:
         return 0
     if not summaries:
         print(f"no local runs under {runs} yet: kfkit run training --local")
+    rows = []
     for path in summaries[: args.limit]:
         result = json.loads(path.read_text())
-        print(f"{result['run_id']:<52} {result['status']:<10} {result.get('decision') or '':<16} "
-              f"{result['seconds']:7.1f}s")
+        failure = result.get("failure") or {}
+        why = ""
+        if failure:  # the failed step and the first line of what it said
+            first = next((line.strip() for line in str(failure.get("message") or "").splitlines() if line.strip()), "")
+            why = f"{failure.get('step') or '?'}: {first}"[:100]
+        rows.append((result["run_id"], result["status"], result.get("decision") or "", f"{result['seconds']:.1f}s", why))
+    if rows:
+        header = ("RUN", "STATUS", "DECISION", "TIME", "WHY IT FAILED" if any(r[4] for r in rows) else "")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            print("  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                             row[3].rjust(widths[3]), row[4]]).rstrip())
     return 0
 
 
@@ -321,8 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from kfkit import pipelines  # light: only the registry of names
 
+    PIPELINE_HELP = ("one of kfkit's pipelines (" + ", ".join(sorted(pipelines.PIPELINES)) + "), any pipeline "  # noqa: N806
+                     "function as path/to/file.py:FUNCTION, or a compiled pipeline.yaml")
+
     p = sub.add_parser("run", help="run a pipeline (on this machine with --local)")
-    p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
+    p.add_argument("pipeline", help=PIPELINE_HELP)
     p.add_argument("--local", action="store_true", help="run with kfp.local on the embedded backend")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a pipeline parameter (repeatable); values are read as YAML")
@@ -342,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_runs)
 
     def cloud_flags(p):
-        p.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
+        p.add_argument("pipeline", help=PIPELINE_HELP)
         p.add_argument("--project", help="Google Cloud project")
         p.add_argument("--region", help="Vertex AI region (default: us-central1)")
         p.add_argument("--pipeline-root", help="where the pipeline's artifacts go (gs:// on Vertex AI; on Kubeflow "

@@ -146,15 +146,22 @@ class MlflowRegistry:
 
     def track_pipeline_run(self, pipeline: str, run_name: str, *, params: dict[str, Any], metrics: dict[str, float],
                            tags: dict[str, str], artifacts: list[Path],
-                           registered: tuple[str, str] | None = None) -> tuple[str, str]:
-        """One MLflow run per pipeline run (blessed, rejected or failed) in experiment kfkit-<pipeline>.
+                           registered: tuple[str, str] | None = None, started: float | None = None,
+                           ended: float | None = None, failed: bool = False) -> tuple[str, str]:
+        """One MLflow run per pipeline run (blessed, rejected or failed) in experiment kfkit-<pipeline>,
+        with the pipeline's own start and end times (epoch seconds) and FINISHED or FAILED.
 
-        Returns (experiment id, run id); the registered version, if any, is tagged with the run.
+        Returns (experiment id, run id). The registered version, if any, is linked as MLflow links a
+        version to a run: the register step's run (the version's source run) becomes this run's child.
         """
         import json
+        import time
 
         experiment = self.experiment_id(f"kfkit-{pipeline}")
-        with self.mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
+        start_ms = int((started or time.time()) * 1000)
+        run = self.client.create_run(experiment, start_time=start_ms, run_name=run_name)
+        run_id = run.info.run_id
+        with self.mlflow.start_run(run_id=run_id):
             # MLflow caps a parameter value at 6,000 characters
             self.mlflow.log_params({k: (v if isinstance(v, str) else json.dumps(v))[:6000] for k, v in params.items()})
             self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -164,11 +171,16 @@ class MlflowRegistry:
                     self.mlflow.log_artifacts(str(path), artifact_path=path.name)
                 elif path.exists():
                     self.mlflow.log_artifact(str(path))
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED",
+                                   end_time=int((ended or time.time()) * 1000))
         if registered:
             name, version = registered
-            self.client.set_model_version_tag(name, version, "kfkit.pipeline_run", run.info.run_id)
-            self.client.set_tag(run.info.run_id, "kfkit.registered_version", f"models:/{name}/{version}")
-        return experiment, run.info.run_id
+            source = self.client.get_model_version(name, version).run_id
+            if source and source != run_id:
+                self.client.set_tag(source, "mlflow.parentRunId", run_id)
+            self.client.set_model_version_tag(name, version, "kfkit.pipeline_run", run_id)
+            self.client.set_tag(run_id, "kfkit.registered_version", f"models:/{name}/{version}")
+        return experiment, run_id
 
     def set_alias(self, name: str, version: str, alias: str) -> None:
         """Point `alias` (e.g. champion) at a version; MLflow moves it from wherever it was."""

@@ -92,7 +92,9 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
         raise KfkitError(f"pipeline {pipeline_name!r} cannot run locally: {pipelines.VERTEX_ONLY[pipeline_name]}")
     if runner not in RUNNERS:
         raise KfkitError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
-    pipeline = pipelines.load(pipeline_name)
+    pipeline = pipelines.load(pipeline_name)  # kfkit's, or path/to/file.py:function, or a compiled .yaml
+    if pipeline_name not in pipelines.PIPELINES:
+        pipeline_name = pipeline.name  # the name its run directories carry (@dsl.pipeline(name=...))
     root = resolve_root(local_root)
     values = dict(values)
     if "local_root" in params_mod.pipeline_inputs(pipeline):
@@ -131,9 +133,13 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
         error = exc
     new = sorted((p for p in runs.iterdir() if p.name not in before and p.is_dir()),
                  key=lambda p: p.stat().st_mtime)
+    if not new and error is None:
+        raise KfkitError(f"pipeline {pipeline_name!r} ran but wrote no run directory under {runs}")
     if not new:
-        detail = f": {error}" if error else ""
-        raise KfkitError(f"pipeline {pipeline_name!r} ran but wrote no run directory under {runs}{detail}")
+        # kfp.local writes a run's directory with its first finished step: a run whose first step failed
+        # gets one here, so its failure, logs and `kfkit runs` entry exist like any other run's
+        new = [runs / f"{pipeline.name}-{time.strftime('%Y-%m-%d-%H-%M-%S', time.localtime(started))}-failed"]
+        new[-1].mkdir()
     run_dir = new[-1]
     step_logs = {}
     if run_log.exists():
@@ -198,13 +204,9 @@ def _preload_tracking() -> None:
 
 
 def _defaults(pipeline) -> dict[str, Any]:
-    import inspect
-
-    func = getattr(pipeline, "pipeline_func", None)
-    if func is None:
-        return {}
-    return {name: p.default for name, p in inspect.signature(func).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    """Each parameter's default, from the pipeline's interface (a function's or a compiled spec's)."""
+    inputs = getattr(pipeline.component_spec, "inputs", None) or {}
+    return {name: spec.default for name, spec in inputs.items() if spec.default is not None}
 
 
 def _track(result: dict[str, Any], values: dict[str, Any], root: Path) -> None:
@@ -215,7 +217,7 @@ def _track(result: dict[str, Any], values: dict[str, Any], root: Path) -> None:
 
     # a first run that never registered locally creates MLflow's database here: its INFO lines
     # (and alembic's) would land between the steps and the outcome
-    for name in ("mlflow", "alembic"):
+    for name in ("mlflow", "mlflow.store.db.utils", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         outcome_mod.track(result, values, root)

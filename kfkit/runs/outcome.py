@@ -135,6 +135,30 @@ def batch_lines(run_dir: Path) -> tuple[str, list[str]]:
 
 DECIDERS = {"training": training_lines, "training-customjob": training_lines, "monitoring": monitoring_lines,
             "batch-prediction": batch_lines}
+# in a pipeline of one's own, the kfkit step that decides (its task name is the component's name)
+DECIDING_STEPS = (("evaluate-model", training_lines), ("monitor-endpoint", monitoring_lines),
+                  ("batch-predict", batch_lines))
+
+
+def decider_for(pipeline: str, run_dir: Path):
+    """kfkit's pipelines by name; any other pipeline by the kfkit steps it ran, whatever its shape."""
+    if pipeline in DECIDERS:
+        return DECIDERS[pipeline]
+    for step, decider in DECIDING_STEPS:
+        if (run_dir / step).is_dir():
+            return decider
+    return None
+
+
+def step_lines(run_dir: Path, steps: list[dict[str, Any]]) -> list[str]:
+    """Each step of a pipeline of one's own: its status, time and the values it returned."""
+    lines = []
+    for step in steps:
+        values = _outputs(run_dir, step["name"]).get("parameterValues", {})
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in values.items() if isinstance(v, (int, float, str, bool)))
+        lines.append(f"Step {step['name']}: {step.get('status', 'succeeded')} in {step['seconds']:.1f}s"
+                     + (f" ({shown[:120]})" if shown else ""))
+    return lines
 
 
 def publish_reports(run_dir: Path) -> list[Path]:
@@ -206,11 +230,18 @@ def markdown_page(title: str, text: str) -> str:
 def outcome(pipeline: str, run_dir: Path, status: str, seconds: float, steps: list[dict[str, Any]],
             failure: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's outcome, also written to <run dir>/summary.json."""
-    decider = DECIDERS.get(pipeline)
+    decider = decider_for(pipeline, run_dir)
     decision, lines = decider(run_dir) if decider and status == "succeeded" else ("FAILED" if failure else "", [])
+    if pipeline not in DECIDERS:
+        lines = lines + step_lines(run_dir, steps)
+        decision = decision or status.upper()
     reports = publish_reports(run_dir)
+    import time
+
+    ended = time.time()
     result = {"pipeline": pipeline, "run_id": run_dir.name, "run_dir": str(run_dir), "status": status,
-              "seconds": round(seconds, 2), "decision": decision, "lines": lines, "steps": steps,
+              "seconds": round(seconds, 2), "started": round(ended - seconds, 3), "ended": round(ended, 3),
+              "decision": decision, "lines": lines, "steps": steps,
               "reports": [p.as_uri() for p in reports],
               "index": (run_dir / "reports" / "index.html").as_uri() if reports else None,
               "failure": failure}
@@ -249,7 +280,9 @@ def track(result: dict[str, Any], params: dict[str, Any], local_root: str | Path
     version = (registered.get("model_name"), registered.get("version")) if registered.get("backend") == "local" else None
     experiment, run_id = registry.track_pipeline_run(result["pipeline"], result["run_id"], params=params,
                                                      metrics=metrics, tags=tags, artifacts=artifacts,
-                                                     registered=version if version and all(version) else None)
+                                                     registered=version if version and all(version) else None,
+                                                     started=result.get("started"), ended=result.get("ended"),
+                                                     failed=result["status"] != "succeeded")
     ui = registry.uri.rstrip("/") if is_server(registry.uri) else "http://127.0.0.1:5000"
     result["mlflow"] = {"experiment_id": experiment, "run_id": run_id, "tracking_uri": registry.uri,
                         "url": f"{ui}/#/experiments/{experiment}/runs/{run_id}"}

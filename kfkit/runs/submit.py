@@ -16,8 +16,10 @@ def template_for(pipeline_name: str, template: str | None, directory: Path,
     step_env, a copy with those variables in every step (kfkit.runs.compile.with_step_env)."""
     from kfkit.runs.compile import compile_pipeline, with_step_env
 
+    from kfkit.pipelines import display_name
+
     if not template:
-        return compile_pipeline(pipeline_name, directory / f"{pipeline_name}.yaml", step_env)
+        return compile_pipeline(pipeline_name, directory / f"{display_name(pipeline_name)}.yaml", step_env)
     if template.startswith("https://"):
         from kfkit.adapters.kfp_backend import download_template
         path = download_template(template, directory)
@@ -25,7 +27,7 @@ def template_for(pipeline_name: str, template: str | None, directory: Path,
         path = Path(template)
         if not path.exists():
             raise ConfigError(f"template {template!r} does not exist")
-    return with_step_env(path, directory / f"{pipeline_name}-with-env.yaml", step_env) if step_env else path
+    return with_step_env(path, directory / f"{display_name(pipeline_name)}-with-env.yaml", step_env) if step_env else path
 
 
 def checked_values(pipeline_name: str, values: dict[str, Any]) -> dict[str, Any]:
