@@ -321,3 +321,20 @@ def test_whatever_the_server_accepted_the_monitor_reads_and_judges(tmp_path, pen
     assert result.verdict in ("drift", "no drift", "insufficient data")
     json.dumps(result.anomalies_json(), allow_nan=False)
     render_report(result)
+
+
+def test_a_high_cardinality_column_keeps_tfdvs_top_values_with_ties_broken_by_value():
+    import pyarrow.compute as pc
+
+    from kfkit import tfdv
+    from kfkit.components.monitor.drift import categorical_profile
+
+    rng = np.random.default_rng(7)
+    values = np.array([f"v{j:05d}" for j in range(5000)])
+    column = pa.array(list(values[rng.zipf(1.5, size=50_000) % 5000]) + ["é", "ß", None] * 40)
+    every = {r["values"]: float(r["counts"]) for r in pc.value_counts(pc.drop_null(column)).to_pylist()}
+
+    profile = categorical_profile(column, k=100)
+
+    assert profile.counts == tfdv.top_k(every, 100)
+    assert profile.missing == 40 and profile.present == len(column) - 40
