@@ -1,0 +1,204 @@
+"""kfkit's BigQuery paths through the real google-cloud-bigquery and google-cloud-bigquery-storage
+clients over their real transports (HTTP/JSON and gRPC), against the protocol fakes in
+tests/bigquery_api.py and tests/bigquery_storage_api.py, reached the way a user reaches an emulator:
+KFKIT_BIGQUERY_API_ENDPOINT and KFKIT_BIGQUERY_STORAGE_API_ENDPOINT. What is asserted is what went
+over the wire (the job resources kfkit sent, decoded strictly) and what came back into kfkit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfkit.adapters.bigquery import BigQueryAdapter, TableRef
+from kfkit.cloud_jobs import CloudJobs
+from kfkit.components.ingest.ingest import DEFAULT_MAXIMUM_BYTES_BILLED, run_ingest
+from kfkit.errors import QueryError
+from kfkit.warehouse.local import WAREHOUSE_FILE, LocalWarehouse
+from tests.bigquery_api import BigQueryApi
+from tests.bigquery_storage_api import BigQueryStorageApi
+from tests.conftest import DEFAULT_SPLIT, PENGUINS, split_outputs
+
+
+@pytest.fixture
+def bq(shared_root, tmp_path, monkeypatch):
+    """The two fakes over a copy of the sample warehouse, every sample dataset in the US."""
+    root = tmp_path / "warehouse"
+    root.mkdir()
+    shutil.copy(shared_root / WAREHOUSE_FILE, root / WAREHOUSE_FILE)
+    warehouse = LocalWarehouse(root)
+    with BigQueryApi(warehouse, tmp_path / "gcs") as api, BigQueryStorageApi(api) as storage:
+        for name in warehouse.tables():
+            project, dataset = name.rsplit(".", 1)[0].split(".", 1)
+            api.add_dataset(project, dataset, "US")
+        monkeypatch.setenv("KFKIT_BIGQUERY_API_ENDPOINT", api.url)
+        monkeypatch.setenv("KFKIT_BIGQUERY_STORAGE_API_ENDPOINT", storage.url)
+        api.storage = storage
+        yield api
+
+
+def rows_of(directory) -> list[dict]:
+    table = pq.read_table(directory)
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def no_sleep_jobs() -> CloudJobs:
+    return CloudJobs(sleep=lambda seconds: None)
+
+
+def test_ingest_streams_the_query_through_a_staging_table_and_the_storage_read_api(bq, tmp_path, penguin_splits):
+    outputs = split_outputs(tmp_path / "out")
+
+    result = run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery",
+                        project="my-proj", location="US")
+
+    assert {name: rows_of(path) for name, path in outputs.items()} == \
+        {name: rows_of(path) for name, path in penguin_splits.items()}
+    dry_run, job = bq.inserted_jobs()
+    assert dry_run["configuration"] == {"dryRun": True, "query": {
+        "query": PENGUINS, "useLegacySql": False, "useQueryCache": False, "queryParameters": []}}
+    query = job["configuration"]["query"]
+    assert job["jobReference"]["jobId"].startswith("kfkit_ingest_") and job["jobReference"]["location"] == "US"
+    assert job["configuration"]["labels"] == {"kfkit-component": "ingest"}
+    assert query["destinationTable"] == {"projectId": "my-proj", "datasetId": "kfkit_staging",
+                                         "tableId": result.extra["table"]}
+    assert (query["writeDisposition"], query["createDisposition"]) == ("WRITE_TRUNCATE", "CREATE_IF_NEEDED")
+    assert query["maximumBytesBilled"] == str(DEFAULT_MAXIMUM_BYTES_BILLED) and query["useLegacySql"] is False
+    staging = bq.datasets[("my-proj", "kfkit_staging")]
+    assert staging["location"] == "US" and staging["defaultTableExpirationMs"] == str(7 * 24 * 3600 * 1000)
+    assert [s.read_session.table for s in bq.storage.sessions] == [
+        f"projects/my-proj/datasets/kfkit_staging/tables/{result.extra['table']}"]
+    assert result.job_id == job["jobReference"]["jobId"]
+
+
+def test_query_results_come_back_through_the_storage_read_api_over_every_stream(bq):
+    # jobs.insert then getQueryResults(maxResults=0) leaves the client no first page, so with a
+    # Storage Read client it reads the job's (anonymous) result table over gRPC, whatever its size
+    bq.storage.batch_rows = 50
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    table = pa.Table.from_batches(adapter.query_to_arrow("SELECT * FROM `bigquery-public-data.ml_datasets.penguins`"))
+
+    expected = pa.Table.from_batches(list(bq.warehouse.query_batches(
+        "SELECT * FROM `bigquery-public-data.ml_datasets.penguins`")))
+    assert table.schema == expected.schema
+    assert sorted(map(str, table.to_pylist())) == sorted(map(str, expected.to_pylist())) and table.num_rows == 344
+    destination = bq.inserted_jobs()[0]["configuration"]["query"].get("destinationTable")
+    assert destination is None  # kfkit names no destination: BigQuery's anonymous table holds the result
+    (session,) = bq.storage.sessions
+    assert session.read_session.table.startswith("projects/my-proj/datasets/_") and len(bq.storage.reads) == 2
+
+
+def test_adapter_polls_a_running_job_with_jobs_get_until_it_is_done(bq):
+    bq.polls_until_done = 3
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    job = adapter.run_query("SELECT 1 AS one", job_id_prefix="kfkit_poll_")
+
+    gets = [path for method, path, _ in bq.requests if method == "GET" and f"/jobs/{job.job_id}" in path]
+    assert len(gets) == 3 and all("location=US" in path for path in gets)
+
+
+def test_a_job_over_maximum_bytes_billed_fails_in_bigquery_with_a_message_naming_the_cap(bq):
+    bq.bytes_processed = 5_000_000
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs(), maximum_bytes_billed=1_000_000)
+
+    with pytest.raises(QueryError, match="would bill more than maximum_bytes_billed=1,000,000 bytes"):
+        adapter.run_query("SELECT 1 AS one")
+
+    assert bq.inserted_jobs()[0]["configuration"]["query"]["maximumBytesBilled"] == "1000000"
+
+
+def test_ingest_stops_after_the_dry_run_when_its_estimate_exceeds_the_cap(bq, tmp_path):
+    bq.bytes_processed = 2_000_000_000
+
+    with pytest.raises(QueryError, match="would process 2.0 GB"):
+        run_ingest(PENGUINS, split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT, label_column="species",
+                   backend="bigquery", project="my-proj", location="US", maximum_bytes_billed=1_000_000_000)
+
+    assert [j["configuration"].get("dryRun") for j in bq.inserted_jobs()] == [True]
+
+
+def test_query_parameters_go_over_the_wire_typed_and_named(bq):
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    rows = pa.Table.from_batches(adapter.query_to_arrow(
+        "SELECT COUNT(*) AS n FROM `bigquery-public-data.ml_datasets.penguins` "
+        "WHERE body_mass_g > @mass AND island IN UNNEST(@islands)",
+        {"mass": 4000.0, "islands": ["Biscoe", "Dream"]})).to_pylist()
+
+    expected = next(iter(bq.warehouse.query_batches(
+        "SELECT COUNT(*) AS n FROM `bigquery-public-data.ml_datasets.penguins` "
+        "WHERE body_mass_g > 4000 AND island IN ('Biscoe', 'Dream')"))).to_pylist()
+    assert rows == expected
+    assert bq.inserted_jobs()[0]["configuration"]["query"]["queryParameters"] == [
+        {"name": "mass", "parameterType": {"type": "FLOAT64"}, "parameterValue": {"value": 4000.0}},
+        {"name": "islands", "parameterType": {"type": "ARRAY", "arrayType": {"type": "STRING"}},
+         "parameterValue": {"arrayValues": [{"value": "Biscoe"}, {"value": "Dream"}]}}]
+
+
+def test_a_missing_table_is_a_query_error_naming_it(bq):
+    bq.add_dataset("my-proj", "sales", "US")
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    with pytest.raises(QueryError, match="not found.*my-proj:sales.orders"):
+        adapter.dry_run("SELECT * FROM `my-proj.sales.orders`")
+
+
+def test_a_job_in_another_location_than_its_tables_is_refused_as_bigquery_does(bq):
+    adapter = BigQueryAdapter("my-proj", "EU", jobs=no_sleep_jobs())
+
+    with pytest.raises(QueryError, match="not found in location EU"):
+        adapter.dry_run(PENGUINS)
+
+
+def test_table_size_reads_the_tables_metadata(bq):
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    rows, size = adapter.table_size(TableRef("bigquery-public-data", "ml_datasets", "penguins"))
+
+    assert rows == 344 and size > 0
+
+
+def test_monitor_reads_a_batch_prediction_input_table_whole(bq):
+    from kfkit.components.monitor.monitor import read_table
+
+    table = read_table("bigquery-public-data.ml_datasets.penguins", backend="bigquery", project="my-proj",
+                       location="US", jobs=no_sleep_jobs())
+
+    assert table.num_rows == 344 and table.column_names[:2] == ["species", "island"]
+
+
+def _log_table(bq, deployed_rows) -> str:
+    name = "my-proj.logs.penguins"
+    bq.add_dataset("my-proj", "logs", "US")
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    bq.warehouse.write_table(name, pa.table({
+        "endpoint": ["projects/p/locations/us-central1/endpoints/1"] * len(deployed_rows),
+        "deployed_model_id": [d for d, _, _ in deployed_rows],
+        "logging_time": pa.array([start + dt.timedelta(minutes=i) for i in range(len(deployed_rows))],
+                                 pa.timestamp("us", tz="UTC")),
+        "request_id": pa.array([str(i) for i in range(len(deployed_rows))]).cast(pa.decimal128(38, 9)),
+        "request_payload": [[json.dumps({"instances": i})] for _, i, _ in deployed_rows],
+        "response_payload": [[json.dumps({"predictions": p})] for _, _, p in deployed_rows]}))
+    return name
+
+
+def test_monitor_reads_vertex_request_logs_in_a_window(bq):
+    from kfkit.components.monitor.monitor import request_log_reader
+
+    table = _log_table(bq, [("1", [{"x": float(i)}], [{"classes": ["a"], "scores": [1.0]}]) for i in range(10)])
+    read = request_log_reader("bigquery", endpoint_name="penguins", project="my-proj", location="US", table=table,
+                              jobs=no_sleep_jobs())
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+
+    rows, predictions = read(start + 120, start + 300)
+
+    assert sorted(r["x"] for r in rows) == [2.0, 3.0, 4.0]
+    assert len(predictions) == 3
+    parameters = bq.inserted_jobs()[0]["configuration"]["query"]["queryParameters"]
+    assert [p["parameterType"]["type"] for p in parameters] == ["TIMESTAMP", "TIMESTAMP"]
