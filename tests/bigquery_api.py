@@ -208,6 +208,39 @@ def decode_parameters(parameters: Any, mode: str | None) -> dict[str, Any]:
     return out
 
 
+class _Connection:
+    """One DuckDB connection kept open for the fake's life (opening one costs kfkit's macros, ~0.1 s):
+    LocalWarehouse's `with connect()` and close() leave it open."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def close(self):
+        pass
+
+
+class _Warehouse(LocalWarehouse):
+    def __init__(self, root, project):
+        super().__init__(root, project)
+        self._connection = _Connection(super().connect())
+
+    def connect(self, read_only: bool = False):
+        return self._connection
+
+    def query(self, sql: str, params: dict | None = None) -> pa.Table:
+        batches = list(self.query_batches(sql, params))
+        return pa.Table.from_batches(batches) if batches else self.describe(sql, params).empty_table()
+
+
 @dataclass
 class Job:
     resource: dict
@@ -250,6 +283,8 @@ class BigQueryApi:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._lock = threading.RLock()
         self._tokens: dict[str, tuple[str, int]] = {}
+        self._db = _Warehouse(self.warehouse.root, self.project)
+        self._tables: dict[str, pa.Table | None] = {name: None for name in self._db.tables()}  # None: not read yet
 
     def __enter__(self):
         self._thread.start()
@@ -267,6 +302,13 @@ class BigQueryApi:
                     "creationTime": "1767225600000", "lastModifiedTime": "1767225600000", "etag": "e1"}
         self.datasets[(project, dataset)] = resource
         return resource
+
+    def write_table(self, full_id: str, table: pa.Table) -> None:
+        """A table in the warehouse, as a test arranges one (its dataset added first)."""
+        with self._lock:
+            self._db.write_table(full_id, table)
+            project, dataset, name = full_id.split(".")
+            self._tables[f"{bqsql.local_schema_name(project, dataset)}.{name}"] = table
 
     def inserted_jobs(self) -> list[dict]:
         """The job resources kfkit sent (jobs.insert bodies), in order."""
@@ -351,15 +393,16 @@ class BigQueryApi:
 
     def _exists(self, full_id: str) -> bool:
         project, dataset, table = full_id.split(".")
-        return f"{bqsql.local_schema_name(project, dataset)}.{table}" in self.warehouse.tables()
+        return f"{bqsql.local_schema_name(project, dataset)}.{table}" in self._tables
 
     def _read(self, project: str, dataset: str, table: str) -> pa.Table:
         self._dataset(project, dataset)
-        full_id = f"{project}.{dataset}.{table}"
-        if not self._exists(full_id):
+        key = f"{bqsql.local_schema_name(project, dataset)}.{table}"
+        if key not in self._tables:
             raise ApiError(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
-        batches = list(self.warehouse.query_batches(f"SELECT * FROM `{full_id}`"))
-        return pa.Table.from_batches(batches)
+        if self._tables[key] is None:
+            self._tables[key] = self._db.query(f"SELECT * FROM `{project}.{dataset}.{table}`")
+        return self._tables[key]
 
     def _table(self, project: str, dataset: str, table: str) -> dict:
         data = self._read(project, dataset, table)
@@ -460,12 +503,11 @@ class BigQueryApi:
         if destination is not None:
             strict(destination, TABLE_REFERENCE_FIELDS, "job.configuration.query.destinationTable")
             self._check_destination(destination, config, location, bool(export))
-        warehouse = LocalWarehouse(self.warehouse.root, project=project)
-        try:
-            schema = warehouse.describe(select, params)
-        except QueryError as exc:
-            raise invalid(str(exc)) from exc
         if dry_run:
+            try:
+                schema = self._db.describe(select, params)
+            except QueryError as exc:
+                raise invalid(str(exc)) from exc
             return (pa.schema([]) if export else schema), None
         maximum = config.get("maximumBytesBilled")
         # https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfigurationQuery:
@@ -473,7 +515,11 @@ class BigQueryApi:
         if maximum is not None and self.bytes_processed > int(maximum):
             raise ApiError(400, "bytesBilledLimitExceeded",
                            f"Query exceeded limit for bytes billed: {int(maximum)}. {self.bytes_processed} or higher required.")
-        table = pa.Table.from_batches(list(warehouse.query_batches(select, params)), schema=schema)
+        try:
+            table = self._db.query(select, params)
+        except QueryError as exc:
+            raise invalid(str(exc)) from exc
+        schema = table.schema
         if export:
             self._export(export["uri"], table)
             return pa.schema([]), pa.table({})
@@ -487,7 +533,7 @@ class BigQueryApi:
         name = f"{destination['projectId']}.{destination['datasetId']}.{destination['tableId']}"
         if config.get("writeDisposition") == "WRITE_APPEND" and self._exists(name):
             table = pa.concat_tables([self._read(*name.split(".")), table.cast(self._read(*name.split(".")).schema)])
-        self.warehouse.write_table(name, table)
+        self.write_table(name, table)
         self.table_bytes[name] = table.nbytes
         return schema, table
 

@@ -83,8 +83,7 @@ def test_query_results_come_back_through_the_storage_read_api_over_every_stream(
 
     table = pa.Table.from_batches(adapter.query_to_arrow("SELECT * FROM `bigquery-public-data.ml_datasets.penguins`"))
 
-    expected = pa.Table.from_batches(list(bq.warehouse.query_batches(
-        "SELECT * FROM `bigquery-public-data.ml_datasets.penguins`")))
+    expected = bq._db.query("SELECT * FROM `bigquery-public-data.ml_datasets.penguins`")
     assert table.schema == expected.schema
     assert sorted(map(str, table.to_pylist())) == sorted(map(str, expected.to_pylist())) and table.num_rows == 344
     destination = bq.inserted_jobs()[0]["configuration"]["query"].get("destinationTable")
@@ -177,7 +176,7 @@ def _log_table(bq, deployed_rows) -> str:
     name = "my-proj.logs.penguins"
     bq.add_dataset("my-proj", "logs", "US")
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    bq.warehouse.write_table(name, pa.table({
+    bq.write_table(name, pa.table({
         "endpoint": ["projects/p/locations/us-central1/endpoints/1"] * len(deployed_rows),
         "deployed_model_id": [d for d, _, _ in deployed_rows],
         "logging_time": pa.array([start + dt.timedelta(minutes=i) for i in range(len(deployed_rows))],
@@ -202,3 +201,65 @@ def test_monitor_reads_vertex_request_logs_in_a_window(bq):
     assert len(predictions) == 3
     parameters = bq.inserted_jobs()[0]["configuration"]["query"]["queryParameters"]
     assert [p["parameterType"]["type"] for p in parameters] == ["TIMESTAMP", "TIMESTAMP"]
+
+
+def test_ingest_export_path_splits_in_bigquery_and_validate_computes_the_statistics_there(bq, tmp_path,
+                                                                                          penguin_splits):
+    from kfkit.components.validate.validate import split_source, validate
+
+    gcs = bq.gcs_root  # what Vertex AI's /gcs/ mount shows of the bucket EXPORT DATA writes to
+    outputs = {name: gcs / "bucket" / "run" / f"{name}_data" for name in ("train", "eval", "test")}
+
+    result = run_ingest(PENGUINS, outputs, split=DEFAULT_SPLIT, label_column="species", backend="bigquery",
+                        project="my-proj", location="US", export_threshold_bytes=0, gcs_fuse_root=str(gcs),
+                        labels={"Team": "ML Platform"})
+    metadata = {name: {"bigquery_select": result.extra["selects"][name], "bigquery_project": "my-proj",
+                       "bigquery_location": "US", "schema": result.schema} for name in outputs}
+    jobs_before_validate = len(bq.inserted_jobs())
+    on_bigquery = validate({name: split_source(str(outputs[name]), metadata[name], no_sleep_jobs())
+                            for name in outputs}, "species")
+
+    assert result.extra["path"] == "bigquery-export"
+    assert {name: rows_of(path) for name, path in outputs.items()} == \
+        {name: rows_of(path) for name, path in penguin_splits.items()}
+    exports = [j for j in bq.inserted_jobs() if j["configuration"]["query"]["query"].startswith("EXPORT DATA")]
+    assert [j["jobReference"]["jobId"].rsplit("_", 1)[0] for j in exports] == \
+        ["kfkit_export_train", "kfkit_export_eval", "kfkit_export_test"]
+    assert [j["configuration"]["labels"] for j in exports] == [
+        {"kfkit-component": "ingest", "team": "ml-platform", "kfkit-stage": f"export-{name}"}
+        for name in ("train", "eval", "test")]
+    assert all("destinationTable" not in j["configuration"]["query"] for j in exports)
+    statistics_jobs = bq.inserted_jobs()[jobs_before_validate:]
+    assert statistics_jobs and all(j["configuration"]["labels"] == {"kfkit-component": "validate"}
+                                   for j in statistics_jobs)
+    on_parquet = validate(penguin_splits, "species")
+    assert on_bigquery.split_rows == on_parquet.split_rows
+    assert on_bigquery.statistics["rows"] == on_parquet.statistics["rows"]
+    assert [a.kind for a in on_bigquery.anomalies] == [a.kind for a in on_parquet.anomalies]
+
+
+def test_ingest_job_labels_keep_to_bigquerys_label_rules(bq, tmp_path):
+    # a key must start with a lowercase letter (https://cloud.google.com/bigquery/docs/labels-intro#requirements)
+    run_ingest(PENGUINS, split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT, label_column="species",
+               backend="bigquery", project="my-proj", location="US",
+               labels={"2026 budget": "Q3", "Cost Center": "ML/Platform", "_private": "x"})
+
+    labels = bq.inserted_jobs()[1]["configuration"]["labels"]
+    assert set(labels) == {"kfkit-component", "k2026-budget", "cost-center", "k_private"}
+    assert labels["cost-center"] == "ml-platform" and labels["k2026-budget"] == "q3"
+
+
+def test_the_vertex_canary_reads_request_logs_and_labels_through_bigquery(bq):
+    from kfkit.components.canary.vertex import VertexCanary
+
+    table = _log_table(bq, [("111", [{"id": "a", "x": 1.0}], [{"classes": ["Adelie"], "scores": [1.0]}]),
+                            ("222", [{"id": "b", "x": 2.0}], [{"classes": ["Gentoo"], "scores": [1.0]}])])
+    bq.write_table("my-proj.logs.truth", pa.table({"id": ["a", "b"], "species": ["Adelie", "Adelie"]}))
+    canary = VertexCanary("penguins", project="my-proj", location="us-central1",
+                          request_logging_table=f"bq://{table}", bigquery_location="US",
+                          vertex=object(), monitoring=object())
+    canary.bigquery.jobs = no_sleep_jobs()
+
+    labels = canary.labels("my-proj.logs.truth", "id", "species")
+
+    assert labels == {"a": "Adelie", "b": "Adelie"}
