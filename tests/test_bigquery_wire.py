@@ -188,9 +188,10 @@ def _log_table(bq, deployed_rows) -> str:
 
 
 def test_monitor_reads_vertex_request_logs_in_a_window(bq):
-    from kfkit.components.monitor.monitor import request_log_reader
+    from kfkit.components.monitor.monitor import PREDICTION, request_log_reader
 
-    table = _log_table(bq, [("1", [{"x": float(i)}], [{"classes": ["a"], "scores": [1.0]}]) for i in range(10)])
+    table = _log_table(bq, [("1", [{"x": float(i)}], [{"classes": "Adelie", "scores": [0.9, 0.05, 0.05]}])
+                            for i in range(10)])
     read = request_log_reader("bigquery", endpoint_name="penguins", project="my-proj", location="US", table=table,
                               jobs=no_sleep_jobs())
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
@@ -198,7 +199,7 @@ def test_monitor_reads_vertex_request_logs_in_a_window(bq):
     rows, predictions = read(start + 120, start + 300)
 
     assert sorted(r["x"] for r in rows) == [2.0, 3.0, 4.0]
-    assert len(predictions) == 3
+    assert predictions == [{PREDICTION: "Adelie"}] * 3
     parameters = bq.inserted_jobs()[0]["configuration"]["query"]["queryParameters"]
     assert [p["parameterType"]["type"] for p in parameters] == ["TIMESTAMP", "TIMESTAMP"]
 
@@ -250,10 +251,11 @@ def test_ingest_job_labels_keep_to_bigquerys_label_rules(bq, tmp_path):
 
 
 def test_the_vertex_canary_reads_request_logs_and_labels_through_bigquery(bq):
+    from kfkit.components.canary.analysis import Served
     from kfkit.components.canary.vertex import VertexCanary
 
-    table = _log_table(bq, [("111", [{"id": "a", "x": 1.0}], [{"classes": ["Adelie"], "scores": [1.0]}]),
-                            ("222", [{"id": "b", "x": 2.0}], [{"classes": ["Gentoo"], "scores": [1.0]}])])
+    table = _log_table(bq, [("111", [{"id": "a", "x": 1.0}], [{"classes": "Adelie", "scores": [0.9, 0.05, 0.05]}]),
+                            ("222", [{"id": "b", "x": 2.0}], [{"classes": "Gentoo", "scores": [0.1, 0.1, 0.8]}])])
     bq.write_table("my-proj.logs.truth", pa.table({"id": ["a", "b"], "species": ["Adelie", "Adelie"]}))
     canary = VertexCanary("penguins", project="my-proj", location="us-central1",
                           request_logging_table=f"bq://{table}", bigquery_location="US",
@@ -261,5 +263,48 @@ def test_the_vertex_canary_reads_request_logs_and_labels_through_bigquery(bq):
     canary.bigquery.jobs = no_sleep_jobs()
 
     labels = canary.labels("my-proj.logs.truth", "id", "species")
+    sides = {"111": Served("canary 111"), "222": Served("baseline 222")}
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    canary._read_predictions(sides, start, start + 3600, labels, "id")
 
     assert labels == {"a": "Adelie", "b": "Adelie"}
+    assert sides["111"].labelled == [("Adelie", "Adelie")] and sides["222"].labelled == [("Gentoo", "Adelie")]
+    window = bq.inserted_jobs()[1]["configuration"]["query"]["queryParameters"]
+    assert [p["parameterValue"]["value"] for p in window] == ["2026-01-01 00:00:00+00:00", "2026-01-01 01:00:00+00:00"]
+
+
+def test_ingest_names_a_staging_dataset_in_another_location_before_running_the_query(bq, tmp_path):
+    bq.add_dataset("my-proj", "kfkit_staging", "EU")  # made earlier by a run in the EU
+
+    with pytest.raises(QueryError, match="kfkit_staging is in EU.*jobs run in US"):
+        run_ingest(PENGUINS, split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT, label_column="species",
+                   backend="bigquery", project="my-proj", location="US")
+
+    assert [j["configuration"].get("dryRun") for j in bq.inserted_jobs()] == [True]
+
+
+def test_the_fake_refuses_job_requests_bigquery_refuses(bq):
+    # the fake's own rules, so a test that passes against it could pass against BigQuery
+    from google.api_core import exceptions as gexc
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client("my-proj", credentials=AnonymousCredentials(), client_options={"api_endpoint": bq.url})
+    refused = {
+        "unknown field": ({"query": {"query": "SELECT 1", "useLegacySql": False, "maximumBytesBiled": "1"}}, "maximumBytesBiled"),
+        "legacy SQL by default": ({"query": {"query": "SELECT 1"}}, "useLegacySql"),
+        "label key": ({"labels": {"Team": "x"}, "query": {"query": "SELECT 1", "useLegacySql": False}}, "label key"),
+        "label value": ({"labels": {"team": "ML"}, "query": {"query": "SELECT 1", "useLegacySql": False}}, "label value"),
+    }
+    for what, (configuration, message) in refused.items():
+        job = {"jobReference": {"projectId": "my-proj", "jobId": f"refused_{len(bq.requests)}", "location": "US"},
+               "configuration": configuration}
+        with pytest.raises(gexc.BadRequest, match=message):
+            client._connection.api_request("POST", "/projects/my-proj/jobs", data=job)
+    with pytest.raises(gexc.BadRequest, match="Invalid job ID"):
+        client.query("SELECT 1", job_id="kfkit.ingest.1", job_config=bigquery.QueryJobConfig(use_legacy_sql=False))
+    config = bigquery.QueryJobConfig(use_legacy_sql=False, destination="my-proj.kfkit_staging.t")
+    bq.add_dataset("my-proj", "kfkit_staging", "US")
+    client.query("SELECT 1 AS x", job_config=config).result()
+    with pytest.raises(gexc.Conflict, match="Already Exists: Table"):  # WRITE_EMPTY, the default
+        client.query("SELECT 2 AS x", job_config=config).result()

@@ -186,7 +186,14 @@ class BigQueryAdapter:
         ds.location = self.location
         ds.default_table_expiration_ms = STAGING_TABLE_EXPIRATION_MS
         ds.labels = {"created-by": "kfkit"}
-        self.client.create_dataset(ds, exists_ok=True)
+        found = self.client.create_dataset(ds, exists_ok=True)
+        # a query job writes only to a dataset in its own location; BigQuery's refusal would come later
+        # as "Not found: Dataset ... was not found in location", though the dataset is there
+        there = getattr(found, "location", None)
+        if isinstance(there, str) and there.lower() != self.location.lower():
+            raise QueryError(f"the staging dataset {self.project}.{dataset} is in {there}, but kfkit's BigQuery jobs "
+                             f"run in {self.location}: BigQuery writes a query's result only to a dataset in the job's "
+                             "location; name another staging dataset, or run in its location")
 
     def run_query(self, sql: str, *, destination: "TableRef | None" = None, params: dict[str, Any] | None = None,
                   labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_", what: str = "query job"):
