@@ -346,6 +346,12 @@ class BigQueryApi:
             case ["", "bigquery", "v2", "projects", project, "jobs", job_id, "cancel"] if method == "POST":
                 job = self._get_job(project, job_id, query)
                 self.cancelled.append(job_id)
+                # https://cloud.google.com/bigquery/docs/reference/rest/v2/jobs/cancel: a running job ends
+                # with the reason "stopped"
+                if job.resource["status"]["state"] != "DONE":
+                    job.error = {"reason": "stopped", "message": "Job execution was cancelled: User requested cancellation"}
+                    job.gets_until_done = 0
+                    job.resource["status"] = {"state": "DONE", "errorResult": job.error, "errors": [job.error]}
                 return 200, {"kind": "bigquery#jobCancelResponse", "job": job.resource}
             case ["", "bigquery", "v2", "projects", project, "queries", job_id] if method == "GET":
                 return 200, self._query_results(project, job_id, query)

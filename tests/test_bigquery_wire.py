@@ -308,3 +308,29 @@ def test_the_fake_refuses_job_requests_bigquery_refuses(bq):
     client.query("SELECT 1 AS x", job_config=config).result()
     with pytest.raises(gexc.Conflict, match="Already Exists: Table"):  # WRITE_EMPTY, the default
         client.query("SELECT 2 AS x", job_config=config).result()
+
+
+def test_a_cancelled_pipeline_cancels_its_running_job_in_bigquery_and_records_it_in_gcp_resources(bq, tmp_path):
+    bq.polls_until_done = 100
+    resources = tmp_path / "gcp_resources"
+    jobs = CloudJobs(str(resources), sleep=lambda seconds: jobs.cancel_running())  # SIGTERM while it waits
+    adapter = BigQueryAdapter("my-proj", "US", jobs=jobs)
+
+    with pytest.raises(QueryError, match="cancelled"):
+        adapter.run_query("SELECT 1 AS one", job_id_prefix="kfkit_ingest_")
+
+    (job,) = bq.inserted_jobs()
+    assert bq.cancelled == [job["jobReference"]["jobId"]]
+    assert any(m == "POST" and p.startswith(f"/bigquery/v2/projects/my-proj/jobs/{bq.cancelled[0]}/cancel?")
+               and "location=US" in p for m, p, _ in bq.requests)
+    (resource,) = json.loads(resources.read_text())["resources"]
+    assert resource == {"resourceType": "BigQueryJob", "resourceUri":
+                        f"{bq.url}/bigquery/v2/projects/my-proj/jobs/{bq.cancelled[0]}?location=US"}
+
+
+def test_ingest_of_a_query_with_no_rows_says_so(bq, tmp_path):
+    from kfkit.errors import IngestError
+
+    with pytest.raises(IngestError, match="no rows"):
+        run_ingest(PENGUINS + " AND body_mass_g < 0", split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT,
+                   label_column="species", backend="bigquery", project="my-proj", location="US")
