@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import google_crc32c
 
 PROJECT_NUMBER = "123456789012"
+# https://cloud.google.com/storage/docs/json_api/v1/objects#resource: what a writer may set
+WRITABLE = {"metadata", "cacheControl", "contentDisposition", "contentEncoding", "contentLanguage", "customTime"}
 
 # https://cloud.google.com/storage/docs/buckets#naming: 3-63 characters (up to 222 with dots, each
 # dot-separated component at most 63), lowercase letters, digits, dashes, underscores and dots,
@@ -226,7 +228,7 @@ class GcsApi:
         self._bucket(bucket)
         prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
         after = ""
-        if "pageToken" in query:
+        if query.get("pageToken"):  # an empty one is no token
             issued = self._tokens.get(query["pageToken"])
             # a page token continues the listing it came from: the same bucket, prefix and delimiter
             if issued is None or issued[:3] != (bucket, prefix, delimiter):
@@ -256,24 +258,34 @@ class GcsApi:
             out["nextPageToken"] = token
         return out
 
-    def _insert(self, bucket: str, metadata: dict, data: bytes, content_type: str) -> dict:
+    def _insert(self, bucket: str, metadata: dict, data: bytes, content_type: str, query: dict) -> dict:
         self._bucket(bucket)
-        name = metadata.get("name")
+        # https://cloud.google.com/storage/docs/json_api/v1/objects/insert: the name in the metadata or
+        # the name query parameter
+        name = metadata.get("name") or query.get("name")
         if not name:
             raise ApiError(400, "required", "Required: object name")
+        # ifGenerationMatch: the write happens only if the live generation matches (0: no live object)
+        if "ifGenerationMatch" in query:
+            live = self.objects[bucket].get(name)
+            if query["ifGenerationMatch"] != (live[0]["generation"] if live else "0"):
+                raise ApiError(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
         # https://cloud.google.com/storage/docs/json_api/v1/objects/insert: crc32c and md5Hash given in
         # the metadata are checked against the bytes received
         if "crc32c" in metadata and metadata["crc32c"] != _crc32c(data):
             raise ApiError(400, "invalid", "Provided CRC32C \"%s\" doesn't match calculated CRC32C" % metadata["crc32c"])
         if "md5Hash" in metadata and metadata["md5Hash"] != _md5(data):
             raise ApiError(400, "invalid", "Provided MD5 hash doesn't match calculated MD5 hash")
-        return self.put(bucket, name, data, metadata.get("contentType") or content_type or "application/octet-stream")
+        resource = self.put(bucket, name, data, metadata.get("contentType") or content_type or "application/octet-stream")
+        # the writable metadata is kept as given (custom metadata: arrow's GcsFileSystem marks directories so)
+        resource.update({k: v for k, v in metadata.items() if k in WRITABLE})
+        return resource
 
     def _upload(self, method, bucket, query, body, headers):
         """https://cloud.google.com/storage/docs/uploads-downloads: media, multipart and resumable."""
         kind = query.get("uploadType")
         if kind == "media" and method == "POST":
-            return 200, self._insert(bucket, {"name": query.get("name")}, body, headers.get("Content-Type")), {}
+            return 200, self._insert(bucket, {}, body, headers.get("Content-Type"), query), {}
         if kind == "multipart" and method == "POST":
             message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
                 b"Content-Type: " + headers["Content-Type"].encode() + b"\r\n\r\n" + body)
@@ -284,10 +296,10 @@ class GcsApi:
                 raise ApiError(400, "invalid", "multipart upload needs a JSON metadata part and a media part")
             metadata = json.loads(parts[0].get_payload(decode=True))
             data = parts[1].get_payload(decode=True)
-            return 200, self._insert(bucket, metadata, data, parts[1].get_content_type()), {}
+            return 200, self._insert(bucket, metadata, data, parts[1].get_content_type(), query), {}
         if kind == "resumable" and method == "POST":
             upload_id = uuid.uuid4().hex
-            self._uploads[upload_id] = {"metadata": json.loads(body or b"{}"), "data": b"",
+            self._uploads[upload_id] = {"metadata": json.loads(body or b"{}"), "data": b"", "query": query,
                                         "content_type": headers.get("X-Upload-Content-Type")}
             location = f"{self.url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={upload_id}"
             return 200, b"", {"Location": location}
@@ -309,5 +321,5 @@ class GcsApi:
                 persisted = {"Range": f"bytes=0-{len(upload['data']) - 1}"} if upload["data"] else {}
                 return 308, b"", persisted
             del self._uploads[query["upload_id"]]
-            return 200, self._insert(bucket, upload["metadata"], upload["data"], upload["content_type"]), {}
+            return 200, self._insert(bucket, upload["metadata"], upload["data"], upload["content_type"], upload["query"]), {}
         raise ApiError(400, "invalid", f"unsupported upload: {method} uploadType={kind}")

@@ -164,3 +164,32 @@ def test_the_fake_refuses_names_cloud_storage_refuses(gcs):
         client.bucket("models-bucket").blob("missing").download_as_bytes()
     with pytest.raises(gexc.BadRequest, match="page token"):
         list(client.list_blobs("models-bucket", page_token="forged"))
+
+
+def test_deploy_stages_a_model_for_kserve_through_arrows_gcs_filesystem_marker_last(gcs, tmp_path):
+    # the other Cloud Storage client in kfkit: pyarrow's GcsFileSystem (google-cloud-cpp), which
+    # KServe's deploy step writes through; its directories are marker objects ending in "/"
+    import datetime as dt
+
+    from pyarrow import fs
+
+    from kfkit.components.deploy.model_storage import MARKER, stage
+
+    gcs.create_bucket("models-bucket")
+    model = tmp_path / "model"
+    for name, data in MODEL_FILES.items():
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
+        (model / name).write_bytes(data)
+    filesystem = fs.GcsFileSystem(anonymous=True, scheme="http", endpoint_override=gcs.url[len("http://"):],
+                                  retry_time_limit=dt.timedelta(seconds=1))
+
+    uri = stage(model, "gs://models-bucket/kserve", "penguins", "3", filesystem=filesystem)
+    uploads = [p for m, p, in gcs.requests if m == "POST" and p.startswith("/upload/")]
+    again = stage(model, "gs://models-bucket/kserve", "penguins", "3", filesystem=filesystem)
+
+    assert uri == again == "gs://models-bucket/kserve/penguins/3"
+    staged = {n[len("kserve/penguins/3/1/"):]: gcs.data("models-bucket", n) for n in gcs.names("models-bucket")
+              if n.startswith("kserve/penguins/3/1/") and not n.endswith("/")}
+    assert staged == MODEL_FILES
+    assert f"name=kserve%2Fpenguins%2F3%2F{MARKER}" in uploads[-1]
+    assert [p for m, p in gcs.requests if m == "POST" and p.startswith("/upload/")] == uploads
