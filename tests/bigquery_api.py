@@ -293,6 +293,9 @@ class BigQueryApi:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+        self._db._connection._con.close()
+        self._tables.clear()  # Arrow tables DuckDB produced hold its objects until the interpreter exits
+        self.jobs.clear()
 
     # --- what tests arrange and read ---------------------------------------------------------------
     def add_dataset(self, project: str, dataset: str, location: str = "US") -> dict:

@@ -49,7 +49,8 @@ class BigQueryStorageApi:
         return self
 
     def __exit__(self, *exc):
-        self.server.stop(grace=None)
+        self.server.stop(grace=None).wait()
+        self._streams.clear()
 
     def _create_read_session(self, request: types.CreateReadSessionRequest, context) -> types.ReadSession:
         self.sessions.append(request)

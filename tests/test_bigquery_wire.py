@@ -23,6 +23,8 @@ from tests.bigquery_api import BigQueryApi
 from tests.bigquery_storage_api import BigQueryStorageApi
 from tests.conftest import DEFAULT_SPLIT, PENGUINS, split_outputs
 
+pytestmark = pytest.mark.wire
+
 
 @pytest.fixture
 def bq(shared_root, tmp_path, monkeypatch):
@@ -204,8 +206,8 @@ def test_monitor_reads_vertex_request_logs_in_a_window(bq):
     assert [p["parameterType"]["type"] for p in parameters] == ["TIMESTAMP", "TIMESTAMP"]
 
 
-def test_ingest_export_path_splits_in_bigquery_and_validate_computes_the_statistics_there(bq, tmp_path,
-                                                                                          penguin_splits):
+def test_ingest_export_path_splits_in_bigquery_and_validate_computes_the_statistics_there(bq, penguin_splits,
+                                                                                          penguin_validation):
     from kfkit.components.validate.validate import split_source, validate
 
     gcs = bq.gcs_root  # what Vertex AI's /gcs/ mount shows of the bucket EXPORT DATA writes to
@@ -233,7 +235,7 @@ def test_ingest_export_path_splits_in_bigquery_and_validate_computes_the_statist
     statistics_jobs = bq.inserted_jobs()[jobs_before_validate:]
     assert statistics_jobs and all(j["configuration"]["labels"] == {"kfkit-component": "validate"}
                                    for j in statistics_jobs)
-    on_parquet = validate(penguin_splits, "species")
+    on_parquet = penguin_validation
     assert on_bigquery.split_rows == on_parquet.split_rows
     assert on_bigquery.statistics["rows"] == on_parquet.statistics["rows"]
     assert [a.kind for a in on_bigquery.anomalies] == [a.kind for a in on_parquet.anomalies]

@@ -15,6 +15,8 @@ from kfkit.adapters.gcs import download_dir, readable_dir
 from kfkit.errors import ConfigError
 from tests.gcs_api import ApiError, GcsApi
 
+pytestmark = pytest.mark.wire
+
 MODEL_FILES = {
     "saved_model.pb": b"\x08\x01" * 300,
     "fingerprint.pb": b"fp",
