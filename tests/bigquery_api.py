@@ -261,6 +261,7 @@ class BigQueryApi:
     jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path with query, JSON body)
     cancelled: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # errorResults the next query jobs end with, in order
     table_bytes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -468,6 +469,9 @@ class BigQueryApi:
                     "user_email": "anonymous@example.com", "jobReference": reference, "configuration": configuration}
         job = Job(resource)
         try:
+            if self.failures and not configuration.get("dryRun"):
+                failure = self.failures.pop(0)
+                raise ApiError(500, failure["reason"], failure["message"])
             schema, result = self._run(project, location, sql, config, params, bool(configuration.get("dryRun")))
         except ApiError as exc:
             if configuration.get("dryRun"):

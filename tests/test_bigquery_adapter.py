@@ -25,7 +25,7 @@ class FakeJob:
         self.self_link = "https://www.googleapis.com/bigquery/v2/projects/my-proj/jobs/kfkit_ingest_123?location=US"
         self.total_bytes_processed = 1000
 
-    def result(self):
+    def result(self, job_retry=None):
         return self if self.rows is None else self.rows
 
     def done(self, retry=None, timeout=128, reload=True):

@@ -336,3 +336,28 @@ def test_ingest_of_a_query_with_no_rows_says_so(bq, tmp_path):
     with pytest.raises(IngestError, match="no rows"):
         run_ingest(PENGUINS + " AND body_mass_g < 0", split_outputs(tmp_path / "out"), split=DEFAULT_SPLIT,
                    label_column="species", backend="bigquery", project="my-proj", location="US")
+
+
+def test_a_job_that_failed_transiently_is_started_again_and_both_are_in_gcp_resources(bq, tmp_path):
+    # https://cloud.google.com/bigquery/docs/error-messages: backendError, "retry with exponential backoff"
+    bq.failures = [{"reason": "backendError", "message": "Backend error. Job aborted."}]
+    resources = tmp_path / "gcp_resources"
+    pauses = []
+    adapter = BigQueryAdapter("my-proj", "US", jobs=CloudJobs(str(resources), sleep=pauses.append))
+
+    rows = pa.Table.from_batches(adapter.query_to_arrow("SELECT 7 AS seven")).to_pylist()
+
+    first, second = (j["jobReference"]["jobId"] for j in bq.inserted_jobs())
+    assert [r["resourceUri"].split("/jobs/")[1] for r in json.loads(resources.read_text())["resources"]] == \
+        [f"{first}?location=US", f"{second}?location=US"]
+    assert rows == [{"seven": 7}] and pauses == [2.0]
+
+
+def test_a_job_that_failed_for_good_is_not_started_again(bq):
+    bq.failures = [{"reason": "invalidQuery", "message": "Syntax error: Unexpected end of script"}]
+    adapter = BigQueryAdapter("my-proj", "US", jobs=no_sleep_jobs())
+
+    with pytest.raises(QueryError, match="rejected the query: .*Syntax error"):
+        adapter.run_query("SELECT 1 AS one")
+
+    assert len(bq.inserted_jobs()) == 1

@@ -25,6 +25,11 @@ STAGING_TABLE_EXPIRATION_MS = 7 * 24 * 3600 * 1000
 # regional or Private Service Connect endpoint, or an emulator. An http:// address is an emulator on
 # a trusted network: it gets anonymous credentials (no token is ever sent in clear) and, for the
 # Storage Read API's gRPC, a plaintext channel.
+# a query job that ended with one of these reasons is started again, as google-cloud-bigquery's own
+# job retry would (its DEFAULT_JOB_RETRY reasons: https://cloud.google.com/bigquery/docs/error-messages)
+TRANSIENT_JOB_REASONS = ("backendError", "internalError", "rateLimitExceeded", "jobBackendError",
+                         "jobInternalError", "jobRateLimitExceeded")
+JOB_ATTEMPTS = 3
 API_ENDPOINT_ENV = "KFKIT_BIGQUERY_API_ENDPOINT"
 STORAGE_API_ENDPOINT_ENV = "KFKIT_BIGQUERY_STORAGE_API_ENDPOINT"
 
@@ -214,14 +219,25 @@ class BigQueryAdapter:
             config.destination = destination.full_id
             config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
             config.create_disposition = bigquery.CreateDisposition.CREATE_IF_NEEDED
-        try:
-            job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
-            uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
-            self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
-            rows = job.result()  # raises the job's own error, if it ended with one
-        except gexc.GoogleAPICallError as exc:
-            raise self._wrap(exc, what) from exc
-        return job, rows
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            job = None
+            try:
+                job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
+                uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
+                self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
+                # raises the job's own error, if it ended with one. job_retry=None: left to itself the
+                # client would start a failed job again under a new id inside result(), a job that
+                # gcp_resources never names and a cancelled run never cancels; kfkit starts it here
+                rows = job.result(job_retry=None)
+            except gexc.GoogleAPICallError as exc:
+                reason = (getattr(job, "error_result", None) or {}).get("reason")
+                if attempt < JOB_ATTEMPTS and reason in TRANSIENT_JOB_REASONS:
+                    log.warning("BigQuery %s %s failed with %s (%s); starting it again, attempt %d of %d", what,
+                                job.job_id, reason, getattr(exc, "message", exc), attempt + 1, JOB_ATTEMPTS)
+                    self.jobs.pause(2.0 ** attempt)
+                    continue
+                raise self._wrap(exc, what) from exc
+            return job, rows
 
     def query_to_table(self, sql: str, destination: TableRef, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_"):
