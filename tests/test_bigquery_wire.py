@@ -361,3 +361,21 @@ def test_a_job_that_failed_for_good_is_not_started_again(bq):
         adapter.run_query("SELECT 1 AS one")
 
     assert len(bq.inserted_jobs()) == 1
+
+
+def test_an_https_endpoint_keeps_the_application_default_credentials(monkeypatch):
+    # a regional or Private Service Connect endpoint is Google's: only an http:// emulator goes anonymous
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    class Adc(AnonymousCredentials):
+        pass
+
+    monkeypatch.setattr(google.auth, "default", lambda *args, **kwargs: (Adc(), "my-proj"))
+    monkeypatch.setenv("KFKIT_BIGQUERY_API_ENDPOINT", "https://bigquery-psc.p.googleapis.com/")
+    monkeypatch.setenv("KFKIT_BIGQUERY_STORAGE_API_ENDPOINT", "https://bigquerystorage-psc.p.googleapis.com")
+    adapter = BigQueryAdapter("my-proj", "US")
+
+    assert adapter.client._connection.API_BASE_URL == "https://bigquery-psc.p.googleapis.com"
+    assert type(adapter.client._credentials) is Adc
+    assert adapter.read_client._transport._host == "bigquerystorage-psc.p.googleapis.com:443"
