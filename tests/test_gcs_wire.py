@@ -151,6 +151,32 @@ def test_vertex_stage_uploads_every_file_of_a_model_dir_into_the_staging_bucket(
     assert any("uploadType=multipart" in p for _, p in gcs.requests)
 
 
+@pytest.mark.xfail(strict=True, reason="the Vertex SDK salts its default staging bucket's name with a uuid drawn once "
+                   "per process, so every hybrid-mode step that stages a model creates a bucket of its own; the fix "
+                   "belongs in kfkit/adapters/vertex.py (an explicit staging_gcs_dir), outside this change")
+def test_vertex_stage_from_two_processes_reuses_one_staging_bucket(gcs, tmp_path, monkeypatch):
+    import uuid
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import gcs_utils, resource_manager_utils
+
+    from kfkit.adapters.vertex import VertexAdapter
+
+    monkeypatch.setattr(resource_manager_utils, "get_project_number", lambda project, **kw: "123456789012")
+    monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"pb")
+    adapter = VertexAdapter("my-project", "us-central1", aiplatform=SimpleNamespace(), gcs_utils=gcs_utils)
+
+    adapter.stage(str(tmp_path / "model"))
+    # what the next process (the next run's register step) draws at import
+    monkeypatch.setattr(gcs_utils, "_DEFAULT_STAGING_BUCKET_SALT", str(uuid.uuid4()))
+    adapter.stage(str(tmp_path / "model"))
+
+    assert len(gcs.buckets) == 1, sorted(gcs.buckets)
+
+
 def test_the_fake_refuses_names_cloud_storage_refuses(gcs):
     # the fake's own rules, so a test that passes against it could pass against Cloud Storage
     client = storage.Client()
