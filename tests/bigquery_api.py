@@ -152,10 +152,13 @@ def bq_field(name: str, kind: pa.DataType) -> dict:
 
 def rest_value(value: Any, kind: pa.DataType, int64_timestamp: bool) -> Any:
     """One cell as jobs.getQueryResults / tabledata.list deliver it: strings, nested f/v for records."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        # https://cloud.google.com/bigquery/docs/arrays#nulls: BigQuery has no NULL array, only []
+        if value is None:
+            return []
+        return [{"v": rest_value(v, kind.value_type, int64_timestamp)} for v in value]
     if value is None:
         return None
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return [{"v": rest_value(v, kind.value_type, int64_timestamp)} for v in value]
     if pa.types.is_struct(kind):
         return {"f": [{"v": rest_value(value[f.name], f.type, int64_timestamp)} for f in kind]}
     if isinstance(value, bool):
@@ -170,7 +173,8 @@ def rest_value(value: Any, kind: pa.DataType, int64_timestamp: bool) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, float):
-        return repr(value)
+        # non-finite doubles as BigQuery's JSON spells them
+        return {float("inf"): "Infinity", float("-inf"): "-Infinity"}.get(value, "NaN" if value != value else repr(value))
     return str(value)
 
 
@@ -614,7 +618,7 @@ class BigQueryApi:
                 raise invalid("Invalid page token")
             start = self._tokens[query["pageToken"]][1]
         size = min(int(query["maxResults"]) if "maxResults" in query else self.page_rows, self.page_rows)
-        int64_timestamp = query.get("formatOptions.useInt64Timestamp") == "true"
+        int64_timestamp = (query.get("formatOptions.useInt64Timestamp") or "").lower() == "true"
         chunk = table.slice(start, size)
         rows = [{"f": [{"v": rest_value(row[f.name], f.type, int64_timestamp)} for f in table.schema]}
                 for row in chunk.to_pylist()]
