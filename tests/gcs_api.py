@@ -239,13 +239,15 @@ class GcsApi:
         names = sorted(n for n in self.objects[bucket] if n.startswith(prefix) and n > after)
         last = ""
         for name in names:
+            rest = name[len(prefix):]
+            common = prefix + rest[:rest.index(delimiter) + len(delimiter)] if delimiter and delimiter in rest else None
+            if common is not None and common in prefixes:
+                last = name  # the rest of a prefix already listed: no entry of its own
+                continue
             if len(items) + len(prefixes) == page_size:
                 break
-            rest = name[len(prefix):]
-            if delimiter and delimiter in rest:
-                common = prefix + rest[:rest.index(delimiter) + len(delimiter)]
-                if common not in prefixes:
-                    prefixes.append(common)
+            if common is not None:
+                prefixes.append(common)
             else:
                 items.append(self.objects[bucket][name][0])
             last = name

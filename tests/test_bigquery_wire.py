@@ -304,7 +304,8 @@ def test_the_fake_refuses_job_requests_bigquery_refuses(bq):
         with pytest.raises(gexc.BadRequest, match=message):
             client._connection.api_request("POST", "/projects/my-proj/jobs", data=job)
     with pytest.raises(gexc.BadRequest, match="Invalid job ID"):
-        client.query("SELECT 1", job_id="kfkit.ingest.1", job_config=bigquery.QueryJobConfig(use_legacy_sql=False))
+        client.query("SELECT 1", job_id="kfkit.ingest.1", job_config=bigquery.QueryJobConfig(use_legacy_sql=False),
+                     job_retry=None)
     config = bigquery.QueryJobConfig(use_legacy_sql=False, destination="my-proj.kfkit_staging.t")
     bq.add_dataset("my-proj", "kfkit_staging", "US")
     client.query("SELECT 1 AS x", job_config=config).result()

@@ -192,6 +192,12 @@ def test_the_fake_refuses_names_cloud_storage_refuses(gcs):
         client.bucket("models-bucket").blob("missing").download_as_bytes()
     with pytest.raises(gexc.BadRequest, match="page token"):
         list(client.list_blobs("models-bucket", page_token="forged"))
+    for name in ("0", "a/1", "a/2", "a/3", "b", "c/1", "d"):
+        gcs.put("models-bucket", name, b"x")
+    listing = client.list_blobs("models-bucket", delimiter="/")
+    names = [blob.name for page in listing.pages for blob in page]
+    # a page ends inside "a/": the next one must not list "a/" again
+    assert (names, sorted(listing.prefixes)) == (["0", "b", "d"], ["a/", "c/"])
 
 
 def test_deploy_stages_a_model_for_kserve_through_arrows_gcs_filesystem_marker_last(gcs, tmp_path):
