@@ -24,6 +24,27 @@ from tests.bigquery_api import ApiError, BigQueryApi
 SERVICE = "google.cloud.bigquery.storage.v1.BigQueryRead"
 
 
+def arrow_schema(schema: pa.Schema) -> types.ArrowSchema:
+    return types.ArrowSchema(serialized_schema=schema.serialize().to_pybytes())
+
+
+def read_rows_responses(table: pa.Table, batch_rows: int, compressed: bool = False):
+    """ReadRowsResponse messages carrying `table`: Arrow IPC record batches (the schema goes in the
+    first response only, as the API sends it), LZ4_FRAME-compressed buffers when asked."""
+    options = pa.ipc.IpcWriteOptions(compression="lz4" if compressed else None)
+    first = {"arrow_schema": arrow_schema(table.schema)}
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+            writer.write_batch(batch)
+        record_batch = next(m for m in pa.ipc.MessageReader.open_stream(sink.getvalue()) if m.type == "record batch")
+        yield types.ReadRowsResponse(
+            arrow_record_batch=types.ArrowRecordBatch(serialized_record_batch=record_batch.serialize().to_pybytes(),
+                                                      row_count=batch.num_rows),
+            row_count=batch.num_rows, **first)
+        first = {}
+
+
 class BigQueryStorageApi:
     def __init__(self, rest: BigQueryApi, batch_rows: int = 100, streams: int = 2):
         self.rest = rest
@@ -85,7 +106,7 @@ class BigQueryStorageApi:
             self._streams[stream] = (data.slice(index * size, size), compressed)
             streams.append(types.ReadStream(name=stream))
         return types.ReadSession(name=name, table=session.table, data_format=types.DataFormat.ARROW,
-                                 arrow_schema=types.ArrowSchema(serialized_schema=data.schema.serialize().to_pybytes()),
+                                 arrow_schema=arrow_schema(data.schema),
                                  streams=streams, estimated_row_count=data.num_rows)
 
     def _read_rows(self, request: types.ReadRowsRequest, context):
@@ -93,17 +114,4 @@ class BigQueryStorageApi:
         if request.read_stream not in self._streams:
             context.abort(grpc.StatusCode.NOT_FOUND, f"stream {request.read_stream!r} not found")
         data, compressed = self._streams[request.read_stream]
-        options = pa.ipc.IpcWriteOptions(compression="lz4" if compressed else None)
-        # the schema rides on the first response only
-        first = {"arrow_schema": types.ArrowSchema(serialized_schema=data.schema.serialize().to_pybytes())}
-        for batch in data.slice(request.offset).to_batches(max_chunksize=self.batch_rows):
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, data.schema, options=options) as writer:
-                writer.write_batch(batch)
-            messages = list(pa.ipc.MessageReader.open_stream(sink.getvalue()))
-            record_batch = next(m for m in messages if m.type == "record batch")
-            yield types.ReadRowsResponse(
-                arrow_record_batch=types.ArrowRecordBatch(serialized_record_batch=record_batch.serialize().to_pybytes(),
-                                                          row_count=batch.num_rows),
-                row_count=batch.num_rows, **first)
-            first = {}
+        yield from read_rows_responses(data.slice(request.offset), self.batch_rows, compressed)

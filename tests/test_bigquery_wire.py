@@ -26,12 +26,20 @@ from tests.conftest import DEFAULT_SPLIT, PENGUINS, split_outputs
 pytestmark = pytest.mark.wire
 
 
+@pytest.fixture(scope="module")
+def sample_warehouse(tmp_path_factory):
+    """The sample tables alone (the session's shared root also gets what other tests write)."""
+    root = tmp_path_factory.mktemp("bigquery-samples")
+    LocalWarehouse(root).ensure_sample_data()
+    return root / WAREHOUSE_FILE
+
+
 @pytest.fixture
-def bq(shared_root, tmp_path, monkeypatch):
+def bq(sample_warehouse, tmp_path, monkeypatch):
     """The two fakes over a copy of the sample warehouse, every sample dataset in the US."""
     root = tmp_path / "warehouse"
     root.mkdir()
-    shutil.copy(shared_root / WAREHOUSE_FILE, root / WAREHOUSE_FILE)
+    shutil.copy(sample_warehouse, root / WAREHOUSE_FILE)
     warehouse = LocalWarehouse(root)
     with BigQueryApi(warehouse, tmp_path / "gcs") as api, BigQueryStorageApi(api) as storage:
         for name in warehouse.tables():

@@ -259,10 +259,13 @@ class BigQueryAdapter:
                                            data_format=types.DataFormat.ARROW),
             max_stream_count=max_streams,
         )
+        # each ReadRowsResponse is one Arrow IPC record batch of the session's schema; read here, not
+        # with the reader's page.to_arrow(), which google-cloud-bigquery-storage has deprecated
+        schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
         for stream in session.streams:
-            reader = self.read_client.read_rows(stream.name)
-            for page in reader.rows(session).pages:
-                batch = page.to_arrow()
+            for response in self.read_client.read_rows(stream.name):
+                batch = pa.ipc.read_record_batch(pa.py_buffer(response.arrow_record_batch.serialized_record_batch),
+                                                 schema)
                 if batch.num_rows:
                     yield batch
 
