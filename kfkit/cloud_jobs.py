@@ -90,6 +90,10 @@ class CloudJobs:
             log.info("%s still running after %.0fs; next check in %.0fs", what, time.monotonic() - started, interval)
             self._sleep(interval)
 
+    def pause(self, seconds: float) -> None:
+        """Wait between two attempts of a job (the same clock as the polling)."""
+        self._sleep(seconds)
+
     def run(self, resource_type: str, uri: str, done: Callable[[], bool], cancel: Callable[[], object] | None,
             what: str) -> None:
         """started() + wait() + finished(): one job from creation to its end."""

@@ -20,6 +20,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery_storage import BigQueryReadClient
 
 from kfkit.warehouse.local import LocalWarehouse
+from tests.bigquery_storage_api import arrow_schema, read_rows_responses
 from tests.fakes import bound_to
 
 _ARROW_TO_BQ = {pa.string(): "STRING", pa.int64(): "INT64", pa.float64(): "FLOAT64", pa.bool_(): "BOOL",
@@ -147,10 +148,11 @@ class LocalReadClient:
                             retry=None, timeout=None, metadata=()):
         self.calls.append(("create_read_session", parent, read_session.table))
         _, project, _, dataset, _, table = read_session.table.split("/")
-        return SimpleNamespace(streams=[SimpleNamespace(name=f"{project}.{dataset}.{table}")])
+        name = f"{project}.{dataset}.{table}"
+        schema = self.warehouse.describe(f"SELECT * FROM `{name}`")
+        return SimpleNamespace(streams=[SimpleNamespace(name=name)], arrow_schema=arrow_schema(schema))
 
     def read_rows(self, name, offset=0, retry=None, timeout=None, metadata=(), retry_delay_callback=None):
         self.calls.append(("read_rows", name))
         table = pa.Table.from_batches(list(self.warehouse.query_batches(f"SELECT * FROM `{name}`")))
-        pages = [SimpleNamespace(to_arrow=lambda b=b: b) for b in table.to_batches(max_chunksize=100)]
-        return SimpleNamespace(rows=lambda session: SimpleNamespace(pages=pages))
+        return list(read_rows_responses(table.slice(offset), 100))

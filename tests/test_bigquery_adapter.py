@@ -12,6 +12,7 @@ from google.cloud.bigquery_storage import BigQueryReadClient, types
 from kfkit.components.ingest.ingest import run_ingest
 from kfkit.adapters.bigquery import BigQueryAdapter, query_parameters
 from kfkit.errors import QueryError
+from tests.bigquery_storage_api import arrow_schema, read_rows_responses
 from tests.fakes import bound_to
 from tests.conftest import DEFAULT_SPLIT, PENGUINS, leftovers, split_outputs
 
@@ -25,7 +26,7 @@ class FakeJob:
         self.self_link = "https://www.googleapis.com/bigquery/v2/projects/my-proj/jobs/kfkit_ingest_123?location=US"
         self.total_bytes_processed = 1000
 
-    def result(self):
+    def result(self, job_retry=None):
         return self if self.rows is None else self.rows
 
     def done(self, retry=None, timeout=128, reload=True):
@@ -65,14 +66,14 @@ class FakeReadClient:
 
     def create_read_session(self, parent, read_session, max_stream_count):
         self.calls.append(("create_read_session", parent, read_session, max_stream_count))
-        return SimpleNamespace(streams=[SimpleNamespace(name="s0"), SimpleNamespace(name="s1")])
+        return SimpleNamespace(streams=[SimpleNamespace(name="s0"), SimpleNamespace(name="s1")],
+                               arrow_schema=arrow_schema(self.table.schema))
 
     def read_rows(self, name):
         self.calls.append(("read_rows", name))
         half = self.table.num_rows // 2
         part = self.table.slice(0, half) if name == "s0" else self.table.slice(half)
-        pages = [SimpleNamespace(to_arrow=lambda b=b: b) for b in part.to_batches(max_chunksize=50)]
-        return SimpleNamespace(rows=lambda session: SimpleNamespace(pages=pages))
+        return list(read_rows_responses(part, 50))
 
 
 def bq_schema(table: pa.Table):

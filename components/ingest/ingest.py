@@ -264,6 +264,13 @@ def _bq_label(value: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
 
 
+def _bq_label_key(key: str) -> str:
+    """A label key as BigQuery takes it: like a value, but starting with a lowercase letter
+    (https://cloud.google.com/bigquery/docs/labels-intro#requirements), so "2026 budget" is "k2026-budget"."""
+    label = _bq_label(key)
+    return label if label[:1].isalpha() else ("k" + label)[:63]
+
+
 def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
                label_column: str, backend: str = "local", query_parameters: dict | None = None,
                project: str = "", location: str = "US", local_root: str | None = None,
@@ -311,7 +318,7 @@ def run_ingest(query: str, outputs: dict[str, str | Path], *, split: SplitSpec,
         adapter.ensure_dataset(staging_dataset)
         destination = TableRef(adapter.project, staging_dataset, f"ingest_{uuid.uuid4().hex[:16]}")
         job_labels = {"kfkit-component": "ingest",
-                      **{_bq_label(k): _bq_label(v) for k, v in (labels or {}).items()}}
+                      **{_bq_label_key(k): _bq_label(v) for k, v in (labels or {}).items()}}
         job = adapter.query_to_table(query, destination, params, labels=job_labels, job_id_prefix=job_id_prefix)
         table_rows, table_bytes = adapter.table_size(destination)
         uris = {name: gcs_uri(outputs[name], gcs_fuse_root) for name in split.fractions}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -20,6 +21,17 @@ from kfkit.errors import QueryError
 log = logging.getLogger("kfkit.bigquery")
 
 STAGING_TABLE_EXPIRATION_MS = 7 * 24 * 3600 * 1000
+# Where the BigQuery REST API and the Storage Read API are reached instead of Google's endpoints: a
+# regional or Private Service Connect endpoint, or an emulator. An http:// address is an emulator on
+# a trusted network: it gets anonymous credentials (no token is ever sent in clear) and, for the
+# Storage Read API's gRPC, a plaintext channel.
+# a query job that ended with one of these reasons is started again, as google-cloud-bigquery's own
+# job retry would (its DEFAULT_JOB_RETRY reasons: https://cloud.google.com/bigquery/docs/error-messages)
+TRANSIENT_JOB_REASONS = ("backendError", "internalError", "rateLimitExceeded", "jobBackendError",
+                         "jobInternalError", "jobRateLimitExceeded")
+JOB_ATTEMPTS = 3
+API_ENDPOINT_ENV = "KFKIT_BIGQUERY_API_ENDPOINT"
+STORAGE_API_ENDPOINT_ENV = "KFKIT_BIGQUERY_STORAGE_API_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -101,24 +113,45 @@ class BigQueryAdapter:
     def client(self):
         if self._client is None:
             from google.cloud import bigquery
-            self._client = bigquery.Client(project=self.project, location=self.location)
+            endpoint = os.environ.get(API_ENDPOINT_ENV, "").strip().rstrip("/")
+            options = {}
+            if endpoint:
+                options["client_options"] = {"api_endpoint": endpoint}
+                if endpoint.startswith("http://"):
+                    from google.auth.credentials import AnonymousCredentials
+                    options["credentials"] = AnonymousCredentials()
+            self._client = bigquery.Client(project=self.project, location=self.location, **options)
         return self._client
 
     @property
     def read_client(self):
         if self._read_client is None:
             from google.cloud import bigquery_storage
-            self._read_client = bigquery_storage.BigQueryReadClient()
+            endpoint = os.environ.get(STORAGE_API_ENDPOINT_ENV, "").strip().rstrip("/")
+            if endpoint.startswith("http://"):
+                import grpc
+                from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+                channel = grpc.insecure_channel(endpoint[len("http://"):])
+                self._read_client = bigquery_storage.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+            elif endpoint:
+                self._read_client = bigquery_storage.BigQueryReadClient(
+                    client_options={"api_endpoint": endpoint.removeprefix("https://")})
+            else:
+                self._read_client = bigquery_storage.BigQueryReadClient()
         return self._read_client
 
     def _wrap(self, exc: Exception, sql_kind: str) -> QueryError:
         from google.api_core import exceptions as gexc
+        reasons = {e.get("reason") for e in getattr(exc, "errors", None) or [] if isinstance(e, dict)}
+        # a job that ends over maximumBytesBilled fails with the reason bytesBilledLimitExceeded, which
+        # google-cloud-bigquery does not map to 400 (its table of job error reasons lacks it): a 500
+        if "bytesBilledLimitExceeded" in reasons or "bytesBilledLimitExceeded" in str(exc) \
+                or "bytes billed" in str(getattr(exc, "message", "")).lower():
+            return QueryError(f"BigQuery refused the {sql_kind}: it would bill more than "
+                              f"maximum_bytes_billed={self.maximum_bytes_billed or 0:,} bytes ({exc.message})")
         if isinstance(exc, gexc.NotFound):
             return QueryError(f"BigQuery {sql_kind} failed, not found: {exc.message}")
         if isinstance(exc, gexc.BadRequest):
-            if "bytesBilledLimitExceeded" in str(exc) or "bytes billed" in str(exc.message).lower():
-                return QueryError(f"BigQuery refused the {sql_kind}: it would bill more than "
-                                  f"maximum_bytes_billed={self.maximum_bytes_billed:,} bytes ({exc.message})")
             return QueryError(f"BigQuery rejected the query: {exc.message}")
         if isinstance(exc, gexc.Forbidden):
             return QueryError(f"BigQuery denied access: {exc.message}")
@@ -158,7 +191,14 @@ class BigQueryAdapter:
         ds.location = self.location
         ds.default_table_expiration_ms = STAGING_TABLE_EXPIRATION_MS
         ds.labels = {"created-by": "kfkit"}
-        self.client.create_dataset(ds, exists_ok=True)
+        found = self.client.create_dataset(ds, exists_ok=True)
+        # a query job writes only to a dataset in its own location; BigQuery's refusal would come later
+        # as "Not found: Dataset ... was not found in location", though the dataset is there
+        there = getattr(found, "location", None)
+        if isinstance(there, str) and there.lower() != self.location.lower():
+            raise QueryError(f"the staging dataset {self.project}.{dataset} is in {there}, but kfkit's BigQuery jobs "
+                             f"run in {self.location}: BigQuery writes a query's result only to a dataset in the job's "
+                             "location; name another staging dataset, or run in its location")
 
     def run_query(self, sql: str, *, destination: "TableRef | None" = None, params: dict[str, Any] | None = None,
                   labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_", what: str = "query job"):
@@ -179,14 +219,25 @@ class BigQueryAdapter:
             config.destination = destination.full_id
             config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
             config.create_disposition = bigquery.CreateDisposition.CREATE_IF_NEEDED
-        try:
-            job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
-            uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
-            self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
-            rows = job.result()  # raises the job's own error, if it ended with one
-        except gexc.GoogleAPICallError as exc:
-            raise self._wrap(exc, what) from exc
-        return job, rows
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            job = None
+            try:
+                job = self.client.query(sql, job_config=config, job_id_prefix=job_id_prefix, location=self.location)
+                uri = job.self_link or bigquery_job_uri(self.project, job.job_id, self.location)
+                self.jobs.run("BigQueryJob", uri, job.done, job.cancel, f"BigQuery {what} {job.job_id}")
+                # raises the job's own error, if it ended with one. job_retry=None: left to itself the
+                # client would start a failed job again under a new id inside result(), a job that
+                # gcp_resources never names and a cancelled run never cancels; kfkit starts it here
+                rows = job.result(job_retry=None)
+            except gexc.GoogleAPICallError as exc:
+                reason = (getattr(job, "error_result", None) or {}).get("reason")
+                if attempt < JOB_ATTEMPTS and reason in TRANSIENT_JOB_REASONS:
+                    log.warning("BigQuery %s %s failed with %s (%s); starting it again, attempt %d of %d", what,
+                                job.job_id, reason, getattr(exc, "message", exc), attempt + 1, JOB_ATTEMPTS)
+                    self.jobs.pause(2.0 ** attempt)
+                    continue
+                raise self._wrap(exc, what) from exc
+            return job, rows
 
     def query_to_table(self, sql: str, destination: TableRef, params: dict[str, Any] | None = None,
                        labels: dict[str, str] | None = None, job_id_prefix: str = "kfkit_ingest_"):
@@ -208,10 +259,13 @@ class BigQueryAdapter:
                                            data_format=types.DataFormat.ARROW),
             max_stream_count=max_streams,
         )
+        # each ReadRowsResponse is one Arrow IPC record batch of the session's schema; read here, not
+        # with the reader's page.to_arrow(), which google-cloud-bigquery-storage has deprecated
+        schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
         for stream in session.streams:
-            reader = self.read_client.read_rows(stream.name)
-            for page in reader.rows(session).pages:
-                batch = page.to_arrow()
+            for response in self.read_client.read_rows(stream.name):
+                batch = pa.ipc.read_record_batch(pa.py_buffer(response.arrow_record_batch.serialized_record_batch),
+                                                 schema)
                 if batch.num_rows:
                     yield batch
 

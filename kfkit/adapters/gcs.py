@@ -22,20 +22,30 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 def download_dir(uri: str, destination: str | Path, client=None) -> Path:
     """Copy every object under gs://bucket/prefix/ into destination (replaced whole, never half-written)."""
+    from google.api_core import exceptions as gexc
     from google.cloud import storage
 
     client = client or storage.Client()
     bucket, prefix = split_uri(uri)
+    start = prefix + "/" if prefix else ""  # gs://bucket alone: the whole bucket, not the objects under "/"
     with atomic_dir(destination) as staging:
         found = 0
-        for blob in client.list_blobs(bucket, prefix=prefix + "/"):
-            relative = blob.name[len(prefix) + 1:]
-            if not relative or relative.endswith("/"):
-                continue
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(target))
-            found += 1
+        try:
+            for blob in client.list_blobs(bucket, prefix=start):
+                relative = blob.name[len(start):]
+                if not relative or relative.endswith("/"):
+                    continue  # a "folder" placeholder
+                parts = relative.split("/")
+                # "a/../b" and "a//b" are valid object names, but as paths they land outside the copy
+                if any(part in ("", ".", "..") for part in parts):
+                    raise ConfigError(f"gs://{bucket}/{blob.name} would be copied outside {destination}: "
+                                      "kfkit copies no object whose name has an empty, '.' or '..' part")
+                target = staging.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                blob.download_to_filename(str(target))
+                found += 1
+        except gexc.NotFound as exc:
+            raise ConfigError(f"cannot copy {uri}: Cloud Storage answered not found ({exc.message})") from exc
         if not found:
             raise ConfigError(f"nothing in Cloud Storage under {uri}")
     return Path(destination)
