@@ -147,6 +147,13 @@ def _approx_top_count(node: exp.Expression) -> exp.Expression:
         f"{int(number.this)}), lambda e: {{'value': e.v, 'count': e.c}}) END", dialect="duckdb")
 
 
+def _float_literal(node: exp.Expression | None) -> bool:
+    """A FLOAT64 literal, also once rewritten to CAST(literal AS DOUBLE) (semantics.rewrite is bottom-up)."""
+    if isinstance(node, exp.Cast) and node.to.is_type("double"):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and bool(re.search(r"[.eE]", node.this))
+
+
 def _int64(node: exp.Expression) -> exp.Expression:
     """An integer literal as INT64 (BigQuery's type for it; DuckDB would make it a 32-bit INTEGER)."""
     if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.this):
@@ -212,6 +219,35 @@ def order_nan_keys(tree: exp.Expression) -> None:
         order.set("expressions", keys)
 
 
+def pivot_names(tree: exp.Expression) -> exp.Expression:
+    """PIVOT's output columns named as BigQuery names them (query-syntax#pivot_operator): with an
+    aggregate alias, <alias>_<value>; DuckDB names them <value>_<alias>. The pivoted source becomes a
+    subquery that renames them."""
+    for pivot in list(tree.find_all(exp.Pivot)):
+        if pivot.args.get("unpivot") or not pivot.args.get("columns"):
+            continue
+        aliases = [e.alias for e in pivot.expressions if isinstance(e, exp.Alias)]
+        if not aliases:
+            continue  # one aggregate without an alias: both name the column by the value
+        field = pivot.args["fields"][0]
+        values = [v.alias if isinstance(v, exp.PivotAlias) else (v.this if isinstance(v, exp.Literal) else v.sql())
+                  for v in field.expressions]
+        duck = [f"{value}_{alias}" for value in values for alias in aliases]
+        bigquery = [c.name for c in pivot.args["columns"]]
+        renames = [(d, b) for d, b in zip(duck, bigquery) if d != b]
+        holder = pivot.parent
+        if not renames or not isinstance(holder, (exp.Table, exp.Subquery)):
+            continue
+        alias = pivot.args.get("alias")
+        pivot.set("alias", None)
+        renamed = ", ".join(f'"{d}" AS "{b}"' for d, b in renames)
+        source = holder.copy()
+        wrapped = exp.maybe_parse(f"(SELECT * RENAME ({renamed}) FROM {source.sql(dialect='duckdb')})", dialect="duckdb")
+        wrapped.set("alias", alias or exp.TableAlias(this=exp.to_identifier("_kfkit_pivot")))
+        holder.replace(wrapped)
+    return tree
+
+
 def fix(node: exp.Expression) -> exp.Expression | None:
     """The DuckDB form of one node of the long tail, or None when it is not one."""
     _checked_literals(node)
@@ -235,6 +271,14 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         any_nan = exp.or_(*[_call("bq_isnan", v.copy()) for v in values])
         return exp.If(this=any_nan, true=exp.Greatest(this=values[0].copy(), expressions=[v.copy() for v in values[1:]]),
                       false=node.copy())
+    if isinstance(node, exp.ArrayConcat):  # array_functions#array_concat: NULL if any input is NULL
+        arrays = [node.this, *node.expressions]
+        any_null = exp.or_(*[exp.Is(this=a.copy(), expression=exp.Null()) for a in arrays])
+        return exp.If(this=any_null, true=exp.Null(), false=_call("flatten", exp.Array(expressions=[a.copy() for a in arrays])))
+    if isinstance(node, exp.GenerateSeries) and any(
+            _float_literal(v) for v in (node.args.get("start"), node.args.get("end"), node.args.get("step"))):
+        raise QueryError("GENERATE_ARRAY over FLOAT64 is not supported by the local warehouse (its elements' "
+                         "rounding may differ); generate integers and divide them")
     if isinstance(node, exp.BitwiseCount):  # BIT_COUNT of an INT64 counts its 64 bits (two's complement)
         return _call("bit_count", exp.Cast(this=node.this, to=exp.DataType.build("BIGINT")))
     if isinstance(node, exp.ApproxDistinct):  # exact: COUNT(DISTINCT x), "the actual value"
