@@ -93,3 +93,21 @@ def test_a_multi_column_key_splits_as_the_documented_bigquery_expression(tmp_pat
 
     assert placed == expected
     assert len(set(placed.values())) == 3
+
+
+def test_a_numeric_key_is_spelled_as_bigquerys_cast_to_string(tmp_path):
+    # CAST(NUMERIC AS STRING) writes no trailing zeros after the point and no exponent
+    # (https://cloud.google.com/bigquery/docs/reference/standard-sql/conversion_functions#cast_as_string):
+    # a NUMERIC key must split like those strings, not like Arrow's "1.500000000" or "-1E-9"
+    import decimal
+
+    spelled = ["1.5", "100", "-0.000000001", "12345678901234567890.123456789", "0"] * 40
+    ids = list(range(len(spelled)))
+    numeric = pa.table({"id": ids, "key": pa.array([decimal.Decimal(s) for s in spelled], pa.decimal128(38, 9))})
+    strings = pa.table({"id": ids, "key": spelled})
+    split = SplitSpec({"train": 0.5, "eval": 0.25, "test": 0.25}, key="key")
+
+    by_numeric = kfkit_split(numeric, split, tmp_path / "numeric", key_column="id")
+    by_string = kfkit_split(strings, split, tmp_path / "string", key_column="id")
+
+    assert by_numeric == by_string

@@ -32,7 +32,7 @@ from kfkit.warehouse import sql as bqsql
 from kfkit.atomic import commit_dirs
 from kfkit.config import GCS_MOUNT, check_backend, gcs_uri
 from kfkit.errors import ConfigError, IngestError
-from kfkit.warehouse.json_functions import doubles_to_strings
+from kfkit.warehouse.json_functions import decimals_to_strings, doubles_to_strings
 
 log = logging.getLogger("kfkit.ingest")
 
@@ -111,6 +111,8 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
             column = column.cast(column.type.value_type)
         if pa.types.is_floating(column.type):  # spelled as BigQuery's CAST(FLOAT64 AS STRING) spells it
             column = doubles_to_strings(column)
+        elif pa.types.is_decimal(column.type):  # and CAST(NUMERIC AS STRING): 1.5, not 1.500000000
+            column = decimals_to_strings(column)
         elif not pa.types.is_string(column.type):
             column = pc.cast(column, pa.string())
         parts.append(column)

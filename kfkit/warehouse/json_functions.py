@@ -174,4 +174,27 @@ def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return spelled.column("s").combine_chunks().cast(pa.string())
 
 
+# CAST(NUMERIC AS STRING): the digits with no trailing zeros after the point, never an exponent
+# (conversion_functions#cast_numeric_as_string: 1.5, 100, -0.000000001)
+DECIMAL_TO_STRING_SQL = r"""regexp_replace(regexp_replace(CAST({x} AS VARCHAR), '(\.[0-9]*?)0+$', '\1'), '\.$', '')"""
+
+
+def decimals_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """BigQuery's CAST(NUMERIC AS STRING) of every value of a decimal array (nulls kept), by DuckDB:
+    Arrow's own cast keeps the scale's zeros (1.500000000) and writes small values with an exponent (-1E-9)."""
+    import duckdb
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    con.register("_kfkit_decimals", pa.table({"x": values}))
+    try:
+        spelled = con.sql(f"SELECT {DECIMAL_TO_STRING_SQL.format(x='x')} AS s FROM _kfkit_decimals").to_arrow_table()
+    finally:
+        con.unregister("_kfkit_decimals")
+    return spelled.column("s").combine_chunks().cast(pa.string())
+
+
 _LOCAL = threading.local()
