@@ -12,6 +12,7 @@ the DuckDB type of the value.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
@@ -120,10 +121,11 @@ def render(value, kind) -> str:
             return '"Infinity"' if number > 0 else '"-Infinity"'
         return double_to_string(number)
     if name.startswith("DECIMAL"):
-        text = str(value)
+        # the digits DuckDB wrote, never through a double (a NUMERIC holds 38 of them)
+        text = format(value, "f") if isinstance(value, decimal.Decimal) else str(value)
         if "." in text:
             text = text.rstrip("0").rstrip(".")
-        quoted = "." in text or abs(int(float(text))) > MAX_LOSSLESS_INT
+        quoted = "." in text or abs(int(decimal.Decimal(text))) > MAX_LOSSLESS_INT
         return f'"{text}"' if quoted else text
     if name in ("VARCHAR", "JSON"):
         return _escape(value) if name == "VARCHAR" else json.dumps(value, separators=(",", ":"))
@@ -143,7 +145,7 @@ def to_json_string_udf(json_text: pa.Array, type_text: pa.Array) -> pa.Array:
         if text is None:
             out.append("null")
             continue
-        out.append(render(json.loads(text), parse_type(kind)))
+        out.append(render(json.loads(text, parse_float=decimal.Decimal), parse_type(kind)))
     return pa.array(out, type=pa.string())
 
 
