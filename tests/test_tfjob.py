@@ -8,6 +8,7 @@ operator's published schema (tests/tfjob_schema.py, from the kubeflow-training S
 """
 
 import copy
+import re
 import json
 import os
 import signal
@@ -225,3 +226,113 @@ def test_an_api_error_names_the_job_and_the_servers_message():
     with pytest.raises(KfkitError, match=f"creating TFJob {NAMESPACE}/penguins-train failed: tfjobs.kubeflow.org is "
                                          "forbidden"):
         adapter(cluster).run(job())
+
+
+class LocalOperator(Cluster):
+    """The Training Operator's part played on this machine: each replica a process with its TF_CONFIG."""
+
+    def __init__(self, repo):
+        super().__init__()
+        self.repo, self.processes = repo, {}
+
+    def create(self, group, version, namespace, plural, body, **_):
+        import socket
+        import subprocess
+        import sys
+
+        created = super().create(group, version, namespace, plural, body)
+        replicas = [(kind.lower(), i, spec) for kind, spec in body["spec"]["tfReplicaSpecs"].items()
+                    for i in range(spec["replicas"])]
+        sockets = [socket.socket() for _ in replicas]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        cluster: dict[str, list[str]] = {}
+        for (kind, _, _), s in zip(replicas, sockets):
+            cluster.setdefault(kind, []).append(f"127.0.0.1:{s.getsockname()[1]}")
+        for s in sockets:
+            s.close()
+        for kind, index, spec in replicas:
+            [container] = spec["template"]["spec"]["containers"]
+            command = [sys.executable if c == "python" else c for c in container["command"]]
+            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+            self.processes[f"{body['metadata']['name']}-{kind}-{index}"] = subprocess.Popen(
+                command, env=env, cwd=self.repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return created
+
+    def get(self, group, version, namespace, plural, name, **_):
+        job = super().get(group, version, namespace, plural, name)
+        codes = [p.poll() for p in self.processes.values()]
+        if None in codes:
+            job["status"] = {"conditions": [condition("Created"), condition("Running")]}
+        elif any(codes):
+            job["status"] = {"conditions": [condition("Created"), condition("Failed", "a replica failed")]}
+        else:
+            job["status"] = {"conditions": [condition("Created"), condition("Running"), condition("Succeeded")]}
+        return job
+
+    def wait_for_replicas(self, _seconds):
+        for process in self.processes.values():
+            process.wait(timeout=300)
+
+
+@pytest.mark.slow
+def test_the_train_step_as_a_tfjob_trains_in_its_replicas_from_inputs_staged_on_shared_storage(
+        schema, penguin_splits, penguin_validation, tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+    import pyarrow.dataset as ds
+
+    from kfkit.components.train.tfjob import train_as_tfjob
+    from kfkit.components.train.train import Hyperparameters
+    from kfkit.serving.model_io import LoadedModel
+
+    repo = Path(__file__).resolve().parent.parent
+    operator = LocalOperator(repo)
+    (tmp_path / "statistics").write_text(json.dumps(penguin_validation.statistics))
+    (tmp_path / "schema").write_text(json.dumps(penguin_validation.schema))
+    inputs = {"train_data": str(penguin_splits["train"]), "eval_data": str(penguin_splits["eval"]),
+              "statistics": str(tmp_path / "statistics"), "schema": str(tmp_path / "schema")}
+    adapter_ = tfjob.TFJobAdapter(NAMESPACE, api=operator.api, core=operator.core, sleep=operator.wait_for_replicas)
+
+    result = train_as_tfjob(inputs=inputs, label="species", hp=Hyperparameters(epochs=2, seed=7), task="auto",
+                            exclude_columns=[], categorical_columns=[], model_dir=str(tmp_path / "step" / "model"),
+                            tensorboard_dir=str(tmp_path / "step" / "tensorboard"), shared_dir=str(tmp_path / "shared"),
+                            volume_claim="training-shared", workers=1, image="trainer:test", adapter=adapter_)
+
+    outputs = {name: p.stdout.read() for name, p in operator.processes.items()}
+    [(verb, sent)] = operator.calls
+    assert verb == "create" and schema.problems(sent) == []
+    assert sorted(outputs) == [f"{sent['metadata']['name']}-chief-0", f"{sent['metadata']['name']}-worker-0"]
+    assert all(re.search(r"worker \d of 2", out) for out in outputs.values()), list(outputs.values())[0][-2000:]
+    assert result["task"] == "multiclass" and result["epochs_run"] == 2 and "eval_accuracy" in result["metrics"]
+    test = ds.dataset(penguin_splits["test"]).to_table()
+    scores = LoadedModel(tmp_path / "step" / "model").predict_table(test)["scores"]
+    assert scores.shape == (test.num_rows, 3) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_step_trains_in_its_own_pod_unless_its_environment_asks_for_a_tfjob():
+    from kfkit.components.train.tfjob import tfjob_settings
+
+    asked = tfjob_settings({"KFKIT_TRAIN_BACKEND": "tfjob", "KFKIT_TFJOB_WORKERS": "3", "KFKIT_TFJOB_GPUS": "1",
+                            "KFKIT_SHARED_DIR": "/mnt/shared", "KFKIT_SHARED_VOLUME_CLAIM": "training",
+                            "KFKIT_TFJOB_IMAGE": "trainer:1"})
+
+    assert tfjob_settings({}) is None and tfjob_settings({"KFKIT_TRAIN_BACKEND": "step"}) is None
+    assert asked == {"shared_dir": "/mnt/shared", "volume_claim": "training", "workers": 3, "image": "trainer:1",
+                     "namespace": "", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    with pytest.raises(ConfigError, match="KFKIT_TRAIN_BACKEND must be step or tfjob, got 'pods'"):
+        tfjob_settings({"KFKIT_TRAIN_BACKEND": "pods"})
+
+
+def test_a_tfjob_without_shared_storage_is_refused_before_anything_is_sent(tmp_path):
+    from kfkit.components.train.tfjob import train_as_tfjob
+    from kfkit.components.train.train import Hyperparameters
+
+    cluster = Cluster()
+    with pytest.raises(ConfigError, match="needs shared_dir"):
+        train_as_tfjob(inputs={}, label="species", hp=Hyperparameters(), task="auto", exclude_columns=[],
+                       categorical_columns=[], model_dir=str(tmp_path / "m"), tensorboard_dir=str(tmp_path / "t"),
+                       shared_dir="", volume_claim="", workers=1, image="trainer:1", adapter=adapter(cluster))
+    assert cluster.calls == []

@@ -69,26 +69,39 @@ def train_tensorflow_model(
         stats = json.load(f)
     with open(schema.path) as f:
         schema_json = json.load(f)
-    # beside the step's outputs (on Vertex, /gcs/...): a worker restarted after a preemption finds
-    # the backup of the last finished epoch there and resumes; removed once training ends
-    checkpoint_dir = os.path.join(os.path.dirname(model.path), "checkpoints")
-    result = train(train_data.path, eval_data.path, stats, schema_json, label_column, model.path, hp, task,
-                   exclude_columns, tensorboard_dir=tensorboard_logs.path, categorical_columns=categorical_columns,
-                   checkpoint_dir=checkpoint_dir)
+    from kfkit.components.train.tfjob import tfjob_settings, train_as_tfjob
+
+    on_tfjob = tfjob_settings(os.environ)  # KFKIT_TRAIN_BACKEND=tfjob, set with `kfkit submit --step-env`
+    if on_tfjob:
+        done = train_as_tfjob(
+            inputs={"train_data": train_data.path, "eval_data": eval_data.path, "statistics": statistics.path,
+                    "schema": schema.path}, label=label_column, hp=hp, task=task, exclude_columns=exclude_columns,
+            categorical_columns=categorical_columns, model_dir=model.path, tensorboard_dir=tensorboard_logs.path,
+            **on_tfjob)
+        signature, trained_task, classes = done["signature"], done["task"], done["classes"]
+        epochs_run, trained_metrics, seconds = done["epochs_run"], done["metrics"], done["seconds"]
+    else:
+        # beside the step's outputs (on Vertex, /gcs/...): a worker restarted after a preemption finds
+        # the backup of the last finished epoch there and resumes; removed once training ends
+        result = train(train_data.path, eval_data.path, stats, schema_json, label_column, model.path, hp, task,
+                       exclude_columns, tensorboard_dir=tensorboard_logs.path, categorical_columns=categorical_columns,
+                       checkpoint_dir=os.path.join(os.path.dirname(model.path), "checkpoints"))
+        signature, trained_task, classes = result.spec.signature, result.spec.task, result.spec.classes
+        epochs_run, trained_metrics, seconds = result.epochs_run, result.metrics, result.seconds
     import tensorflow as tf
 
     model.metadata.update({"framework": "tensorflow", "framework_version": tf.__version__,
-                           "format": "saved_model", "signature": result.spec.signature,
-                           "label": label_column, "task": result.spec.task, "classes": result.spec.classes,
-                           "epochs_run": result.epochs_run,
+                           "format": "saved_model", "signature": signature,
+                           "label": label_column, "task": trained_task, "classes": classes,
+                           "epochs_run": epochs_run,
                            "hyperparameters": {"hidden_units": hp.hidden_units, "learning_rate": hp.learning_rate,
                                                "epochs": hp.epochs, "batch_size": hp.batch_size,
                                                "patience": hp.patience, "dropout": hp.dropout, "seed": seed}})
     # every worker of a multi-worker job reports the same figures (its logs are averaged over all
     # workers), so whichever worker's executor output lands last, the step's metadata is the same
-    for name, value in result.metrics.items():
+    for name, value in trained_metrics.items():
         metrics.log_metric(name, value)
-    metrics.log_metric("training_seconds", result.seconds)
+    metrics.log_metric("training_seconds", seconds)
 
     from kfkit import quick_exit
 

@@ -36,8 +36,10 @@ class TFJobFailed(KfkitError):
 def tf_job(name: str, namespace: str, image: str, command: list[str], *, workers: int = 1,
            resources: dict[str, Any] | None = None, worker_resources: dict[str, Any] | None = None,
            env: dict[str, str] | None = None, service_account: str = "", backoff_limit: int = 3,
-           labels: dict[str, str] | None = None) -> dict[str, Any]:
+           labels: dict[str, str] | None = None, volume_claim: str = "", mount_path: str = "") -> dict[str, Any]:
     """A TFJob of one chief and `workers` workers, each a pod running `command` in `image`.
+
+    volume_claim: a PersistentVolumeClaim (ReadWriteMany) mounted at mount_path in every replica.
 
     restartPolicy OnFailure: a replica whose pod fails (a preempted node, an OOM) is started again
     and resumes from the train step's backups. Istio's sidecar is kept out of the pods: TensorFlow's
@@ -47,6 +49,8 @@ def tf_job(name: str, namespace: str, image: str, command: list[str], *, workers
         raise ConfigError(f"workers must be >= 0, got {workers}")
     if not image or not command:
         raise ConfigError("a TFJob needs the trainer image and the command each replica runs")
+    if bool(volume_claim) != bool(mount_path):
+        raise ConfigError("volume_claim and mount_path go together: the claim is mounted at the path")
 
     def template(requests: dict[str, Any] | None) -> dict[str, Any]:
         container: dict[str, Any] = {"name": CONTAINER, "image": image, "command": list(command)}
@@ -55,6 +59,9 @@ def tf_job(name: str, namespace: str, image: str, command: list[str], *, workers
         if requests:
             container["resources"] = requests
         spec: dict[str, Any] = {"containers": [container]}
+        if volume_claim:
+            container["volumeMounts"] = [{"name": "shared", "mountPath": mount_path}]
+            spec["volumes"] = [{"name": "shared", "persistentVolumeClaim": {"claimName": volume_claim}}]
         if service_account:
             spec["serviceAccountName"] = service_account
         return {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": spec}
