@@ -89,7 +89,7 @@ def multi_worker(scratch: Path, rows: int, batch_size: int) -> None:
     root = scratch / "workers"
     synthetic.write_to_warehouse(LocalWarehouse(root), "bench.rows", rows, numeric=16, categorical=4)
     splits = {n: root / n for n in SPLIT_NAMES}
-    # six shards: 1, 2 and 3 workers each read whole shards of their own
+    # about six shards, so 1, 2 and 3 workers each read whole shards of their own (sharding by file)
     run_ingest("SELECT * FROM bench.rows", splits, label_column="label", local_root=str(root),
                split=SplitSpec({"train": 0.9, "eval": 0.05, "test": 0.05}, "id"), shard_rows=-(-rows * 9 // 60))
     v = validate(splits, "label")
