@@ -214,9 +214,17 @@ def label_to_numpy(batch: pa.RecordBatch | pa.Table, spec: ModelSpec) -> np.ndar
 
 
 def iter_batches(dataset: str | Path, spec: ModelSpec, batch_size: int, with_label: bool = True,
-                 shuffle_seed: int | None = None, encode_categories: bool = False) -> Iterator:
-    """(features, label) numpy batches streamed shard by shard; rows shuffled within each read."""
+                 shuffle_seed: int | None = None, encode_categories: bool = False,
+                 share: tuple[int, int] = (0, 1)) -> Iterator:
+    """(features, label) numpy batches streamed shard by shard; rows shuffled within each read.
+
+    share (index, count): this reader's part of the rows, disjoint from the other count - 1 readers':
+    whole shards (every count-th) when there are at least count shards, else every count-th row."""
+    index, count = share
     files = shards(dataset)
+    stripe = count > 1 and len(files) < count
+    if count > 1 and not stripe:
+        files = files[index::count]
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     if rng is not None:
         files = [files[i] for i in rng.permutation(len(files))]
@@ -224,6 +232,9 @@ def iter_batches(dataset: str | Path, spec: ModelSpec, batch_size: int, with_lab
     for path in files:
         parquet = pq.ParquetFile(path)
         for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+            if stripe:
+                # every reader cuts the same record batches, so the stripes are disjoint
+                batch = batch.take(pa.array(np.arange(index, batch.num_rows, count)))
             if rng is not None:
                 batch = batch.take(pa.array(rng.permutation(batch.num_rows)))
             features = features_to_numpy(batch, spec, encode_categories)

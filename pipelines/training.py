@@ -29,19 +29,68 @@ enable_artifact_oneof()  # the tuned and fixed branches meet in a dsl.OneOf of t
 
 # Where the train step runs on Vertex when the pipeline is built with custom_training_job:
 # a CustomJob with these settings (google-cloud-pipeline-components' create_custom_training_job_from_component).
+# They are only the template: the pipeline's train_* parameters size each pool at run time.
 DEFAULT_CUSTOM_JOB = {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
                       "accelerator_count": 1, "replica_count": 2}
+# Where training runs, not what it trains: no part of the recipe a retrain replays (the retrain
+# runs on the pipeline's default pools).
+PLACEMENT_PARAMETERS = ("train_chief_machine_type", "train_chief_accelerator_type", "train_chief_accelerator_count",
+                        "train_worker_count", "train_worker_machine_type", "train_worker_accelerator_type",
+                        "train_worker_accelerator_count", "train_reduction_server_count",
+                        "train_reduction_server_machine_type")
+REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
+
+
+def worker_pools(template: str, chief_machine_type: str, chief_accelerator_type: str, chief_accelerator_count: int,
+                 worker_count: int, worker_machine_type: str, worker_accelerator_type: str,
+                 worker_accelerator_count: int, reduction_server_count: int, reduction_server_machine_type: str,
+                 reduction_server_image: str) -> list:
+    """A CustomJob's worker_pool_specs: the chief (pool 0), workers (pool 1), reduction servers (pool 2).
+
+    template: the train step's own worker_pool_specs (JSON), whose container spec every training
+    pool keeps: only machines and replica counts change. A pool left out is an empty spec, as
+    Vertex AI reads a skipped pool.
+    """
+    import json
+
+    def machine(machine_type: str, accelerator_type: str, accelerator_count: int) -> dict:
+        spec = {"machine_type": machine_type}
+        if accelerator_type and accelerator_count > 0:
+            spec.update(accelerator_type=accelerator_type, accelerator_count=accelerator_count)
+        return spec
+
+    if worker_count < 0 or reduction_server_count < 0:
+        raise ValueError(f"worker and reduction server counts must be >= 0, got {worker_count} and "
+                         f"{reduction_server_count}")
+    if reduction_server_count and not worker_count:
+        raise ValueError("reduction servers reduce between workers: set train_worker_count as well")
+    container = json.loads(template)[0]["container_spec"]
+    pools = [{"container_spec": container, "replica_count": 1,
+              "machine_spec": machine(chief_machine_type, chief_accelerator_type, chief_accelerator_count)}]
+    if worker_count or reduction_server_count:
+        pools.append({"container_spec": container, "replica_count": worker_count,
+                      "machine_spec": machine(worker_machine_type, worker_accelerator_type, worker_accelerator_count)})
+    if reduction_server_count:
+        pools.append({"container_spec": {"image_uri": reduction_server_image}, "replica_count": reduction_server_count,
+                      "machine_spec": {"machine_type": reduction_server_machine_type}})
+    return pools
 
 
 def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str = "kfkit-training"):
     """The training pipeline; with custom_training_job, the train step becomes a Vertex CustomJob
     (several workers: the trainer picks MultiWorkerMirroredStrategy from TF_CONFIG)."""
-    train_op = train_tensorflow_model
+    train_op, pools_op, template = train_tensorflow_model, None, ""
     if custom_training_job:
+        import json
+
         from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+        from kfkit.config import runtime_image
 
         train_op = create_custom_training_job_from_component(train_tensorflow_model, display_name="kfkit-train",
                                                              **custom_training_job)
+        template = json.dumps(train_op.component_spec.inputs["worker_pool_specs"].default)
+        pools_op = dsl.component(worker_pools, base_image=runtime_image(), install_kfp_package=False)
 
     @dsl.pipeline(name=name, description="BigQuery table to a validated dataset, a trained and gated model.")
     def training_pipeline(
@@ -98,6 +147,15 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         tune_goal: str = "minimize",
         tune_max_trials: int = 20,
         tune_parallelism: int = 1,
+        train_chief_machine_type: str = DEFAULT_CUSTOM_JOB["machine_type"],
+        train_chief_accelerator_type: str = DEFAULT_CUSTOM_JOB["accelerator_type"],
+        train_chief_accelerator_count: int = DEFAULT_CUSTOM_JOB["accelerator_count"],
+        train_worker_count: int = DEFAULT_CUSTOM_JOB["replica_count"] - 1,
+        train_worker_machine_type: str = DEFAULT_CUSTOM_JOB["machine_type"],
+        train_worker_accelerator_type: str = DEFAULT_CUSTOM_JOB["accelerator_type"],
+        train_worker_accelerator_count: int = DEFAULT_CUSTOM_JOB["accelerator_count"],
+        train_reduction_server_count: int = 0,
+        train_reduction_server_machine_type: str = "n1-highcpu-16",
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -164,6 +222,17 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             tune_goal: `minimize` or `maximize` tune_metric.
             tune_max_trials: Trials in the search.
             tune_parallelism: Trials at once (processes here, parallel trials on Vertex AI).
+            train_chief_machine_type: training-customjob: machine of the chief (pool 0), which alone
+                writes the model; the other train_* parameters are read by training-customjob only.
+            train_chief_accelerator_type: The chief's accelerator (empty: none), e.g. NVIDIA_TESLA_T4.
+            train_chief_accelerator_count: Accelerators on the chief.
+            train_worker_count: Workers besides the chief (pool 1); each reads its share of the rows.
+            train_worker_machine_type: Machine of each worker.
+            train_worker_accelerator_type: Each worker's accelerator (empty: none).
+            train_worker_accelerator_count: Accelerators on each worker.
+            train_reduction_server_count: Vertex AI Reduction Server replicas (pool 2; 0: none), for
+                the all-reduce between GPU workers.
+            train_reduction_server_machine_type: Machine of each reduction server.
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -186,11 +255,24 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
                       statistics=validate.outputs["statistics"], schema=validate.outputs["schema"],
                       label_column=label_column, task=task, seed=seed, exclude_columns=exclude_columns,
                       categorical_columns=categorical_columns)
+        on_vertex = {}  # the train step's own worker pools, in training-customjob only
+        if pools_op is not None:
+            pools = pools_op(
+                template=template, chief_machine_type=train_chief_machine_type,
+                chief_accelerator_type=train_chief_accelerator_type,
+                chief_accelerator_count=train_chief_accelerator_count, worker_count=train_worker_count,
+                worker_machine_type=train_worker_machine_type, worker_accelerator_type=train_worker_accelerator_type,
+                worker_accelerator_count=train_worker_accelerator_count,
+                reduction_server_count=train_reduction_server_count,
+                reduction_server_machine_type=train_reduction_server_machine_type,
+                reduction_server_image=REDUCTION_SERVER_IMAGE,
+            ).set_display_name("worker pools")
+            on_vertex["worker_pool_specs"] = pools.output
         # the untuned branch first: its step keeps the name train-tensorflow-model (the tuned one's is -2)
         with dsl.If(tune == False, name="fixed"):  # noqa: E712 (KFP condition)
             train_fixed = train_op(
                 hidden_units=hidden_units, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                dropout=dropout, **common,
+                dropout=dropout, **common, **on_vertex,
             ).set_display_name("train")
         with dsl.Else(name="tuned"):
             tuned = tune_hyperparameters(
@@ -204,7 +286,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             train_tuned = train_op(
                 hidden_units=tuned.outputs["hidden_units"], learning_rate=tuned.outputs["learning_rate"],
                 epochs=tuned.outputs["epochs"], batch_size=tuned.outputs["batch_size"],
-                patience=tuned.outputs["patience"], dropout=tuned.outputs["dropout"], **common,
+                patience=tuned.outputs["patience"], dropout=tuned.outputs["dropout"], **common, **on_vertex,
             ).set_display_name("train")
         trained_model = dsl.OneOf(train_fixed.outputs["model"], train_tuned.outputs["model"])
 

@@ -285,10 +285,11 @@ def test_recipe_defaults_are_the_training_pipelines_own():
     import inspect
 
     from kfkit.components.recipe.recipe import TRAINING_DEFAULTS
-    from kfkit.pipelines.training import training_pipeline
+    from kfkit.pipelines.training import PLACEMENT_PARAMETERS, training_pipeline
 
     signature = inspect.signature(training_pipeline.pipeline_func)
-    declared = {n: signature.parameters[n].default for n in training_pipeline.component_spec.inputs}
+    declared = {n: signature.parameters[n].default for n in training_pipeline.component_spec.inputs
+                if n not in PLACEMENT_PARAMETERS}
 
     assert declared == TRAINING_DEFAULTS and list(declared) == list(TRAINING_DEFAULTS)
 

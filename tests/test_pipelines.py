@@ -159,11 +159,51 @@ def test_customjob_variant_runs_the_train_step_as_a_vertex_custom_job(compiled):
     executor = spec["deploymentSpec"]["executors"]["exec-train-tensorflow-model"]
     payload = json.dumps(executor)
     assert "google_cloud_pipeline_components.container.v1.custom_job.launcher" in payload
-    parameters = spec["components"]["comp-train-tensorflow-model"]["inputDefinitions"]["parameters"]
-    worker_pool = parameters["worker_pool_specs"]["defaultValue"]
-    assert worker_pool[0]["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
-                                              "accelerator_count": 1}
-    assert len(worker_pool) == 2 and worker_pool[1]["replica_count"] == 1  # chief + one more worker
+    # the worker pools are a step's output, sized at run time by the pipeline's train_* parameters
+    trains = [(name, c["dag"]["tasks"][name]) for c in spec["components"].values()
+              for name in c.get("dag", {}).get("tasks", {}) if name.startswith("train-tensorflow-model")]
+    assert "worker-pools" in spec["root"]["dag"]["tasks"]
+    assert sorted(name for name, _ in trains) == ["train-tensorflow-model", "train-tensorflow-model-2"]
+    assert all(task["inputs"]["parameters"]["worker_pool_specs"]["componentInputParameter"]
+               == "pipelinechannel--worker-pools-Output" for _, task in trains)
+
+
+def test_customjob_pools_come_from_the_pipeline_parameters():
+    from kfkit.pipelines.training import REDUCTION_SERVER_IMAGE, training_customjob_pipeline, worker_pools
+    import json as json_
+
+    template = json_.dumps([{"container_spec": {"image_uri": "trainer", "args": ["{{$.json_escape[1]}}"]},
+                             "machine_spec": {"machine_type": "n1-standard-8"}, "replica_count": 1}] * 2)
+    inputs = training_customjob_pipeline.component_spec.inputs
+
+    chief_only = worker_pools(template, "n1-standard-4", "", 0, 0, "n1-standard-4", "", 0, 0, "n1-highcpu-16",
+                              REDUCTION_SERVER_IMAGE)
+    gpus = worker_pools(template, "a2-highgpu-1g", "NVIDIA_TESLA_A100", 1, 3, "g2-standard-8", "NVIDIA_L4", 1, 2,
+                        "n1-highcpu-16", REDUCTION_SERVER_IMAGE)
+
+    assert inputs["train_worker_count"].default == 1 and inputs["train_reduction_server_count"].default == 0
+    assert chief_only == [{"container_spec": {"image_uri": "trainer", "args": ["{{$.json_escape[1]}}"]},
+                           "replica_count": 1, "machine_spec": {"machine_type": "n1-standard-4"}}]
+    assert [p["replica_count"] for p in gpus] == [1, 3, 2]
+    assert gpus[0]["machine_spec"] == {"machine_type": "a2-highgpu-1g", "accelerator_type": "NVIDIA_TESLA_A100",
+                                       "accelerator_count": 1}
+    assert gpus[1]["machine_spec"]["accelerator_type"] == "NVIDIA_L4"
+    assert gpus[1]["container_spec"] == gpus[0]["container_spec"]  # every training pool runs the train step
+    assert gpus[2] == {"container_spec": {"image_uri": REDUCTION_SERVER_IMAGE}, "replica_count": 2,
+                       "machine_spec": {"machine_type": "n1-highcpu-16"}}
+    with pytest.raises(ValueError, match="set train_worker_count as well"):
+        worker_pools(template, "n1-standard-4", "", 0, 0, "n1-standard-4", "", 0, 1, "n1-highcpu-16", "rs")
+
+
+def test_customjob_pool_parameters_pass_vertex_client_validation(compiled):
+    values = {"backend": "bigquery", "project": "kfkit-test", "train_chief_machine_type": "a2-highgpu-1g",
+              "train_chief_accelerator_type": "NVIDIA_TESLA_A100", "train_chief_accelerator_count": 1,
+              "train_worker_count": 3, "train_reduction_server_count": 2}
+
+    job = vertex_job(compiled / "pipelines" / "training-customjob.yaml", values)
+
+    sent = dict(job._gca_resource.runtime_config.parameter_values)
+    assert sent["train_worker_count"] == 3 and sent["train_chief_machine_type"] == "a2-highgpu-1g"
 
 
 @pytest.mark.slow

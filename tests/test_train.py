@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from kfkit.components.train.train import Hyperparameters, strategy_from_env, train
@@ -13,7 +14,7 @@ from kfkit.warehouse import synthetic
 from kfkit.errors import ConfigError, ValidationError
 from kfkit.serving.model_io import LoadedModel, RequestError
 from kfkit.tabular import ModelSpec, build_spec
-from tests.conftest import split_outputs
+from tests.conftest import leftovers, split_outputs
 from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
@@ -182,51 +183,102 @@ def test_only_integer_or_string_columns_can_be_categorical(taxi):
         build_spec(v.statistics, v.schema, "tipped", categorical=["trip_miles"])
 
 
+def test_regression_mae_is_in_the_label_units(penguin_splits, tmp_path):
+    v = validate(penguin_splits, "body_mass_g")  # grams: a standard deviation near 800
+    result = train(penguin_splits["train"], penguin_splits["eval"], v.statistics, v.schema, "body_mass_g",
+                   tmp_path / "m", Hyperparameters(epochs=20, seed=3, patience=50))
+
+    split = ds.dataset(penguin_splits["eval"]).to_table()
+    predicted = LoadedModel(tmp_path / "m").predict_table(split)["value"]
+    grams = np.mean(np.abs(predicted - split.column("body_mass_g").to_numpy()))
+    assert result.spec.task == "regression" and result.spec.label_std > 100
+    assert result.metrics["eval_mae"] == pytest.approx(grams, rel=1e-3)
+
+
+def test_each_worker_reads_a_disjoint_share_of_the_rows(penguin_splits, penguin_validation, tmp_path):
+    from kfkit.tabular import iter_batches
+    spec = build_spec(penguin_validation.statistics, penguin_validation.schema, "species")
+    table = ds.dataset(penguin_splits["train"]).to_table()
+    one_shard = penguin_splits["train"]
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(4):  # four shards for three workers: by shard, one worker takes two
+        pq.write_table(table.slice(i * 70, 70), many / f"part-{i:05d}.parquet")
+
+    for dataset in (one_shard, many):
+        shares = [np.concatenate([f["culmen_length_mm"] * 1e4 + f["body_mass_g"]
+                                  for f, _ in iter_batches(dataset, spec, 64, share=(i, 3))])
+                  for i in range(3)]
+
+        assert sum(len(s) for s in shares) == table.num_rows
+        every = np.sort(np.concatenate(shares))
+        expected = np.sort(table.column("culmen_length_mm").to_numpy(zero_copy_only=False) * 1e4
+                           + table.column("body_mass_g").to_numpy(zero_copy_only=False))
+        assert np.array_equal(every.astype(np.float32), expected.astype(np.float32))
+
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER = """
-import json, sys
+import hashlib, json, os, sys
+import numpy as np
 import kfkit.components.train.train as t
 
-real = t.strategy_from_env
+real_strategy, real_build, real_make = t.strategy_from_env, t.build_model, t.make_dataset
+built = []
 
 
-def recording():
-    strategy = real()
-    print("STRATEGY", type(strategy).__name__, strategy.num_replicas_in_sync, flush=True)
+def recording_strategy():
+    strategy = real_strategy()
+    import tensorflow as tf
+    print("STRATEGY", "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          else type(strategy).__name__, strategy.num_replicas_in_sync, flush=True)
     return strategy
 
 
-t.strategy_from_env = recording
+def recording_build(*args):
+    built.append(real_build(*args))
+    return built[-1]
+
+
+def recording_make(path, spec, batch_size, shuffle_seed=None, chunk_rows=65536, share=(0, 1)):
+    if path == sys.argv[3]:
+        print("SHARE", *share, "ROWS", batch_size, flush=True)
+    return real_make(path, spec, batch_size, shuffle_seed, chunk_rows, share)
+
+
+t.strategy_from_env, t.build_model, t.make_dataset = recording_strategy, recording_build, recording_make
 statistics, schema = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-t.train(sys.argv[3], sys.argv[4], statistics, schema, "species", sys.argv[5], t.Hyperparameters(epochs=2, seed=7))
+result = t.train(sys.argv[3], sys.argv[4], statistics, schema, "species", sys.argv[5],
+                 t.Hyperparameters(epochs=2, seed=7), tensorboard_dir=sys.argv[6], verbose=0)
+weights = np.concatenate([w.ravel() for w in built[0].get_weights()])
+print("WEIGHTS", hashlib.sha256(weights.tobytes()).hexdigest(), "CHIEF", result.is_chief, flush=True)
 """
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "multi-worker training is broken: with MultiWorkerMirroredStrategy, Keras 3's fit hands the model "
-    "PerReplica feature dicts ('Attempt to convert a value ... PerReplica'); found by this test, see issue 14's note"))
-def test_two_local_workers_train_one_model_together_from_tf_config(penguin_splits, penguin_validation, tmp_path):
+def free_ports(count: int) -> list[int]:
     import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_workers(cluster: dict, tasks: list[tuple[str, int]], argv: list[str], tmp_path: Path) -> list[tuple[int, str]]:
+    """Each task as its own process, as Vertex runs the same step's container in every pool."""
     import subprocess
     import sys
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    (tmp_path / "stats.json").write_text(json.dumps(penguin_validation.statistics))
-    (tmp_path / "schema.json").write_text(json.dumps(penguin_validation.schema))
     workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   TF_CPP_MIN_LOG_LEVEL="2")
-        workers.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path / "stats.json"), str(tmp_path / "schema.json"),
-             str(penguin_splits["train"]), str(penguin_splits["eval"]), str(tmp_path / f"model-{index}")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO))
+    for kind, index in tasks:
+        scratch = tmp_path / f"tmp-{kind}-{index}"  # the worker's TMPDIR: its scratch must not outlive it
+        scratch.mkdir()
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}),
+                   TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(scratch))
+        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, *argv], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, cwd=REPO))
     outputs = []
     try:
         for worker in workers:
@@ -234,10 +286,100 @@ def test_two_local_workers_train_one_model_together_from_tf_config(penguin_split
     finally:
         for worker in workers:
             worker.kill()
+    return [(w.returncode, out) for w, out in zip(workers, outputs)]
 
-    assert [w.returncode for w in workers] == [0, 0], "\n".join(outputs)[-3000:]
-    assert all("STRATEGY MultiWorkerMirroredStrategy 2" in out for out in outputs)
-    # synchronous data-parallel training: both workers end with the same weights
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chief, workers", [(0, 2), (1, 2)], ids=["two-workers", "chief-and-two-workers"])
+def test_local_workers_train_one_model_together_from_tf_config(penguin_splits, penguin_validation, tmp_path,
+                                                               chief, workers):
+    ports = free_ports(chief + workers)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports[chief:]]}
+    tasks = [("worker", i) for i in range(workers)]
+    if chief:
+        cluster["chief"] = [f"127.0.0.1:{ports[0]}"]
+        tasks.insert(0, ("chief", 0))
+    (tmp_path / "stats.json").write_text(json.dumps(penguin_validation.statistics))
+    (tmp_path / "schema.json").write_text(json.dumps(penguin_validation.schema))
+    # every worker is handed the same output paths, as the pools of one Vertex CustomJob are
+    argv = [str(tmp_path / "stats.json"), str(tmp_path / "schema.json"), str(penguin_splits["train"]),
+            str(penguin_splits["eval"]), str(tmp_path / "model"), str(tmp_path / "tensorboard")]
+
+    results = run_workers(cluster, tasks, argv, tmp_path)
+
+    outputs = [out for _, out in results]
+    count = len(tasks)
+    assert [rc for rc, _ in results] == [0] * count, "\n".join(outputs)[-3000:]
+    assert all(f"STRATEGY MultiWorkerMirroredStrategy {count}" in out for out in outputs), outputs[0][-3000:]
+    # each its own share of the rows, the global batch of 64 split between them
+    shares = sorted(re.search(r"SHARE (\d+) (\d+) ROWS (\d+)", out).groups() for out in outputs)
+    assert [(int(i), int(n)) for i, n, _ in shares] == [(i, count) for i in range(count)]
+    assert sum(int(rows) for _, _, rows in shares) == 64
+    # synchronous data-parallel training: every worker ends with the same weights
+    digests = [re.search(r"WEIGHTS (\w+) CHIEF (\w+)", out).groups() for out in outputs]
+    assert len({digest for digest, _ in digests}) == 1
+    assert [chief for _, chief in digests] == ["True"] + ["False"] * (count - 1)
+    # the chief alone wrote the outputs; the others' scratch directories are gone
     test = ds.dataset(penguin_splits["test"]).to_table()
-    scores = [LoadedModel(tmp_path / f"model-{i}").predict_table(test)["scores"] for i in range(2)]
-    assert np.allclose(scores[0], scores[1], atol=1e-6)
+    assert LoadedModel(tmp_path / "model").predict_table(test)["scores"].shape == (test.num_rows, 3)
+    assert any((tmp_path / "tensorboard").iterdir())
+    assert all(leftovers(tmp_path / f"tmp-{kind}-{index}") == [] for kind, index in tasks)
+
+
+RESUMING = """
+import hashlib, json, os, sys
+import keras
+import numpy as np
+import kfkit.components.train.train as t
+
+real_build = t.build_model
+built = []
+t.build_model = lambda *args: built.append(real_build(*args)) or built[-1]
+
+
+class Preempted(keras.callbacks.Callback):
+    \"\"\"The machine goes away right after an epoch's backup: no cleanup, no exception handling.\"\"\"
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == int(sys.argv[5]):
+            os._exit(75)
+
+
+statistics, schema = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+result = t.train(sys.argv[3], sys.argv[4], statistics, schema, "species", None,
+                 t.Hyperparameters(epochs=4, seed=5, patience=10), checkpoint_dir=sys.argv[6],
+                 callbacks=[Preempted()], verbose=0)
+weights = np.concatenate([w.ravel() for w in built[0].get_weights()])
+print("RESUMED", result.resumed_epoch, "EPOCHS", result.epochs_run, "TRAINED", len(result.history["loss"]))
+print("WEIGHTS", hashlib.sha256(weights.tobytes()).hexdigest(), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_an_epoch_resumes_from_its_backup(penguin_splits, penguin_validation, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "stats.json").write_text(json.dumps(penguin_validation.statistics))
+    (tmp_path / "schema.json").write_text(json.dumps(penguin_validation.schema))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+
+    def run(kill_after_epoch: int, checkpoints: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", RESUMING, str(tmp_path / "stats.json"), str(tmp_path / "schema.json"),
+             str(penguin_splits["train"]), str(penguin_splits["eval"]), str(kill_after_epoch), str(checkpoints)],
+            env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    killed = run(1, tmp_path / "checkpoints")  # dies at the end of its second epoch (index 1)
+    backup = json.loads((tmp_path / "checkpoints" / "training_metadata.json").read_text())
+    restarted = run(-1, tmp_path / "checkpoints")
+    uninterrupted = run(-1, tmp_path / "other-checkpoints")
+
+    assert killed.returncode == 75, killed.stdout + killed.stderr[-3000:]
+    assert backup["epoch"] == 2
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "RESUMED 2 EPOCHS 4 TRAINED 2" in restarted.stdout
+    assert "RESUMED 0 EPOCHS 4 TRAINED 4" in uninterrupted.stdout
+    # the optimizer's state came back too: the same weights as a run that was never interrupted
+    assert re.search(r"WEIGHTS (\w+)", restarted.stdout)[1] == re.search(r"WEIGHTS (\w+)", uninterrupted.stdout)[1]
+    assert not (tmp_path / "checkpoints").exists()  # removed once training ended
