@@ -68,13 +68,33 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "tr
 
 
 @pytest.fixture(scope="module")
-def taxi_validation(shared_root, tmp_path_factory):
+def taxi_splits(shared_root, tmp_path_factory):
     outputs = split_outputs(tmp_path_factory.mktemp("taxi-browser"))
     run_ingest("SELECT company, payment_type, trip_miles, fare, tips FROM "
                "`bigquery-public-data.chicago_taxi_trips.taxi_trips` WHERE company IS NOT NULL", outputs,
                split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}), label_column="tips",
                local_root=str(shared_root))
-    return validate(outputs, "tips")
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def taxi_validation(taxi_splits):
+    return validate(taxi_splits, "tips")
+
+
+def tips_from_fare(taxi_splits, split: str):
+    """Tips predicted by a straight line fitted on the training split's fares: a real regression."""
+    import numpy as np
+    import pyarrow.dataset as pads
+
+    def columns(name):
+        table = pads.dataset(str(taxi_splits[name]), format="parquet").to_table(columns=["fare", "tips"])
+        return (np.nan_to_num(table.column("fare").to_numpy(zero_copy_only=False).astype(float)),
+                np.nan_to_num(table.column("tips").to_numpy(zero_copy_only=False).astype(float)))
+
+    slope, intercept = np.polyfit(*columns("train"), 1)
+    fare, tips = columns(split)
+    return tips, slope * fare + intercept
 
 
 def test_validation_report_shows_every_label_in_full_and_outliers_do_not_squash_histograms(
@@ -131,3 +151,23 @@ def test_a_chart_of_one_series_still_has_marks_and_axis_ticks(tmp_path):
     assert chart["marks"] == 2 and "class='tick'" in html
 
 
+
+
+def test_regression_report_draws_predicted_against_actual_residuals_and_error_by_decile_at_a_readable_size(
+        taxi_splits, tmp_path):
+    from kfkit.components.evaluate.evaluate import Thresholds, regression_metrics
+
+    actual, predicted = tips_from_fare(taxi_splits, "train")  # thousands of rows: hexagons, not dots
+    evaluation = regression_metrics(actual, predicted)
+    html = evaluation_report(evaluation, Decision(True, "meets every threshold"), Thresholds(max_rmse=10.0))
+
+    charts = browser_check(html, tmp_path, "regression")
+
+    assert_legible(charts, expected_charts=4)
+    for title in ("Predicted against actual", "Residuals against predicted", "Error by decile of the label"):
+        assert f"<h3>{title}</h3>" in html
+    assert "<polygon class='mark'" in html and "points in hexagons" in html
+    assert "class='label peak'" in html  # the residual histogram's highest bin says what it holds
+    assert all(int(w) >= 400 for w in re.findall(r"<svg width='(\\d+)'", html))
+    assert re.search(r"<td class='l'>rmse</td><td class=''>[0-9.]+</td><td class=''>&lt;= 10</td>", html)
+    assert f"<td class='l'>examples</td><td class=''>{len(actual)}</td>" in html  # a count, not 1234.0000

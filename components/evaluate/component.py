@@ -82,7 +82,7 @@ def evaluate_model(
     if evaluation.roc:
         classification_metrics.log_roc_curve(evaluation.roc["fpr"], evaluation.roc["tpr"], evaluation.roc["thresholds"])
     with atomic_file(report.path) as handle:
-        handle.write(render_report(evaluation, decision))
+        handle.write(render_report(evaluation, decision, thresholds))
     metrics.metadata["blessed"] = decision.blessed
     with open(reason, "w") as handle:
         handle.write(decision.reason)
