@@ -171,3 +171,91 @@ def test_regression_report_draws_predicted_against_actual_residuals_and_error_by
     assert all(int(w) >= 400 for w in re.findall(r"<svg width='(\\d+)'", html))
     assert re.search(r"<td class='l'>rmse</td><td class=''>[0-9.]+</td><td class=''>&lt;= 10</td>", html)
     assert f"<td class='l'>examples</td><td class=''>{len(actual)}</td>" in html  # a count, not 1234.0000
+
+
+def dom(html: str, tmp_path, name: str) -> str:
+    """The page as Chromium built it (its DOM after load)."""
+    page = tmp_path / f"{name}.html"
+    page.write_text(html)
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", f"--user-data-dir={tmp_path / 'c'}", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<body" in done.stdout, done.stderr[-1500:]
+    return done.stdout
+
+
+def penguin_card(penguin_model, penguin_splits, penguin_validation):
+    from kfkit.components.evaluate.evaluate import metric_values
+    from kfkit.components.model_card.model_card import build
+    from kfkit.tabular import ModelSpec
+
+    spec = ModelSpec.load(penguin_model)
+    _, evaluation = evaluate_model(penguin_model, penguin_splits["test"])
+    meta = {"task": spec.task, "label": spec.label, "signature": spec.signature, "classes": spec.classes,
+            "framework": "tensorflow", "hyperparameters": {"learning_rate": 0.01}}
+    values = metric_values({**evaluation.metrics, **{f"champion_{k}": v for k, v in evaluation.metrics.items()}})
+    return build(meta, values, "meets every threshold", penguin_validation.statistics, "/runs/7/train/model",
+                 {"accuracy": ">= 0.8"})
+
+
+def test_model_card_page_has_the_five_model_card_toolkit_sections_and_names_the_registered_version(
+        penguin_model, penguin_splits, penguin_validation, tmp_path):
+    from kfkit.components.model_card.model_card import html as card_html
+
+    card = penguin_card(penguin_model, penguin_splits, penguin_validation)
+
+    shown = dom(card_html(card, "models:/penguins/3"), tmp_path, "card")
+
+    headings = re.findall(r"<h2>([^<]+)</h2>", shown)
+    assert headings == ["Model details", "Intended use", "Metrics", "Data", "Limitations"]
+    assert "<code>models:/penguins/3</code>" in shown
+    assert "**" not in shown and "`" not in shown  # no Markdown marks left in the page
+    examples = int(card["metrics"][[m["name"] for m in card["metrics"]].index("examples")]["value"])
+    assert f"<td class=\"l\">examples</td><td class=\"\">{examples}</td>" in shown  # not 39.0000
+    assert re.search(r"<td class=\"l\">accuracy</td><td class=\"\">[0-9.]+</td><td class=\"\">&gt;= 0.8</td>"
+                     r"<td class=\"\"><span class=\"ok\">meets</span></td><td class=\"\">[0-9.]+</td>", shown)
+    assert "<td class=\"l\">island</td>" in shown  # each input with what training saw of it
+
+
+def test_model_card_markdown_is_kept_with_the_same_sections(penguin_model, penguin_splits, penguin_validation):
+    from kfkit.components.model_card.model_card import markdown
+
+    text = markdown(penguin_card(penguin_model, penguin_splits, penguin_validation))
+
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## Model details", "## Intended use", "## Metrics", "## Data", "## Limitations"]
+    assert "multiclass on label `species`" in text and "| accuracy |" in text and ".0000" not in text
+
+
+def test_run_index_page_shows_the_verdict_key_metrics_and_a_tile_per_report(
+        penguin_model, penguin_splits, penguin_validation, tmp_path):
+    from kfkit.components.model_card.model_card import markdown
+    from kfkit.runs.outcome import publish_reports
+
+    run_dir = tmp_path / "run-1"
+    _, evaluation = evaluate_model(penguin_model, penguin_splits["test"])
+    steps = {"evaluate-model": {"parameterValues": {"Output": True}, "artifacts": {"metrics": {"artifacts": [
+                 {"metadata": {**evaluation.metrics, "blessed": True}}]}}},
+             "write-model-card": {"artifacts": {"model_card": {"artifacts": [
+                 {"metadata": {"card": penguin_card(penguin_model, penguin_splits, penguin_validation)}}]}}},
+             "register-model": {"artifacts": {"registered_model": {"artifacts": [
+                 {"metadata": {"resourceName": "models:/penguins/3"}}]}}}}
+    for step, outputs in steps.items():
+        (run_dir / step).mkdir(parents=True)
+        (run_dir / step / "executor_output.json").write_text(json.dumps(outputs))
+    (run_dir / "evaluate-model" / "report").write_text(
+        evaluation_report(evaluation, Decision(True, "meets every threshold")))
+    (run_dir / "write-model-card" / "model_card").write_text(
+        markdown(steps["write-model-card"]["artifacts"]["model_card"]["artifacts"][0]["metadata"]["card"]))
+
+    published = publish_reports(run_dir, "BLESSED", ["Model blessed: meets every threshold"])
+    index = dom((run_dir / "reports" / "index.html").read_text(), tmp_path, "index")
+
+    assert "<div class=\"verdict ok\">BLESSED</div>" in index
+    assert re.search(r"<td class=\"l\">evaluate-model</td><td class=\"l\">accuracy</td><td class=\"\">[0-9.]+</td>",
+                     index)
+    tiles = re.findall(r"<a class=\"tile\" href=\"([^\"]+)\"><h3>([^<]+)</h3>", index)
+    assert sorted(tiles) == [("evaluate-model.html", "evaluate-model"), ("model-card.html", "model card")]
+    assert sorted(p.name for p in published) == ["evaluate-model.html", "model-card.html"]
+    assert re.search(r"<div class=\"fact\">blessed</div><div class=\"fact\">accuracy [0-9.]+</div>", index)
+    assert "<code>models:/penguins/3</code>" in (run_dir / "reports" / "model-card.html").read_text()

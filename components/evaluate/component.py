@@ -84,6 +84,8 @@ def evaluate_model(
     with atomic_file(report.path) as handle:
         handle.write(render_report(evaluation, decision, thresholds))
     metrics.metadata["blessed"] = decision.blessed
+    # the limits the decision applied, for the model card (text: never counted as a metric)
+    metrics.metadata["thresholds"] = {name: f"{op} {bound:g}" for name, (op, bound) in thresholds.limits().items()}
     with open(reason, "w") as handle:
         handle.write(decision.reason)
 
