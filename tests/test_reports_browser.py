@@ -18,6 +18,7 @@ from kfkit.components.monitor.monitor import MonitorResult, render_report as mon
 from kfkit.components.validate.validate import render_report as validation_report, validate
 from kfkit.runs.outcome import markdown_page
 from tests.conftest import split_outputs
+from tests.test_canary import endpoint_with_canary  # noqa: F401 - a fixture shared with the canary tests
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHECK = """<script>
@@ -41,15 +42,21 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+def console_messages(stderr: str) -> list[str]:
+    """What the page wrote to the console (errors included), from Chromium's log on stderr."""
+    return re.findall(r":CONSOLE[^\]]*\] (.*)", stderr)
+
+
 def browser_check(html: str, tmp_path, name: str) -> list[dict]:
     page = tmp_path / f"{name}.html"
     page.write_text(html.replace("</body>", CHECK + "</body>"))
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                           "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+                           "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr",
+                           "--v=0", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     match = re.search(r"data-check=\"([^\"]*)\"", done.stdout)
     assert match, f"Chromium gave no layout for {name}: {done.stderr[-1500:]}"
+    assert console_messages(done.stderr) == [], f"{name} wrote to the browser's console"
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
                       .replace("&gt;", ">").replace("&#39;", "'"))
 
@@ -178,9 +185,11 @@ def dom(html: str, tmp_path, name: str) -> str:
     page = tmp_path / f"{name}.html"
     page.write_text(html)
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-background-networking", f"--user-data-dir={tmp_path / 'c'}", "--dump-dom",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+                           "--disable-background-networking", f"--user-data-dir={tmp_path / 'c'}",
+                           "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
     assert "<body" in done.stdout, done.stderr[-1500:]
+    assert console_messages(done.stderr) == [], f"{name} wrote to the browser's console"
     return done.stdout
 
 
@@ -259,3 +268,32 @@ def test_run_index_page_shows_the_verdict_key_metrics_and_a_tile_per_report(
     assert sorted(p.name for p in published) == ["evaluate-model.html", "model-card.html"]
     assert re.search(r"<div class=\"fact\">blessed</div><div class=\"fact\">accuracy [0-9.]+</div>", index)
     assert "<code>models:/penguins/3</code>" in (run_dir / "reports" / "model-card.html").read_text()
+
+
+def test_canary_report_gives_each_side_one_colour_in_every_chart_and_its_criteria_with_evidence(
+        endpoint_with_canary, tmp_path):  # noqa: F811 - the fixture imported above
+    from kfkit.components.canary.analysis import Thresholds
+    from kfkit.components.canary.canary import analyze_canary
+    from kfkit.components.canary.report import render
+    from tests.test_canary import Clock, traffic_for, write_log
+
+    root, _, v1, v2 = endpoint_with_canary
+    write_log(root, "penguins", traffic_for(v1, v2, 400, 100, canary_errors=3, canary_classes=("Adelie", "Adelie")))
+    clock = Clock(v2["deployed_at"] + 2)
+    result = analyze_canary("penguins", local_root=str(root), window_seconds=5, clock=clock, sleep=clock.sleep,
+                            thresholds=Thresholds(min_requests=100), act=False)
+    html = render(result)
+
+    charts = browser_check(html, tmp_path, "canary")
+    shown = dom(html, tmp_path, "canary-dom")
+
+    assert_legible(charts, expected_charts=4)  # requests, errors, latency, predictions
+    fills: dict[str, set] = {}
+    for fill, side in re.findall(r"<rect class=\"mark\"[^>]* fill=\"([^\"]+)\"[^>]*><title>[^<]*\((canary|baseline)",
+                                 shown):
+        fills.setdefault(side, set()).add(fill)
+    assert len(fills["canary"]) == len(fills["baseline"]) == 1 and fills["canary"] != fills["baseline"]
+    distance = re.search(r"<tr><td class=\"l\">prediction_distance</td>(.*?)</tr>", shown).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", distance)
+    assert cells[0] == "<span class=\"bad\">FAIL</span>" and cells[3] == "—"  # a distance has no baseline value
+    assert re.fullmatch(r"[0-9.e-]+", cells[1])  # its p-value
