@@ -297,3 +297,28 @@ def test_canary_report_gives_each_side_one_colour_in_every_chart_and_its_criteri
     cells = re.findall(r"<td[^>]*>(.*?)</td>", distance)
     assert cells[0] == "<span class=\"bad\">FAIL</span>" and cells[3] == "—"  # a distance has no baseline value
     assert re.fullmatch(r"[0-9.e-]+", cells[1])  # its p-value
+
+
+def test_tuning_plot_has_a_legend_and_log_axes_where_the_space_and_the_losses_span_decades(tmp_path):
+    from kfkit.components.tune import space as sp
+    from kfkit.components.tune.report import render
+    from kfkit.components.tune.tune import Trial, TuneResult
+
+    dims = sp.parse_space({"learning_rate": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
+                           "hidden_units": {"type": "categorical", "choices": [[16], [32, 16]]},
+                           "dropout": {"type": "float", "low": 0.0, "high": 0.3}})
+    # losses from 0.02 (good) to 2.5 (diverged): what a learning-rate search gives
+    trials = [Trial(i, "COMPLETE", {"learning_rate": 10 ** (-4 + 3 * i / 11), "hidden_units": [16],
+                                    "dropout": 0.02 * i}, 0.02 * 1.55 ** i, 1.0, 3) for i in range(12)]
+    result = TuneResult({"learning_rate": 0.0001, "hidden_units": [16], "dropout": 0.0}, 0.02, 0, "eval_loss", "minimize", trials,
+                        "s", "/x", 2.0)
+    html = render(result, dims)
+
+    [chart] = browser_check(html, tmp_path, "tuning")
+
+    assert chart["marks"] == 12
+    assert_legible([chart], expected_charts=1)
+    shown = {label["shown"] for label in chart["labels"]}
+    assert {"learning_rate (log)", "eval_loss (log)", "dropout", "best trial 0", "worse",
+            "better eval_loss (log axis)"} <= shown
+    assert all(f">{tick}</text>" in html for tick in ("0.0001", "0.001", "0.01", "0.1"))  # decades
