@@ -13,7 +13,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collap
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}
 td.l,th.l{text-align:left}.bad{color:#b00020;font-weight:600}.warn{color:#a15c00}.ok{color:#1b7f3b}
 .grid{display:flex;flex-wrap:wrap;gap:18px}.card{border:1px solid #e3e3e3;border-radius:6px;padding:10px}
-.card h3{font-size:14px;margin:0 0 6px 0}.muted{color:#666;font-size:12px}
+.card h3{font-size:14px;margin:0 0 6px 0}.card .muted{max-width:440px}.muted{color:#666;font-size:12px}
 """
 
 
@@ -115,7 +115,12 @@ def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: S
     longest = max(len(label) for label in labels)
     vertical = rotate_labels or longest * CHAR_W > group_w * 0.95
     pad_bottom = int(longest * CHAR_W + 10) if vertical else 18
-    legend_h = 14 * len(names) + 4 if names else 0
+    # the legend on one row when it fits (7 px a character at 11 px, 24 px per swatch and gap)
+    legend_x = [left + 4]
+    for name in names:
+        legend_x.append(legend_x[-1] + 24 + int(len(str(name)) * 7))
+    one_row = bool(names) and legend_x[-1] <= width - 4
+    legend_h = (18 if one_row else 14 * len(names) + 4) if names else 0
     plot_top = 4 + legend_h + (12 if label_peak else 0)
     plot_h = max(height - pad_bottom - plot_top, 60)
     total_h = plot_top + plot_h + pad_bottom
@@ -154,8 +159,9 @@ def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: S
                 parts.append(f"<text class='label' x='{x:.1f}' y='{y + 8}' font-size='9' text-anchor='middle'>"
                              f"{esc(label)}<title>{esc(label)}</title></text>")
     for j, name in enumerate(names):
-        parts.append(f"<rect x='{left + 4}' y='{4 + 14 * j}' width='10' height='10' fill='{colors[j]}'/>"
-                     f"<text class='legend' x='{left + 18}' y='{13 + 14 * j}' font-size='11'>{esc(name)}</text>")
+        x, y = (legend_x[j], 4) if one_row else (left + 4, 4 + 14 * j)
+        parts.append(f"<rect x='{x}' y='{y}' width='10' height='10' fill='{colors[j]}'/>"
+                     f"<text class='legend' x='{x + 14}' y='{y + 9}' font-size='11'>{esc(name)}</text>")
     parts.append("</svg>")
     caption = f"<div class='muted'>{esc(note)}</div>" if note else ""
     return "".join(parts) + caption

@@ -322,3 +322,32 @@ def test_tuning_plot_has_a_legend_and_log_axes_where_the_space_and_the_losses_sp
     assert {"learning_rate (log)", "eval_loss (log)", "dropout", "best trial 0", "worse",
             "better eval_loss (log axis)"} <= shown
     assert all(f">{tick}</text>" in html for tick in ("0.0001", "0.001", "0.01", "0.1"))  # decades
+
+
+def test_validation_report_overlays_train_eval_and_test_and_shows_integer_codes_as_categories(
+        shared_root, tmp_path):
+    outputs = split_outputs(tmp_path / "splits")
+    run_ingest("SELECT EXTRACT(HOUR FROM trip_start_timestamp) AS trip_start_hour, "
+               "EXTRACT(DAYOFWEEK FROM trip_start_timestamp) AS trip_start_day, payment_type, fare, tips FROM "
+               "`bigquery-public-data.chicago_taxi_trips.taxi_trips`", outputs,
+               split=SplitSpec({"train": 0.8, "eval": 0.1, "test": 0.1}), label_column="tips",
+               local_root=str(shared_root))
+    html = validation_report(validate(outputs, "tips"))
+
+    charts = browser_check(html, tmp_path, "validation-overlay")
+
+    assert_legible(charts, expected_charts=5)
+    legends = [[label["shown"] for label in chart["labels"] if label["shown"] in ("train", "eval", "test")]
+               for chart in charts]
+    assert all(names == ["train", "eval", "test"] for names in legends), legends  # every feature, every split
+    assert "trip_start_hour (integer codes: 24 values)" in html
+    hours = re.search(r"trip_start_hour \(integer codes.*?</svg>", html, re.S).group(0)
+    assert "<title>0</title>" in hours and "<title>23</title>" in hours and " to " not in hours
+
+
+def test_counts_of_a_split_shown_alone_have_whole_ticks(penguin_splits, tmp_path):
+    html = validation_report(validate({"train": penguin_splits["train"]}, "species"))
+
+    assert_legible(browser_check(html, tmp_path, "validation-counts"), expected_charts=4)
+    ticks = re.findall(r"class='tick'>([^<]+)</text>", html)
+    assert ticks and all(re.fullmatch(r"[0-9,]+", tick) for tick in ticks), ticks
