@@ -18,6 +18,15 @@ def number(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def plain(value: Any) -> str:
+    """A hyperparameter as it was set: KFP's metadata turns 64 into 64.0 and [64, 32] into [64.0, 32.0]."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(plain(v) for v in value) + "]"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
 def _metric_rows(metrics: dict[str, float], thresholds: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for name in sorted(k for k in metrics if not k.startswith("champion_")):
@@ -85,8 +94,8 @@ def build(model_meta: dict[str, Any], metrics: dict[str, float], reason: str,
         "model": {"uri": model_uri, "task": task, "label": label,
                   "framework": f"{model_meta.get('framework', '?')} {model_meta.get('framework_version', '')}".strip(),
                   "classes": list(model_meta.get("classes") or []),
-                  "hyperparameters": dict(model_meta.get("hyperparameters") or {}),
-                  "epochs_run": model_meta.get("epochs_run")},
+                  "hyperparameters": {k: plain(v) for k, v in (model_meta.get("hyperparameters") or {}).items()},
+                  "epochs_run": plain(model_meta["epochs_run"]) if model_meta.get("epochs_run") is not None else None},
         "intended_use": f"Predicts {label} ({task}) from the raw values of the input columns listed under Data, "
                         "for rows drawn like the training data.",
         "decision": reason,
@@ -109,12 +118,12 @@ def _status(met: bool | None) -> str:
 def markdown(card: dict[str, Any]) -> str:
     m = card["model"]
     lines = ["# Model card", "", "## Model details", "",
-             f"- **Model**: `{m['uri']}`" if m["uri"] else "",
+             f"- **Model**: `{m['uri']}`" if m["uri"] else None,
              f"- **Task**: {m['task']} on label `{m['label']}`", f"- **Framework**: {m['framework']}"]
     if m["classes"]:
         lines.append("- **Classes**: " + ", ".join(f"`{c}`" for c in m["classes"]))
     if m["hyperparameters"]:
-        lines.append("- **Hyperparameters**: " + ", ".join(f"{k}={v}" for k, v in m["hyperparameters"].items()))
+        lines.append("- **Hyperparameters**: " + "; ".join(f"{k}={v}" for k, v in m["hyperparameters"].items()))
     lines += ["", "## Intended use", "", card["intended_use"], "", f"Blessed: {card['decision']}", "",
               "## Metrics", "", "On the test split.", "", "| metric | value | threshold | status | champion |",
               "|---|---|---|---|---|"]
@@ -125,8 +134,11 @@ def markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Data", ""]
     if data["rows"] is not None:
         lines += [f"{number('rows', data['rows'])} rows in the training split.", ""]
-    lines += ["| feature | type | in training | nulls |", "|---|---|---|---|"]
-    lines += [f"| {f['name']} | {f['type']} | {f['seen']} | {f['nulls']} |" for f in data["features"]]
+    if data["features"]:
+        lines += ["| feature | type | in training | nulls |", "|---|---|---|---|"]
+        lines += [f"| {f['name']} | {f['type']} | {f['seen']} | {f['nulls']} |" for f in data["features"]]
+    else:
+        lines.append("The model's metadata names no input columns.")
     lines += ["", "## Limitations", ""] + [f"- {text}" for text in card["limitations"]]
     return "\n".join(line for line in lines if line is not None) + "\n"
 
@@ -157,8 +169,9 @@ def html(card: dict[str, Any], registered_uri: str = "") -> str:
         "Intended use": f"<p>{r.esc(card['intended_use'])}</p><p class='ok'>Blessed: {r.esc(card['decision'])}</p>",
         "Metrics": "<p>On the test split, against the thresholds and the champion.</p>"
                    + r.table(["metric", "value", "threshold", "status", "champion"], metric_rows),
-        "Data": rows_line + r.table(["feature", "type", "in training", "nulls"],
-                                    [(f["name"], f["type"], f["seen"], f["nulls"]) for f in data["features"]], left=3),
+        "Data": rows_line + (r.table(["feature", "type", "in training", "nulls"],
+                                     [(f["name"], f["type"], f["seen"], f["nulls"]) for f in data["features"]], left=3)
+                             if data["features"] else "<p>The model's metadata names no input columns.</p>"),
         "Limitations": "<ul>" + "".join(f"<li>{r.esc(text)}</li>" for text in card["limitations"]) + "</ul>",
     }
     body = [f"<section id='{title.lower().replace(' ', '-')}'><h2>{title}</h2>{sections[title]}</section>"
