@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kfkit.report import CHAR_W, PALETTE, esc, nice, ticks_between
+from kfkit.report import PALETTE, esc, nice, ticks_between
 
 HEXBIN_ABOVE = 1000  # points past which density, not single dots, is what can be read
 
@@ -80,14 +80,16 @@ def scatter(xs: Sequence[float], ys: Sequence[float], x_label: str, y_label: str
         parts += [f"<circle class='mark' cx='{a:.1f}' cy='{b:.1f}' r='2.5' fill='{PALETTE[0]}' fill-opacity='0.55'/>"
                   for a, b in zip(shown_x, shown_y)]
     outside = int((~inside).sum())
-    if outside:
-        legend += f"; {outside:,} outliers off the axes"
+    notes = [legend] + ([f"{outside:,} outliers beyond the 0.5th-99.5th percentiles are off the axes"]
+                        if outside else [])
     parts.append(f"<text class='label' x='{left + pw / 2}' y='{top + ph + 30}' font-size='10' text-anchor='middle'>"
                  f"{esc(x_label)}<title>{esc(x_label)}</title></text>"
                  f"<text class='label' x='12' y='{top + ph / 2}' font-size='10' text-anchor='middle' "
                  f"transform='rotate(-90 12 {top + ph / 2})'>{esc(y_label)}<title>{esc(y_label)}</title></text>")
-    legend = legend if len(legend) * CHAR_W < width - left else legend[: int((width - left) / CHAR_W) - 1]
-    parts.append(f"<text class='legend' x='{left}' y='{height + 10}' font-size='9'>{esc(legend)}</text></svg>")
+    parts += [f"<text class='legend' x='8' y='{height + 10 + 12 * i}' font-size='9'>{esc(note)}</text>"
+              for i, note in enumerate(notes)]
+    parts[0] = parts[0].replace(f"height='{height + 16}'", f"height='{height + 4 + 12 * len(notes)}'")
+    parts.append("</svg>")
     return "".join(parts)
 
 

@@ -289,8 +289,13 @@ def _regression_charts(evaluation: Evaluation) -> list[str]:
                      [float(np.sqrt((residuals[g] ** 2).mean())) if g.any() else 0.0 for g in groups]],
             ["MAE", "RMSE"], width=460, height=260)))
     low, high = np.percentile(residuals, [1, 99])
-    shown = residuals[(residuals >= low) & (residuals <= high)] if high > low else residuals
-    counts, bins = np.histogram(shown, bins=24)
+    # rounding alone (1e-15 apart) is no spread: such residuals are drawn whole
+    spread = high - low > 1e-9 * max(abs(low), abs(high), 1.0)
+    shown = residuals[(residuals >= low) & (residuals <= high)] if spread else residuals
+    try:
+        counts, bins = np.histogram(shown, bins=24)
+    except ValueError:  # every residual the same up to rounding: one bin
+        counts, bins = np.histogram(shown, bins=1)
     cards.append(("Residuals (predicted - actual)", report.histogram(
         bins.tolist(), [counts.tolist()], width=460, height=260, integer=True, label_peak=True,
         note=f"the 1st to 99th percentile; {len(residuals) - len(shown)} residuals beyond are not drawn"
