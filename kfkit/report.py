@@ -13,7 +13,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collap
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}
 td.l,th.l{text-align:left}.bad{color:#b00020;font-weight:600}.warn{color:#a15c00}.ok{color:#1b7f3b}
 .grid{display:flex;flex-wrap:wrap;gap:18px}.card{border:1px solid #e3e3e3;border-radius:6px;padding:10px}
-.card h3{font-size:14px;margin:0 0 6px 0}.muted{color:#666;font-size:12px}
+.card h3{font-size:14px;margin:0 0 6px 0}.card .muted{max-width:440px}.muted{color:#666;font-size:12px}
 """
 
 
@@ -64,34 +64,69 @@ def nice(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _ticks(top: float, count: int = 4) -> list[float]:
-    return [top * i / count for i in range(count + 1)]
+def nice_step(span: float, count: int = 4, integer: bool = False) -> float:
+    """A step of 1, 2, 2.5 or 5 times a power of ten giving about `count` intervals over span."""
+    import math
+
+    raw = span / count if span > 0 else 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    # a count has no fractional values: its ticks must not suggest any
+    return max(1.0, float(math.ceil(step))) if integer else step
+
+
+def _ticks(top: float, count: int = 4, integer: bool = False) -> list[float]:
+    """Round ticks from 0 up to the first tick at or above top (the axis ends on a labelled tick)."""
+    step = nice_step(top, count, integer)
+    ticks = [0.0]
+    while ticks[-1] < top - 1e-12 * max(top, 1.0):
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks if len(ticks) > 1 else [0.0, step]
+
+
+def ticks_between(low: float, high: float, count: int = 5) -> list[float]:
+    """Round ticks inside [low, high] (a linear axis that need not start at 0)."""
+    import math
+
+    step = nice_step(high - low, count)
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 12) for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
 def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: Sequence[str] = (),
-              width: int = 360, height: int = 160, rotate_labels: bool = False, note: str = "") -> str:
+              width: int = 360, height: int = 160, rotate_labels: bool = False, note: str = "",
+              colors: Sequence[str] = (), integer: bool = False, label_peak: bool = False) -> str:
     """Grouped bars (one group per label, one bar per series) with a y axis and full category labels.
 
     Labels are never cut: when they do not fit side by side they are written vertically, and the
     chart grows to hold the longest; past two dozen groups every n-th label is written (every bar
-    keeps its tooltip).
+    keeps its tooltip). `colors` fixes each series' colour (so a side keeps its colour across charts),
+    `integer` keeps the axis on whole numbers (counts), `label_peak` writes the highest bar's value.
     """
     if not labels:
         return "<p class='muted'>no data</p>"
     labels = [str(label) for label in labels]
-    top = max((max(s) if len(s) else 0) for s in series) or 1.0
+    peak = max((max(s) if len(s) else 0) for s in series) or 1.0
+    ticks = _ticks(peak, integer=integer)
+    top = ticks[-1]
+    colors = list(colors) or [PALETTE[j % len(PALETTE)] for j in range(len(series))]
     left = 40
     group_w = (width - left - 6) / len(labels)
     longest = max(len(label) for label in labels)
     vertical = rotate_labels or longest * CHAR_W > group_w * 0.95
     pad_bottom = int(longest * CHAR_W + 10) if vertical else 18
-    legend_h = 14 * len(names) + 4 if names else 0
-    plot_top = 4 + legend_h
+    # the legend on one row when it fits (7 px a character at 11 px, 24 px per swatch and gap)
+    legend_x = [left + 4]
+    for name in names:
+        legend_x.append(legend_x[-1] + 24 + int(len(str(name)) * 7))
+    one_row = bool(names) and legend_x[-1] <= width - 4
+    legend_h = (18 if one_row else 14 * len(names) + 4) if names else 0
+    plot_top = 4 + legend_h + (12 if label_peak else 0)
     plot_h = max(height - pad_bottom - plot_top, 60)
     total_h = plot_top + plot_h + pad_bottom
     bar_w = max(group_w / (len(series) + 0.5), 1.0)
     parts = [f"<svg width='{width}' height='{total_h}' xmlns='http://www.w3.org/2000/svg' class='chart'>"]
-    for tick in _ticks(top):
+    for tick in ticks:
         y = plot_top + plot_h - plot_h * tick / top
         parts.append(f"<line x1='{left - 3}' x2='{width - 4}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>"
                      f"<text x='{left - 5}' y='{y + 3:.1f}' font-size='9' text-anchor='end' class='tick'>"
@@ -105,8 +140,14 @@ def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: S
             x = left + 2 + i * group_w + j * bar_w
             opacity = "0.85" if len(series) == 1 else "0.6"
             parts.append(f"<rect class='mark' x='{x:.1f}' y='{plot_top + plot_h - h:.1f}' width='{bar_w:.1f}' "
-                         f"height='{h:.1f}' fill='{PALETTE[j % len(PALETTE)]}' fill-opacity='{opacity}'>"
+                         f"height='{h:.1f}' fill='{colors[j]}' fill-opacity='{opacity}'>"
                          f"<title>{esc(label)}: {fmt(value)}{' (' + esc(names[j]) + ')' if names else ''}</title></rect>")
+            if label_peak and value == peak and j == 0:
+                label_peak = False  # the first highest bar only
+                text = f"peak {label}: {nice(value)}"
+                anchor_x = min(max(x + bar_w / 2, left + len(text) * CHAR_W / 2), width - 4 - len(text) * CHAR_W / 2)
+                parts.append(f"<text class='label peak' x='{anchor_x:.1f}' y='{plot_top + plot_h - h - 4:.1f}' "
+                             f"font-size='9' text-anchor='middle'>{esc(text)}<title>{esc(text)}</title></text>")
         if i % step == 0 or i == len(labels) - 1:
             x = left + 2 + i * group_w + group_w / 2
             y = plot_top + plot_h + 6
@@ -118,18 +159,19 @@ def bar_chart(labels: Sequence[str], series: Sequence[Sequence[float]], names: S
                 parts.append(f"<text class='label' x='{x:.1f}' y='{y + 8}' font-size='9' text-anchor='middle'>"
                              f"{esc(label)}<title>{esc(label)}</title></text>")
     for j, name in enumerate(names):
-        parts.append(f"<rect x='{left + 4}' y='{4 + 14 * j}' width='10' height='10' fill='{PALETTE[j % len(PALETTE)]}'/>"
-                     f"<text class='legend' x='{left + 18}' y='{13 + 14 * j}' font-size='11'>{esc(name)}</text>")
+        x, y = (legend_x[j], 4) if one_row else (left + 4, 4 + 14 * j)
+        parts.append(f"<rect x='{x}' y='{y}' width='10' height='10' fill='{colors[j]}'/>"
+                     f"<text class='legend' x='{x + 14}' y='{y + 9}' font-size='11'>{esc(name)}</text>")
     parts.append("</svg>")
     caption = f"<div class='muted'>{esc(note)}</div>" if note else ""
     return "".join(parts) + caption
 
 
 def histogram(edges: Sequence[float], series: Sequence[Sequence[float]], names: Sequence[str] = (),
-              width: int = 360, height: int = 160, note: str = "") -> str:
+              width: int = 360, height: int = 160, note: str = "", **options) -> str:
     """Histogram(s) over shared bin edges; each bin labelled by its range in readable numbers."""
     labels = [f"{nice(edges[i])} to {nice(edges[i + 1])}" for i in range(len(edges) - 1)]
-    return bar_chart(labels, series, names, width, height, note=note)
+    return bar_chart(labels, series, names, width, height, note=note, **options)
 
 
 def line_chart(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], x_label: str, y_label: str,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kfkit.components.evaluate.evaluate import (Evaluation, Thresholds, classification_metrics, decide,
+from kfkit.components.evaluate.evaluate import (Decision, Evaluation, Thresholds, classification_metrics, decide,
                                           evaluate_with_gate, regression_metrics, render_report)
 from kfkit.components.train.train import Hyperparameters, train
 
@@ -86,3 +86,13 @@ def test_report_shows_decision_confusion_matrix_and_metrics(penguin_model, pengu
     evaluation, decision = evaluate_with_gate(penguin_model, penguin_splits["test"], Thresholds())
     html = render_report(evaluation, decision)
     assert "Blessed" in html and "Confusion matrix" in html and "accuracy" in html
+
+
+def test_a_small_regression_report_draws_each_point_and_names_the_outliers_off_its_axes():
+    actual = np.linspace(0.0, 10.0, 200)
+    predicted = actual + np.where(np.arange(200) == 7, 500.0, 0.5)  # one wild prediction
+
+    html = render_report(regression_metrics(actual, predicted), Decision(True, "meets every threshold"))
+
+    assert html.count("<circle class='mark'") == 2 * 199  # both scatters, the outlier left out of each
+    assert "1 outliers beyond the 0.5th-99.5th percentiles are off the axes" in html

@@ -82,8 +82,10 @@ def evaluate_model(
     if evaluation.roc:
         classification_metrics.log_roc_curve(evaluation.roc["fpr"], evaluation.roc["tpr"], evaluation.roc["thresholds"])
     with atomic_file(report.path) as handle:
-        handle.write(render_report(evaluation, decision))
+        handle.write(render_report(evaluation, decision, thresholds))
     metrics.metadata["blessed"] = decision.blessed
+    # the limits the decision applied, for the model card (text: never counted as a metric)
+    metrics.metadata["thresholds"] = {name: f"{op} {bound:g}" for name, (op, bound) in thresholds.limits().items()}
     with open(reason, "w") as handle:
         handle.write(decision.reason)
 

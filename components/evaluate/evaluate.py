@@ -35,6 +35,7 @@ class Evaluation:
     roc: dict[str, list[float]] = field(default_factory=dict)
     roc_per_class: dict[str, dict] = field(default_factory=dict)  # one-vs-rest curves and AUC, for the report
     residuals: list[float] = field(default_factory=list)
+    actual: list[float] = field(default_factory=list)  # the labels the residuals are of (regression)
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -83,7 +84,7 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> Evaluation:
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     out = {"rmse": float(np.sqrt(np.mean(residual ** 2))), "mae": float(np.mean(np.abs(residual))),
            "r2": float(1 - np.sum(residual ** 2) / ss_tot) if ss_tot else 0.0, "examples": float(len(y))}
-    return Evaluation("regression", out, residuals=residual.tolist())
+    return Evaluation("regression", out, residuals=residual.tolist(), actual=y.tolist())
 
 
 def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int = 65_536):
@@ -127,6 +128,12 @@ class Thresholds:
     max_log_loss: float = 0.0  # 0 = no limit
     max_rmse: float = 0.0  # 0 = no limit
     tolerance: float = 0.01
+
+    def limits(self) -> dict[str, tuple[str, float]]:
+        """The limits in force (0 is none), by metric: (">=" or "<=", bound)."""
+        bounds = {"accuracy": (">=", self.min_accuracy), "roc_auc": (">=", self.min_roc_auc),
+                  "log_loss": ("<=", self.max_log_loss), "rmse": ("<=", self.max_rmse)}
+        return {name: bound for name, bound in bounds.items() if bound[1]}
 
     def failures(self, evaluation: Evaluation) -> list[str]:
         m = evaluation.metrics
@@ -246,12 +253,60 @@ def _roc_svg(evaluation) -> str:
     return report.line_chart(curves, "false positive rate", "true positive rate")
 
 
-def render_report(evaluation: Evaluation, decision: Decision) -> str:
+def _metrics_table(evaluation: Evaluation, decision: Decision, thresholds: Thresholds | None) -> str:
+    limits = thresholds.limits() if thresholds else {}
+    champion = decision.champion.metrics if decision.champion else {}
+    rows = []
+    for name in sorted(evaluation.metrics):
+        value = evaluation.metrics[name]
+        op, bound = limits.get(name, ("", None))
+        met = None if bound is None else (value >= bound if op == ">=" else value <= bound)
+        status = ("" if met is None else report.Markup("<span class='ok'>meets</span>") if met
+                  else report.Markup("<span class='bad'>FAILS</span>"))
+        shown = int(value) if name == "examples" else value  # a count, not a measurement
+        rows.append((name, shown, f"{op} {report.nice(bound)}" if bound is not None else "—", status,
+                     (int(champion[name]) if name == "examples" else champion[name]) if name in champion else "—"))
+    return report.table(["metric", "challenger", "threshold", "", "champion"], rows)
+
+
+def _regression_charts(evaluation: Evaluation) -> list[str]:
+    from kfkit import report_xy
+
+    actual = np.asarray(evaluation.actual)
+    residuals = np.asarray(evaluation.residuals)
+    predicted = actual + residuals
+    cards = [("Predicted against actual", report_xy.scatter(actual, predicted, "actual", "predicted", diagonal=True,
+                                                           same_scale=True)),
+             ("Residuals against predicted", report_xy.scatter(predicted, residuals, "predicted",
+                                                               "residual (predicted - actual)", zero_line=True))]
+    edges = np.unique(np.percentile(actual, np.linspace(0, 100, 11)))
+    if len(edges) > 1:
+        decile = np.clip(np.searchsorted(edges, actual, side="right") - 1, 0, len(edges) - 2)
+        groups = [decile == i for i in range(len(edges) - 1)]
+        labels = [f"{report.nice(edges[i])} to {report.nice(edges[i + 1])}" for i in range(len(edges) - 1)]
+        cards.append(("Error by decile of the label", report.bar_chart(
+            labels, [[float(np.abs(residuals[g]).mean()) if g.any() else 0.0 for g in groups],
+                     [float(np.sqrt((residuals[g] ** 2).mean())) if g.any() else 0.0 for g in groups]],
+            ["MAE", "RMSE"], width=460, height=260)))
+    low, high = np.percentile(residuals, [1, 99])
+    # rounding alone (1e-15 apart) is no spread: such residuals are drawn whole
+    spread = high - low > 1e-9 * max(abs(low), abs(high), 1.0)
+    shown = residuals[(residuals >= low) & (residuals <= high)] if spread else residuals
+    try:
+        counts, bins = np.histogram(shown, bins=24)
+    except ValueError:  # every residual the same up to rounding: one bin
+        counts, bins = np.histogram(shown, bins=1)
+    cards.append(("Residuals (predicted - actual)", report.histogram(
+        bins.tolist(), [counts.tolist()], width=460, height=260, integer=True, label_peak=True,
+        note=f"the 1st to 99th percentile; {len(residuals) - len(shown)} residuals beyond are not drawn"
+        if len(shown) < len(residuals) else "")))
+    return [f"<div class='card'><h3>{title}</h3>{chart}</div>" for title, chart in cards]
+
+
+def render_report(evaluation: Evaluation, decision: Decision, thresholds: Thresholds | None = None) -> str:
     css = "ok" if decision.blessed else "bad"
     body = [f"<p class='{css}'>{'Blessed' if decision.blessed else 'Not blessed'}: {report.esc(decision.reason)}</p>"]
-    names = sorted(evaluation.metrics)
-    rows = [(n, evaluation.metrics[n], decision.champion.metrics.get(n) if decision.champion else None) for n in names]
-    body.append("<h2>Metrics on the test split</h2>" + report.table(["metric", "challenger", "champion"], rows))
+    body.append("<h2>Metrics on the test split</h2>" + _metrics_table(evaluation, decision, thresholds))
     if evaluation.per_class:
         body.append("<h2>Per class</h2>" + report.table(
             ["class", "precision", "recall", "f1", "support"],
@@ -261,8 +316,6 @@ def render_report(evaluation: Evaluation, decision: Decision) -> str:
     if evaluation.roc_per_class:
         title = "ROC curve" if evaluation.task == "binary" else "ROC curves (each class against the rest)"
         body.append(f"<h2>{title}</h2>" + _roc_svg(evaluation))
-    if evaluation.residuals:
-        residuals = np.asarray(evaluation.residuals)
-        counts, edges = np.histogram(residuals, bins=30)
-        body.append("<h2>Residuals (predicted - actual)</h2>" + report.histogram(edges.tolist(), [counts.tolist()]))
+    if evaluation.residuals and evaluation.actual:
+        body.append("<h2>Errors</h2><div class='grid'>" + "".join(_regression_charts(evaluation)) + "</div>")
     return report.page("kfkit model evaluation", body)

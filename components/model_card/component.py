@@ -30,11 +30,14 @@ def write_model_card(
     import json
 
     from kfkit.components.evaluate.evaluate import metric_values
-    from kfkit.components.model_card.model_card import render
+    from kfkit.components.model_card.model_card import build, markdown
     from kfkit.atomic import atomic_file
 
     with open(statistics.path) as f:
         stats = json.load(f)
     values = metric_values(dict(metrics.metadata))
+    card = build(dict(model.metadata), values, reason, stats, model.uri, dict(metrics.metadata.get("thresholds") or {}))
     with atomic_file(model_card.path) as handle:
-        handle.write(render(dict(model.metadata), values, reason, stats, model.uri))
+        handle.write(markdown(card))
+    # the card's data: the run's HTML page renders it naming the version registered after this step
+    model_card.metadata["card"] = card

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from kfkit import report, tfdv
+from kfkit import tfdv
 from kfkit.config import local_path
 from kfkit.errors import ConfigError, ValidationError
 from kfkit.components.validate.kinds import (HISTOGRAM_BINS, MAX_DOMAIN, QUANTILES, SCHEMA_VERSION, column_kind,
@@ -242,6 +242,8 @@ class ValidationResult:
     anomalies: list[Anomaly]
     split_rows: dict[str, int]
     schema_inferred: bool
+    # the other splits on the training split's bins and categories (the report overlays them)
+    split_counts: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def blocking(self) -> list[Anomaly]:
@@ -298,49 +300,14 @@ def validate(splits: dict[str, str | Path], label_column: str, schema: dict[str,
             anomalies.append(Anomaly(label_column, "single_class",
                                      f"the label has {label.get('distinct', 0)} class(es) in the training split; "
                                      "a classifier needs at least two", split=train_split))
-    return ValidationResult(stats, schema, anomalies, split_rows, inferred)
+    from kfkit.components.validate.overlay import split_distribution
+
+    counts = {name: split_distribution(dataset, stats) for name, dataset in splits.items()
+              if name != train_split and isinstance(dataset, (str, Path)) and split_rows.get(name)}
+    return ValidationResult(stats, schema, anomalies, split_rows, inferred, counts)
 
 
 def render_report(result: ValidationResult, title: str = "kfkit data validation") -> str:
-    stats = result.statistics
-    body = []
-    blocking = result.blocking
-    status = (f"<p class='bad'>{len(blocking)} blocking anomal{'y' if len(blocking) == 1 else 'ies'}</p>"
-              if blocking else "<p class='ok'>No blocking anomalies.</p>")
-    body.append(status)
-    body.append("<h2>Splits</h2>" + report.table(["split", "rows"], sorted(result.split_rows.items())))
-    if result.anomalies:
-        body.append("<h2>Anomalies</h2>" + report.table(
-            ["column", "split", "kind", "blocking", "message"],
-            [(a.column, a.split, a.kind, report.Markup("<span class='bad'>yes</span>") if a.blocking else "no",
-              a.message) for a in result.anomalies]))
-    numeric = [(n, e) for n, e in stats["columns"].items() if e["kind"] == "numeric"]
-    categorical = [(n, e) for n, e in stats["columns"].items() if e["kind"] == "categorical"]
-    if numeric:
-        body.append("<h2>Numeric features (training split)</h2>" + report.table(
-            ["column", "count", "nulls", "min", "mean", "std", "p50", "max"],
-            [(n, e["count"], e["nulls"], e.get("min"), e.get("mean"), e.get("std"),
-              (e.get("quantiles") or {}).get("0.5"), e.get("max")) for n, e in numeric]))
-    if categorical:
-        body.append("<h2>Categorical features (training split)</h2>" + report.table(
-            ["column", "count", "nulls", "distinct", "most frequent"],
-            [(n, e["count"], e["nulls"], e.get("distinct"),
-              ", ".join(f"{k} ({v})" for k, v in list(e.get("frequencies", {}).items())[:3])) for n, e in categorical]))
-    cards = []
-    for name, entry in numeric:
-        hist = entry.get("display_histogram") or entry.get("histogram")
-        if hist:
-            note = ""
-            if "below" in hist:
-                note = (f"shown: the 1st to 99th percentile; {hist['below']} lower and {hist['above']} higher "
-                        f"values (outliers, up to {report.nice(entry['min'])} and {report.nice(entry['max'])}) "
-                        "are not drawn")
-            cards.append(f"<div class='card'><h3>{report.esc(name)}</h3>"
-                         f"{report.histogram(hist['edges'], [hist['counts']], note=note)}</div>")
-    for name, entry in categorical:
-        top = list(entry.get("frequencies", {}).items())[:20]
-        if top:
-            cards.append(f"<div class='card'><h3>{report.esc(name)}</h3>"
-                         f"{report.bar_chart([k for k, _ in top], [[v for _, v in top]], rotate_labels=True)}</div>")
-    body.append("<h2>Distributions</h2><div class='grid'>" + "".join(cards) + "</div>")
-    return report.page(title, body)
+    from kfkit.components.validate.report import render
+
+    return render(result, title)

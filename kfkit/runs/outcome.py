@@ -45,7 +45,8 @@ def training_lines(run_dir: Path) -> tuple[str, list[str]]:
     blessed = _parameter(run_dir, "evaluate-model")
     reason_path = run_dir / "evaluate-model" / "reason"
     reason = reason_path.read_text().strip() if reason_path.exists() else ""
-    shown = {k: v for k, v in metrics.items() if k not in ("blessed", "examples") and not k.startswith("champion")}
+    shown = {k: v for k, v in metrics.items() if k not in ("blessed", "examples") and not k.startswith("champion")
+             and isinstance(v, (int, float))}  # numbers only: the metadata also holds the thresholds applied
     numbers = ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
     lines = []
     snapshot = _parameter(run_dir, "bigquery-query-to-dataset")
@@ -161,38 +162,65 @@ def step_lines(run_dir: Path, steps: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def publish_reports(run_dir: Path) -> list[Path]:
-    """HTML reports (and the model card) as .html files under <run dir>/reports, with an index page."""
+def _model_card_page(run_dir: Path, step: Path) -> str:
+    """The card from its data (naming the version register made after it) or, from an older run, its Markdown."""
+    card = _artifact(run_dir, step.name, "model_card").get("metadata", {}).get("card")
+    if not card:
+        return markdown_page("Model card", (step / "model_card").read_text())
+    from kfkit.components.model_card.model_card import html as card_html
+
+    registered = _artifact(run_dir, "register-model", "registered_model").get("metadata", {})
+    return card_html(card, registered.get("resourceName") or "")
+
+
+def publish_reports(run_dir: Path, decision: str = "", lines: list[str] | tuple = ()) -> list[Path]:
+    """HTML reports (and the model card) as .html files under <run dir>/reports, with an index page
+    showing the decision, the key metrics and a tile per report."""
+    from kfkit.report_index import index_page, key_metrics, step_facts
+
     out = run_dir / "reports"
-    found = []
+    found, tiles = [], []
     for step in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name not in ("reports", "logs")):
+        facts = step_facts(_outputs(run_dir, step.name))
         report = step / "report"
         if report.is_file():
             out.mkdir(exist_ok=True)
             target = out / f"{step.name}.html"
             shutil.copyfile(report, target)
             found.append(target)
+            tiles.append({"href": target.name, "title": step.name, "facts": facts})
         card = step / "model_card"
         if card.is_file():
             out.mkdir(exist_ok=True)
             target = out / "model-card.html"
-            target.write_text(markdown_page("Model card", card.read_text()))
+            target.write_text(_model_card_page(run_dir, step))
             found.append(target)
+            tiles.append({"href": target.name, "title": "model card", "facts": ["model details, intended use, "
+                                                                                "metrics, data, limitations"]})
     if found:
-        links = "".join(f"<li><a href='{html.escape(p.name)}'>{html.escape(p.stem)}</a></li>" for p in found)
-        (out / "index.html").write_text(f"<!doctype html><meta charset='utf-8'><title>{html.escape(run_dir.name)}"
-                                        f"</title><h1>{html.escape(run_dir.name)}</h1><ul>{links}</ul>")
+        metrics = {step.name: values for step in sorted(p for p in run_dir.iterdir() if p.is_dir())
+                   if (values := key_metrics(_outputs(run_dir, step.name)))}
+        (out / "index.html").write_text(index_page(run_dir.name, decision, list(lines), tiles, metrics))
     return found
 
 
+def _inline(text: str) -> str:
+    """**bold** and `code` as HTML, the rest escaped (a card must not show its Markdown marks)."""
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
 def markdown_page(title: str, text: str) -> str:
-    """A small Markdown subset (headings, lists, tables, paragraphs) as an HTML page."""
+    """A small Markdown subset (headings, lists, tables, paragraphs, bold, code) as an HTML page."""
     body, table = [], []
 
     def flush_table():
         if table:
             rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            cells = [[_inline(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
             head, *rest = cells
             body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
                         + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
@@ -208,7 +236,7 @@ def markdown_page(title: str, text: str) -> str:
             if not in_list:
                 body.append("<ul>")
                 in_list = True
-            body.append(f"<li>{html.escape(line[2:])}</li>")
+            body.append(f"<li>{_inline(line[2:])}</li>")
             continue
         if in_list:
             body.append("</ul>")
@@ -217,7 +245,7 @@ def markdown_page(title: str, text: str) -> str:
             level = min(len(line) - len(line.lstrip("#")), 4)
             body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     flush_table()
     if in_list:
         body.append("</ul>")
@@ -235,7 +263,7 @@ def outcome(pipeline: str, run_dir: Path, status: str, seconds: float, steps: li
     if pipeline not in DECIDERS:
         lines = lines + step_lines(run_dir, steps)
         decision = decision or status.upper()
-    reports = publish_reports(run_dir)
+    reports = publish_reports(run_dir, decision, lines)
     import time
 
     ended = time.time()
