@@ -104,7 +104,7 @@ class FakeOperation:
         return self.response
 
 
-def fake_services(rec, endpoints, polls=1):
+def fake_services(rec, endpoints, polls=1, models=()):
     """ModelServiceClient and EndpointServiceClient stand-ins with Vertex's effects on the fake endpoints."""
     counter = {"op": 0}
 
@@ -121,6 +121,18 @@ def fake_services(rec, endpoints, polls=1):
             rec.calls.append(("upload_model", request))
             return operation(SimpleNamespace(model=request.parent_model or f"{request.parent}/models/new",
                                              model_version_id="2"))
+
+        def list_model_versions(self, request=None, *, name=None, retry=None, timeout=None, metadata=()):
+            # as Vertex: the model's versions whose labels match `labels.K="V"`
+            rec.calls.append(("list_model_versions", request.name, request.filter))
+            key, _, value = request.filter.removeprefix("labels.").partition("=")
+            return [SimpleNamespace(version_id=m.version_id) for m in models if m.labels.get(key) == value.strip('"')]
+
+        def update_model(self, request=None, *, model=None, update_mask=None, retry=None, timeout=None,
+                         metadata=()):
+            rec.calls.append(("update_model", request.model.name, dict(request.model.labels),
+                              list(request.update_mask.paths)))
+            return request.model
 
     @bound_to(aiplatform.gapic.EndpointServiceClient)
     class EndpointService:
@@ -196,9 +208,10 @@ def fake_aiplatform(rec, existing_models=(), endpoints=(), batch_jobs=(), polls=
     Endpoint.side_effect = lambda endpoint_name, **kw: by_name[endpoint_name]
     BatchPredictionJob.submit.side_effect = batch_submit
     BatchPredictionJob.list.side_effect = batch_list
-    ModelService, EndpointService = fake_services(rec, by_name, polls)  # noqa: N806
+    ModelService, EndpointService = fake_services(rec, by_name, polls, existing_models)  # noqa: N806
     gapic = SimpleNamespace(**{name: getattr(aiplatform.gapic, name) for name in (
-        "Model", "ModelContainerSpec", "UploadModelRequest", "DeployedModel", "DedicatedResources", "MachineSpec")},
+        "Model", "ModelContainerSpec", "UploadModelRequest", "DeployedModel", "DedicatedResources", "MachineSpec",
+        "ListModelVersionsRequest", "UpdateModelRequest")},
         ModelServiceClient=ModelService, EndpointServiceClient=EndpointService)
     return SimpleNamespace(Model=Model, Endpoint=Endpoint, BatchPredictionJob=BatchPredictionJob, gapic=gapic)
 
@@ -466,14 +479,15 @@ def test_model_lookups_send_exactly_vertexs_filter_and_order_strings():
     rec = Recorder()
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
 
-    vertex.find_version_by_task("Task 42/x")
+    vertex.find_version_by_task("Task 42/x", "penguins")
+    rec.calls = [c for c in rec.calls if c[0] != "ModelServiceClient"]
     vertex.model_by_alias("penguins", "champion")
 
-    assert rec.calls[0] == ("Model.list", 'labels.kfkit-task-id="task-42-x"',
-                            {"order_by": None, "project": "p", "location": "us-central1"})
-    assert rec.calls[1] == ("Model.list", 'display_name="penguins"',
-                            {"order_by": "create_time desc", "project": "p", "location": "us-central1"})
-    assert rec.calls[2] == ("Model", f"{PARENT}@champion")
+    by_name = ("Model.list", 'display_name="penguins"',
+               {"order_by": "create_time desc", "project": "p", "location": "us-central1"})
+    # the task's version is looked for among the model's versions, not the models' default versions
+    assert rec.calls[:2] == [by_name, ("list_model_versions", PARENT, 'labels.kfkit-task-id="task-42-x"')]
+    assert rec.calls[2:4] == [by_name, ("Model", f"{PARENT}@champion")]
 
 
 def test_endpoint_lookup_filters_on_the_display_name():

@@ -150,6 +150,11 @@ class ModelServiceClient:
         record("upload_model", base, version, request.model.artifact_uri, dict(request.model.labels), aliases)
         return FakeOperation(SimpleNamespace(model=base, model_version_id=version))
 
+    def list_model_versions(self, request=None, *, name=None, retry=None, timeout=None, metadata=()):
+        record("list_model_versions", request.name, request.filter)
+        return [SimpleNamespace(version_id=m["version_id"]) for m in load()["models"]
+                if m["resource_name"] == request.name and _match(m, request.filter)]
+
 
 class Endpoint:
     def __init__(self, endpoint_name, project=None, location=None, credentials=None):
