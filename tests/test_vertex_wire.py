@@ -188,6 +188,20 @@ def test_promote_rollback_and_its_undo_from_the_cli(vertex_api, tmp_path, capsys
     assert f"traffic split now {{'{new}': 100}}" in capsys.readouterr().out
 
 
+def test_rollback_leaves_out_an_idle_version_undeployed_since(vertex_api, tmp_path, capsys):
+    from kfkit import cli
+
+    for task in ("t1", "t2", "t3"):  # each at 100%: the oldest idle one is undeployed by the third
+        deploy(tmp_path, register(tmp_path, task_id=task), keep_previous=1)
+    second, third = (d.id for d in endpoint(vertex_api).deployed_models)
+
+    code = cli.main(["rollback", "--backend", "vertex", "--project", PROJECT, "--region", LOCATION,
+                     "--endpoint", "penguins"])
+
+    assert code == 0, capsys.readouterr().err
+    assert {k: v for k, v in endpoint(vertex_api).traffic_split.items() if v} == {second: 100}
+
+
 def test_an_update_with_a_stale_etag_is_refused_as_vertex_refuses_it(vertex_api, tmp_path):
     from google.api_core import exceptions
     from google.cloud import aiplatform

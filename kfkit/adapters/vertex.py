@@ -278,6 +278,9 @@ class VertexAdapter:
         missing = [k for k, v in previous.items() if v and k not in deployed]
         if missing:
             raise ConfigError(f"cannot restore the previous split {previous}: deployed model(s) {missing} are gone")
+        # an idle version undeployed since (keep_previous) had no share to restore; Vertex refuses a split
+        # naming a deployed model the endpoint no longer has
+        previous = {k: v for k, v in previous.items() if k in deployed}
         current = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
         labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
         endpoint.update(traffic_split=previous, labels={**labels, **previous_split_labels(current)})
