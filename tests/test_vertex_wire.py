@@ -410,3 +410,19 @@ def test_the_adapter_follows_aiplatform_init_api_endpoint_without_the_variable(v
     aiplatform.init(project=PROJECT, api_endpoint=vertex_api.api_endpoint)
 
     assert register(tmp_path)["resourceName"] == f"{MODEL}@1"
+
+
+def test_the_fake_refuses_a_request_field_its_service_does_not_know(vertex_api, certificate):
+    from google.cloud.aiplatform_v1.types import model_service
+
+    cert, _, _ = certificate
+    known = model_service.GetModelRequest.serialize(model_service.GetModelRequest(name=MODEL))
+    unknown = known + b"\xf8\x06\x01"  # field 111, a varint: not in GetModelRequest
+    channel = grpc.secure_channel(vertex_api.api_endpoint, grpc.ssl_channel_credentials(cert))
+    get = channel.unary_unary("/google.cloud.aiplatform.v1.ModelService/GetModel")
+
+    with pytest.raises(grpc.RpcError) as refused:
+        get(unknown, timeout=10)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "#111" in refused.value.details()
+    channel.close()

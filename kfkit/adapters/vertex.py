@@ -45,6 +45,20 @@ def _global_config(aiplatform):
     return getattr(initializer, "global_config", None)
 
 
+def _configured_credentials(aiplatform):
+    """The credentials the SDK's own classes use; None where it has none to give (the client then
+    looks for application default credentials itself, as it would have)."""
+    config = _global_config(aiplatform)
+    if config is None:
+        return None
+    import google.auth.exceptions
+
+    try:
+        return config.credentials
+    except google.auth.exceptions.DefaultCredentialsError:
+        return None
+
+
 def api_endpoint(location: str, aiplatform=None) -> str:
     """Where Vertex AI is reached: $KFKIT_VERTEX_API_ENDPOINT, else aiplatform.init(api_endpoint=...),
     else the region's public endpoint."""
@@ -58,8 +72,9 @@ def use_endpoint_variable(aiplatform, project: str) -> None:
     config = _global_config(aiplatform)
     wanted = os.environ.get(ENDPOINT_ENV)
     if wanted and config is not None and config.api_endpoint != wanted:
-        # init without a project would also switch the SDK to its REST transport (initializer.init)
-        aiplatform.init(project=config._project or project, api_endpoint=wanted)
+        # with the project kfkit names in every call anyway: init without one would also switch the
+        # SDK to its REST transport (initializer.init)
+        aiplatform.init(project=project, api_endpoint=wanted)
 
 
 def fuse_to_gcs(path: str) -> str:
@@ -109,9 +124,9 @@ class VertexAdapter:
         if name not in self._clients:
             client_class = getattr(self.ai.gapic, name)
             kwargs: dict[str, Any] = {"client_options": {"api_endpoint": api_endpoint(self.location, self.ai)}}
-            config = _global_config(self.ai)
-            if config is not None:  # aiplatform.init(credentials=...) as the SDK's own classes use them
-                kwargs["credentials"] = config.credentials
+            credentials = _configured_credentials(self.ai)
+            if credentials is not None:  # aiplatform.init(credentials=...) as the SDK's own classes use them
+                kwargs["credentials"] = credentials
             self._clients[name] = client_class(**kwargs)
         return self._clients[name]
 
