@@ -120,3 +120,36 @@ def test_a_canary_on_vertex_with_more_errors_is_rolled_back_to_the_split_deploy_
     assert "error_rate: canary 10/100 failed" in result.analysis.reason
     assert {k: v for k, v in next(iter(vertex_api.endpoints.values())).traffic_split.items() if v} == {old: 100}
     assert version_labels("2")["kfkit-canary"] == "rejected" and "kfkit-canary" not in version_labels("1")
+
+
+def test_kfkit_canary_status_on_vertex_shows_cloud_monitorings_figures(vertex_api, monitoring_api, tmp_path,
+                                                                       monkeypatch, capsys):
+    import json
+    import time
+
+    import pyarrow as pa
+
+    from kfkit import cli
+    from kfkit.adapters import bigquery
+    from tests.test_canary_vertex import LogTableClient
+
+    endpoint_id, old, new, start = canary_setup(vertex_api, tmp_path)
+    during = start + (time.time() - start) / 2  # between the canary's deployment and now
+    monitoring_api.requests = ([(endpoint_id, old, 200, 20.0, during)] * 8 + [(endpoint_id, new, 200, 30.0, during)]
+                               + [(endpoint_id, new, 503, 30.0, during)])
+    logs = pa.table({"deployed_model_id": [old], "request_payload": [[json.dumps({"instances": [{}]})]],
+                     "response_payload": [[json.dumps({"predictions": [{"classes": "Adelie"}]})]]})
+    real = bigquery.BigQueryAdapter
+    # the request-response logging table is BigQuery's, outside this tier
+    monkeypatch.setattr(bigquery, "BigQueryAdapter", lambda project, location, **kwargs: real(
+        project, location, client=LogTableClient(logs), read_client=object()))
+
+    code = cli.main(["canary", "status", "--endpoint", "penguins", "--backend", "vertex", "--project", PROJECT,
+                     "--region", LOCATION, "--request-logging-table", f"bq://{PROJECT}.logs.penguins",
+                     "--min-requests", "1"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"canary {new} (version 2, 20%) against {old}" in out
+    assert "canary          2 requests      1 errors (50.00%)" in out
+    assert "baseline        8 requests      0 errors (0.00%)" in out

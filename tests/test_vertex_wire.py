@@ -81,6 +81,21 @@ def test_a_version_not_blessed_leaves_champion_and_default_where_they_were(verte
     assert adapter(tmp_path).model_by_alias("penguins", "champion").version_id == "1"
 
 
+def test_the_champion_model_dir_is_the_artifact_of_the_version_holding_champion(vertex_api, tmp_path, monkeypatch):
+    from kfkit.adapters import gcs
+    from kfkit.components.register.register import champion_model_dir
+
+    register(tmp_path, task_id="t1")
+    register(tmp_path, task_id="t2", blessed=False)
+    monkeypatch.setattr(gcs, "readable_dir", lambda uri, cache_root: f"copy of {uri}")  # Cloud Storage: not here
+
+    found = champion_model_dir("penguins", backend="vertex", project=PROJECT, location=LOCATION,
+                               local_root=str(tmp_path / "root"))
+
+    assert found == "copy of gs://my-proj-models/t1"
+    assert vertex_api.called("GetModel")[-1].name.endswith("/models/1@champion")
+
+
 def test_a_retried_registration_of_a_version_not_blessed_finds_the_version_its_first_attempt_uploaded(vertex_api,
                                                                                                      tmp_path):
     register(tmp_path, task_id="t1")
