@@ -328,6 +328,26 @@ def test_a_retried_batch_prediction_waits_for_the_job_its_first_attempt_started(
     assert result["job"] == next(iter(vertex_api.jobs))
 
 
+def test_a_cancelled_run_cancels_its_batch_prediction_job_on_vertex(vertex_api, tmp_path):
+    from kfkit.adapters.vertex import VertexAdapter
+    from kfkit.cloud_jobs import CloudJobs
+    from kfkit.components.batch_predict.batch_predict import batch_predict
+    from kfkit.errors import ConfigError
+
+    register(tmp_path)
+    vertex_api.job_steps = 100  # still running when the run is cancelled
+    # the run is cancelled while the step waits: what its SIGTERM handler does (kfkit.cloud_jobs)
+    jobs = CloudJobs(str(tmp_path / "gcp_resources"), sleep=lambda seconds: jobs.cancel_running())
+
+    with pytest.raises(ConfigError, match="ended JOB_STATE_CANCELLED"):
+        batch_predict(f"{PROJECT}.scoring.penguins", f"{PROJECT}.predictions", model_name="penguins",
+                      backend="vertex", project=PROJECT, location=LOCATION,
+                      vertex=VertexAdapter(PROJECT, LOCATION, jobs=jobs))
+
+    (cancelled,) = vertex_api.called("CancelBatchPredictionJob")
+    assert cancelled.name == next(iter(vertex_api.jobs))
+
+
 # ---- tuning ------------------------------------------------------------------------------------------
 def test_tuning_on_vertex_runs_its_trials_with_a_staging_bucket_under_the_pipeline_root(vertex_api, tmp_path,
                                                                                       monkeypatch):

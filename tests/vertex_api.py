@@ -507,7 +507,9 @@ class FakeVertex:
         job = self.jobs.get(request.name)
         if job is None:
             raise Refused(NOT_FOUND, f"{request.name} not found")
-        job.state = job_state.JobState.JOB_STATE_CANCELLED
+        # Cancel*Job: best effort, the job ends CANCELLED (a pipeline job in its own state enum)
+        job.state = (pipeline_state.PipelineState.PIPELINE_STATE_CANCELLED if isinstance(job, pipeline_types.PipelineJob)
+                     else job_state.JobState.JOB_STATE_CANCELLED)
         return empty_pb2.Empty()
 
     def create_hyperparameter_tuning_job(self, request):
