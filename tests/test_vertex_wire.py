@@ -32,12 +32,12 @@ def register(tmp_path, *, blessed=True, task_id="t1", vertex=None, **kwargs):
                           labels={"pipeline-run": f"run-{task_id}"}, vertex=vertex, **kwargs)
 
 
-def deploy(tmp_path, registered, *, traffic_percent=100, keep_previous=1, vertex=None, labels=None):
+def deploy(tmp_path, registered, *, traffic_percent=100, keep_previous=1, vertex=None, labels=None, **kwargs):
     from kfkit.components.deploy.deploy import deploy_model
 
     return deploy_model(registered, endpoint_name="penguins", backend="vertex", traffic_percent=traffic_percent,
                         keep_previous=keep_previous, project=PROJECT, location=LOCATION, labels=labels,
-                        vertex=vertex or adapter(tmp_path))
+                        vertex=vertex or adapter(tmp_path), **kwargs)
 
 
 def versions(fake):
@@ -144,6 +144,18 @@ def test_a_first_deploy_creates_the_endpoint_and_gives_the_version_all_the_traff
     assert (only.model, only.model_version_id) == (MODEL, "1")
     assert dict(live.traffic_split) == {only.id: 100} == deployed["traffic_split"]
     assert vertex_api.called("DeployModel")[0].traffic_split == {"0": 100}
+
+
+def test_a_new_endpoint_logs_requests_to_the_table_and_carries_the_labels_as_vertex_takes_them(vertex_api,
+                                                                                                 tmp_path):
+    deploy(tmp_path, register(tmp_path), labels={"Team": "ML Platform"}, logging_table=f"bq://{PROJECT}.logs.penguins",
+           logging_sample_rate=0.5)
+
+    created = vertex_api.called("CreateEndpoint")[0].endpoint
+    logging = created.predict_request_response_logging_config
+    assert (logging.enabled, logging.sampling_rate) == (True, 0.5)
+    assert logging.bigquery_destination.output_uri == f"bq://{PROJECT}.logs.penguins"
+    assert dict(endpoint(vertex_api).labels) == {"team": "ml-platform"}
 
 
 def test_a_canary_deploy_splits_the_traffic_and_remembers_the_previous_split_for_rollback(vertex_api, tmp_path):
