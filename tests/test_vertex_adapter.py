@@ -746,3 +746,27 @@ def test_a_batch_prediction_job_that_did_not_succeed_is_an_error(state):
     with pytest.raises(ConfigError, match=f"ended {state}"):
         batch_predict_bigquery(vertex, model_resource="m", source_table="p.d.t", destination_prefix="p.out",
                                machine_type="m", replicas=1, display_name="b", task_id="task-9")
+
+
+def test_labels_are_made_vertex_labels_and_a_key_not_starting_with_a_letter_is_refused():
+    from kfkit.adapters.vertex import vertex_labels
+
+    assert vertex_labels({"Team": "ML Platform", "cost.center": "R&D", "empty": ""}) == {
+        "team": "ml-platform", "cost-center": "r-d"}
+    with pytest.raises(ConfigError, match="label key '1st' must start with a letter"):
+        vertex_labels({"1st": "x"})
+    with pytest.raises(ConfigError, match="65 labels: Vertex AI takes at most 64"):
+        vertex_labels({f"k{i}": "v" for i in range(65)})
+
+
+def test_the_api_endpoint_is_the_variable_then_aiplatform_init_then_the_regional_one(monkeypatch):
+    from kfkit.adapters.vertex import api_endpoint
+
+    configured = SimpleNamespace(initializer=SimpleNamespace(global_config=SimpleNamespace(api_endpoint="psc:443")))
+    unset = SimpleNamespace(initializer=SimpleNamespace(global_config=SimpleNamespace(api_endpoint=None)))
+    monkeypatch.delenv("KFKIT_VERTEX_API_ENDPOINT", raising=False)
+
+    assert api_endpoint("europe-west4", unset) == "europe-west4-aiplatform.googleapis.com"
+    assert api_endpoint("europe-west4", configured) == "psc:443"
+    monkeypatch.setenv("KFKIT_VERTEX_API_ENDPOINT", "vertex.p.example:443")
+    assert api_endpoint("europe-west4", configured) == "vertex.p.example:443"
