@@ -179,7 +179,8 @@ def test_a_vertex_canary_with_more_errors_is_rolled_back_and_its_version_labelle
     assert "error_rate: canary 10/100 failed vs 0/400" in result.analysis.reason
     assert endpoint.traffic_split == {OLD: 100}  # the split deploy recorded before the canary
     assert ("add_version_aliases", ["champion"], "1") in rec.calls
-    assert ("Model.update", f"{MODEL}@3", {"labels": {"kfkit-canary": "rejected"}}) in rec.calls
+    # a version-scope update (the name carries @3): the label lands on that version only
+    assert ("update_model", f"{MODEL}@3", {"kfkit-canary": "rejected"}, ["labels"]) in rec.calls
     assert result.split == {OLD: 100, NEW: 0}
     _, sql, config, location, _ = bq.calls[0]
     assert sql.startswith("SELECT deployed_model_id, request_payload, response_payload FROM `p.logs.penguins`")
@@ -195,7 +196,7 @@ def test_a_vertex_canary_that_serves_like_the_champion_is_promoted_and_the_split
     assert endpoint.traffic_split == {NEW: 100}
     assert endpoint.labels == previous_split_labels({OLD: 80, NEW: 20})  # `kfkit rollback` undoes it
     assert ("add_version_aliases", ["champion"], "3") in rec.calls
-    assert ("Model.update", f"{MODEL}@3", {"labels": {"kfkit-canary": "promoted"}}) in rec.calls
+    assert ("update_model", f"{MODEL}@3", {"kfkit-canary": "promoted"}, ["labels"]) in rec.calls
     figures = result.analysis.canary
     assert (figures["requests"], figures["errors"], figures["latency_p99_ms"]) == (100, 0, 20.0)
     assert len(result.served[0].predictions) == 100 and len(result.served[1].predictions) == 400

@@ -364,12 +364,20 @@ def test_vertex_tuning_refuses_inputs_its_trials_cannot_read():
                        config_dir="/gcs/b/t", display_name="t", vertex=object())
 
 
+def test_a_vertex_tuning_job_without_a_staging_bucket_is_refused_naming_the_parameter():
+    vertex = fake_vertex_tuning([], [])
+    with pytest.raises(ConfigError, match="staging_bucket is '': a Vertex AI tuning job needs a gs:// staging"):
+        vertex.run_tuning_job(display_name="t", image_uri="i", command=["c"], metric="eval_loss", goal="minimize",
+                              space=sp.parse_space(SPACE), max_trials=2, parallelism=1, machine_type="m")
+
+
 def test_a_failed_vertex_tuning_job_is_an_error_naming_its_state(tmp_path):
     vertex = fake_vertex_tuning([], [], state="JOB_STATE_FAILED")
     with pytest.raises(ConfigError, match="hyperparameter tuning job projects/p/locations/us-central1/"
                                           "hyperparameterTuningJobs/55 ended JOB_STATE_FAILED"):
         vertex.run_tuning_job(display_name="t", image_uri="i", command=["c"], metric="eval_loss", goal="minimize",
-                              space=sp.parse_space(SPACE), max_trials=2, parallelism=1, machine_type="m")
+                              space=sp.parse_space(SPACE), max_trials=2, parallelism=1, machine_type="m",
+                              staging_bucket="gs://b/staging")
 
 
 # ---- the report -----------------------------------------------------------------------------------------

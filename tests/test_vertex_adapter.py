@@ -104,7 +104,7 @@ class FakeOperation:
         return self.response
 
 
-def fake_services(rec, endpoints, polls=1):
+def fake_services(rec, endpoints, polls=1, models=()):
     """ModelServiceClient and EndpointServiceClient stand-ins with Vertex's effects on the fake endpoints."""
     counter = {"op": 0}
 
@@ -121,6 +121,18 @@ def fake_services(rec, endpoints, polls=1):
             rec.calls.append(("upload_model", request))
             return operation(SimpleNamespace(model=request.parent_model or f"{request.parent}/models/new",
                                              model_version_id="2"))
+
+        def list_model_versions(self, request=None, *, name=None, retry=None, timeout=None, metadata=()):
+            # as Vertex: the model's versions whose labels match `labels.K="V"`
+            rec.calls.append(("list_model_versions", request.name, request.filter))
+            key, _, value = request.filter.removeprefix("labels.").partition("=")
+            return [SimpleNamespace(version_id=m.version_id) for m in models if m.labels.get(key) == value.strip('"')]
+
+        def update_model(self, request=None, *, model=None, update_mask=None, retry=None, timeout=None,
+                         metadata=()):
+            rec.calls.append(("update_model", request.model.name, dict(request.model.labels),
+                              list(request.update_mask.paths)))
+            return request.model
 
     @bound_to(aiplatform.gapic.EndpointServiceClient)
     class EndpointService:
@@ -196,9 +208,10 @@ def fake_aiplatform(rec, existing_models=(), endpoints=(), batch_jobs=(), polls=
     Endpoint.side_effect = lambda endpoint_name, **kw: by_name[endpoint_name]
     BatchPredictionJob.submit.side_effect = batch_submit
     BatchPredictionJob.list.side_effect = batch_list
-    ModelService, EndpointService = fake_services(rec, by_name, polls)  # noqa: N806
+    ModelService, EndpointService = fake_services(rec, by_name, polls, existing_models)  # noqa: N806
     gapic = SimpleNamespace(**{name: getattr(aiplatform.gapic, name) for name in (
-        "Model", "ModelContainerSpec", "UploadModelRequest", "DeployedModel", "DedicatedResources", "MachineSpec")},
+        "Model", "ModelContainerSpec", "UploadModelRequest", "DeployedModel", "DedicatedResources", "MachineSpec",
+        "ListModelVersionsRequest", "UpdateModelRequest")},
         ModelServiceClient=ModelService, EndpointServiceClient=EndpointService)
     return SimpleNamespace(Model=Model, Endpoint=Endpoint, BatchPredictionJob=BatchPredictionJob, gapic=gapic)
 
@@ -466,14 +479,15 @@ def test_model_lookups_send_exactly_vertexs_filter_and_order_strings():
     rec = Recorder()
     vertex = VertexAdapter("p", "us-central1", aiplatform=fake_aiplatform(rec, existing_models=[FakeModel(rec)]))
 
-    vertex.find_version_by_task("Task 42/x")
+    vertex.find_version_by_task("Task 42/x", "penguins")
+    rec.calls = [c for c in rec.calls if c[0] != "ModelServiceClient"]
     vertex.model_by_alias("penguins", "champion")
 
-    assert rec.calls[0] == ("Model.list", 'labels.kfkit-task-id="task-42-x"',
-                            {"order_by": None, "project": "p", "location": "us-central1"})
-    assert rec.calls[1] == ("Model.list", 'display_name="penguins"',
-                            {"order_by": "create_time desc", "project": "p", "location": "us-central1"})
-    assert rec.calls[2] == ("Model", f"{PARENT}@champion")
+    by_name = ("Model.list", 'display_name="penguins"',
+               {"order_by": "create_time desc", "project": "p", "location": "us-central1"})
+    # the task's version is looked for among the model's versions, not the models' default versions
+    assert rec.calls[:2] == [by_name, ("list_model_versions", PARENT, 'labels.kfkit-task-id="task-42-x"')]
+    assert rec.calls[2:4] == [by_name, ("Model", f"{PARENT}@champion")]
 
 
 def test_endpoint_lookup_filters_on_the_display_name():
@@ -732,3 +746,27 @@ def test_a_batch_prediction_job_that_did_not_succeed_is_an_error(state):
     with pytest.raises(ConfigError, match=f"ended {state}"):
         batch_predict_bigquery(vertex, model_resource="m", source_table="p.d.t", destination_prefix="p.out",
                                machine_type="m", replicas=1, display_name="b", task_id="task-9")
+
+
+def test_labels_are_made_vertex_labels_and_a_key_not_starting_with_a_letter_is_refused():
+    from kfkit.adapters.vertex import vertex_labels
+
+    assert vertex_labels({"Team": "ML Platform", "cost.center": "R&D", "empty": ""}) == {
+        "team": "ml-platform", "cost-center": "r-d"}
+    with pytest.raises(ConfigError, match="label key '1st' must start with a letter"):
+        vertex_labels({"1st": "x"})
+    with pytest.raises(ConfigError, match="65 labels: Vertex AI takes at most 64"):
+        vertex_labels({f"k{i}": "v" for i in range(65)})
+
+
+def test_the_api_endpoint_is_the_variable_then_aiplatform_init_then_the_regional_one(monkeypatch):
+    from kfkit.adapters.vertex import api_endpoint
+
+    configured = SimpleNamespace(initializer=SimpleNamespace(global_config=SimpleNamespace(api_endpoint="psc:443")))
+    unset = SimpleNamespace(initializer=SimpleNamespace(global_config=SimpleNamespace(api_endpoint=None)))
+    monkeypatch.delenv("KFKIT_VERTEX_API_ENDPOINT", raising=False)
+
+    assert api_endpoint("europe-west4", unset) == "europe-west4-aiplatform.googleapis.com"
+    assert api_endpoint("europe-west4", configured) == "psc:443"
+    monkeypatch.setenv("KFKIT_VERTEX_API_ENDPOINT", "vertex.p.example:443")
+    assert api_endpoint("europe-west4", configured) == "vertex.p.example:443"

@@ -97,7 +97,7 @@ def batch_predict(source_table: str, destination_table: str, *, model_name: str,
                 "model_version": result["model_version"], "rows": result["rows"], "seconds": result["seconds"]}
     if backend not in ("vertex", "bigquery"):
         raise ConfigError(f"backend must be local, bigquery or vertex, got {backend!r}")
-    from kfkit.adapters.vertex import VertexAdapter, batch_predict_bigquery
+    from kfkit.adapters.vertex import VertexAdapter, batch_predict_bigquery, output_table_id
 
     vertex = vertex or VertexAdapter(project, location, jobs=CloudJobs(gcp_resources))
     with vertex.jobs:
@@ -108,8 +108,8 @@ def batch_predict(source_table: str, destination_table: str, *, model_name: str,
         job = batch_predict_bigquery(vertex, model_resource=model.versioned_resource_name, source_table=source_table,
                                      destination_prefix=destination_table, machine_type=machine_type,
                                      replicas=replicas, display_name=f"kfkit-batch-{model_name}", task_id=task_id)
-    table = job.output_info.bigquery_output_table if job.output_info else ""
+    table = output_table_id(job)
     meta = {"backend": "vertex", "job": job.resource_name, "table": table}
     if table:
-        meta["uri"] = f"bq://{table}"
+        meta.update(dict(zip(("projectId", "datasetId", "tableId"), table.split("."))), uri=f"bq://{table}")
     return meta

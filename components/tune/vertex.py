@@ -21,6 +21,12 @@ from kfkit.errors import ConfigError
 TRIAL_COMMAND = ["python", "-m", "kfkit.components.tune.trial", "--config"]
 
 
+def staging_directory(config_dir: str) -> str:
+    """Where the trials' CustomJob stages its outputs: beside their config, under the pipeline root
+    (/gcs/BUCKET/... is gs://BUCKET/...)."""
+    return "gs://" + str(config_dir).removeprefix("/gcs/").rstrip("/") + "/trials"
+
+
 def write_config(path: str, config: dict[str, Any]) -> None:
     """The trials' config, through the step's /gcs/ mount."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +58,8 @@ def tune_on_vertex(paths: dict[str, Any], space: list[Dimension], *, base: dict[
         trials = vertex.run_tuning_job(display_name=display_name, image_uri=image_uri,
                                        command=TRIAL_COMMAND + [str(config_path)], metric=metric, goal=goal,
                                        space=space, max_trials=max_trials, parallelism=parallelism,
-                                       machine_type=machine_type, labels=labels)
+                                       machine_type=machine_type, labels=labels,
+                                       staging_bucket=staging_directory(config_dir))
     records = []
     for trial in trials:
         state = {"SUCCEEDED": "COMPLETE", "STOPPING": "PRUNED", "INFEASIBLE": "FAIL"}.get(trial["state"], trial["state"])

@@ -14,12 +14,15 @@ docs/canary.md): a window ending now undercounts its last minutes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 METRIC_PREFIX = "aiplatform.googleapis.com/prediction/online/"
 RESOURCE_TYPE = "aiplatform.googleapis.com/Endpoint"
 MIN_ALIGNMENT_SECONDS = 60  # Cloud Monitoring refuses a shorter alignment period
+# a Private Service Connect endpoint (or any other) for a step in a container: host[:port]
+ENDPOINT_ENV = "KFKIT_MONITORING_API_ENDPOINT"
 PERCENTILES = {50: "REDUCE_PERCENTILE_50", 99: "REDUCE_PERCENTILE_99"}
 
 
@@ -45,7 +48,8 @@ class MonitoringAdapter:
         if client is None:
             from google.cloud import monitoring_v3
 
-            client = monitoring_v3.MetricServiceClient()
+            endpoint = os.environ.get(ENDPOINT_ENV)
+            client = monitoring_v3.MetricServiceClient(client_options={"api_endpoint": endpoint} if endpoint else None)
         self.project = project
         self.client = client
 

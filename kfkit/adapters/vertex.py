@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -13,6 +14,8 @@ from kfkit.errors import ConfigError
 
 log = logging.getLogger("kfkit.vertex")
 TASK_LABEL = "kfkit-task-id"
+# a Private Service Connect endpoint (or any other) for a step in a container: host[:port]
+ENDPOINT_ENV = "KFKIT_VERTEX_API_ENDPOINT"
 # Vertex's prebuilt TensorFlow 2 CPU prediction container (loads a SavedModel from artifact_uri)
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 
@@ -20,6 +23,58 @@ DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:lat
 def label_value(value: str) -> str:
     """Vertex label values: lowercase letters, digits, - and _, at most 63 characters."""
     return re.sub(r"[^a-z0-9_-]", "-", str(value).lower())[:63]
+
+
+def vertex_labels(labels: dict[str, Any]) -> dict[str, str]:
+    """Labels as Vertex takes them (keys and values by label_value; a key must start with a letter,
+    https://cloud.google.com/resource-manager/docs/labels-overview); empty values dropped."""
+    if len(labels) > 64:
+        raise ConfigError(f"{len(labels)} labels: Vertex AI takes at most 64")
+    out = {}
+    for key, value in labels.items():
+        name = label_value(key)
+        if not re.match(r"[a-z]", name):
+            raise ConfigError(f"label key {key!r} must start with a letter")
+        if value is not None and str(value) != "":
+            out[name] = label_value(value)
+    return out
+
+
+def _global_config(aiplatform):
+    initializer = getattr(aiplatform, "initializer", None)
+    return getattr(initializer, "global_config", None)
+
+
+def _configured_credentials(aiplatform):
+    """The credentials the SDK's own classes use; None where it has none to give (the client then
+    looks for application default credentials itself, as it would have)."""
+    config = _global_config(aiplatform)
+    if config is None:
+        return None
+    import google.auth.exceptions
+
+    try:
+        return config.credentials
+    except google.auth.exceptions.DefaultCredentialsError:
+        return None
+
+
+def api_endpoint(location: str, aiplatform=None) -> str:
+    """Where Vertex AI is reached: $KFKIT_VERTEX_API_ENDPOINT, else aiplatform.init(api_endpoint=...),
+    else the region's public endpoint."""
+    configured = getattr(_global_config(aiplatform), "api_endpoint", None) if aiplatform is not None else None
+    return os.environ.get(ENDPOINT_ENV) or configured or f"{location}-aiplatform.googleapis.com"
+
+
+def use_endpoint_variable(aiplatform, project: str) -> None:
+    """$KFKIT_VERTEX_API_ENDPOINT for the SDK's own classes (Model, Endpoint, jobs, PipelineJob), which
+    read the endpoint from aiplatform's global config."""
+    config = _global_config(aiplatform)
+    wanted = os.environ.get(ENDPOINT_ENV)
+    if wanted and config is not None and config.api_endpoint != wanted:
+        # with the project kfkit names in every call anyway: init without one would also switch the
+        # SDK to its REST transport (initializer.init)
+        aiplatform.init(project=project, api_endpoint=wanted)
 
 
 def fuse_to_gcs(path: str) -> str:
@@ -49,6 +104,7 @@ class VertexAdapter:
         self._where = {"project": project, "location": location}
         self._clients: dict[str, Any] = {}
         self._gcs_utils = gcs_utils
+        use_endpoint_variable(aiplatform, project)
 
     def stage(self, path: str) -> str:
         """A local model directory copied to Cloud Storage (hybrid mode: Vertex reads models only from
@@ -67,7 +123,11 @@ class VertexAdapter:
     def _client(self, name: str):
         if name not in self._clients:
             client_class = getattr(self.ai.gapic, name)
-            self._clients[name] = client_class(client_options={"api_endpoint": f"{self.location}-aiplatform.googleapis.com"})
+            kwargs: dict[str, Any] = {"client_options": {"api_endpoint": api_endpoint(self.location, self.ai)}}
+            credentials = _configured_credentials(self.ai)
+            if credentials is not None:  # aiplatform.init(credentials=...) as the SDK's own classes use them
+                kwargs["credentials"] = credentials
+            self._clients[name] = client_class(**kwargs)
         return self._clients[name]
 
     def _finish(self, operation, what: str):
@@ -78,11 +138,19 @@ class VertexAdapter:
         return operation.result()
 
     # ---- model registry ---------------------------------------------------------------------------
-    def find_version_by_task(self, task_id: str):
+    def find_version_by_task(self, task_id: str, display_name: str):
+        """The version of display_name a pipeline task uploaded, if any. Among the model's versions:
+        ListModels answers each model's default version only, so it misses a version not made default."""
         if not task_id:
             return None
-        found = self.ai.Model.list(filter=f'labels.{TASK_LABEL}="{label_value(task_id)}"', **self._where)
-        return found[0] if found else None
+        parent = self.parent_model(display_name)
+        if parent is None:
+            return None
+        found = list(self._client("ModelServiceClient").list_model_versions(request=self.ai.gapic.ListModelVersionsRequest(
+            name=parent, filter=f'labels.{TASK_LABEL}="{label_value(task_id)}"')))
+        if not found:
+            return None
+        return self.ai.Model(model_name=parent, version=found[0].version_id, **self._where)
 
     def parent_model(self, display_name: str) -> str | None:
         found = self.ai.Model.list(filter=f'display_name="{display_name}"', order_by="create_time desc",
@@ -93,12 +161,12 @@ class VertexAdapter:
                        labels: dict[str, str], metrics: dict[str, float], task_id: str, make_default: bool,
                        hyperparameters: dict[str, Any] | None = None):
         """Upload a new version of `display_name` (idempotent per pipeline task id)."""
-        existing = self.find_version_by_task(task_id)
+        existing = self.find_version_by_task(task_id, display_name)
         if existing is not None:
             log.info("task %s already uploaded %s; reusing it", task_id, existing.resource_name)
             self.add_aliases(existing, aliases)
             return existing, False
-        labels = {label_value(k): label_value(v) for k, v in {**labels, TASK_LABEL: task_id}.items() if v}
+        labels = vertex_labels({**labels, TASK_LABEL: task_id})
         description = "kfkit evaluation: " + json.dumps({k: round(v, 6) for k, v in sorted(metrics.items())})
         if hyperparameters:  # label values cannot hold them (lowercase, no dots)
             description += "; hyperparameters: " + json.dumps(hyperparameters, sort_keys=True)
@@ -140,7 +208,7 @@ class VertexAdapter:
                       "request_response_logging_sampling_rate": logging_sample_rate,
                       "request_response_logging_bq_destination_table": logging_table}
         return self.ai.Endpoint.create(display_name=display_name,
-                                       labels={label_value(k): label_value(v) for k, v in labels.items()},
+                                       labels=vertex_labels(labels),
                                        **kwargs, **self._where)
 
     def deploy(self, endpoint, model, *, machine_type: str, min_replicas: int, max_replicas: int,
@@ -158,6 +226,9 @@ class VertexAdapter:
             log.info("%s is already deployed on %s; not deploying it again", versioned, endpoint.resource_name)
             return dict(endpoint.traffic_split or {})
         previous = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
+        # recorded before deploying: the deployment changes the endpoint's etag (an update with this read's
+        # would be refused), and a retry that finds the model deployed must find the split recorded too
+        self.remember_split(endpoint, previous)
         # the new deployed model is "0" in a DeployModelRequest's traffic split
         split = split_traffic({k: v for k, v in previous.items() if k != "0"}, "0", traffic_percent)
         operation = self._client("EndpointServiceClient").deploy_model(
@@ -168,7 +239,6 @@ class VertexAdapter:
                     machine_spec=gapic.MachineSpec(machine_type=machine_type),
                     min_replica_count=min_replicas, max_replica_count=max_replicas)))
         self._finish(operation, f"deploy of {versioned}")
-        self.remember_split(endpoint, previous)
         endpoint = self.ai.Endpoint(endpoint_name=endpoint.resource_name, **self._where)  # the split after deploy
         split = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
         idle = [d for d in sorted(endpoint.list_models(), key=lambda d: str(d.create_time))
@@ -184,7 +254,8 @@ class VertexAdapter:
         """Keep the split in kfkit's own endpoint labels (never the user's description) for rollback."""
         labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
         labels.update(previous_split_labels(split))
-        endpoint.update(labels=labels)
+        if labels != dict(endpoint.labels or {}):  # an update with nothing in its mask is refused
+            endpoint.update(labels=labels)
 
     def endpoint(self, display_name: str):
         found = self.ai.Endpoint.list(filter=f'display_name="{display_name}"', **self._where)
@@ -222,6 +293,9 @@ class VertexAdapter:
         missing = [k for k, v in previous.items() if v and k not in deployed]
         if missing:
             raise ConfigError(f"cannot restore the previous split {previous}: deployed model(s) {missing} are gone")
+        # an idle version undeployed since (keep_previous) had no share to restore; Vertex refuses a split
+        # naming a deployed model the endpoint no longer has
+        previous = {k: v for k, v in previous.items() if k in deployed}
         current = {k: int(v) for k, v in (endpoint.traffic_split or {}).items()}
         labels = {k: v for k, v in (endpoint.labels or {}).items() if not k.startswith(PREVIOUS_LABEL_PREFIX)}
         endpoint.update(traffic_split=previous, labels={**labels, **previous_split_labels(current)})
@@ -234,7 +308,13 @@ class VertexAdapter:
     def tag_version(self, model_resource: str, version: str, key: str, value: str) -> None:
         """A label on one model version (kept beside the user's labels)."""
         model = self.ai.Model(model_name=model_resource, version=version, **self._where)
-        model.update(labels={**(model.labels or {}), label_value(key): label_value(value)})
+        # UpdateModel changes the version's labels only when the name carries @version; the SDK's
+        # Model.update sends the bare model name, a model-scope update that every version shows
+        gapic = self.ai.gapic
+        self._client("ModelServiceClient").update_model(request=gapic.UpdateModelRequest(
+            model=gapic.Model(name=f"{model_resource.partition('@')[0]}@{version}",
+                              labels={**(model.labels or {}), label_value(key): label_value(value)}),
+            update_mask={"paths": ["labels"]}))
 
 
     # ---- hyperparameter tuning -----------------------------------------------------------------------
@@ -259,16 +339,21 @@ class VertexAdapter:
                                                             scale="linear")
             else:
                 specs[dim.name] = hpt.CategoricalParameterSpec(values=[str(c) for c in dim.encoded_choices()])
+        staging_bucket = staging_bucket or getattr(_global_config(self.ai), "staging_bucket", None) or ""
+        if not staging_bucket.startswith("gs://"):
+            # the SDK's CustomJob refuses to exist without one: the trials' outputs go under it
+            raise ConfigError(f"staging_bucket is {staging_bucket!r}: a Vertex AI tuning job needs a gs:// staging "
+                              "directory for its trials (the tune step derives it from its pipeline root)")
         custom_job = self.ai.CustomJob(
             display_name=f"{display_name}-trial",
             worker_pool_specs=[{"machine_spec": {"machine_type": machine_type}, "replica_count": 1,
                                 "container_spec": {"image_uri": image_uri, "command": list(command)}}],
-            staging_bucket=staging_bucket or None, **self._where)
+            staging_bucket=staging_bucket, **self._where)
         job = self.ai.HyperparameterTuningJob(
             display_name=display_name, custom_job=custom_job, metric_spec={metric: goal}, parameter_spec=specs,
             max_trial_count=max_trials, parallel_trial_count=parallelism, max_failed_trial_count=max_trials,
             measurement_selection="last",
-            labels={label_value(k): label_value(v) for k, v in (labels or {}).items()} or None, **self._where)
+            labels=vertex_labels(labels or {}) or None, **self._where)
         job.run(sync=False)
         job.wait_for_resource_creation()
         self.jobs.run("HyperparameterTuningJob", vertex_uri(self.location, job.resource_name), job.done, job.cancel,
@@ -321,7 +406,8 @@ TERMINAL_JOB_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CAN
 def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source_table: str,
                            destination_prefix: str, machine_type: str, replicas: int, display_name: str,
                            task_id: str = ""):
-    """A Vertex AI batch prediction job from a BigQuery table to a new table under destination_prefix.
+    """A Vertex AI batch prediction job from a BigQuery table to a new table in the dataset destination_prefix
+    (or a new dataset when it is a project), named by Vertex: see output_table_id.
 
     Submitted (not waited on in the SDK), written to gcp_resources, polled and cancellable; one job
     per pipeline task: a retried step finds the job its first attempt started (by label) and
@@ -329,6 +415,11 @@ def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source
     """
     from kfkit.cloud_jobs import vertex_uri
     ai = vertex.ai
+    destination = destination_prefix.removeprefix("bq://")
+    if destination.count(".") > 1:
+        # BatchPredictionJob.OutputConfig.bigquery_destination: a project or a dataset; Vertex names the table
+        raise ConfigError(f"destination_table {destination_prefix!r} names a table: on Vertex AI give the BigQuery "
+                          "dataset (project.dataset) in which the batch prediction job creates predictions_<time>")
     job = None
     if task_id:
         found = ai.BatchPredictionJob.list(filter=f'labels.{TASK_LABEL}="{label_value(task_id)}"',
@@ -341,7 +432,7 @@ def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source
         job = ai.BatchPredictionJob.submit(
             job_display_name=display_name, model_name=model_resource, instances_format="bigquery",
             predictions_format="bigquery", bigquery_source=f"bq://{source_table.removeprefix('bq://')}",
-            bigquery_destination_prefix=f"bq://{destination_prefix.removeprefix('bq://')}", machine_type=machine_type,
+            bigquery_destination_prefix=f"bq://{destination}", machine_type=machine_type,
             starting_replica_count=replicas, max_replica_count=replicas,
             labels={TASK_LABEL: label_value(task_id)} if task_id else None,
             project=vertex.project, location=vertex.location)
@@ -351,3 +442,12 @@ def batch_predict_bigquery(vertex: VertexAdapter, *, model_resource: str, source
     if state != "JOB_STATE_SUCCEEDED":
         raise ConfigError(f"Vertex AI batch prediction job {job.resource_name} ended {state}: {job.error}")
     return job
+
+
+def output_table_id(job) -> str:
+    """project.dataset.table of the predictions, as Vertex reports them (OutputInfo: the dataset as
+    bq://project.dataset, the table apart, predictions_<timestamp>); "" when it reports none."""
+    info = getattr(job, "output_info", None)
+    dataset = str(getattr(info, "bigquery_output_dataset", "") or "").removeprefix("bq://")
+    table = str(getattr(info, "bigquery_output_table", "") or "")
+    return f"{dataset}.{table}" if dataset and table else ""

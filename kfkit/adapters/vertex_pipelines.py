@@ -29,10 +29,14 @@ class VertexSubmission:
 
 def build_job(aiplatform, template_path: str, display_name: str, values: dict[str, Any], sub: VertexSubmission,
               credentials=None):
-    """The PipelineJob, constructed (the SDK validates the template and parameters client-side)."""
+    """The PipelineJob, constructed (the SDK validates the template and parameters client-side); its
+    labels made to follow Vertex's label rules as every other kfkit resource's."""
+    from kfkit.adapters.vertex import use_endpoint_variable, vertex_labels
+
+    use_endpoint_variable(aiplatform, sub.project)
     return aiplatform.PipelineJob(
         display_name=display_name, template_path=template_path, pipeline_root=sub.pipeline_root,
-        parameter_values=values, enable_caching=sub.enable_caching, labels=dict(sub.labels),
+        parameter_values=values, enable_caching=sub.enable_caching, labels=vertex_labels(sub.labels),
         encryption_spec_key_name=sub.encryption_key or None, project=sub.project, location=sub.region,
         credentials=credentials)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.abc
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -150,6 +151,11 @@ class ModelServiceClient:
         record("upload_model", base, version, request.model.artifact_uri, dict(request.model.labels), aliases)
         return FakeOperation(SimpleNamespace(model=base, model_version_id=version))
 
+    def list_model_versions(self, request=None, *, name=None, retry=None, timeout=None, metadata=()):
+        record("list_model_versions", request.name, request.filter)
+        return [SimpleNamespace(version_id=m["version_id"]) for m in load()["models"]
+                if m["resource_name"] == request.name and _match(m, request.filter)]
+
 
 class Endpoint:
     def __init__(self, endpoint_name, project=None, location=None, credentials=None):
@@ -226,6 +232,8 @@ class EndpointServiceClient:
 
 
 def patch_aiplatform(module) -> None:
+    if os.environ.get("KFKIT_VERTEX_API_ENDPOINT"):
+        return  # the real SDK, over gRPC, to the wire tier's fake Vertex AI (tests/vertex_api.py)
     from google.cloud.aiplatform import gapic
 
     from tests.fakes import bound_to
@@ -313,3 +321,9 @@ def install(state: str) -> None:
     STATE = Path(state)
     STATE.mkdir(parents=True, exist_ok=True)
     sys.meta_path.insert(0, HOOK)
+    if os.environ.get("KFKIT_VERTEX_API_ENDPOINT"):
+        # a step's application default credentials; the wire fake checks no token
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials
+
+        google.auth.default = lambda *args, **kwargs: (AnonymousCredentials(), None)
