@@ -107,6 +107,17 @@ def test_close_writes_every_buffered_record(tmp_path):
     assert len(lines(tmp_path / "logs")) == 20
 
 
+def test_a_record_submitted_after_close_is_written_at_once(tmp_path):
+    request_log = buffered_log(tmp_path)
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+    request_log.close()
+
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+
+    assert len(lines(tmp_path / "logs")) == 2 and request_log.written_at_cap == 0
+    request_log.close()
+
+
 def test_at_the_byte_cap_the_request_writes_the_buffer_and_its_own_record(tmp_path):
     one = len(RequestLog(None, "e").line(DEPLOYED, [PENGUIN], [PREDICTION], now=time.time()))
     request_log = buffered_log(tmp_path, max_buffer_bytes=3 * one + 10)

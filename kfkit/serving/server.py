@@ -228,12 +228,18 @@ class RequestLog:
             self._write_lines([(now, line)])
             return True
         with self._pending_lock:
-            if self._pending_bytes + len(line) <= self.max_buffer_bytes and not self._closed.is_set():
+            if self._closed.is_set():  # a request answered after close(): written at once, as unbuffered
+                batch = []
+            elif self._pending_bytes + len(line) <= self.max_buffer_bytes:
                 self._pending.append((now, line))
                 self._pending_bytes += len(line)
                 return True
-            batch, self._pending, self._pending_bytes = self._pending, [], 0
-            self.written_at_cap += 1
+            else:
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                self.written_at_cap += 1
+        if not batch:
+            self._write_lines([(now, line)])
+            return True
         if self.written_at_cap == 1 or self.written_at_cap % 1000 == 0:
             log.warning("request log buffer full (%d bytes): requests are writing their own records (%d so far); "
                         "the disk under %s is slower than the traffic", self.max_buffer_bytes, self.written_at_cap,
@@ -306,7 +312,7 @@ class RequestLog:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
-                self._fd = None
+                self._fd, self._path = None, None  # a record written after this reopens the file
 
 
 class _PartialWrite(OSError):
