@@ -1,6 +1,6 @@
 """Online serving: kfkit's model server against the Python model servers, on the same SavedModel, one run.
 
-    python benchmarks/serve.py [--seconds 2] [--passes 2] [--only kfkit,KServe,...]
+    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--only kfkit,KServe,...]
 
 Trains the penguins model, registers it in a scratch MLflow registry and deploys it to a scratch
 local endpoint, then serves that one SavedModel with, each as one worker on 127.0.0.1:
@@ -99,7 +99,7 @@ def install(venv_name: str, requirements: list[str], dist: str) -> tuple[Path | 
     return python, found.stdout.strip()
 
 
-def wait_healthy(port: int, path: str, process: subprocess.Popen, name: str, timeout: float = 180) -> None:
+def wait_healthy(port: int, path: str, process: subprocess.Popen, name: str = "the server", timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -329,8 +329,8 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="load duration per configuration and pass")
-    parser.add_argument("--passes", type=int, default=2, help="interleaved passes over every configuration")
+    parser.add_argument("--seconds", type=float, default=1.5, help="load duration per configuration and pass")
+    parser.add_argument("--passes", type=int, default=4, help="interleaved passes over every configuration")
     parser.add_argument("--only", default="", help="comma-separated servers to run besides kfkit (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-serve.txt"),
                         help="where the full output is written too ('' for nowhere)")
