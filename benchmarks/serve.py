@@ -1,23 +1,37 @@
-"""Online serving: kfkit's model server versus `mlflow models serve` on the same model, one run.
+"""Online serving: kfkit's model server against the Python model servers, on the same SavedModel, one run.
 
-    python benchmarks/serve.py [--seconds 3]
+    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--only kfkit,KServe,...]
 
 Trains the penguins model, registers it in a scratch MLflow registry and deploys it to a scratch
-local endpoint, then starts (a) `kfkit serve` and (b) `mlflow models serve` on 127.0.0.1 and
-drives each with a closed-loop load generator (N threads, keep-alive connections, each sending the
-next request when the last answer arrives) at concurrency 1, 8 and 32, with batches of 1 and 32
-instances. Two more rows: the same model's predict called in-process (the floor any server adds
-overhead to), and kfkit at concurrency 8 while 1,000 idle connections are held open.
-Prints requests/s, p50 and p99 latency, and the ratio to kfkit.
-Targets: >= 3x MLflow's throughput at concurrency 8; p99 < 25 ms for single instances at
-concurrency 8; at concurrency 1 >= 50% of the in-process rate; with 1,000 idle connections,
-requests/s and p99 within 20% of the row without them.
+local endpoint, then serves that one SavedModel with, each as one worker on 127.0.0.1:
+  kfkit serve                      (request logging on: every request's record written)
+  kfkit serve, no request log      (--log-sample-rate 0: what the log costs)
+  KServe ModelServer               (kserve.Model subclass, V1 protocol {"instances": [...]})
+  Seldon MLServer                  (custom runtime, an MLModel subclass; V2 protocol, Pandas codec)
+  BentoML                          (@bentoml.service, workers=1, one @bentoml.api)
+  LitServe                         (LitAPI, workers_per_device=1)
+  mlflow models serve              (the registered pyfunc)
+Each peer is installed by this script into its own virtualenv under ~/.cache/kfkit-bench (pip from
+PyPI, with the TensorFlow kfkit runs; reused when its requirements have not changed) and runs the
+code in benchmarks/serve_peers/: what each one's docs give for a custom Python model.
+A peer that cannot be installed here gets a row saying why.
+
+One load generator (this process: threads, one keep-alive socket each, a request sent as soon as
+the last answer is read; plain sockets, so the client costs each server the same few microseconds)
+drives each server at concurrency 1, 8 and 32 with 1, 8 and 64 instances per request. Passes are
+interleaved: every pass runs every configuration on every server, in a rotated order, and a row
+is all passes together. The floor: the model's own predict called in-process (kfkit's
+LoadedModel.predict_instances, which every server's answer is built on) at each batch size.
+Also kfkit at concurrency 8 while 1,000 idle connections are held open.
+
+Targets: kfkit ahead of every peer on every row; request logging costs at most 5% of throughput at
+any batch size; one request at a time >= 0.7 of the in-process rate; 64 instances at concurrency 8
+>= 0.7 of the in-process rate for 64 instances.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -27,14 +41,31 @@ import sys
 import tempfile
 import threading
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(__file__).resolve().parent / "serve_peers"
 sys.path.insert(0, str(REPO))
+CACHE = Path(os.environ.get("KFKIT_BENCH_CACHE", Path.home() / ".cache" / "kfkit-bench"))
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
+BATCHES = (1, 8, 64)
+CONCURRENCY = (1, 8, 32)
+KFKIT, KFKIT_NO_LOG = "kfkit serve", "kfkit serve, no request log"
+FLOOR = "in-process predict (floor)"
+
+# each peer: its virtualenv under CACHE, what pip installs there (TensorFlow added), its distribution
+PEERS = {
+    "KServe ModelServer": ("kserve", ["kserve==0.21.*"], "kserve"),
+    # MLServer 1.7's inference worker calls asyncio.get_event_loop(), which uvloop 0.22 made raise:
+    # with the newest uvloop its worker dies at start, so the last uvloop it works with
+    "Seldon MLServer": ("mlserver", ["mlserver", "uvloop<0.22"], "mlserver"),
+    "BentoML": ("bentoml", ["bentoml"], "bentoml"),
+    "LitServe": ("litserve", ["litserve"], "litserve"),
+}
 
 
 def free_port() -> int:
@@ -43,79 +74,152 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(port: int, path: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def install(venv_name: str, requirements: list[str], dist: str) -> tuple[Path | None, str]:
+    """(the peer's python, its version) or (None, why it could not be installed)."""
+    venv = CACHE / venv_name
+    python = venv / "bin" / "python"
+    marker = venv / ".kfkit-bench-requirements"
+    wanted = "\n".join(requirements)
+    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
+        print(f"installing {' '.join(requirements)} into {venv} ...", flush=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+        if made.returncode != 0:
+            return None, f"venv failed: {made.stderr.strip()[-200:]}"
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+                             capture_output=True, text=True)
+        if pip.returncode != 0:
+            errors = [line for line in pip.stderr.splitlines() if "ERROR" in line] or pip.stderr.splitlines()[-1:]
+            return None, f"pip install failed on Python {sys.version.split()[0]}: {' '.join(errors)[:300]}"
+        marker.write_text(wanted)
+    found = subprocess.run([str(python), "-c", f"from importlib.metadata import version; print(version({dist!r}))"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        return None, f"{dist} does not import: {found.stderr.strip()[-200:]}"
+    return python, found.stdout.strip()
+
+
+def wait_healthy(port: int, path: str, process: subprocess.Popen, name: str = "the server", timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server on port {port} exited early; see its log")
+            raise RuntimeError(f"{name} exited early (code {process.returncode}); see its log")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                if read_response(sock, bytearray())[0] == 200:
+                    return
+        except (OSError, ValueError):
             pass
-        time.sleep(0.2)
-    raise SystemExit("server did not become healthy")
+        time.sleep(0.3)
+    raise RuntimeError(f"{name} did not become healthy in {timeout:.0f} s")
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bytes, bool]:
+    """(status, body, whether the server closes) of one HTTP/1.1 response; what follows stays in buf."""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response")
+        buf += chunk
+    head = bytes(buf[:end]).lower()
+    del buf[:end + 4]
+    status = int(head[9:12])
+    if b"transfer-encoding: chunked" in head:
+        body = bytearray()
+        while True:
+            while (line_end := buf.find(b"\r\n")) < 0:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed in a chunked body")
+                buf += chunk
+            size = int(bytes(buf[:line_end]).split(b";")[0], 16)
+            del buf[:line_end + 2]
+            while len(buf) < size + 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed in a chunk")
+                buf += chunk
+            body += buf[:size]
+            del buf[:size + 2]
+            if size == 0:
+                break
+    else:
+        at = head.find(b"content-length:")
+        length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None]) if at >= 0 else 0
+        while len(buf) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in a body")
+            buf += chunk
+        body = bytes(buf[:length])
+        del buf[:length]
+    return status, bytes(body), b"connection: close" in head
 
 
 def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
+    go = threading.Event()
+    stop = [0.0]
 
     def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        while time.monotonic() < stop:
-            start = time.perf_counter()
+        sock, buf, mine = None, bytearray(), []
+        go.wait()
+        while time.monotonic() < stop[0]:
+            began = time.perf_counter()
             try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-                response = conn.getresponse()
-                answer = response.read()
-            except (OSError, http.client.HTTPException):
+                if sock is None:
+                    sock, buf = socket.create_connection(("127.0.0.1", port), timeout=30), bytearray()
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(request)
+                status, answer, close = read_response(sock, buf)
+            except (OSError, ValueError):
                 errors[0] += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                if sock is not None:
+                    sock.close()
+                sock = None
                 continue
-            mine.append(time.perf_counter() - start)
-            if response.status != 200:
+            mine.append(time.perf_counter() - began)
+            if close:
+                sock.close()
+                sock = None
+            if status != 200:
                 errors[0] += 1
                 if errors[0] == 1:
-                    print(f"  first error from port {port}: {response.status} {answer[:300]!r}", flush=True)
+                    print(f"  first error from port {port}: {status} {answer[:300]!r}", flush=True)
+        if sock is not None:
+            sock.close()
         with lock:
             latencies.extend(mine)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    began = time.perf_counter()
     for t in threads:
         t.start()
+    began = time.perf_counter()
+    stop[0] = time.monotonic() + seconds
+    go.set()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
-    ms = np.array(latencies or [float("nan")]) * 1000
-    return {"rps": len(ms) / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "errors": errors[0]}
+    return {"n": len(latencies), "seconds": elapsed, "latencies": latencies, "errors": errors[0]}
 
 
-def in_process(model_dir: str, seconds: float) -> dict:
-    from kfkit.serving.model_io import LoadedModel
-
-    model = LoadedModel(model_dir)
-    for _ in range(20):
-        model.predict_instances([PENGUIN])
+def in_process(model, batch: int, seconds: float) -> dict:
+    instances = [PENGUIN] * batch
+    for _ in range(10):
+        model.predict_instances(instances)
     latencies = []
     stop = time.monotonic() + seconds
     began = time.perf_counter()
     while time.monotonic() < stop:
         start = time.perf_counter()
-        model.predict_instances([PENGUIN])
+        model.predict_instances(instances)
         latencies.append(time.perf_counter() - start)
-    elapsed = time.perf_counter() - began
-    ms = np.array(latencies) * 1000
-    return {"rps": len(ms) / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "errors": 0}
+    return {"n": len(latencies), "seconds": time.perf_counter() - began, "latencies": latencies, "errors": 0}
 
 
 def with_idle_connections(port: int, path: str, body: bytes, seconds: float, idle: int = 1000) -> dict:
@@ -129,6 +233,28 @@ def with_idle_connections(port: int, path: str, body: bytes, seconds: float, idl
     finally:
         for sock in sockets:
             sock.close()
+
+
+def merged(runs: list[dict]) -> dict:
+    """Passes together: requests over seconds, percentiles over every latency."""
+    n, seconds = sum(r["n"] for r in runs), sum(r["seconds"] for r in runs)
+    ms = np.array([x for r in runs for x in r["latencies"]] or [float("nan")]) * 1000
+    return {"rps": n / seconds if seconds else 0.0, "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99)), "errors": sum(r["errors"] for r in runs)}
+
+
+def v1_body(batch: int) -> bytes:
+    return json.dumps({"instances": [PENGUIN] * batch}).encode()
+
+
+def v2_body(batch: int) -> bytes:
+    """The same instances in the V2 inference protocol, one named input per column (MLServer's Pandas codec)."""
+    inputs = []
+    for name, value in PENGUIN.items():
+        text = isinstance(value, str)
+        inputs.append({"name": name, "shape": [batch], "datatype": "BYTES" if text else "FP32", "data": [value] * batch,
+                       **({"parameters": {"content_type": "str"}} if text else {})})
+    return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}).encode()
 
 
 def prepare(root: Path) -> dict:
@@ -148,83 +274,237 @@ def prepare(root: Path) -> dict:
     return meta
 
 
+def start_peer(name: str, python: Path, scratch: Path, model_dir: str, env: dict, log) -> dict:
+    port = free_port()
+    peer_env = {k: v for k, v in env.items() if k != "PYTHONPATH"} | {"PENGUIN_MODEL_DIR": model_dir}
+    bin_dir = python.parent
+    if name == "KServe ModelServer":
+        command = [str(python), str(PEERS_DIR / "kserve_server.py"), "--model_dir", model_dir, "--http_port", str(port),
+                   "--grpc_port", str(free_port()), "--workers", "1"]
+        cwd, health, predict, body = PEERS_DIR, "/v1/models/penguins", "/v1/models/penguins:predict", v1_body
+    elif name == "Seldon MLServer":
+        cwd = scratch / "mlserver"
+        cwd.mkdir(exist_ok=True)
+        for file in ("mlserver_runtime.py", "penguin_model.py"):
+            shutil.copy(PEERS_DIR / file, cwd / file)
+        (cwd / "model-settings.json").write_text(json.dumps({
+            "name": "penguins", "implementation": "mlserver_runtime.Penguins", "parameters": {"uri": model_dir}}))
+        # parallel_workers stays MLServer's default (1): one inference worker process
+        (cwd / "settings.json").write_text(json.dumps({
+            "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}))
+        command = [str(bin_dir / "mlserver"), "start", str(cwd)]
+        health, predict, body = "/v2/models/penguins/ready", "/v2/models/penguins/infer", v2_body
+    elif name == "BentoML":
+        command = [str(bin_dir / "bentoml"), "serve", "bentoml_service:Penguins", "--host", "127.0.0.1",
+                   "--port", str(port)]
+        cwd, health, predict, body = PEERS_DIR, "/readyz", "/predict", v1_body
+    else:  # LitServe
+        command = [str(python), str(PEERS_DIR / "litserve_server.py"), str(port)]
+        cwd, health, predict, body = PEERS_DIR, "/health", "/predict", v1_body
+    process = subprocess.Popen(command, cwd=cwd, env=peer_env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return {"port": port, "health": health, "predict": predict, "body": body, "process": process}
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Each server's whole process group (several start workers): SIGTERM, then SIGKILL."""
+    import signal
+
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="load duration per configuration")
+    parser.add_argument("--seconds", type=float, default=1.5, help="load duration per configuration and pass")
+    parser.add_argument("--passes", type=int, default=4, help="interleaved passes over every configuration")
+    parser.add_argument("--only", default="", help="comma-separated servers to run besides kfkit (default: all)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-serve.txt"),
+                        help="where the full output is written too ('' for nowhere)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     scratch = Path(tempfile.mkdtemp(prefix="kfkit-bench-serve-"))
-    processes = []
+    processes: list[subprocess.Popen] = []
+    output: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        output.append(line)
+
     try:
+        # kfkit's environment may hold tensorflow-cpu; the peers get `tensorflow` of the same version
+        tf_version = version("tensorflow") if _installed("tensorflow") else version("tensorflow-cpu")
+        notes: dict[str, str] = {}
+        versions = {"kfkit": version("kfkit") if _installed("kfkit") else "(source)", "MLflow": version("mlflow"),
+                    "TensorFlow": tf_version, "Python": sys.version.split()[0]}
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        peers = {name: spec for name, spec in PEERS.items() if not wanted or any(w.lower() in name.lower()
+                                                                                  for w in wanted)}
+        pythons = {}
+        for name, (venv_name, requirements, dist) in peers.items():
+            python, found = install(venv_name, requirements + [f"tensorflow=={tf_version}"], dist)
+            if python is None:
+                notes[name] = f"not installed: {found}"
+            else:
+                pythons[name] = python
+                versions[name] = found
+        if "Seldon MLServer" in pythons:
+            uvloop = subprocess.run([str(pythons["Seldon MLServer"]), "-c",
+                                     "from importlib.metadata import version; print(version('uvloop'))"],
+                                    capture_output=True, text=True).stdout.strip()
+            versions["Seldon MLServer"] += f" (uvloop {uvloop})"
+
         print("training and registering the penguins model ...", flush=True)
         meta = prepare(scratch)
         # mlflow starts uvicorn by name: the environment's bin directory must be on PATH
         env = dict(os.environ, MLFLOW_TRACKING_URI=meta["tracking_uri"], KFKIT_LOCAL_ROOT=str(scratch),
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        servers = {}
+        servers: dict[str, dict] = {}
         # server output goes to files: an unread pipe fills up and blocks a server that logs each request
-        logs = {name: open(scratch / f"{name}.log", "w") for name in ("kfkit", "mlflow")}
-        port = free_port()
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port),
-             "--log-sample-rate", "1.0"], cwd=REPO, env=env, stdout=logs["kfkit"], stderr=subprocess.STDOUT, text=True))
-        servers["kfkit serve"] = (port, "/health", "/predict", processes[-1])
-        port = free_port()
-        mlflow_bin = Path(sys.executable).parent / "mlflow"
-        processes.append(subprocess.Popen(
-            [str(mlflow_bin), "models", "serve", "-m", f"models:/penguins/{meta['version']}", "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port)], cwd=scratch, env=env, stdout=logs["mlflow"],
-            stderr=subprocess.STDOUT, text=True))
-        servers["mlflow models serve"] = (port, "/ping", "/invocations", processes[-1])
-        for name, (port, health, _, process) in servers.items():
-            wait_healthy(port, health, process)
-            print(f"{name} is up on port {port}", flush=True)
 
-        results = {}
-        for batch in (1, 32):
-            body = json.dumps({"instances": [PENGUIN] * batch}).encode()
-            for concurrency in (1, 8, 32):
-                for name, (port, _, predict, _) in servers.items():
-                    load(port, predict, body, concurrency, 0.5)  # warm-up: first calls trace the model
-                    results[(name, batch, concurrency)] = load(port, predict, body, concurrency, args.seconds)
+        def log_file(name: str):
+            return open(scratch / f"{name.split()[0].lower()}-{len(servers)}.log", "w")
 
-        single = json.dumps({"instances": [PENGUIN]}).encode()
-        kfkit_port = servers["kfkit serve"][0]
+        for name, rate in ((KFKIT, "1.0"), (KFKIT_NO_LOG, "0")):
+            port = free_port()
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port),
+                 "--log-sample-rate", rate], cwd=REPO, env=env, stdout=log_file(name), stderr=subprocess.STDOUT,
+                start_new_session=True))
+            servers[name] = {"port": port, "health": "/health", "predict": "/predict", "body": v1_body,
+                             "process": processes[-1]}
+        for name, python in pythons.items():
+            servers[name] = start_peer(name, python, scratch, meta["model_dir"], env, log_file(name))
+            processes.append(servers[name]["process"])
+        if not wanted or any(w.lower() in "mlflow models serve" for w in wanted):
+            port = free_port()
+            processes.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                 f"models:/penguins/{meta['version']}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                cwd=scratch, env=env, stdout=log_file("mlflow"), stderr=subprocess.STDOUT, start_new_session=True))
+            servers["mlflow models serve"] = {"port": port, "health": "/ping", "predict": "/invocations",
+                                              "body": v1_body, "process": processes[-1]}
+        for name, server in list(servers.items()):
+            try:
+                wait_healthy(server["port"], server["health"], server["process"], name)
+                print(f"{name} is up on port {server['port']}", flush=True)
+            except RuntimeError as exc:
+                notes[name] = f"did not start: {exc}"
+                del servers[name]
+        if KFKIT not in servers:
+            raise SystemExit(f"kfkit serve did not start; its log is in {scratch}")
+
+        from kfkit.serving.model_io import LoadedModel
+
+        model = LoadedModel(meta["model_dir"])
+        runs: dict[tuple[str, int, int], list[dict]] = {}
+        names = list(servers)
+        for n in range(args.passes):
+            order = names[n % len(names):] + names[:n % len(names)]
+            print(f"pass {n + 1} of {args.passes} ...", flush=True)
+            for batch in BATCHES:
+                for concurrency in CONCURRENCY:
+                    for name in order:
+                        server = servers[name]
+                        body = server["body"](batch)
+                        # warm-up: the first calls trace the model, and each server settles at this load
+                        load(server["port"], server["predict"], body, concurrency, 1.0 if n == 0 else 0.3)
+                        runs.setdefault((name, batch, concurrency), []).append(
+                            load(server["port"], server["predict"], body, concurrency, args.seconds))
+                runs.setdefault((FLOOR, batch, 1), []).append(in_process(model, batch, args.seconds))
+
+        single = v1_body(1)
+        kfkit_port = servers[KFKIT]["port"]
         # side by side: the same load without, with, and again without the idle connections
         before = load(kfkit_port, "/predict", single, 8, args.seconds)
-        results[("kfkit serve + 1000 idle conns", 1, 8)] = with_idle_connections(kfkit_port, "/predict", single,
-                                                                                args.seconds)
+        idle = merged([with_idle_connections(kfkit_port, "/predict", single, args.seconds)])
         after = load(kfkit_port, "/predict", single, 8, args.seconds)
-        results[("kfkit serve, around that row", 1, 8)] = {
-            key: (before[key] + after[key]) / 2 for key in ("rps", "p50", "p99", "errors")}
-        results[("in-process predict (floor)", 1, 1)] = in_process(meta["model_dir"], args.seconds)
+        around = merged([before, after])
 
-        print(f"\n{'server':<30}{'batch':>6}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs kfkit':>10}")
+        results = {key: merged(value) for key, value in runs.items()}
+        say(f"kfkit serve against the Python model servers: the penguins SavedModel, one worker each, "
+            f"{args.passes} interleaved passes of {args.seconds:g} s per row")
+        say("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        say(f"\n{'server':<32}{'batch':>6}{'conc':>6}{'req/s':>9}{'inst/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'errors':>8}{'vs kfkit':>10}")
+        everyone = [KFKIT, KFKIT_NO_LOG, *PEERS, "mlflow models serve"]
+        for batch in BATCHES:
+            for concurrency in CONCURRENCY:
+                base = results[(KFKIT, batch, concurrency)]["rps"]
+                for name in everyone:
+                    if name in notes:
+                        say(f"{name:<32}{batch:>6}{concurrency:>6}  {notes[name]}"[:200])
+                        continue
+                    r = results.get((name, batch, concurrency))
+                    if r is None:
+                        continue
+                    say(f"{name:<32}{batch:>6}{concurrency:>6}{r['rps']:>9.0f}{r['rps'] * batch:>9.0f}"
+                        f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}{r['rps'] / base:>9.2f}x")
+            r = results[(FLOOR, batch, 1)]
+            say(f"{FLOOR:<32}{batch:>6}{1:>6}{r['rps']:>9.0f}{r['rps'] * batch:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
+                f"{0:>8}{r['rps'] / results[(KFKIT, batch, 1)]['rps']:>9.2f}x")
+        say(f"{'kfkit serve + 1000 idle conns':<32}{1:>6}{8:>6}{idle['rps']:>9.0f}{idle['rps']:>9.0f}"
+            f"{idle['p50']:>9.1f}{idle['p99']:>9.1f}{idle['errors']:>8}{idle['rps'] / around['rps']:>9.2f}x")
+        say(f"{'kfkit serve, around that row':<32}{1:>6}{8:>6}{around['rps']:>9.0f}{around['rps']:>9.0f}"
+            f"{around['p50']:>9.1f}{around['p99']:>9.1f}{around['errors']:>8}{1:>9.2f}x")
+
+        say()
+        behind = []
         for (name, batch, concurrency), r in results.items():
-            base = results[("kfkit serve", batch, concurrency)]["rps"]
-            print(f"{name:<30}{batch:>6}{concurrency:>6}{r['rps']:>10.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-                  f"{r['errors']:>8}{r['rps'] / base:>9.2f}x")
-        k8 = results[("kfkit serve", 1, 8)]["rps"] / results[("mlflow models serve", 1, 8)]["rps"]
-        p99 = results[("kfkit serve", 1, 8)]["p99"]
-        floor = results[("kfkit serve", 1, 1)]["rps"] / results[("in-process predict (floor)", 1, 1)]["rps"]
-        idle = results[("kfkit serve + 1000 idle conns", 1, 8)]
-        plain = results[("kfkit serve, around that row", 1, 8)]
-        print(f"\nkfkit / MLflow throughput at concurrency 8, batch 1: {k8:.1f}x (target >= 3x)")
-        print(f"kfkit p99, single-instance requests at concurrency 8: {p99:.1f} ms (target < 25 ms)")
-        print(f"kfkit at concurrency 1 / in-process predict: {floor:.0%} (target >= 50%)")
-        print(f"with 1,000 idle connections: req/s {idle['rps'] / plain['rps']:.0%}, p99 "
-              f"{idle['p99'] / plain['p99']:.0%} of the runs just before and after without them (target within 20%)")
-        print("Vertex's Custom Prediction Routines server: not measured here (its local run needs a Docker "
-              "image built by LocalModel.build_cpr_model)")
+            if name in PEERS or name == "mlflow models serve":
+                ratio = results[(KFKIT, batch, concurrency)]["rps"] / r["rps"] if r["rps"] else float("inf")
+                if ratio <= 1.0:
+                    behind.append(f"{name} at batch {batch}, concurrency {concurrency} ({ratio:.2f}x)")
+        for name in PEERS:
+            if name in servers:
+                ratios = [results[(KFKIT, b, c)]["rps"] / results[(name, b, c)]["rps"]
+                          for b in BATCHES for c in CONCURRENCY if results[(name, b, c)]["rps"]]
+                say(f"kfkit / {name}: {min(ratios):.2f}x to {max(ratios):.2f}x over the 9 rows")
+            else:
+                say(f"kfkit / {name}: not measured ({notes.get(name, 'not selected')})")
+        say("kfkit ahead of every peer on every row (target): "
+            + ("yes" if not behind else "NO, behind " + "; ".join(behind)))
+        costs = {(b, c): 1 - results[(KFKIT, b, c)]["rps"] / results[(KFKIT_NO_LOG, b, c)]["rps"]
+                 for b in BATCHES for c in CONCURRENCY}
+        for batch in BATCHES:
+            say(f"request logging costs at batch {batch}: "
+                + ", ".join(f"{costs[(batch, c)]:.1%} at concurrency {c}" for c in CONCURRENCY) + " (target <= 5%)")
+        for batch in BATCHES:
+            say(f"kfkit one request at a time, batch {batch} / in-process predict: "
+                f"{results[(KFKIT, batch, 1)]['rps'] / results[(FLOOR, batch, 1)]['rps']:.0%}"
+                + (" (target >= 70%)" if batch == 1 else ""))
+        say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
+            f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
+        say(f"with 1,000 idle connections: req/s {idle['rps'] / around['rps']:.0%}, p99 "
+            f"{idle['p99'] / around['p99']:.0%} of the runs just before and after without them (target within 20%)")
+        say("Vertex's Custom Prediction Routines server: not measured here (its local run needs a Docker "
+            "image built by LocalModel.build_cpr_model)")
+        if args.out:
+            Path(args.out).write_text("\n".join(output) + "\n")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _installed(dist: str) -> bool:
+    try:
+        version(dist)
+    except Exception:  # noqa: BLE001 - any metadata failure means: not installed as a distribution
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -128,12 +128,18 @@ def test_server_refuses_invalid_json(server):
 
 
 def test_requests_are_logged_with_timestamp_and_model_version(deployed, server):
+    from kfkit.serving.request_logs import records
+
     root, _ = deployed
-    call(server, "/predict", {"instances": [PENGUIN]})
-    records = [json.loads(line) for f in (root / "request_logs" / "penguins").glob("*.jsonl")
-               for line in f.read_text().splitlines()]
-    assert records and records[-1]["instances"] == [PENGUIN]
-    assert records[-1]["model_version"] == "1" and records[-1]["timestamp"] > 0
+    sent = time.time()
+    call(server, "/predict", {"instances": [dict(PENGUIN, body_mass_g=4321.0)]})
+
+    # read as the monitor and the canary analysis read: a window that has just ended waits out the
+    # server's flush bound (its records are written in batches, off the request path)
+    logged = list(records(root / "request_logs" / "penguins", sent, time.time()))
+
+    assert [r["instances"] for r in logged] == [[dict(PENGUIN, body_mass_g=4321.0)]]
+    assert logged[0]["model_version"] == "1" and logged[0]["timestamp"] >= sent
 
 
 def test_canary_deploy_splits_traffic_and_rollback_restores_it(deployed, server):

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import math
+import re
 import time
+from json.decoder import scanstring as _scanstring
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -201,8 +204,117 @@ def parse_body(raw: bytes) -> Any:
         raise BadRequest(400, f"the request body is not valid JSON: {exc}") from exc
 
 
+_INT64_MIN, _INT64_END = -(2 ** 63), 2 ** 63
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean(value: Any, depth: int) -> bool:
+    """Whether check_values passes value, decided without building a field name per value (building
+    them was most of a 64-instance request's checking time). Only the exact types json.loads makes
+    are judged here; anything else, or any doubt, goes to the naming walk that finds the field."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is list:
+        items = value
+    elif kind is dict:
+        for key in value:
+            if type(key) is not str or not (key.isascii() or _encodes(key)):
+                return False
+        items = value.values()
+    else:
+        items = (value,)
+        depth -= 1  # a scalar at the top is judged at its own depth, as the loop below judges a child
+    if items and depth >= MAX_DEPTH:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            if item - item != 0.0:  # inf and nan
+                return False
+        elif kind is str:
+            if not (item.isascii() or _encodes(item)):
+                return False
+        elif kind is int:
+            if not _INT64_MIN <= item < _INT64_END:
+                return False
+        elif item is None or kind is bool:
+            continue
+        elif kind is list or kind is dict:
+            if not _clean(item, depth + 1):
+                return False
+        else:
+            return False
+    return True
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_predict_body(raw: bytes) -> tuple[Any, str | None]:
+    """parse_body, and the text of the body's "instances" value when the body is an ASCII JSON
+    object (line breaks made spaces): the request log keeps the client's own JSON of the instances
+    rather than encoding them again, which cost as much as the rest of the server's work on them.
+    Whatever the walk below does not take (anything but a well-formed object) goes to parse_body,
+    which answers it as before."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return parse_body(raw), None
+    try:
+        body, spans = {}, {}
+        at = _WHITESPACE.match(text, 0).end()
+        if text[at:at + 1] != "{":
+            raise ValueError
+        at = _WHITESPACE.match(text, at + 1).end()
+        if text[at:at + 1] == "}":
+            at = _WHITESPACE.match(text, at + 1).end()
+        else:
+            while True:
+                if text[at:at + 1] != '"':
+                    raise ValueError
+                key, at = _scanstring(text, at + 1, True)
+                at = _WHITESPACE.match(text, at).end()
+                if text[at:at + 1] != ":":
+                    raise ValueError
+                at = _WHITESPACE.match(text, at + 1).end()
+                value, end = _DECODER.raw_decode(text, at)
+                body[key], spans[key] = value, (at, end)
+                at = _WHITESPACE.match(text, end).end()
+                if text[at:at + 1] == ",":
+                    at = _WHITESPACE.match(text, at + 1).end()
+                    continue
+                if text[at:at + 1] != "}":
+                    raise ValueError
+                at = _WHITESPACE.match(text, at + 1).end()
+                break
+        if at != len(text):
+            raise ValueError
+    except (ValueError, IndexError, RecursionError, BadRequest):
+        return parse_body(raw), None
+    span = spans.get("instances")
+    if span is None:
+        return body, None
+    # strict JSON has no raw line break inside a string: each one here is whitespace between tokens
+    return body, text[span[0]:span[1]].replace("\n", " ").replace("\r", " ")
+
+
 def check_values(value: Any, where: str, depth: int = 0) -> None:
     """Every number finite and in range, every string valid Unicode, nesting bounded: else 400 naming it."""
+    if _clean(value, depth):
+        return
+    _check_named(value, where, depth)
+
+
+def _check_named(value: Any, where: str, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise BadRequest(400, f"{where} nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, bool) or value is None:
@@ -220,11 +332,11 @@ def check_values(value: Any, where: str, depth: int = 0) -> None:
             raise BadRequest(400, f"{where} holds an unpaired UTF-16 surrogate") from exc
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            check_values(item, f"{where}[{i}]", depth + 1)
+            _check_named(item, f"{where}[{i}]", depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_values(key, f"{where} key", depth + 1)
-            check_values(item, f"{where}.{key}", depth + 1)
+            _check_named(key, f"{where} key", depth + 1)
+            _check_named(item, f"{where}.{key}", depth + 1)
 
 
 class Metrics:
@@ -261,8 +373,34 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def encode_answer(answer: dict, predictions_json: str) -> bytes:
+    """send_json's body for an answer whose first key is "predictions", with those already encoded."""
+    rest = _ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"})
+    return ('{"predictions":' + predictions_json + ("," + rest[1:] if len(rest) > 2 else "}")).encode()
+
+
+async def send_body(send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log_metrics(request_log) -> str:
+    if request_log is None:
+        return ""
+    return ("# HELP kfkit_request_log_written_at_cap_total Records a request wrote itself: the log's buffer was full.\n"
+            "# TYPE kfkit_request_log_written_at_cap_total counter\n"
+            f"kfkit_request_log_written_at_cap_total {request_log.written_at_cap}\n"
+            "# HELP kfkit_request_log_lost_total Records lost in a failed write (each also logged as an error).\n"
+            "# TYPE kfkit_request_log_lost_total counter\n"
+            f"kfkit_request_log_lost_total {request_log.lost}\n")
+
+
 async def send_json(send, status: int, payload: dict, extra: list | None = None) -> None:
-    body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+    body = _ENCODER.encode(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})
@@ -369,6 +507,15 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
     metrics = Metrics()
     inflight = [0]
     routes = {health_route: ("GET", "health"), predict_route: ("POST", "predict"), "/metrics": ("GET", "metrics")}
+    takes_text: dict[Any, bool] = {}
+
+    def predict(body, instances_json):
+        # looked up per request: a server's predict may be replaced while it serves (tests do)
+        method = server.predict
+        function = getattr(method, "__func__", method)
+        if function not in takes_text:
+            takes_text[function] = "instances_json" in inspect.signature(method).parameters
+        return method(body, instances_json) if takes_text[function] else method(body)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -396,7 +543,7 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                     "status": "ok" if ready else "not ready: no deployed model", "revision": router.revision,
                     "deployedModels": [{"id": d.id, "traffic": d.traffic} for d in router.deployed]})
             elif route[1] == "metrics":
-                body = metrics.render().encode()
+                body = (metrics.render() + _log_metrics(getattr(server, "request_log", None))).encode()
                 status = 200
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", b"text/plain; version=0.0.4"),
@@ -405,7 +552,7 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             else:
                 if not bearer_ok(scope, token_bytes):
                     raise BadRequest(401, "this endpoint needs its token: Authorization: Bearer TOKEN")
-                body = parse_body(await read_body(scope, receive))
+                body, instances_json = parse_predict_body(await read_body(scope, receive))
                 if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
                     raise BadRequest(400, "the request body must be a JSON object with an 'instances' list")
                 check_values(body["instances"], "instances")
@@ -416,9 +563,9 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 try:
                     if inflight[0] == 1:
                         # alone: predict on the loop's thread (a hop to the pool costs more than it saves)
-                        result = server.predict(body)
+                        result = predict(body, instances_json)
                     else:
-                        result = await loop.run_in_executor(pool, server.predict, body)
+                        result = await loop.run_in_executor(pool, predict, body, instances_json)
                 except RequestError as exc:
                     raise BadRequest(400, str(exc)) from exc
                 finally:
@@ -426,7 +573,11 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 deployed = result.get("deployedModelId", "")
                 try:
                     status = 200
-                    await send_json(send, 200, result)
+                    encoded = getattr(result, "predictions_json", None)
+                    if encoded is not None and next(iter(result)) == "predictions":
+                        await send_body(send, 200, encode_answer(result, encoded))
+                    else:
+                        await send_json(send, 200, result)
                 except ValueError:  # a non-finite model output: never send NaN in JSON
                     raise BadRequest(400, "the model's output is not a finite number for these instances "
                                           "(inputs far outside the training data?)") from None

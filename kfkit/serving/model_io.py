@@ -30,10 +30,51 @@ def _instance_error(index: int, message: str) -> RequestError:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+_NUMBERS = frozenset({int, float})
+
+
+def _columns_fast(instances: list[Any], signature: dict[str, str]) -> dict[str, np.ndarray] | None:
+    """The arrays instances_to_arrays makes, column by column in C, when every instance is plainly
+    valid (each field present, no unknown one, no null, numbers finite and in range, integers not
+    floats): a per-value loop in Python was a third of a 64-instance request. None when anything
+    needs the per-value walk, which names what is wrong or converts what it allows (nulls,
+    integral floats)."""
+    width = len(signature)
+    for instance in instances:
+        if type(instance) is not dict or len(instance) != width:
+            return None
+    arrays = {}
+    try:
+        for name, dtype in signature.items():
+            column = [instance[name] for instance in instances]  # KeyError: a field missing
+            kinds = set(map(type, column))
+            if dtype == "float32":
+                if not kinds <= _NUMBERS:
+                    return None
+                wide = np.asarray(column, dtype=np.float64)
+                if not (np.abs(wide) <= FLOAT32_MAX).all():  # also false for nan
+                    return None
+                arrays[name] = wide.astype(np.float32)
+            elif dtype == "int64":
+                if kinds != {int}:
+                    return None
+                arrays[name] = np.asarray(column, dtype=np.int64)  # OverflowError beyond 64 bits
+            else:
+                if kinds != {str}:
+                    return None
+                arrays[name] = np.asarray(column, dtype=object)
+    except (KeyError, OverflowError):
+        return None
+    return arrays
+
+
 def instances_to_arrays(instances: list[Any], signature: dict[str, str]) -> dict[str, np.ndarray]:
     """Vertex-style instances (a list of {field: value}) -> one array per signature field."""
     if not isinstance(instances, list) or not instances:
         raise RequestError("'instances' must be a non-empty list of objects")
+    fast = _columns_fast(instances, signature)
+    if fast is not None:
+        return fast
     expected = ", ".join(f"{k} ({v})" for k, v in signature.items())
     columns: dict[str, list] = {name: [] for name in signature}
     for i, instance in enumerate(instances):
@@ -94,6 +135,21 @@ def tensorflow_runtime():
     return tf
 
 
+def _rows_fast(outputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]] | None:
+    """predict_instances' rows made a column at a time (tolist in C rather than an item per value);
+    the same values: a 1-D column's bytes decoded, a wider column's rows as lists. None for a shape
+    this does not cover (fewer rows than instances, a scalar output)."""
+    names, columns = list(outputs), []
+    for values in outputs.values():
+        if values.ndim == 0 or len(values) < count:
+            return None
+        column = values[:count].tolist()
+        if values.ndim == 1 and values.dtype.kind in "OS":
+            column = [v.decode() if isinstance(v, bytes) else v for v in column]
+        columns.append(column)
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
 class LoadedModel:
     """An exported model with its kfkit metadata and serving function."""
 
@@ -120,6 +176,9 @@ class LoadedModel:
 
     def predict_instances(self, instances: list[Any]) -> list[dict[str, Any]]:
         outputs = self.predict_arrays(instances_to_arrays(instances, self.signature))
+        rows = _rows_fast(outputs, len(instances))
+        if rows is not None:
+            return rows
         predictions = []
         for i in range(len(instances)):
             row = {}

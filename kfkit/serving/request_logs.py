@@ -2,6 +2,10 @@
 request, one per line, in <dir>/<YYYY-MM-DD>[.<n>].jsonl. The monitor and the canary analysis both
 read them here.
 
+`kfkit serve` writes its records a batch at a time, off the request path: a record is on disk at
+most SETTLE_S after its timestamp (a clean shutdown writes every one). records() waits out that
+bound when a window ends less than SETTLE_S ago, so a window read right after it closes is complete.
+
 Never fails on what a log holds: a torn or non-JSON line, a record that is not an object or has no
 numeric timestamp is skipped; the fields of a record are for the reader to judge.
 """
@@ -10,13 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
+SETTLE_S = 0.5  # kfkit.serving.server writes a buffered record within this (it flushes every 0.1 s)
 
-def records(log_dir: str | Path, start: float, end: float) -> Iterator[dict[str, Any]]:
-    """Every logged record with start <= timestamp < end (only the files of those days are opened)."""
+
+def records(log_dir: str | Path, start: float, end: float, *, settle: bool = True) -> Iterator[dict[str, Any]]:
+    """Every logged record with start <= timestamp < end (only the files of those days are opened).
+    settle=False where nothing can be in flight (a log written a record at a time)."""
     log_dir = Path(log_dir)
+    if settle:
+        # records of the window's last SETTLE_S may still be in the server's buffer: wait them out
+        wait = min(end, time.time()) + SETTLE_S - time.time()
+        if wait > 0:
+            time.sleep(wait)
     first_day = dt.datetime.fromtimestamp(start, dt.timezone.utc).date()
     last_day = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
     for path in sorted(log_dir.glob("*.jsonl*")) if log_dir.exists() else []:

@@ -15,12 +15,14 @@ The HTTP side (uvicorn, guards, metrics) is kfkit.serving.http_app.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 from kfkit.errors import KfkitError
 from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
 from kfkit.serving.model_io import LoadedModel, RequestError
+from kfkit.serving.request_logs import SETTLE_S
 
 log = logging.getLogger("kfkit.server")
 
@@ -36,6 +39,29 @@ log = logging.getLogger("kfkit.server")
 LOG_MAX_FILE_BYTES = 64 * 1024 * 1024
 LOG_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 LOG_MAX_AGE_DAYS = 30
+# `kfkit serve` writes its records off the request path: a background thread writes what requests
+# left in a buffer every LOG_FLUSH_INTERVAL_S, well inside the SETTLE_S that readers of a recent
+# window wait (kfkit.serving.request_logs). A buffer over LOG_MAX_BUFFER_BYTES (the disk has fallen
+# behind) is written by the request that finds it full, so memory stays bounded and no record is lost.
+LOG_FLUSH_INTERVAL_S = 0.1
+LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024
+assert LOG_FLUSH_INTERVAL_S * 3 <= SETTLE_S
+
+# one encoder for every record and answer: json.dumps with options builds a new encoder per call
+ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _flush_at_exit(ref: weakref.ref) -> None:
+    request_log = ref()
+    if request_log is not None:
+        request_log.close()
+
+
+class Answer(dict):
+    """ModelServer.predict's answer, carrying its predictions already encoded as JSON (None when they
+    are not JSON, e.g. NaN) so the HTTP layer and the request log encode them once between them."""
+
+    predictions_json: str | None = None
 
 
 @dataclass
@@ -66,23 +92,41 @@ class RequestLog:
     """Appends one JSON line per sampled request to <dir>/<YYYY-MM-DD>[.<n>].jsonl.
 
     Strict JSON Lines (no NaN, ASCII-escaped), files 0600 in a 0700 directory, rotated by size and
-    by day, pruned to a total size and an age. A crash loses at most the line being written.
+    by day, pruned to a total size and an age. write() puts the line on disk before it returns (the
+    log sink acknowledges only what is written); submit() buffers it when the log is `buffered`,
+    for a background thread to write in batches. A crash loses at most the line being written, or
+    with a buffer what the last LOG_FLUSH_INTERVAL_S left in it; close() (a clean shutdown) writes all.
     """
 
     def __init__(self, directory: Path | None, endpoint: str, sample_rate: float = 1.0,
                  max_file_bytes: int = LOG_MAX_FILE_BYTES, max_total_bytes: int = LOG_MAX_TOTAL_BYTES,
-                 max_age_days: float = LOG_MAX_AGE_DAYS):
+                 max_age_days: float = LOG_MAX_AGE_DAYS, *, buffered: bool = False,
+                 flush_interval_s: float = LOG_FLUSH_INTERVAL_S, max_buffer_bytes: int = LOG_MAX_BUFFER_BYTES):
         self.directory = directory
         self.endpoint = endpoint
         self.sample_rate = sample_rate
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.max_age_days = max_age_days
-        self._lock = threading.Lock()
+        self.buffered = buffered and directory is not None
+        self.flush_interval_s = flush_interval_s
+        self.max_buffer_bytes = max_buffer_bytes
+        self._lock = threading.Lock()  # the file: one writer at a time
         self._random = random.Random()
         self._path: Path | None = None
         self._size = 0
         self._fd: int | None = None
+        self._pending: list[tuple[float, bytes]] = []
+        self._pending_bytes = 0
+        self._pending_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._writer: threading.Thread | None = None
+        self.written_at_cap = 0  # records a request wrote itself because the buffer was full
+        self.lost = 0            # records a failed write lost, each also logged as an error
+        if self.buffered:
+            self._writer = threading.Thread(target=self._write_behind, daemon=True, name="kfkit-request-log")
+            self._writer.start()
+            atexit.register(_flush_at_exit, weakref.ref(self))
 
     def _current(self, now: float) -> Path:
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -125,46 +169,162 @@ class RequestLog:
             removed.append(path)
         return removed
 
+    def line(self, deployed: Deployed, instances: list | None, predictions: list | None, *, now: float,
+             latency_ms: float | None = None, status: int = 200, error: str = "",
+             instances_json: str | None = None, predictions_json: str | None = None) -> bytes | None:
+        """One record as its line, or None when it holds a value JSON cannot carry. instances_json
+        and predictions_json, when given, are those lists already encoded (strict, ASCII JSON without
+        line breaks): spliced in rather than encoded again."""
+        record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
+                  "model": deployed.model, "model_version": deployed.version, "status": status}
+        if latency_ms is not None:
+            record["latency_ms"] = round(latency_ms, 3)
+        try:
+            if status == 200:
+                # the same bytes json.dumps(record) makes with instances and predictions as its last keys
+                head = ENCODER.encode(record)
+                text = (f'{head[:-1]},"instances":'
+                        f'{ENCODER.encode(instances) if instances_json is None else instances_json},"predictions":'
+                        f'{ENCODER.encode(predictions) if predictions_json is None else predictions_json}}}\n')
+            else:
+                record["error"] = error[:500]
+                text = ENCODER.encode(record) + "\n"
+            return text.encode("ascii")
+        except (ValueError, TypeError):
+            log.warning("request not logged: it holds a value JSON cannot carry")
+            return None
+
+    def _sampled(self) -> bool:
+        return self.directory is not None and (self.sample_rate >= 1.0 or self._random.random() < self.sample_rate)
+
     def write(self, deployed: Deployed, instances: list | None, predictions: list | None, *,
               latency_ms: float | None = None, status: int = 200, error: str = "") -> bool:
         """One request: answered (instances and predictions), or failed (its status and error, no payload:
         the monitor reads only what was answered). The canary analysis reads status and latency.
         Whether a line was written (False: not sampled, or not JSON); a failed write raises."""
-        if self.directory is None or self._random.random() >= self.sample_rate:
+        if not self._sampled():
             return False
         now = time.time()
-        record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
-                  "model": deployed.model, "model_version": deployed.version, "status": status}
-        if latency_ms is not None:
-            record["latency_ms"] = round(latency_ms, 3)
-        if status == 200:
-            record |= {"instances": instances, "predictions": predictions}
-        else:
-            record["error"] = error[:500]
-        try:
-            line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
-        except (ValueError, TypeError):
-            log.warning("request not logged: it holds a value JSON cannot carry")
+        line = self.line(deployed, instances, predictions, now=now, latency_ms=latency_ms, status=status, error=error)
+        if line is None:
             return False
-        with self._lock:
-            self._current(now)
-            written = os.write(self._fd, line)  # one write of the whole line to an O_APPEND file
-            self._size += written
-        if written != len(line):
-            raise OSError(f"wrote {written} of {len(line)} bytes of a request record (disk full?)")
+        self._write_lines([(now, line)])
         return True
 
+    def submit(self, deployed: Deployed, instances: list | None, predictions: list | None, *,
+               latency_ms: float | None = None, status: int = 200, error: str = "",
+               instances_json: str | None = None, predictions_json: str | None = None) -> bool:
+        """write(), from a request: into the buffer when the log is buffered. At the buffer's cap the
+        request writes the buffer and its own record itself (and counts in written_at_cap): slower
+        for that request, never a record lost; a failed write raises, as write() does."""
+        if not self._sampled():
+            return False
+        now = time.time()
+        line = self.line(deployed, instances, predictions, now=now, latency_ms=latency_ms, status=status, error=error,
+                         instances_json=instances_json, predictions_json=predictions_json)
+        if line is None:
+            return False
+        if not self.buffered:
+            self._write_lines([(now, line)])
+            return True
+        with self._pending_lock:
+            if self._closed.is_set():  # a request answered after close(): written at once, as unbuffered
+                batch = []
+            elif self._pending_bytes + len(line) <= self.max_buffer_bytes:
+                self._pending.append((now, line))
+                self._pending_bytes += len(line)
+                return True
+            else:
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                self.written_at_cap += 1
+        if not batch:
+            self._write_lines([(now, line)])
+            return True
+        if self.written_at_cap == 1 or self.written_at_cap % 1000 == 0:
+            log.warning("request log buffer full (%d bytes): requests are writing their own records (%d so far); "
+                        "the disk under %s is slower than the traffic", self.max_buffer_bytes, self.written_at_cap,
+                        self.directory)
+        self._write_lines(batch + [(now, line)])
+        return True
+
+    def flush(self) -> None:
+        """Write what the buffer holds now. A write that fails puts the records back (a later flush, or
+        the request that finds the buffer full, tries again) unless part of them reached the file:
+        those are counted in `lost` and logged."""
+        with self._pending_lock:
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+        if not batch:
+            return
+        try:
+            self._write_lines(batch)
+        except _PartialWrite as exc:
+            self.lost += exc.lost
+            log.error("request log: %d records lost in a short write to %s (disk full?)", exc.lost, self._path)
+        except OSError as exc:
+            with self._pending_lock:
+                self._pending[:0] = batch
+                self._pending_bytes += sum(len(line) for _, line in batch)
+            if self._closed.is_set():
+                raise
+            log.error("request log: could not write %d records to %s (%s); kept to retry", len(batch),
+                      self.directory, exc)
+
+    def _write_behind(self) -> None:
+        while not self._closed.wait(self.flush_interval_s):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the writer must outlive one bad batch; flush logged it
+                log.exception("request log writer")
+
+    def _write_lines(self, entries: list[tuple[float, bytes]]) -> None:
+        """Lines to the files they belong to: a file takes lines while it is under max_file_bytes (so it
+        passes the size by at most one line, as line-by-line writing does) and of its own day."""
+        with self._lock:
+            chunk: list[bytes] = []
+            chunk_bytes, chunk_day, done = 0, None, 0
+            for stamp, line in entries:
+                day = int(stamp // 86400)
+                if chunk and (day != chunk_day or self._size + chunk_bytes >= self.max_file_bytes):
+                    self._write_chunk(chunk, chunk_bytes, len(entries) - done)
+                    done += len(chunk)
+                    chunk, chunk_bytes = [], 0
+                if not chunk:
+                    self._current(stamp)
+                    chunk_day = day
+                chunk.append(line)
+                chunk_bytes += len(line)
+            if chunk:
+                self._write_chunk(chunk, chunk_bytes, len(entries) - done)
+
+    def _write_chunk(self, chunk: list[bytes], size: int, left: int) -> None:
+        data = chunk[0] if len(chunk) == 1 else b"".join(chunk)
+        written = os.write(self._fd, data)  # one write of whole lines to an O_APPEND file
+        self._size += written
+        if written != size:
+            raise _PartialWrite(f"wrote {written} of {size} bytes of request records (disk full?)", left)
+
     def close(self) -> None:
+        """Write what is buffered, stop the writer, close the file: every record submitted before is on disk."""
+        self._closed.set()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join()
+        self.flush()
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
-                self._fd = None
+                self._fd, self._path = None, None  # a record written after this reopens the file
+
+
+class _PartialWrite(OSError):
+    def __init__(self, message: str, lost: int):
+        super().__init__(message)
+        self.lost = lost
 
 
 class ModelServer:
     def __init__(self, *, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
                  log_sample_rate: float = 1.0, reload_interval: float = 0.5, seed: int | None = None,
-                 log_limits: dict[str, float] | None = None):
+                 log_limits: dict[str, float] | None = None, log_buffered: bool = False):
         from kfkit.config import local_root as resolve_root
 
         self.endpoint = endpoint or "default"
@@ -186,7 +346,8 @@ class ModelServer:
                 raise KfkitError(f"no local endpoint {self.endpoint!r} under {root}: deploy a model first "
                                  "(the training pipeline's deploy step) or pass --model-dir")
         log_dir = (root / "request_logs" / self.endpoint) if root else None
-        self.request_log = RequestLog(log_dir, self.endpoint, log_sample_rate, **(log_limits or {}))
+        self.request_log = RequestLog(log_dir, self.endpoint, log_sample_rate, buffered=log_buffered,
+                                      **(log_limits or {}))
         self.router = self._build_router()
 
     def _load(self, model_dir: str) -> LoadedModel:
@@ -231,7 +392,9 @@ class ModelServer:
         """A model is loaded and takes traffic."""
         return bool(self.router.deployed)
 
-    def predict(self, body: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, body: dict[str, Any], instances_json: str | None = None) -> Answer:
+        """instances_json: body["instances"] as the client's own JSON text, when the HTTP layer has it
+        (strict, ASCII, no line breaks), for the request log to keep rather than encode again."""
         if not isinstance(body, dict) or "instances" not in body:
             raise RequestError("the request body must be a JSON object with an 'instances' list")
         router = self.router  # one table for the whole request, even if a reload happens now
@@ -245,12 +408,21 @@ class ModelServer:
         except Exception as exc:
             # a failure counts against the version that failed: the canary analysis compares error rates
             status = 400 if isinstance(exc, RequestError) else 500
-            self.request_log.write(deployed, None, None, latency_ms=(time.perf_counter() - started) * 1000,
-                                   status=status, error=str(exc))
+            self.request_log.submit(deployed, None, None, latency_ms=(time.perf_counter() - started) * 1000,
+                                    status=status, error=str(exc))
             raise
-        self.request_log.write(deployed, instances, predictions, latency_ms=(time.perf_counter() - started) * 1000)
-        return {"predictions": predictions, "deployedModelId": deployed.id, "model": deployed.model,
-                "modelVersionId": deployed.version}
+        latency_ms = (time.perf_counter() - started) * 1000
+        answer = Answer(predictions=predictions, deployedModelId=deployed.id, model=deployed.model,
+                        modelVersionId=deployed.version)
+        try:
+            answer.predictions_json = ENCODER.encode(predictions)
+        except (ValueError, TypeError):
+            # not JSON (NaN): the HTTP layer refuses the answer, and there is no record to write
+            log.warning("request not logged: it holds a value JSON cannot carry")
+        else:
+            self.request_log.submit(deployed, instances, predictions, latency_ms=latency_ms,
+                                    instances_json=instances_json, predictions_json=answer.predictions_json)
+        return answer
 
     def stop(self) -> None:
         self._stop.set()
@@ -275,7 +447,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     health_route = os.environ.get("AIP_HEALTH_ROUTE", "/health")
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
-                         log_sample_rate=log_sample_rate, log_limits=log_limits)
+                         log_sample_rate=log_sample_rate, log_limits=log_limits, log_buffered=True)
     app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file))
     try:
         import uvloop  # noqa: F401

@@ -1,0 +1,322 @@
+"""The request log off the request path (kfkit.serving.server.RequestLog, buffered) and the fast paths
+the server takes for plainly valid requests: each must give exactly what the slow path gives."""
+
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kfkit.serving import http_app, request_logs
+from kfkit.serving.model_io import RequestError, _rows_fast, instances_to_arrays
+from kfkit.serving.server import Deployed, RequestLog
+
+PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
+           "body_mass_g": 4950.0, "sex": "FEMALE"}
+PREDICTION = {"classes": "Gentoo", "scores": [1e-05, 0.25, 0.74999], "class_ids": 2}
+DEPLOYED = Deployed("d1", "penguins", "3", 100, None)
+NEVER = 3600.0  # a flush interval no test waits out: the tests flush, close or fill the buffer themselves
+
+
+def lines(directory):
+    return [line for path in sorted(directory.rglob("*.jsonl")) for line in path.read_bytes().splitlines()]
+
+
+def buffered_log(tmp_path, **kwargs):
+    return RequestLog(tmp_path / "logs", "e", buffered=True, flush_interval_s=NEVER, **kwargs)
+
+
+# --- the record on disk ------------------------------------------------------------------------------------
+
+def test_a_record_line_is_the_bytes_json_dumps_made_before():
+    request_log = RequestLog(None, "e")
+    record = {"timestamp": 1700000000.25, "endpoint": "e", "deployed_model_id": "d1", "model": "penguins",
+              "model_version": "3", "status": 200, "latency_ms": round(1.2345, 3), "instances": [PENGUIN, dict(PENGUIN, sex="é")],
+              "predictions": [PREDICTION, PREDICTION]}
+
+    line = request_log.line(DEPLOYED, record["instances"], record["predictions"], now=record["timestamp"],
+                            latency_ms=1.2345)
+
+    assert line == (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+
+
+def test_a_failed_request_line_carries_its_status_and_error_and_no_payload():
+    line = RequestLog(None, "e").line(DEPLOYED, None, None, now=5.0, status=400, error="x" * 900)
+
+    record = json.loads(line)
+    assert record["status"] == 400 and record["error"] == "x" * 500 and "instances" not in record
+
+
+def test_the_instances_text_a_client_sent_is_kept_and_reads_back_as_the_same_instances():
+    raw = b'{"parameters": {},\r\n "instances": [ {"island": "Biscoe", "culmen_length_mm": 47.50,\n "x": "\\u00e9"} ]}'
+    body, text = http_app.parse_predict_body(raw)
+
+    line = RequestLog(None, "e").line(DEPLOYED, body["instances"], [PREDICTION], now=5.0, instances_json=text)
+
+    assert b"\n" not in line[:-1] and line.isascii()
+    assert json.loads(line)["instances"] == json.loads(raw)["instances"] == body["instances"]
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"instances": [1, 2]}', b' {"instances" : [ ] } ', b'{}', b'{"a": 1, "instances": [{"k": "v"}], "a": 2}',
+    '{"instances": ["é"]}'.encode(), b'{"instances": NaN}', b'{"instances": [1e400]}', b'{"a": 1,}', b'[1]',
+    b'{"a": 1} x', b'{"a" 1}', b'', b'{', b'{"instances": [' + b'[' * 5000 + b']' * 5000 + b']}', b'\xff',
+    b'"just a string"', b'{"instances": "\\ud800"}',
+])
+def test_parsing_for_the_log_answers_every_body_as_parse_body_does(raw):
+    def outcome(parse):
+        try:
+            return "ok", parse(raw)
+        except http_app.BadRequest as exc:
+            return exc.status, exc.message
+
+    fast = outcome(lambda r: http_app.parse_predict_body(r)[0])
+
+    assert fast == outcome(http_app.parse_body)
+
+
+# --- buffered writing ------------------------------------------------------------------------------------------
+
+def test_submitted_records_wait_in_the_buffer_and_a_flush_writes_them_all_in_order(tmp_path):
+    request_log = buffered_log(tmp_path)
+    for i in range(50):
+        request_log.submit(DEPLOYED, [dict(PENGUIN, n=i)], [PREDICTION], latency_ms=1.0)
+    before = lines(tmp_path / "logs") if (tmp_path / "logs").exists() else []
+
+    request_log.flush()
+
+    assert before == []
+    assert [json.loads(line)["instances"][0]["n"] for line in lines(tmp_path / "logs")] == list(range(50))
+    request_log.close()
+
+
+def test_close_writes_every_buffered_record(tmp_path):
+    request_log = buffered_log(tmp_path)
+    for i in range(20):
+        request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+
+    request_log.close()
+
+    assert len(lines(tmp_path / "logs")) == 20
+
+
+def test_a_record_submitted_after_close_is_written_at_once(tmp_path):
+    request_log = buffered_log(tmp_path)
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+    request_log.close()
+
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+
+    assert len(lines(tmp_path / "logs")) == 2 and request_log.written_at_cap == 0
+    request_log.close()
+
+
+def test_at_the_byte_cap_the_request_writes_the_buffer_and_its_own_record(tmp_path):
+    one = len(RequestLog(None, "e").line(DEPLOYED, [PENGUIN], [PREDICTION], now=time.time()))
+    request_log = buffered_log(tmp_path, max_buffer_bytes=3 * one + 10)
+    for _ in range(3):
+        request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])  # the fourth does not fit
+
+    assert len(lines(tmp_path / "logs")) == 4 and request_log.written_at_cap == 1
+    assert request_log._pending_bytes == 0
+    request_log.close()
+
+
+def test_the_background_writer_writes_without_a_flush_call(tmp_path):
+    request_log = RequestLog(tmp_path / "logs", "e", buffered=True, flush_interval_s=0.01)
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "logs").exists() or not lines(tmp_path / "logs"):
+        assert time.monotonic() < deadline, "the writer thread wrote nothing in 30 s"
+        time.sleep(0.01)  # polling for the writer thread's batch, bounded
+
+    assert len(lines(tmp_path / "logs")) == 1
+    request_log.close()
+
+
+def test_a_failed_write_keeps_the_records_for_the_next_flush(tmp_path, monkeypatch, caplog):
+    request_log = buffered_log(tmp_path)
+    for _ in range(5):
+        request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+
+    request_log.flush()
+    monkeypatch.setattr(os, "write", real_write)
+    request_log.flush()
+
+    assert len(lines(tmp_path / "logs")) == 5 and request_log.lost == 0
+    assert "could not write 5 records" in caplog.text
+    request_log.close()
+
+
+def test_a_short_write_counts_the_records_it_cut_as_lost_and_says_so(tmp_path, monkeypatch, caplog):
+    request_log = buffered_log(tmp_path)
+    for _ in range(4):
+        request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+
+    request_log.flush()
+
+    assert request_log.lost == 4 and "4 records lost" in caplog.text
+    monkeypatch.setattr(os, "write", real_write)
+    request_log.close()
+
+
+def test_batches_rotate_files_by_size_as_line_by_line_writing_does(tmp_path):
+    request_log = buffered_log(tmp_path, max_file_bytes=2000, max_total_bytes=10 ** 9)
+    for i in range(60):
+        request_log.submit(DEPLOYED, [{"x": i}], [{"classes": "a"}])
+
+    request_log.close()
+
+    files = sorted((tmp_path / "logs").glob("*.jsonl"))
+    assert len(files) >= 2 and all(p.stat().st_size <= 2000 + 200 for p in files)
+    assert len(lines(tmp_path / "logs")) == 60
+
+
+def test_records_of_one_batch_go_to_the_file_of_their_own_day(tmp_path):
+    request_log = buffered_log(tmp_path)
+    for stamp in (86400 * 20000 - 1.0, 86400 * 20000 + 1.0):
+        request_log._pending.append((stamp, request_log.line(DEPLOYED, [PENGUIN], [PREDICTION], now=stamp)))
+
+    request_log.close()
+
+    assert sorted(p.name for p in (tmp_path / "logs").glob("*.jsonl")) == ["2024-10-03.jsonl", "2024-10-04.jsonl"]
+
+
+def test_a_reader_of_a_window_that_just_ended_waits_out_the_flush_bound(tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr(request_logs.time, "sleep", waits.append)
+    now = time.time()
+
+    list(request_logs.records(tmp_path, now - 60, now + 60))
+    list(request_logs.records(tmp_path, now - 60, now - 30))
+
+    assert len(waits) == 1 and 0 < waits[0] <= request_logs.SETTLE_S
+
+
+def test_records_of_requests_answered_before_sigterm_are_all_on_disk_after(penguin_model, tmp_path):
+    import http.client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(penguin_model),
+                                "--port", str(port), "--local-root", str(tmp_path)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the server's log for its start, bounded
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for i in range(200):
+            conn.request("POST", "/predict", body=json.dumps({"instances": [dict(PENGUIN, body_mass_g=float(i))]}),
+                         headers={"Content-Type": "application/json"})
+            assert conn.getresponse().read() and True
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) in (0, -15)
+
+        written = [json.loads(line) for line in lines(tmp_path / "request_logs")]
+        assert sorted(r["instances"][0]["body_mass_g"] for r in written) == [float(i) for i in range(200)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+
+
+# --- fast paths that must answer as the slow ones do ----------------------------------------------------------
+
+def random_value(rnd, depth=0):
+    choice = rnd.randrange(12 if depth < 3 else 8)
+    return [lambda: None, lambda: rnd.choice([True, False]), lambda: rnd.randint(-10, 10),
+            lambda: rnd.choice([2 ** 63 - 1, 2 ** 63, -(2 ** 63), -(2 ** 63) - 1]),
+            lambda: rnd.choice([0.5, -0.0, 1e308, math.inf, -math.inf, math.nan]),
+            lambda: rnd.choice(["", "a", "é", "\ud800", "\u2028"]), lambda: "x",
+            lambda: rnd.choice([(1,), np.float32(1.5), b"bytes"]),
+            lambda: [random_value(rnd, depth + 1) for _ in range(rnd.randrange(3))],
+            lambda: {rnd.choice(["k", "é", "\udc00"]): random_value(rnd, depth + 1) for _ in range(rnd.randrange(3))},
+            lambda: [random_value(rnd, depth + 1)], lambda: {"f": random_value(rnd, depth + 1)}][choice]()
+
+
+def test_checking_values_refuses_exactly_what_the_naming_walk_refuses_and_names_the_same_field():
+    rnd = random.Random(31)
+    deep = [[]]
+    for _ in range(40):
+        deep = [deep]
+    for value in [random_value(rnd) for _ in range(3000)] + [deep, [[[]]]]:
+        def outcome(check):
+            try:
+                check(value, "instances")
+            except http_app.BadRequest as exc:
+                return exc.message
+            return None
+
+        assert outcome(http_app.check_values) == outcome(http_app._check_named), repr(value)[:200]
+
+
+SIGNATURE = {"island": "string", "culmen_length_mm": "float32", "count": "int64"}
+
+
+@pytest.mark.parametrize("instances", [
+    [{"island": "Biscoe", "culmen_length_mm": 47.5, "count": 3}] * 4,
+    [{"island": "Biscoe", "culmen_length_mm": 47, "count": 3}, {"island": "Dream", "culmen_length_mm": -1.5, "count": 0}],
+    [{"island": None, "culmen_length_mm": None, "count": None}],
+    [{"island": "a", "culmen_length_mm": 1.0, "count": 3.0}],
+    [{"island": "a", "culmen_length_mm": 1.0, "count": True}],
+    [{"island": "a", "culmen_length_mm": 1e39, "count": 1}],
+    [{"island": "a", "culmen_length_mm": math.nan, "count": 1}],
+    [{"island": "a", "culmen_length_mm": 10 ** 400, "count": 1}],
+    [{"island": "a", "culmen_length_mm": 1.0, "count": 2 ** 64}],
+    [{"island": "a", "culmen_length_mm": 1.0}],
+    [{"island": "a", "culmen_length_mm": 1.0, "count": 1, "extra": 2}],
+    [{"island": "a", "culmen_length_mm": 1.0, "other": 1}],
+    [{"island": 5, "culmen_length_mm": 1.0, "count": 1}],
+    [["not", "an", "object"]],
+])
+def test_plain_instances_make_the_arrays_the_per_value_walk_makes(instances, monkeypatch):
+    from kfkit.serving import model_io
+
+    def outcome():
+        try:
+            return {k: (v.dtype, repr(v.tolist())) for k, v in instances_to_arrays(instances, SIGNATURE).items()}
+        except RequestError as exc:
+            return str(exc)
+        except OverflowError:  # the walk's own answer to an integer past 64 bits (the HTTP layer refuses it first)
+            return "OverflowError"
+
+    fast = outcome()
+    monkeypatch.setattr(model_io, "_columns_fast", lambda instances, signature: None)
+
+    assert fast == outcome()
+
+
+def test_prediction_rows_made_a_column_at_a_time_match_the_item_by_item_rows():
+    outputs = {"classes": np.array([b"Gentoo", b"Adelie"], dtype=object), "class_ids": np.array([2, 0]),
+               "scores": np.array([[0.1, 0.9], [0.7, 0.3]], dtype=np.float32), "s": np.array([b"x", b"y"]),
+               "extra_rows": np.array([1.5, 2.5, 3.5])}
+    slow = []
+    for i in range(2):
+        row = {}
+        for name, values in outputs.items():
+            value = values[i]
+            row[name] = (value.decode() if isinstance(value, bytes) else value.tolist() if isinstance(value, np.ndarray)
+                         else value.item() if isinstance(value, np.generic) else value)
+        slow.append(row)
+
+    assert _rows_fast(outputs, 2) == slow
+    assert _rows_fast({"scalar": np.array(1.0)}, 1) is None and _rows_fast({"short": np.array([1.0])}, 2) is None
