@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 
-from kfkit.components.evaluate.evaluate import Evaluation, Thresholds, evaluate_with_gate, render_report
+from kfkit.components.evaluate.evaluate import Evaluation, Thresholds, decide, evaluate_with_gate, render_report
 from kfkit.components.evaluate.slices import (classification_slice_metrics, macro_auc, parse_slicing_specs,
                                               regression_slice_metrics, slice_failures, wilson)
 from kfkit.errors import ConfigError
@@ -63,6 +63,11 @@ def test_regression_slice_gives_error_and_a_bootstrap_interval_around_rmse():
     assert m["rmse_lower"] < m["rmse"] < m["rmse_upper"] and m["rmse_upper"] - m["rmse_lower"] < 0.3
 
 
+def judge_with(thresholds):
+    return lambda ours, theirs: decide(Evaluation("multiclass", ours), thresholds,
+                                       Evaluation("multiclass", theirs) if theirs else None)
+
+
 def slice_entry(key, examples, **metrics):
     return {"slice": {"dimension": "slice", "value": key}, "metrics": {"examples": examples, **metrics}}
 
@@ -71,7 +76,7 @@ def test_slice_gate_names_the_failing_slice_and_ignores_small_ones():
     challenger = [slice_entry("island:Biscoe", 40, accuracy=0.95), slice_entry("island:Dream", 30, accuracy=0.7),
                   slice_entry("island:Torgersen", 5, accuracy=0.2)]
 
-    failures = slice_failures(challenger, None, "multiclass", Thresholds(min_accuracy=0.8), min_examples=10)
+    failures = slice_failures(challenger, None, 10, judge_with(Thresholds(min_accuracy=0.8)))
 
     assert failures == ["slice island:Dream (30 examples) below the thresholds: accuracy 0.7000 is not >= 0.8"]
 
@@ -80,7 +85,7 @@ def test_slice_gate_compares_with_the_champions_same_slice():
     challenger = [slice_entry("island:Biscoe", 40, accuracy=0.95), slice_entry("island:Dream", 30, accuracy=0.85)]
     champion = [slice_entry("island:Biscoe", 40, accuracy=0.9), slice_entry("island:Dream", 30, accuracy=0.95)]
 
-    failures = slice_failures(challenger, champion, "multiclass", Thresholds(tolerance=0.05), min_examples=10)
+    failures = slice_failures(challenger, champion, 10, judge_with(Thresholds(tolerance=0.05)))
 
     assert len(failures) == 1 and failures[0].startswith("slice island:Dream (30 examples) worse than the champion")
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from kfkit.components.explain.explain import baseline_of, explain, model_outputs, read_features
-from kfkit.components.explain.shapley import sampled_shapley
+from kfkit.components.explain.explain import baseline_of, explain, read_features
+from kfkit.shapley import model_outputs, sampled_shapley
 from kfkit.errors import ConfigError
 
 

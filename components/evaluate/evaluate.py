@@ -220,8 +220,10 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
     if decision.blessed and slice_min_examples > 0:
         from kfkit.components.evaluate.slices import slice_failures
 
-        failures = slice_failures(challenger.slices, champion.slices if champion else None, challenger.task,
-                                  thresholds, slice_min_examples)
+        def judge(ours, theirs):
+            return decide(Evaluation(spec.task, ours), thresholds, Evaluation(spec.task, theirs) if theirs else None)
+
+        failures = slice_failures(challenger.slices, champion.slices if champion else None, slice_min_examples, judge)
         if failures:
             decision = Decision(False, "a slice fails the gate: " + "; ".join(failures), champion)
     log.info("blessed=%s: %s", decision.blessed, decision.reason)

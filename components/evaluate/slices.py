@@ -272,21 +272,16 @@ def check_columns(specs: list[SlicingSpec], available: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- gate
 
-def slice_failures(challenger: list[dict], champion: list[dict] | None, task: str, thresholds,
-                   min_examples: int) -> list[str]:
-    """Why slices with at least min_examples examples fail: each judged as the whole split is (the
-    thresholds, then the champion's same slice within the tolerance)."""
-    from kfkit.components.evaluate.evaluate import Evaluation, decide
-
+def slice_failures(challenger: list[dict], champion: list[dict] | None, min_examples: int, judge) -> list[str]:
+    """Why slices with at least min_examples examples fail. judge(metrics, champion's metrics or None) ->
+    a Decision, so each slice is judged exactly as the whole split is (evaluate.decide)."""
     theirs = {s["slice"]["value"]: s["metrics"] for s in champion or []}
     failures = []
     for entry in challenger:
         key, metrics = entry["slice"]["value"], entry["metrics"]
         if metrics["examples"] < min_examples:
             continue
-        champion_metrics = theirs.get(key)
-        decision = decide(Evaluation(task, metrics), thresholds,
-                          Evaluation(task, champion_metrics) if champion_metrics else None)
+        decision = judge(metrics, theirs.get(key))
         if not decision.blessed:
             failures.append(f"slice {key} ({int(metrics['examples'])} examples) {decision.reason}")
     return failures

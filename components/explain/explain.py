@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as pads
 
-from kfkit.components.explain.shapley import Attributions, Predict, sampled_shapley
 from kfkit.errors import ConfigError
+from kfkit.shapley import model_outputs, output_names, sampled_shapley, vertex_attribution
 from kfkit.tabular import NULL_INT, ModelSpec, features_to_numpy
 
 log = logging.getLogger("kfkit.explain")
@@ -52,32 +52,6 @@ def baseline_of(features: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, A
         kinds, counts = np.unique(present, return_counts=True)
         out[feature.name] = kinds[counts.argmax()].item() if hasattr(kinds[0], "item") else kinds[counts.argmax()]
     return out
-
-
-def model_outputs(model) -> Predict:
-    """The model as predict(features) -> rows x outputs: class scores, or a regressor's value."""
-    key = "value" if model.spec.task == "regression" else "scores"
-
-    def predict(features: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(model.predict_arrays(features)[key], dtype=np.float64).reshape(len(next(iter(features.values()))), -1)
-
-    return predict
-
-
-def output_names(spec: ModelSpec) -> list[str]:
-    return [spec.label] if spec.task == "regression" else list(spec.classes)
-
-
-def vertex_attribution(result: Attributions, row: int, names: list[str]) -> dict[str, Any]:
-    """One row in the shape of Vertex's Attribution message (JSON field names)."""
-    index = int(result.output_index[row])
-    errors = result.standard_errors[row]
-    return {"baselineOutputValue": float(result.baseline_output[row]),
-            "instanceOutputValue": float(result.instance_output[row]),
-            "featureAttributions": {f: float(v) for f, v in zip(result.features, result.values[row])},
-            "outputIndex": [index], "outputDisplayName": names[index], "outputName": names[index],
-            # Vertex leaves its meaning to the method; here: the root mean square of the features' standard errors
-            "approximationError": float(np.sqrt(np.mean(errors ** 2))) if np.isfinite(errors).all() else 0.0}
 
 
 def explain(model_dir: str | Path, data: str | Path, baseline_data: str | Path | None = None, path_count: int = 25,

@@ -8,14 +8,14 @@ credits add up to f(instance) - f(baseline), so the efficiency property holds ex
 rounding) whatever the path count; sampling only moves credit between features, by about the
 standard error each attribution carries (its credits' standard deviation over paths / sqrt(paths)).
 
-Works on any `predict(features) -> outputs (rows x outputs)`, so evaluate's model, the server and
-shap's reference all explain the same function.
+Works on any `predict(features) -> outputs (rows x outputs)`, so the explain component, the server and
+shap's reference all explain the same function. Core (numpy only), so the server may use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -63,3 +63,29 @@ def sampled_shapley(predict: Predict, instances: dict[str, np.ndarray], baseline
     per_feature = np.take_along_axis(credit, rank, axis=2)  # credit of each feature on each path
     errors = per_feature.std(axis=1, ddof=1) / np.sqrt(path_count) if path_count > 1 else np.full((n, f), np.nan)
     return Attributions(features, per_feature.mean(axis=1), errors, output_index, chosen[:, 0, f], chosen[:, 0, 0])
+
+
+def model_outputs(model) -> Predict:
+    """The model as predict(features) -> rows x outputs: class scores, or a regressor's value."""
+    key = "value" if model.spec.task == "regression" else "scores"
+
+    def predict(features: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(model.predict_arrays(features)[key], dtype=np.float64).reshape(len(next(iter(features.values()))), -1)
+
+    return predict
+
+
+def output_names(spec) -> list[str]:
+    return [spec.label] if spec.task == "regression" else list(spec.classes)
+
+
+def vertex_attribution(result: Attributions, row: int, names: list[str]) -> dict[str, Any]:
+    """One row in the shape of Vertex's Attribution message (JSON field names)."""
+    index = int(result.output_index[row])
+    errors = result.standard_errors[row]
+    return {"baselineOutputValue": float(result.baseline_output[row]),
+            "instanceOutputValue": float(result.instance_output[row]),
+            "featureAttributions": {f: float(v) for f, v in zip(result.features, result.values[row])},
+            "outputIndex": [index], "outputDisplayName": names[index], "outputName": names[index],
+            # Vertex leaves its meaning to the method; here: the root mean square of the features' standard errors
+            "approximationError": float(np.sqrt(np.mean(errors ** 2))) if np.isfinite(errors).all() else 0.0}
