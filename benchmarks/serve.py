@@ -7,7 +7,8 @@ local endpoint, then starts (a) `kfkit serve` and (b) `mlflow models serve` on 1
 drives each with a closed-loop load generator (N threads, keep-alive connections, each sending the
 next request when the last answer arrives) at concurrency 1, 8 and 32, with batches of 1 and 32
 instances. Two more rows: the same model's predict called in-process (the floor any server adds
-overhead to), and kfkit at concurrency 8 while 1,000 idle connections are held open.
+overhead to), kfkit at concurrency 8 while 1,000 idle connections are held open, and kfkit's
+/explain (sampled Shapley, 10 paths) at concurrency 1.
 Prints requests/s, p50 and p99 latency, and the ratio to kfkit.
 Targets: >= 3x MLflow's throughput at concurrency 8; p99 < 25 ms for single instances at
 concurrency 8; at concurrency 1 >= 50% of the in-process rate; with 1,000 idle connections,
@@ -198,6 +199,9 @@ def main() -> None:
         results[("kfkit serve, around that row", 1, 8)] = {
             key: (before[key] + after[key]) / 2 for key in ("rps", "p50", "p99", "errors")}
         results[("in-process predict (floor)", 1, 1)] = in_process(meta["model_dir"], args.seconds)
+        # an explanation costs paths x (features + 1) predictions: 10 x 7 = 70 rows per instance here
+        load(kfkit_port, "/explain", single, 1, 0.5)
+        results[("kfkit serve /explain, 10 paths", 1, 1)] = load(kfkit_port, "/explain", single, 1, args.seconds)
 
         print(f"\n{'server':<30}{'batch':>6}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs kfkit':>10}")
         for (name, batch, concurrency), r in results.items():
