@@ -153,3 +153,24 @@ def test_slicing_on_a_column_the_split_lacks_is_refused(penguin_model, penguin_s
 
 def test_evaluation_without_slices_is_unchanged():
     assert Evaluation("binary", {"accuracy": 1.0}).slices == []
+
+
+def test_evaluate_component_writes_slices_to_its_output_and_report(tmp_path, penguin_model, penguin_splits):
+    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
+
+    from kfkit.components.evaluate.component import evaluate_model
+
+    def output(kind, name):
+        return kind(uri=str(tmp_path / name))
+
+    slices = output(Artifact, "slices.json")
+    blessed = evaluate_model.python_func(
+        model=Model(uri=str(penguin_model)), test_data=Dataset(uri=str(penguin_splits["test"])),
+        metrics=output(Metrics, "metrics"), classification_metrics=output(ClassificationMetrics, "cm"),
+        report=output(HTML, "report.html"), reason=str(tmp_path / "reason"), slices=slices,
+        slicing_specs='[{"feature_keys": ["island"]}]', slice_min_examples=1)
+
+    written = json.loads((tmp_path / "slices.json").read_text())
+    assert blessed is True and slices.metadata["slices"] == len(written) >= 2
+    assert {s["slice"]["value"].split(":")[0] for s in written} == {"island"}
+    assert "<h2>Slices</h2>" in (tmp_path / "report.html").read_text()

@@ -98,3 +98,17 @@ def test_sampled_shapley_agrees_with_shaps_exact_explainer_on_the_penguin_model(
 def test_path_count_below_one_is_refused(penguin_model, penguin_splits):
     with pytest.raises(ConfigError, match="path_count must be at least 1"):
         explain(penguin_model, penguin_splits["test"], path_count=0)
+
+
+def test_explain_component_writes_attributions_and_importance(tmp_path, penguin_model, penguin_splits):
+    from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+    from kfkit.components.explain.component import explain_model
+    attributions, importance = Artifact(uri=str(tmp_path / "attributions.json")), Metrics(uri=str(tmp_path / "m"))
+
+    explain_model.python_func(model=Model(uri=str(penguin_model)), data=Dataset(uri=str(penguin_splits["test"])),
+                              attributions=attributions, importance=importance, path_count=5, max_rows=4)
+
+    written = json.loads((tmp_path / "attributions.json").read_text())
+    assert written["rows"] == 4 == attributions.metadata["rows"]
+    assert {k: importance.metadata[k] for k in written["feature_importance"]} == written["feature_importance"]
