@@ -145,6 +145,22 @@ def test_gate_refuses_a_model_that_passes_overall_but_fails_a_slice(sliced, peng
     assert reported.blessed  # slice_min_examples=0: slices are reported, not gated
 
 
+def test_a_fixed_number_slices_by_value_and_keeps_its_type(penguin_model, penguin_splits):
+    table = pads.dataset(str(penguin_splits["test"]), format="parquet").to_table()
+    flipper = table.column("flipper_length_mm").to_pylist()
+    wanted = max(set(flipper), key=flipper.count)
+    specs = parse_slicing_specs(json.dumps([{"feature_values": {"flipper_length_mm": str(int(wanted))},
+                                             "feature_keys": ["sex"]}]))
+
+    evaluation, _ = evaluate_with_gate(penguin_model, penguin_splits["test"], Thresholds(), slicing_specs=specs)
+
+    assert sum(s["metrics"]["examples"] for s in evaluation.slices) == sum(
+        1 for f, sex in zip(flipper, table.column("sex").to_pylist()) if f == wanted and sex is not None)
+    config = evaluation.slices[0]["slice"]["sliceSpec"]["configs"]["flipper_length_mm"]
+    assert config == {"value": {"floatValue": float(wanted)}}
+    assert evaluation.slices[0]["slice"]["value"].startswith(f"flipper_length_mm_X_sex:{int(wanted)}_X_")
+
+
 def test_slicing_on_a_column_the_split_lacks_is_refused(penguin_model, penguin_splits):
     with pytest.raises(ConfigError, match=r"slicing_specs\[0\] slices on column\(s\) 'colour'"):
         evaluate_with_gate(penguin_model, penguin_splits["test"], Thresholds(),

@@ -195,11 +195,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _numeric(column: pa.ChunkedArray) -> bool:
+    return pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+
+
 def _fixed_mask(columns: dict[str, pa.ChunkedArray], values: dict[str, str], rows: int) -> np.ndarray:
     mask = np.ones(rows, dtype=bool)
     for name, wanted in values.items():
         column = columns[name]
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        if _numeric(column):
             try:
                 target = pa.scalar(float(wanted))
             except ValueError:
@@ -214,7 +218,8 @@ def _fixed_mask(columns: dict[str, pa.ChunkedArray], values: dict[str, str], row
 def slice_rows(spec: SlicingSpec, columns: dict[str, pa.ChunkedArray], rows: int) -> list[tuple[dict[str, Any], np.ndarray]]:
     """(column -> value, row indices) of each slice the spec defines, in a stable order."""
     base = np.flatnonzero(_fixed_mask(columns, spec.feature_values, rows))
-    fixed = dict(spec.feature_values)
+    # a number keeps its type, so its SliceConfig is a floatValue as Vertex writes it
+    fixed = {k: float(v) if _numeric(columns[k]) else v for k, v in spec.feature_values.items()}
     if not spec.feature_keys:
         return [(fixed, base)] if len(base) else []
     table = pa.table({**{k: pc.take(columns[k], pa.array(base)) for k in spec.feature_keys},
