@@ -66,9 +66,8 @@ def evaluate_model(
         Output: blessed, True when the model may go on to registration. (A single return value:
             kfp.local 2.17.0 resolves dsl.If conditions only on a task's `Output`.)
     """
-    import logging
-
     import json
+    import logging
 
     from kfkit.components.evaluate.evaluate import Thresholds, evaluate_with_gate, render_report
     from kfkit.components.evaluate.slices import parse_slicing_specs
