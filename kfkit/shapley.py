@@ -30,6 +30,9 @@ class Attributions:
     output_index: np.ndarray  # rows: which output was explained (the instance's top class; 0 for a regressor)
     instance_output: np.ndarray  # rows
     baseline_output: np.ndarray  # rows (the baseline's value of each row's explained output)
+    # rows: how far the attributions' sum misses instance - baseline output (integrated gradients' quadrature
+    # error); None for sampled Shapley, whose sum is exact and whose error is in the split (standard_errors)
+    completeness_gap: np.ndarray | None = None
 
 
 def sampled_shapley(predict: Predict, instances: dict[str, np.ndarray], baseline: dict[str, object],
@@ -87,5 +90,12 @@ def vertex_attribution(result: Attributions, row: int, names: list[str]) -> dict
             "instanceOutputValue": float(result.instance_output[row]),
             "featureAttributions": {f: float(v) for f, v in zip(result.features, result.values[row])},
             "outputIndex": [index], "outputDisplayName": names[index], "outputName": names[index],
-            # Vertex leaves its meaning to the method; here: the root mean square of the features' standard errors
-            "approximationError": float(np.sqrt(np.mean(errors ** 2))) if np.isfinite(errors).all() else 0.0}
+            "approximationError": _approximation_error(result, row, errors)}
+
+
+def _approximation_error(result: Attributions, row: int, errors: np.ndarray) -> float:
+    """Vertex leaves its meaning to the method. Sampled Shapley: the root mean square of the features'
+    standard errors; integrated gradients: |sum of attributions - (instance - baseline output)|, as Vertex's."""
+    if result.completeness_gap is not None:
+        return float(abs(result.completeness_gap[row]))
+    return float(np.sqrt(np.mean(errors ** 2))) if np.isfinite(errors).all() else 0.0

@@ -96,7 +96,7 @@ def test_sampled_shapley_agrees_with_shaps_exact_explainer_on_the_penguin_model(
 
 
 def test_path_count_below_one_is_refused(penguin_model, penguin_splits):
-    with pytest.raises(ConfigError, match="path_count must be at least 1"):
+    with pytest.raises(ConfigError, match="path_count and step_count must be at least 1"):
         explain(penguin_model, penguin_splits["test"], path_count=0)
 
 
@@ -112,3 +112,30 @@ def test_explain_component_writes_attributions_and_importance(tmp_path, penguin_
     written = json.loads((tmp_path / "attributions.json").read_text())
     assert written["rows"] == 4 == attributions.metadata["rows"]
     assert {k: importance.metadata[k] for k in written["feature_importance"]} == written["feature_importance"]
+
+
+def test_integrated_gradients_of_a_linear_function_is_exact_on_the_numbers():
+    from kfkit.components.explain.gradients import integrated_gradients
+    weights = {"a": 2.0, "b": -1.0}
+
+    def gradient(batch, index):
+        value = weights["a"] * batch["a"] + weights["b"] * batch["b"] + (batch["colour"] == "red")
+        return value[:, None], {name: np.full(len(value), w) for name, w in weights.items()}
+
+    instances = {"a": np.array([1.0, 3.0]), "b": np.array([2.0, np.nan]), "colour": np.array(["red", "blue"], dtype=object)}
+
+    result = integrated_gradients(gradient, instances, {"a": 0.0, "b": 1.0, "colour": "blue"}, ["a", "b"], steps=4)
+
+    # a null number has no path: no attribution, and it stays null
+    assert result.features == ["a", "b"] and result.values.tolist() == [[2.0, -1.0], [6.0, 0.0]]
+
+
+def test_integrated_gradients_on_the_penguin_model_add_up_within_the_reported_gap(penguin_model, penguin_splits):
+    out = explain(penguin_model, penguin_splits["test"], method="integrated_gradients", step_count=64, max_rows=8)
+
+    rows = out["attributions"]
+    assert set(rows[0]["featureAttributions"]) == {"culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"}
+    for row in rows:
+        gap = sum(row["featureAttributions"].values()) - (row["instanceOutputValue"] - row["baselineOutputValue"])
+        assert abs(gap) == pytest.approx(row["approximationError"], abs=1e-9)
+    assert max(r["approximationError"] for r in rows) < 0.05

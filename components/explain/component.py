@@ -18,8 +18,10 @@ def explain_model(
     path_count: int = 25,
     max_rows: int = 1000,
     seed: int = 0,
+    method: str = "sampled_shapley",
+    step_count: int = 50,
 ):
-    """Feature attributions on the model's raw features (sampled Shapley, as Vertex Explainable AI's tabular method).
+    """Feature attributions on the model's raw features: sampled Shapley (as Vertex XAI's tabular method) or integrated gradients.
 
     Args:
         model: A kfkit SavedModel from train.
@@ -30,6 +32,9 @@ def explain_model(
             the cost grows as path_count x (features + 1) predictions per row.
         max_rows: Rows explained at most (a seeded sample of data beyond it; 0 = every row).
         seed: Seed of the paths and of the sample.
+        method: `sampled_shapley` (every feature) or `integrated_gradients` (the numeric features, the categorical
+            ones held at the row's values: category lookups have no gradient).
+        step_count: Integrated gradients' integration points (its completeness gap is each row's approximationError).
 
     Returns:
         attributions: JSON: the baseline, each feature's global importance (mean |attribution|) and each row's
@@ -45,10 +50,10 @@ def explain_model(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = explain(model.path, data.path, baseline_data.path if baseline_data is not None else None,
-                     path_count, max_rows, seed)
+                     path_count, max_rows, seed, method, step_count)
     with atomic_file(attributions.path) as handle:
         json.dump(result, handle, indent=1)
-    attributions.metadata.update({"method": result["method"], "path_count": path_count, "rows": result["rows"]})
+    attributions.metadata.update({"method": method, "rows": result["rows"]})
     for feature, value in result["feature_importance"].items():
         importance.log_metric(feature, value)
 

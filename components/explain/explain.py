@@ -54,23 +54,39 @@ def baseline_of(features: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, A
     return out
 
 
+METHODS = ("sampled_shapley", "integrated_gradients")
+
+
 def explain(model_dir: str | Path, data: str | Path, baseline_data: str | Path | None = None, path_count: int = 25,
-            max_rows: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Attributions of up to max_rows rows of `data` and the features' global importance, as JSON."""
+            max_rows: int = 1000, seed: int = 0, method: str = "sampled_shapley", step_count: int = 50) -> dict[str, Any]:
+    """Attributions of up to max_rows rows of `data` and the features' global importance, as JSON.
+
+    path_count: sampled Shapley's random feature orders; step_count: integrated gradients' integration points."""
     from kfkit.serving.model_io import LoadedModel
 
-    if path_count < 1:
-        raise ConfigError(f"path_count must be at least 1; got {path_count}")
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if path_count < 1 or step_count < 1:
+        raise ConfigError(f"path_count and step_count must be at least 1; got {path_count} and {step_count}")
     model = LoadedModel(model_dir)
     spec = model.spec
     instances = read_features(data, spec, max_rows, seed)
     baseline = baseline_of(read_features(baseline_data, spec) if baseline_data else instances, spec)
-    result = sampled_shapley(model_outputs(model), instances, baseline, path_count, seed)
+    if method == "integrated_gradients":
+        from kfkit.components.explain.gradients import integrated_gradients, model_gradient
+
+        numeric = [f.name for f in spec.features if f.kind == "numeric"]
+        if not numeric:
+            raise ConfigError("integrated_gradients needs a numeric feature; this model has none (use sampled_shapley)")
+        result = integrated_gradients(model_gradient(model), instances, baseline, numeric, step_count)
+    else:
+        result = sampled_shapley(model_outputs(model), instances, baseline, path_count, seed)
     names = output_names(spec)
     importance = np.abs(result.values).mean(axis=0)
-    log.info("explained %d rows with %d paths each", len(result.values), path_count)
+    log.info("explained %d rows by %s", len(result.values), method)
     return {
-        "method": "sampled_shapley", "path_count": path_count, "rows": int(len(result.values)),
+        "method": method, **({"step_count": step_count} if method == "integrated_gradients" else {"path_count": path_count}),
+        "rows": int(len(result.values)),
         "baseline": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in baseline.items()},
         "feature_importance": dict(sorted(zip(result.features, map(float, importance)), key=lambda kv: -kv[1])),
         "mean_attribution": {f: float(v) for f, v in zip(result.features, result.values.mean(axis=0))},
