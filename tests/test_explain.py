@@ -139,3 +139,14 @@ def test_integrated_gradients_on_the_penguin_model_add_up_within_the_reported_ga
         gap = sum(row["featureAttributions"].values()) - (row["instanceOutputValue"] - row["baselineOutputValue"])
         assert abs(gap) == pytest.approx(row["approximationError"], abs=1e-9)
     assert max(r["approximationError"] for r in rows) < 0.05
+
+
+def test_baseline_data_gives_the_medians_and_most_frequent_values(penguin_model, penguin_splits):
+    import pyarrow.dataset as pads
+    train = pads.dataset(str(penguin_splits["train"]), format="parquet").to_table().to_pandas()
+
+    out = explain(penguin_model, penguin_splits["test"], baseline_data=penguin_splits["train"], path_count=2,
+                  max_rows=2)
+
+    assert out["baseline"]["body_mass_g"] == pytest.approx(train["body_mass_g"].median())
+    assert out["baseline"]["island"] == train["island"].mode()[0]
