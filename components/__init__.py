@@ -10,6 +10,7 @@ COMPONENTS = {
     "validate": ("kfkit.components.validate.component", "validate_data"),
     "train": ("kfkit.components.train.component", "train_tensorflow_model"),
     "evaluate": ("kfkit.components.evaluate.component", "evaluate_model"),
+    "explain": ("kfkit.components.explain.component", "explain_model"),
     "model_card": ("kfkit.components.model_card.component", "write_model_card"),
     "register": ("kfkit.components.register.component", "register_model"),
     "deploy": ("kfkit.components.deploy.component", "deploy_model"),

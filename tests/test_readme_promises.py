@@ -167,7 +167,7 @@ def test_batch_prediction_that_fails_mid_stream_leaves_no_table(tmp_path, pengui
 
 
 def test_champion_model_uri_makes_the_gate_compare_with_that_model(tmp_path, penguin_model, penguin_splits):
-    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
+    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
 
     from kfkit.components.evaluate.component import evaluate_model
 
@@ -178,7 +178,8 @@ def test_champion_model_uri_makes_the_gate_compare_with_that_model(tmp_path, pen
     blessed = evaluate_model.python_func(
         model=Model(uri=str(penguin_model)), test_data=Dataset(uri=str(penguin_splits["test"])), metrics=metrics,
         classification_metrics=output(ClassificationMetrics, "cm"), report=output(HTML, "report.html"),
-        reason=str(tmp_path / "reason"), champion_model_uri=str(penguin_model), tolerance=0.0)
+        reason=str(tmp_path / "reason"), slices=output(Artifact, "slices"), champion_model_uri=str(penguin_model),
+        tolerance=0.0)
 
     reason = (tmp_path / "reason").read_text()
     assert blessed is True  # the same model is not worse than itself

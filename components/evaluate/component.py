@@ -1,7 +1,7 @@
 """KFP wrapper of the evaluate stage."""
 
 from kfp import dsl
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output, OutputPath
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output, OutputPath
 
 from kfkit.config import trainer_image
 from kfkit.interfaces import stamped
@@ -16,6 +16,7 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
     reason: OutputPath(str),
+    slices: Output[Artifact],
     champion_model: Input[Model] = None,
     champion_model_uri: str = "",
     min_accuracy: float = 0.0,
@@ -23,6 +24,8 @@ def evaluate_model(
     max_log_loss: float = 0.0,
     max_rmse: float = 0.0,
     tolerance: float = 0.01,
+    slicing_specs: str = "",
+    slice_min_examples: int = 0,
     model_name: str = "",
     backend: str = "local",
     project: str = "",
@@ -43,6 +46,10 @@ def evaluate_model(
         max_rmse: Highest RMSE that may be blessed (regression; 0 = no limit).
         tolerance: How much worse than the champion the challenger may be: absolute on accuracy,
             relative on RMSE.
+        slicing_specs: Slices to evaluate, TFMA's SlicingSpec as a JSON list: [{"feature_keys": ["island"]},
+            {"feature_keys": ["island", "sex"]}, {"feature_values": {"island": "Dream"}}] ("" = none).
+        slice_min_examples: With slicing_specs, every slice with at least this many examples must meet the
+            thresholds and the champion's same slice within the tolerance (0 = slices are reported, not gated).
         model_name: Registered model whose `champion` alias is looked up when no champion is given.
         backend: Registry of that lookup: `local` (MLflow under local_root) or `vertex`/`bigquery`.
         project: Google Cloud project (vertex registry).
@@ -54,12 +61,16 @@ def evaluate_model(
         classification_metrics: Confusion matrix and, for binary tasks, the ROC curve, as Vertex renders them.
         report: HTML report with the metrics, confusion matrix, ROC curve or residuals.
         reason: Why it was or was not blessed.
+        slices: JSON list of the slices' metrics, each in the shape of Vertex's ModelEvaluationSlice, with counts,
+            95% intervals and, for classifiers, Fairness Indicators' rates.
         Output: blessed, True when the model may go on to registration. (A single return value:
             kfp.local 2.17.0 resolves dsl.If conditions only on a task's `Output`.)
     """
+    import json
     import logging
 
     from kfkit.components.evaluate.evaluate import Thresholds, evaluate_with_gate, render_report
+    from kfkit.components.evaluate.slices import parse_slicing_specs
     from kfkit.atomic import atomic_file
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -71,7 +82,8 @@ def evaluate_model(
                                       project, location)
         logging.getLogger("kfkit.evaluate").info("champion of %s: %s", model_name, champion or "none yet")
     thresholds = Thresholds(min_accuracy, min_roc_auc, max_log_loss, max_rmse, tolerance)
-    evaluation, decision = evaluate_with_gate(model.path, test_data.path, thresholds, champion)
+    evaluation, decision = evaluate_with_gate(model.path, test_data.path, thresholds, champion,
+                                              parse_slicing_specs(slicing_specs), slice_min_examples)
     for name, value in evaluation.metrics.items():
         metrics.log_metric(name, value)
     if decision.champion is not None:
@@ -86,6 +98,9 @@ def evaluate_model(
     metrics.metadata["blessed"] = decision.blessed
     # the limits the decision applied, for the model card (text: never counted as a metric)
     metrics.metadata["thresholds"] = {name: f"{op} {bound:g}" for name, (op, bound) in thresholds.limits().items()}
+    with atomic_file(slices.path) as handle:
+        json.dump(evaluation.slices, handle, indent=1)
+    slices.metadata["slices"] = len(evaluation.slices)
     with open(reason, "w") as handle:
         handle.write(decision.reason)
 

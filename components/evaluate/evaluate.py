@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pads
 
 from kfkit import report
@@ -36,6 +37,7 @@ class Evaluation:
     roc_per_class: dict[str, dict] = field(default_factory=dict)  # one-vs-rest curves and AUC, for the report
     residuals: list[float] = field(default_factory=list)
     actual: list[float] = field(default_factory=list)  # the labels the residuals are of (regression)
+    slices: list[dict] = field(default_factory=list)  # ModelEvaluationSlice-shaped, see slices.py
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -87,8 +89,9 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> Evaluation:
     return Evaluation("regression", out, residuals=residual.tolist(), actual=y.tolist())
 
 
-def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int = 65_536):
-    """Predict the test split in batches and compute the task's metrics."""
+def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int = 65_536, slicing_specs=()):
+    """Predict the test split in batches and compute the task's metrics (and each slice's)."""
+    from kfkit.components.evaluate import slices
     from kfkit.serving.model_io import LoadedModel
 
     model = LoadedModel(model_dir)
@@ -97,10 +100,14 @@ def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int
     missing = [c for c in [*spec.signature, spec.label] if c not in dataset.schema.names]
     if missing:
         raise ConfigError(f"the test split lacks column(s) {', '.join(map(repr, missing))} that the model needs")
-    labels, outputs = [], []
-    for batch in dataset.to_batches(columns=[*spec.signature, spec.label], batch_size=batch_rows):
+    slices.check_columns(slicing_specs, dataset.schema.names)
+    extra = [c for c in slices.slicing_columns(slicing_specs) if c not in (*spec.signature, spec.label)]
+    labels, outputs, batches = [], [], []
+    for batch in dataset.to_batches(columns=[*spec.signature, spec.label, *extra], batch_size=batch_rows):
         if batch.num_rows == 0:
             continue
+        if slicing_specs:
+            batches.append(batch.select(slices.slicing_columns(slicing_specs)))
         predictions = model.predict_table(batch)
         if spec.task == "regression":
             labels.append(batch.column(spec.label).to_numpy(zero_copy_only=False).astype(np.float64))
@@ -111,9 +118,12 @@ def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int
     if not labels:
         raise ConfigError(f"the test split {str(test_data)!r} has no rows")
     y, out = np.concatenate(labels), np.concatenate(outputs)
-    if spec.task == "regression":
-        return spec, regression_metrics(y, out)
-    return spec, classification_metrics(y, out, spec.classes)
+    evaluation = regression_metrics(y, out) if spec.task == "regression" else classification_metrics(y, out, spec.classes)
+    if slicing_specs:
+        table = pa.Table.from_batches(batches)
+        columns = {name: table.column(name) for name in table.column_names}
+        evaluation.slices = slices.compute_slices(slicing_specs, spec.task, spec.classes, y, out, columns)
+    return spec, evaluation
 
 
 def metric_values(metadata: dict[str, Any]) -> dict[str, float]:
@@ -195,8 +205,11 @@ def decide(challenger: Evaluation, thresholds: Thresholds, champion: Evaluation 
 
 
 def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds: Thresholds,
-                       champion_dir: str | Path | None = None) -> tuple[Evaluation, Decision]:
-    spec, challenger = evaluate_model(model_dir, test_data)
+                       champion_dir: str | Path | None = None, slicing_specs=(),
+                       slice_min_examples: int = 0) -> tuple[Evaluation, Decision]:
+    """slicing_specs: parsed by slices.parse_slicing_specs; with slice_min_examples > 0, every slice with at
+    least that many examples must also pass the gate."""
+    spec, challenger = evaluate_model(model_dir, test_data, slicing_specs=slicing_specs)
     champion, problem = None, None
     if champion_dir:
         champion_path = local_path(champion_dir)
@@ -207,10 +220,19 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
         problem = compatible(champion_spec, spec, columns)
         if problem is None:
             try:
-                _, champion = evaluate_model(champion_path, test_data)
+                _, champion = evaluate_model(champion_path, test_data, slicing_specs=slicing_specs)
             except KfkitError as exc:
                 problem = f"evaluating it failed: {exc}"
     decision = decide(challenger, thresholds, champion, problem)
+    if decision.blessed and slice_min_examples > 0:
+        from kfkit.components.evaluate.slices import slice_failures
+
+        def judge(ours, theirs):
+            return decide(Evaluation(spec.task, ours), thresholds, Evaluation(spec.task, theirs) if theirs else None)
+
+        failures = slice_failures(challenger.slices, champion.slices if champion else None, slice_min_examples, judge)
+        if failures:
+            decision = Decision(False, "a slice fails the gate: " + "; ".join(failures), champion)
     log.info("blessed=%s: %s", decision.blessed, decision.reason)
     return challenger, decision
 
@@ -311,6 +333,10 @@ def render_report(evaluation: Evaluation, decision: Decision, thresholds: Thresh
         body.append("<h2>Per class</h2>" + report.table(
             ["class", "precision", "recall", "f1", "support"],
             [(c, v["precision"], v["recall"], v["f1"], v["support"]) for c, v in evaluation.per_class.items()]))
+    if evaluation.slices:
+        from kfkit.components.evaluate.slices import slices_table
+
+        body.append(slices_table(evaluation.slices, evaluation.task))
     if evaluation.confusion:
         body.append("<h2>Confusion matrix</h2>" + _heatmap(evaluation.classes, evaluation.confusion))
     if evaluation.roc_per_class:

@@ -500,13 +500,14 @@ def bearer_ok(scope, token: bytes) -> bool:
 
 
 def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4,
-             token: str = ""):
+             token: str = "", explain_route: str = "/explain"):
     """The ASGI app around a ModelServer; with a token, predictions need it (health and metrics do not)."""
     token_bytes = token.encode()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
     metrics = Metrics()
     inflight = [0]
-    routes = {health_route: ("GET", "health"), predict_route: ("POST", "predict"), "/metrics": ("GET", "metrics")}
+    routes = {health_route: ("GET", "health"), predict_route: ("POST", "predict"), explain_route: ("POST", "explain"),
+              "/metrics": ("GET", "metrics")}
     takes_text: dict[Any, bool] = {}
 
     def predict(body, instances_json):
@@ -516,6 +517,9 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
         if function not in takes_text:
             takes_text[function] = "instances_json" in inspect.signature(method).parameters
         return method(body, instances_json) if takes_text[function] else method(body)
+
+    def explain(body, instances_json):
+        return server.explain(body)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -559,13 +563,14 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 if not server.ready():
                     raise BadRequest(503, "no model is deployed on this endpoint yet")
                 loop = asyncio.get_running_loop()
+                handler = explain if route[1] == "explain" else predict
                 inflight[0] += 1
                 try:
                     if inflight[0] == 1:
                         # alone: predict on the loop's thread (a hop to the pool costs more than it saves)
-                        result = predict(body, instances_json)
+                        result = handler(body, instances_json)
                     else:
-                        result = await loop.run_in_executor(pool, predict, body, instances_json)
+                        result = await loop.run_in_executor(pool, handler, body, instances_json)
                 except RequestError as exc:
                     raise BadRequest(400, str(exc)) from exc
                 finally:

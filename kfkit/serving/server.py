@@ -424,9 +424,28 @@ class ModelServer:
                                     instances_json=instances_json, predictions_json=answer.predictions_json)
         return answer
 
+    def explain(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Vertex's explain contract (kfkit.serving.explain). Not written to the request log: the monitor and
+        the canary analysis read it as traffic, and an explanation is a diagnostic, not a prediction served."""
+        from kfkit.serving.explain import explain_instances
+
+        if not isinstance(body, dict) or "instances" not in body:
+            raise RequestError("the request body must be a JSON object with an 'instances' list")
+        router = self.router
+        if not router.deployed:
+            raise RequestError("no model is deployed on this endpoint")
+        deployed = router.pick()
+        return {**explain_instances(deployed.loaded, body), "deployedModelId": deployed.id, "model": deployed.model,
+                "modelVersionId": deployed.version}
+
     def stop(self) -> None:
         self._stop.set()
         self.request_log.close()
+
+
+def explain_route_for(predict_route: str) -> str:
+    """Vertex's `...:predict` route has its `...:explain` sibling; any other predict route gets /explain."""
+    return predict_route[:-len(":predict")] + ":explain" if predict_route.endswith(":predict") else "/explain"
 
 
 def make_http_server(*, endpoint: str | None = None, local_root: str | None = None, model_dir: str | None = None,
@@ -446,9 +465,11 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     port = int(port if port is not None else os.environ.get("AIP_HTTP_PORT", 8080))
     health_route = os.environ.get("AIP_HEALTH_ROUTE", "/health")
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
+    explain_route = explain_route_for(predict_route)
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
                          log_sample_rate=log_sample_rate, log_limits=log_limits, log_buffered=True)
-    app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file))
+    app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file),
+                   explain_route=explain_route)
     try:
         import uvloop  # noqa: F401
         loop = "uvloop"

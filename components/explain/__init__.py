@@ -1,0 +1,1 @@
+"""The explain stage: feature attributions on raw features (sampled Shapley), global importance."""
