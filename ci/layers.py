@@ -19,7 +19,8 @@ ROOTS = {"kfkit": REPO / "kfkit", "kfkit.components": REPO / "components", "kfki
 
 # the core: small helpers every layer may use
 CORE = ("kfkit", "kfkit.atomic", "kfkit.cloud_jobs", "kfkit.config", "kfkit.errors", "kfkit.lookup", "kfkit.params",
-        "kfkit.quick_exit", "kfkit.report", "kfkit.shapley", "kfkit.tabular", "kfkit.tfdv", "kfkit.interfaces")
+        "kfkit.quick_exit", "kfkit.report", "kfkit.report_index", "kfkit.report_xy", "kfkit.shapley",
+        "kfkit.tabular", "kfkit.tfdv", "kfkit.interfaces")
 
 
 def module_files() -> dict[str, Path]:

@@ -206,3 +206,10 @@ def line_chart(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], x
                  f"{esc(x_label)}</text><text x='10' y='{top_pad + plot / 2}' font-size='10' text-anchor='middle' "
                  f"transform='rotate(-90 10 {top_pad + plot / 2})'>{esc(y_label)}</text></svg>")
     return "".join(parts)
+
+
+def number(name: str, value: float) -> str:
+    """A figure as a person writes it: counts whole (examples 39), measurements to 4 digits."""
+    if float(value).is_integer() and (name in ("examples", "rows") or abs(value) >= 1000):
+        return f"{int(value):,}"
+    return f"{value:.4g}"

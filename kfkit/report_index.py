@@ -48,13 +48,11 @@ def step_facts(outputs: dict[str, Any], limit: int = 4) -> list[str]:
 
 def key_metrics(outputs: dict[str, Any]) -> dict[str, str]:
     """The numbers of a step's Metrics artifact, written as read (examples 39, rmse 1.234)."""
-    from kfkit.components.model_card.model_card import number
-
     found = {}
     for item in outputs.get("artifacts", {}).get("metrics", {}).get("artifacts", []):
         for key, value in item.get("metadata", {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("champion_"):
-                found[key] = number(key, float(value))
+                found[key] = r.number(key, float(value))
     return found
 
 

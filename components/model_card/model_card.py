@@ -7,15 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from kfkit import report as r
+from kfkit.report import number
 
 SECTIONS = ("Model details", "Intended use", "Metrics", "Data", "Limitations")
 
 
-def number(name: str, value: float) -> str:
-    """A figure as a person writes it: counts whole (examples 39), measurements to 4 digits."""
-    if float(value).is_integer() and (name in ("examples", "rows") or abs(value) >= 1000):
-        return f"{int(value):,}"
-    return f"{value:.4g}"
 
 
 def plain(value: Any) -> str:
