@@ -26,7 +26,6 @@ import threading
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -37,6 +36,8 @@ import pyarrow.parquet as pq
 from kfkit.errors import QueryError
 from kfkit.warehouse import sql as bqsql
 from kfkit.warehouse.local import LocalWarehouse
+
+from tests.http_fake import LocalHttpService
 
 API = "/bigquery/v2"
 REST = "https://cloud.google.com/bigquery/docs/reference/rest/v2/"
@@ -254,7 +255,7 @@ class Job:
 
 
 @dataclass
-class BigQueryApi:
+class BigQueryApi(LocalHttpService):
     warehouse: LocalWarehouse
     gcs_root: Path
     project: str = "my-proj"
@@ -269,35 +270,14 @@ class BigQueryApi:
     table_bytes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                api._handle(self, "GET")
-
-            def do_POST(self):
-                api._handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(('GET', 'POST'), keep_alive=True)
         self._lock = threading.RLock()
         self._tokens: dict[str, tuple[str, int]] = {}
         self._db = _Warehouse(self.warehouse.root, self.project)
         self._tables: dict[str, pa.Table | None] = {name: None for name in self._db.tables()}  # None: not read yet
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)
         self._db._connection._con.close()
         self._tables.clear()  # Arrow tables DuckDB produced hold its objects until the interpreter exits
         self.jobs.clear()
@@ -323,7 +303,7 @@ class BigQueryApi:
         return [body for method, path, body in self.requests if method == "POST" and path.split("?")[0].endswith("/jobs")]
 
     # --- HTTP ------------------------------------------------------------------------------------
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, handler, method: str) -> None:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         length = int(handler.headers.get("Content-Length") or 0)

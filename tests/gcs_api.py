@@ -20,10 +20,11 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
+
+from tests.http_fake import LocalHttpService
 
 PROJECT_NUMBER = "123456789012"
 # https://cloud.google.com/storage/docs/json_api/v1/objects#resource: what a writer may set
@@ -79,7 +80,7 @@ class ApiError(Exception):
 
 
 @dataclass
-class GcsApi:
+class GcsApi(LocalHttpService):
     page_size: int = 1000   # objects.list's default (and largest) maxResults
     buckets: dict[str, dict] = field(default_factory=dict)            # name -> bucket resource
     objects: dict[str, dict[str, tuple[dict, bytes]]] = field(default_factory=dict)  # bucket -> name -> (resource, data)
@@ -88,35 +89,8 @@ class GcsApi:
     _tokens: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)  # token -> (bucket, prefix, delimiter, after)
 
     def __post_init__(self):
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                api._handle(self, "GET")
-
-            def do_POST(self):
-                api._handle(self, "POST")
-
-            def do_PUT(self):
-                api._handle(self, "PUT")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(('GET', 'POST', 'PUT'), keep_alive=True)
         self._lock = threading.Lock()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
     # --- what tests arrange and read ---------------------------------------------------------------
     def create_bucket(self, name: str, project: str = "test-project", location: str = "US") -> dict:
@@ -156,7 +130,7 @@ class GcsApi:
         return sorted(self.objects.get(bucket, {}))
 
     # --- the API ---------------------------------------------------------------------------------
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, handler, method: str) -> None:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         length = int(handler.headers.get("Content-Length") or 0)

@@ -18,15 +18,15 @@ Runs move through the states a test scripts for them, one step per GET.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import kfp_server_api
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+
+from tests.http_fake import LocalHttpService
 
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Log in to Your Account</title></head><body>Dex</body></html>"
 API = "/apis/v2beta1"
@@ -37,7 +37,7 @@ def _fields(model) -> set[str]:
 
 
 @dataclass
-class KfpApi:
+class KfpApi(LocalHttpService):
     multi_user: bool = False
     tokens: dict[str, str] = field(default_factory=dict)        # bearer token -> user
     cookies: dict[str, str] = field(default_factory=dict)       # "name=value" session cookie -> user
@@ -53,29 +53,7 @@ class KfpApi:
     terminated: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                api._handle(self, "GET")
-
-            def do_POST(self):
-                api._handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(('GET', 'POST'))
 
     # --- the proxy -------------------------------------------------------------------------------
     def _user(self, handler) -> tuple[str | None, tuple[int, str, bytes] | None]:
