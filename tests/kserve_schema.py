@@ -10,6 +10,7 @@ virtual environment (installing it would downgrade pandas under kfp).
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -17,18 +18,24 @@ import zipfile
 from pathlib import Path
 
 KSERVE = "kserve==0.21.0"
-CACHE = Path(sys.prefix) / "kfkit-test-cache" / "kserve"
+CACHE_ROOT = Path(os.environ.get("KFKIT_TEST_CACHE") or Path(sys.prefix) / "kfkit-test-cache")
 SCALARS = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object}
 
 
-def wheel() -> Path:
-    found = sorted(CACHE.glob("kserve-*.whl"))
+def cached_wheel(requirement: str, directory: str, pattern: str) -> Path:
+    """A package's wheel from PyPI (its published schema), downloaded once into the test cache."""
+    cache = CACHE_ROOT / directory
+    found = sorted(cache.glob(pattern))
     if not found:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", KSERVE, "--no-deps", "-q", "-d", str(CACHE)],
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", requirement, "--no-deps", "-q", "-d", str(cache)],
                        check=True, timeout=300)
-        found = sorted(CACHE.glob("kserve-*.whl"))
+        found = sorted(cache.glob(pattern))
     return found[-1]
+
+
+def wheel() -> Path:
+    return cached_wheel(KSERVE, "kserve", "kserve-*.whl")
 
 
 class Schema:

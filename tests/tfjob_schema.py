@@ -9,27 +9,17 @@ different Kubernetes client). KFKIT_TEST_CACHE moves that cache.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-from tests.kserve_schema import Schema
+from tests.kserve_schema import Schema, cached_wheel
 
 KUBEFLOW_TRAINING = "kubeflow-training==1.9.3"
-CACHE = Path(os.environ.get("KFKIT_TEST_CACHE") or Path(sys.prefix) / "kfkit-test-cache") / "kubeflow-training"
 
 
 def wheel() -> Path:
-    found = sorted(CACHE.glob("kubeflow_training-*.whl"))
-    if not found:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", KUBEFLOW_TRAINING, "--no-deps", "-q", "-d", str(CACHE)],
-                       check=True, timeout=300)
-        found = sorted(CACHE.glob("kubeflow_training-*.whl"))
-    return found[-1]
+    return cached_wheel(KUBEFLOW_TRAINING, "kubeflow-training", "kubeflow_training-*.whl")
 
 
 class TFJobSchema(Schema):
