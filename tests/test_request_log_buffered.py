@@ -6,9 +6,6 @@ import math
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,6 +14,7 @@ import pytest
 from kfkit.serving import http_app, request_logs
 from kfkit.serving.model_io import RequestError, _rows_fast, instances_to_arrays
 from kfkit.serving.server import Deployed, RequestLog
+from tests.serve_process import kfkit_serve
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
@@ -210,18 +208,7 @@ def test_a_reader_of_a_window_that_just_ended_waits_out_the_flush_bound(tmp_path
 def test_records_of_requests_answered_before_sigterm_are_all_on_disk_after(penguin_model, tmp_path):
     import http.client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(penguin_model),
-                                "--port", str(port), "--local-root", str(tmp_path)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    try:
-        deadline = time.monotonic() + 60
-        while "listening on" not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the server's log for its start, bounded
+    with kfkit_serve(penguin_model, tmp_path) as (process, port):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for i in range(200):
             conn.request("POST", "/predict", body=json.dumps({"instances": [dict(PENGUIN, body_mass_g=float(i))]}),
@@ -233,10 +220,6 @@ def test_records_of_requests_answered_before_sigterm_are_all_on_disk_after(pengu
 
         written = [json.loads(line) for line in lines(tmp_path / "request_logs")]
         assert sorted(r["instances"][0]["body_mass_g"] for r in written) == [float(i) for i in range(200)]
-    finally:
-        if process.poll() is None:
-            process.kill()
-        log.close()
 
 
 # --- fast paths that must answer as the slow ones do ----------------------------------------------------------

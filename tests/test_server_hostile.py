@@ -14,6 +14,7 @@ import pytest
 from kfkit.serving import http_app
 from kfkit.serving.endpoints import LocalEndpoints
 from kfkit.serving.server import make_http_server
+from tests.serve_process import kfkit_serve
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
@@ -353,23 +354,9 @@ def test_request_logs_are_private_strict_json_lines_rotated_and_pruned(tmp_path)
 
 
 def test_sigterm_drains_and_exits_cleanly(penguin_model, tmp_path):
-    import os
     import signal
-    import subprocess
-    import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(penguin_model),
-                                "--port", str(port), "--local-root", str(tmp_path)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    try:
-        deadline = time.monotonic() + 60
-        while "listening on" not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the server's log for its start, bounded
+    with kfkit_serve(penguin_model, tmp_path) as (process, port):
         batch = json.dumps({"instances": [PENGUIN] * 64}).encode()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.putrequest("POST", "/predict")
@@ -386,10 +373,6 @@ def test_sigterm_drains_and_exits_cleanly(penguin_model, tmp_path):
 
         assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 64
         assert process.wait(timeout=30) in (0, -15)  # drained, then ended by the signal it got
-    finally:
-        if process.poll() is None:
-            process.kill()
-        log.close()
 
 
 def test_over_the_connection_limit_new_requests_get_503_and_then_recover(tmp_path, penguin_model):

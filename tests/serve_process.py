@@ -1,0 +1,35 @@
+"""`kfkit serve` as its own process, for tests of what only a real process shows (signals, shutdown)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def kfkit_serve(model_dir: Path, local_root: Path):
+    """(process, port) of a `kfkit serve` listening on 127.0.0.1, its output in local_root/serve.log;
+    killed on the way out if it is still running."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = Path(local_root) / "serve.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(model_dir),
+                                "--port", str(port), "--local-root", str(local_root)],
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the server's log for its start, bounded
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
