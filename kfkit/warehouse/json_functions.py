@@ -159,8 +159,8 @@ DOUBLE_TO_STRING_MACRO = ("CREATE OR REPLACE MACRO bq_double_to_string(x) AS "
                           + DOUBLE_TO_STRING_SQL.format(x="x"))
 
 
-def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """double_to_string of every value of a float array (nulls kept), computed by DuckDB."""
+def _spelled(values: pa.Array | pa.ChunkedArray, expression: str) -> pa.Array:
+    """`expression` (SQL over a column x) of every value, computed by DuckDB (nulls kept)."""
     import duckdb
 
     if isinstance(values, pa.ChunkedArray):
@@ -168,12 +168,17 @@ def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     con = getattr(_LOCAL, "con", None)
     if con is None:  # one in-memory database per thread: opening one costs more than spelling 10,000 values
         con = _LOCAL.con = duckdb.connect()
-    con.register("_kfkit_floats", pa.table({"x": values.cast(pa.float64())}))
+    con.register("_kfkit_values", pa.table({"x": values}))
     try:
-        spelled = con.sql(f"SELECT {DOUBLE_TO_STRING_SQL.format(x='x')} AS s FROM _kfkit_floats").to_arrow_table()
+        spelled = con.sql(f"SELECT {expression} AS s FROM _kfkit_values").to_arrow_table()
     finally:
-        con.unregister("_kfkit_floats")
+        con.unregister("_kfkit_values")
     return spelled.column("s").combine_chunks().cast(pa.string())
+
+
+def doubles_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """double_to_string of every value of a float array (nulls kept), computed by DuckDB."""
+    return _spelled(values.cast(pa.float64()), DOUBLE_TO_STRING_SQL.format(x="x"))
 
 
 # CAST(NUMERIC AS STRING): the digits with no trailing zeros after the point, never an exponent
@@ -184,19 +189,7 @@ DECIMAL_TO_STRING_SQL = r"""regexp_replace(regexp_replace(CAST({x} AS VARCHAR), 
 def decimals_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """BigQuery's CAST(NUMERIC AS STRING) of every value of a decimal array (nulls kept), by DuckDB:
     Arrow's own cast keeps the scale's zeros (1.500000000) and writes small values with an exponent (-1E-9)."""
-    import duckdb
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = duckdb.connect()
-    con.register("_kfkit_decimals", pa.table({"x": values}))
-    try:
-        spelled = con.sql(f"SELECT {DECIMAL_TO_STRING_SQL.format(x='x')} AS s FROM _kfkit_decimals").to_arrow_table()
-    finally:
-        con.unregister("_kfkit_decimals")
-    return spelled.column("s").combine_chunks().cast(pa.string())
+    return _spelled(values, DECIMAL_TO_STRING_SQL.format(x="x"))
 
 
 _LOCAL = threading.local()

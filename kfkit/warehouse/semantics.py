@@ -16,6 +16,7 @@ from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
 from kfkit.warehouse import long_tail
+from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
 EARTH_RADIUS_M = 6371010.0
@@ -41,10 +42,9 @@ MACROS = [
              THEN TRY_CAST(TRY_CAST(x AS VARCHAR) AS BIGINT) ELSE NULL END
          ELSE TRY_CAST(x AS BIGINT) END""",
     # CAST(FLOAT64 AS STRING) is ZetaSQL's RoundTripDoubleToString (%.15g unless it does not round-trip)
-    """CREATE OR REPLACE MACRO bq_string(x) AS CASE
+    f"""CREATE OR REPLACE MACRO bq_string(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN bq_double_to_string(TRY_CAST(x AS DOUBLE))
-         WHEN typeof(x) LIKE 'DECIMAL%' THEN regexp_replace(regexp_replace(CAST(x AS VARCHAR),
-              '(\\.[0-9]*?)0+$', '\\1'), '\\.$', '')
+         WHEN typeof(x) LIKE 'DECIMAL%' THEN {DECIMAL_TO_STRING_SQL.format(x="x")}
          ELSE CAST(x AS VARCHAR) END""",
     # x / y is FLOAT64 and an error when y is 0 (IEEE_DIVIDE gives inf/NaN, SAFE_DIVIDE NULL)
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
