@@ -31,7 +31,9 @@ def test_two_machines_share_one_registry_through_an_mlflow_server(mlflow_server,
     assert "there is no champion yet" in first.stdout
     assert "vs champion" in second.stdout  # machine b read machine a's champion from the server
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
-    assert client.get_model_version_by_alias("penguins", "champion").version == "2"
+    # a canary holds the challenger alias; with no analysis (window 0) the champion stays machine a's
+    assert client.get_model_version_by_alias("penguins", "challenger").version == "2"
+    assert client.get_model_version_by_alias("penguins", "champion").version == "1"
     assert not (tmp_path / "machine-a" / "mlflow.db").exists()  # nothing registered beside the steps
     assert f"MLflow run: {mlflow_server}/#/experiments/" in second.stdout
     # the model machine b serves is its own copy of the server's version 2
