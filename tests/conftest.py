@@ -80,3 +80,18 @@ def mlflow_server(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def pytest_configure(config):
+    # gRPC reads its default roots once per process, at the first secure channel, whichever test
+    # opens it (a client pointed at an https endpoint does, before any wire fake runs): the roots
+    # it will read are the machine's own (where the environment names them) plus the fakes' certificate
+    from tests.grpc_tls import session_certificate
+
+    cert_pem, _, cert_path = session_certificate()
+    machine = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "")
+    if machine and machine != str(cert_path) and Path(machine).is_file():
+        combined = cert_path.with_name("roots.pem")
+        combined.write_bytes(Path(machine).read_bytes() + b"\n" + cert_pem)
+        cert_path = combined
+    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(cert_path)

@@ -9,8 +9,12 @@ subprocesses) and grpc.ssl_channel_credentials' default roots. Nothing else on t
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
 import ipaddress
+import shutil
+import tempfile
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
@@ -51,6 +55,16 @@ def self_signed(directory: Path) -> tuple[bytes, bytes, Path]:
     path = Path(directory) / "localhost.pem"
     path.write_bytes(cert_pem)
     return cert_pem, key_pem, path
+
+
+@functools.lru_cache(maxsize=1)
+def session_certificate() -> tuple[bytes, bytes, Path]:
+    """The one certificate of this process's fakes. gRPC reads its default roots
+    ($GRPC_DEFAULT_SSL_ROOTS_FILE_PATH) once, at the first secure channel of the process, whichever
+    test opens it: tests/conftest.py points that variable here before any test runs."""
+    directory = tempfile.mkdtemp(prefix="kfkit-wire-tls-")
+    atexit.register(shutil.rmtree, directory, True)
+    return self_signed(Path(directory))
 
 
 def rpcs(transport_class) -> dict[str, tuple[str, Any, Any]]:

@@ -3,15 +3,10 @@ pointed at them (anonymous credentials, the fakes' certificate trusted, nothing 
 
 from __future__ import annotations
 
-import atexit
-import functools
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.grpc_tls import TlsServer, anonymous_credentials, self_signed, trust
+from tests.grpc_tls import TlsServer, anonymous_credentials, session_certificate, trust
 from tests.monitoring_api import FakeMonitoring
 from tests.vertex_api import FakeVertex
 
@@ -19,18 +14,9 @@ PROJECT, NUMBER, LOCATION = "my-proj", "123456789012", "us-central1"
 PARENT = f"projects/{NUMBER}/locations/{LOCATION}"
 
 
-@functools.lru_cache(maxsize=1)
-def _certificate():
-    # one per process, not per test module importing the fixture: gRPC reads the roots file
-    # ($GRPC_DEFAULT_SSL_ROOTS_FILE_PATH) once, so a second certificate would not be trusted
-    directory = tempfile.mkdtemp(prefix="kfkit-wire-tls-")
-    atexit.register(shutil.rmtree, directory, True)
-    return self_signed(Path(directory))
-
-
 @pytest.fixture(scope="session")
 def certificate():
-    return _certificate()
+    return session_certificate()
 
 
 @pytest.fixture
