@@ -93,13 +93,14 @@ class GcsApi(LocalHttpService):
         self._lock = threading.Lock()
 
     # --- what tests arrange and read ---------------------------------------------------------------
-    def create_bucket(self, name: str, project: str = "test-project", location: str = "US") -> dict:
+    def create_bucket(self, name: str, project: str = "test-project", location: str = "US",
+                      project_number: str = PROJECT_NUMBER) -> dict:
         problem = bucket_name_problem(name)
         if problem:
             raise ApiError(400, "invalid", f"Invalid bucket name: '{name}': {problem}")
         if name in self.buckets:
             raise ApiError(409, "conflict", "Your previous request to create the named bucket succeeded and you already own it.")
-        self.buckets[name] = {"kind": "storage#bucket", "id": name, "name": name, "projectNumber": PROJECT_NUMBER,
+        self.buckets[name] = {"kind": "storage#bucket", "id": name, "name": name, "projectNumber": project_number,
                               "location": location.upper(), "storageClass": "STANDARD", "metageneration": "1",
                               "selfLink": f"{self.url}/storage/v1/b/{name}", "timeCreated": "2026-01-01T00:00:00.000Z",
                               "updated": "2026-01-01T00:00:00.000Z", "etag": "CAE="}

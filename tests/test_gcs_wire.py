@@ -151,9 +151,6 @@ def test_vertex_stage_uploads_every_file_of_a_model_dir_into_the_staging_bucket(
     assert any("uploadType=multipart" in p for _, p in gcs.requests)
 
 
-@pytest.mark.xfail(strict=True, reason="the Vertex SDK salts its default staging bucket's name with a uuid drawn once "
-                   "per process, so every hybrid-mode step that stages a model creates a bucket of its own; the fix "
-                   "belongs in kfkit/adapters/vertex.py (an explicit staging_gcs_dir), outside this change")
 def test_vertex_stage_from_two_processes_reuses_one_staging_bucket(gcs, tmp_path, monkeypatch):
     import uuid
 
@@ -175,6 +172,45 @@ def test_vertex_stage_from_two_processes_reuses_one_staging_bucket(gcs, tmp_path
     adapter.stage(str(tmp_path / "model"))
 
     assert len(gcs.buckets) == 1, sorted(gcs.buckets)
+
+
+def test_vertex_stage_refuses_a_staging_bucket_of_another_project(gcs, tmp_path, monkeypatch):
+    from google.cloud.aiplatform.utils import gcs_utils, resource_manager_utils
+
+    from kfkit.adapters.vertex import VertexAdapter
+
+    monkeypatch.setattr(resource_manager_utils, "get_project_number", lambda project, **kw: "123456789012")
+    # the name is predictable: someone else's project made it first (bucket squatting)
+    gcs.create_bucket("my-project-vertex-staging-us-central1", project_number="999999999999")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"pb")
+    adapter = VertexAdapter("my-project", "us-central1", aiplatform=SimpleNamespace(), gcs_utils=gcs_utils)
+
+    with pytest.raises(ConfigError, match="gs://my-project-vertex-staging-us-central1 exists but does not belong "
+                                          "to project my-project.*KFKIT_STAGING_BUCKET"):
+        adapter.stage(str(tmp_path / "model"))
+    assert gcs.names("my-project-vertex-staging-us-central1") == []
+
+
+def test_vertex_stage_uses_the_staging_bucket_named_by_the_environment(gcs, tmp_path, monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import gcs_utils
+
+    from kfkit.adapters.vertex import VertexAdapter
+
+    monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
+    gcs.create_bucket("team-models")
+    monkeypatch.setenv("KFKIT_STAGING_BUCKET", "gs://team-models/staging")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"pb")
+    adapter = VertexAdapter("my-project", "us-central1", aiplatform=SimpleNamespace(), gcs_utils=gcs_utils)
+
+    staged = adapter.stage(str(tmp_path / "model"))
+
+    assert staged.startswith("gs://team-models/staging/vertex_ai_auto_staging/")
+    assert list(gcs.buckets) == ["team-models"]
+    assert gcs.data("team-models", staged[len("gs://team-models/"):] + "/saved_model.pb") == b"pb"
 
 
 def test_the_fake_refuses_names_cloud_storage_refuses(gcs):

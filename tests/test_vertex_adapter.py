@@ -459,9 +459,10 @@ def test_an_empty_cloud_storage_prefix_is_an_error_and_leaves_nothing(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_a_local_model_is_staged_to_cloud_storage_before_upload(tmp_path):
+def test_a_local_model_is_staged_to_cloud_storage_before_upload(tmp_path, monkeypatch):
     from google.cloud.aiplatform.utils import gcs_utils
 
+    monkeypatch.setenv("KFKIT_STAGING_BUCKET", "gs://p-vertex-staging-us-central1")
     rec = Recorder()
     staging = mock.create_autospec(gcs_utils, spec_set=True)
     staging.stage_local_data_in_gcs.return_value = "gs://p-vertex-staging-us-central1/vertex_ai_auto_staging/m"
@@ -470,8 +471,8 @@ def test_a_local_model_is_staged_to_cloud_storage_before_upload(tmp_path):
     vertex.upload_version(display_name="penguins", artifact_uri=str(tmp_path / "model"), serving_image="img",
                           aliases=[], labels={}, metrics={}, task_id="t", make_default=True)
 
-    staging.stage_local_data_in_gcs.assert_called_once_with(str(tmp_path / "model"), project="p",
-                                                            location="us-central1")
+    staging.stage_local_data_in_gcs.assert_called_once_with(
+        str(tmp_path / "model"), staging_gcs_dir="gs://p-vertex-staging-us-central1", project="p", location="us-central1")
     assert upload_request(rec).model.artifact_uri == "gs://p-vertex-staging-us-central1/vertex_ai_auto_staging/m"
 
 

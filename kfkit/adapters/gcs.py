@@ -63,3 +63,27 @@ def readable_dir(uri: str, cache_root: str | Path) -> Path:
     if not cached.exists():
         download_dir(uri, cached)
     return cached
+
+
+def ensure_bucket(name: str, project: str, location: str, project_number: str, client=None) -> str:
+    """gs://name, a regional bucket of `project`: made in `location` when missing; one that exists must
+    belong to the project (its name is predictable, so another project could have made it first to
+    read what is staged there: the Vertex SDK checks the same before it stages into such a bucket)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage
+
+    client = client or storage.Client(project=project)
+    found = client.lookup_bucket(name)
+    if found is None:
+        try:
+            found = client.create_bucket(name, project=project, location=location)
+        except gexc.Conflict:  # another step made it between the lookup and here
+            found = client.lookup_bucket(name)
+        except gexc.GoogleAPICallError as exc:
+            raise ConfigError(f"cannot create the staging bucket gs://{name} in project {project} "
+                              f"({location}): {exc.message}") from exc
+    if found is None or str(found.project_number) != str(project_number):
+        raise ConfigError(f"the staging bucket gs://{name} exists but does not belong to project {project} "
+                          f"(project number {project_number}); name a bucket of yours with "
+                          "aiplatform.init(staging_bucket='gs://...') or $KFKIT_STAGING_BUCKET")
+    return f"gs://{name}"

@@ -16,6 +16,7 @@ log = logging.getLogger("kfkit.vertex")
 TASK_LABEL = "kfkit-task-id"
 # a Private Service Connect endpoint (or any other) for a step in a container: host[:port]
 ENDPOINT_ENV = "KFKIT_VERTEX_API_ENDPOINT"
+STAGING_ENV = "KFKIT_STAGING_BUCKET"  # gs://bucket[/dir] a hybrid run stages local models into
 # Vertex's prebuilt TensorFlow 2 CPU prediction container (loads a SavedModel from artifact_uri)
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 
@@ -108,13 +109,31 @@ class VertexAdapter:
 
     def stage(self, path: str) -> str:
         """A local model directory copied to Cloud Storage (hybrid mode: Vertex reads models only from
-        there), into the SDK's staging bucket, gs://<project>-vertex-staging-<location> by default."""
+        there): into $KFKIT_STAGING_BUCKET, else aiplatform.init(staging_bucket=...), else the regional
+        bucket gs://<project>-vertex-staging-<location>, made when missing and checked to be the
+        project's. Named by kfkit, not left to the SDK: the SDK salts its default bucket's name with a
+        uuid drawn once per process, so every step that staged a model would make a bucket of its own."""
         if self._gcs_utils is None:
             from google.cloud.aiplatform.utils import gcs_utils
             self._gcs_utils = gcs_utils
-        staged = self._gcs_utils.stage_local_data_in_gcs(str(path), project=self.project, location=self.location)
+        staged = self._gcs_utils.stage_local_data_in_gcs(str(path), staging_gcs_dir=self.staging_dir(),
+                                                         project=self.project, location=self.location)
         log.info("copied the model %s to %s for Vertex AI", path, staged)
         return staged
+
+    def staging_dir(self) -> str | None:
+        """Where stage() copies to; None where aiplatform.init(staging_bucket=...) names it for the SDK."""
+        if os.environ.get(STAGING_ENV):
+            return os.environ[STAGING_ENV]
+        if getattr(_global_config(self.ai), "staging_bucket", None):
+            return None
+        from google.cloud.aiplatform.utils import resource_manager_utils
+
+        from kfkit.adapters import gcs
+        # bucket names are at most 63 characters (https://cloud.google.com/storage/docs/buckets#naming)
+        name = f"{self.project}-vertex-staging-{self.location}"[:63].rstrip("-")
+        number = resource_manager_utils.get_project_number(self.project, credentials=_configured_credentials(self.ai))
+        return gcs.ensure_bucket(name, self.project, self.location, number)
 
     @property
     def parent(self) -> str:

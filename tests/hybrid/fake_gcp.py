@@ -245,16 +245,24 @@ def patch_aiplatform(module) -> None:
 
 
 # ---- Cloud Storage: the directory state/gcs ---------------------------------------------------------
+PROJECT_NUMBER = "123456789012"
+
+
 def stage_local_data_in_gcs(data_path, staging_gcs_dir=None, project=None, location=None, credentials=None):
-    bucket = f"{project}-vertex-staging-{location}"
-    prefix = f"vertex_ai_auto_staging/{uuid.uuid4().hex[:8]}"
+    bucket, _, base = (staging_gcs_dir or f"gs://{project}-vertex-staging-{location}")[len("gs://"):].partition("/")
+    assert (STATE / "gcs" / bucket).is_dir(), f"staging into gs://{bucket}, a bucket nobody made"
+    prefix = "/".join(filter(None, [base, f"vertex_ai_auto_staging/{uuid.uuid4().hex[:8]}"]))
     shutil.copytree(data_path, STATE / "gcs" / bucket / prefix)
-    record("stage_local_data_in_gcs", data_path)
+    record("stage_local_data_in_gcs", data_path, staging_gcs_dir)
     return f"gs://{bucket}/{prefix}"
 
 
 def patch_gcs_utils(module) -> None:
     module.stage_local_data_in_gcs = stage_local_data_in_gcs
+
+
+def patch_resource_manager_utils(module) -> None:
+    module.get_project_number = lambda project_id, credentials=None: PROJECT_NUMBER
 
 
 class Storage:
@@ -268,6 +276,16 @@ class Storage:
                                 download_to_filename=lambda filename, p=p: shutil.copy(p, filename))
                 for p in sorted(base.rglob("*")) if p.is_file() and str(p.relative_to(base)).startswith(prefix)]
 
+    def lookup_bucket(self, bucket_name, **kwargs):
+        record("storage.lookup_bucket", bucket_name)
+        found = (STATE / "gcs" / bucket_name).is_dir()
+        return SimpleNamespace(name=bucket_name, project_number=PROJECT_NUMBER) if found else None
+
+    def create_bucket(self, bucket_or_name, project=None, location=None, **kwargs):
+        record("storage.create_bucket", bucket_or_name, project, location)
+        (STATE / "gcs" / bucket_or_name).mkdir(parents=True)
+        return SimpleNamespace(name=bucket_or_name, project_number=PROJECT_NUMBER)
+
 
 def patch_storage(module) -> None:
     module.Client = Storage
@@ -275,7 +293,8 @@ def patch_storage(module) -> None:
 
 PATCHES = {"google.cloud.bigquery": patch_bigquery,
            "google.cloud.aiplatform": patch_aiplatform, "google.cloud.aiplatform.utils.gcs_utils": patch_gcs_utils,
-           "google.cloud.storage": patch_storage}
+           "google.cloud.storage": patch_storage,
+           "google.cloud.aiplatform.utils.resource_manager_utils": patch_resource_manager_utils}
 
 
 class PatchAfterImport(importlib.abc.MetaPathFinder):
