@@ -47,8 +47,8 @@ def worker_pools(template: str, chief_machine_type: str, chief_accelerator_type:
                  reduction_server_image: str) -> list:
     """A CustomJob's worker_pool_specs: the chief (pool 0), workers (pool 1), reduction servers (pool 2).
 
-    template: the train step's own worker_pool_specs (JSON), whose container spec every training
-    pool keeps: only machines and replica counts change. A pool left out is an empty spec, as
+    template: the train step's own worker_pool_specs (JSON), whose container spec and boot disk every
+    training pool keeps: only machines and replica counts change. A pool left out is an empty spec, as
     Vertex AI reads a skipped pool.
     """
     import json
@@ -64,11 +64,13 @@ def worker_pools(template: str, chief_machine_type: str, chief_accelerator_type:
                          f"{reduction_server_count}")
     if reduction_server_count and not worker_count:
         raise ValueError("reduction servers reduce between workers: set train_worker_count as well")
-    container = json.loads(template)[0]["container_spec"]
-    pools = [{"container_spec": container, "replica_count": 1,
+    first = json.loads(template)[0]
+    # the training pools keep the template's container and boot disk
+    kept = {key: first[key] for key in ("container_spec", "disk_spec") if key in first}
+    pools = [{**kept, "replica_count": 1,
               "machine_spec": machine(chief_machine_type, chief_accelerator_type, chief_accelerator_count)}]
     if worker_count or reduction_server_count:
-        pools.append({"container_spec": container, "replica_count": worker_count,
+        pools.append({**kept, "replica_count": worker_count,
                       "machine_spec": machine(worker_machine_type, worker_accelerator_type, worker_accelerator_count)})
     if reduction_server_count:
         pools.append({"container_spec": {"image_uri": reduction_server_image}, "replica_count": reduction_server_count,

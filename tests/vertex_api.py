@@ -18,7 +18,8 @@ import threading
 from typing import Any
 
 import grpc
-from google.cloud.aiplatform_v1.types import (batch_prediction_job as bpj_types, endpoint as endpoint_types,
+from google.cloud.aiplatform_v1.types import (batch_prediction_job as bpj_types, custom_job as cj_types,
+                                              endpoint as endpoint_types,
                                               endpoint_service, hyperparameter_tuning_job as hpt_types,
                                               job_state, model as model_types, model_service,
                                               pipeline_state, schedule as schedule_types, study as study_types,
@@ -43,6 +44,35 @@ LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]")
 # CreatePipelineJobRequest.pipeline_job_id (pipeline_service.py): under 128 characters of [a-z0-9-]
 PIPELINE_JOB_ID = re.compile(r"[a-z][a-z0-9-]{0,127}")
+
+
+def check_worker_pools(pools, where: str) -> None:
+    """CustomJobSpec.worker_pool_specs as https://cloud.google.com/vertex-ai/docs/training/distributed-training
+    describes them: pool 0 is the primary replica, required, with replicaCount exactly 1; pools 1 to 3
+    (workers; parameter servers or Reduction Server; evaluators) are optional, skipped by an empty
+    value. CustomJobSpec (custom_job.py): "Required. The spec of the worker pools including machine
+    type and Docker image". MachineSpec (machine_resources.py): accelerator_count is the number of
+    accelerator_type attached, so one without the other names nothing."""
+    if not pools:
+        raise Refused(INVALID, f"{where}.worker_pool_specs is required")
+    if len(pools) > 4:
+        raise Refused(INVALID, f"{where}.worker_pool_specs: at most 4 pools, got {len(pools)}")
+    for index, pool in enumerate(pools):
+        here = f"{where}.worker_pool_specs[{index}]"
+        if index and pool == cj_types.WorkerPoolSpec():
+            continue  # a skipped pool
+        if not (pool.container_spec.image_uri or pool.python_package_spec.executor_image_uri):
+            raise Refused(INVALID, f"{here}: a container_spec.image_uri or python_package_spec is required")
+        if not pool.machine_spec.machine_type:
+            raise Refused(INVALID, f"{here}.machine_spec.machine_type is required")
+        accelerator = pool.machine_spec.accelerator_type != pool.machine_spec.accelerator_type.ACCELERATOR_TYPE_UNSPECIFIED
+        if accelerator != (pool.machine_spec.accelerator_count > 0):
+            raise Refused(INVALID, f"{here}.machine_spec: accelerator_type and accelerator_count go together")
+        if index == 0 and pool.replica_count != 1:
+            raise Refused(INVALID, f"{here}: the primary replica's pool must have replica_count 1, "
+                                   f"got {pool.replica_count}")
+        if pool.replica_count < 1:
+            raise Refused(INVALID, f"{here}.replica_count must be at least 1 (an unused pool is left empty)")
 
 
 def check_labels(labels, what: str) -> None:
@@ -480,6 +510,7 @@ class FakeVertex:
         job = self.jobs[name]
         done = {bpj_types.BatchPredictionJob: job_state.JobState.JOB_STATE_SUCCEEDED,
                 hpt_types.HyperparameterTuningJob: job_state.JobState.JOB_STATE_SUCCEEDED,
+                cj_types.CustomJob: job_state.JobState.JOB_STATE_SUCCEEDED,
                 pipeline_types.PipelineJob: pipeline_state.PipelineState.PIPELINE_STATE_SUCCEEDED}[type(job)]
         job.state = state or done
         job.end_time = _now()
@@ -512,14 +543,33 @@ class FakeVertex:
                      else job_state.JobState.JOB_STATE_CANCELLED)
         return empty_pb2.Empty()
 
+    def create_custom_job(self, request):
+        self.check_parent(request.parent)
+        job = cj_types.CustomJob(request.custom_job)
+        check_labels(job.labels, "custom job")
+        if not job.display_name:
+            raise Refused(INVALID, "custom_job.display_name is required")  # CustomJob.display_name: Required
+        check_worker_pools(job.job_spec.worker_pool_specs, "custom_job.job_spec")
+        output = job.job_spec.base_output_directory.output_uri_prefix
+        if output and not output.startswith("gs://"):  # GcsDestination.output_uri_prefix: a Cloud Storage directory
+            raise Refused(INVALID, f"base_output_directory {output!r} is not a gs:// directory")
+        job.name = f"{self.parent}/customJobs/{self._id()}"
+        job.state = job_state.JobState.JOB_STATE_PENDING
+        job.create_time = _now()
+        self.jobs[job.name] = job
+        return job
+
+    def get_custom_job(self, request):
+        return self._advance(request.name, [job_state.JobState.JOB_STATE_PENDING,
+                                            job_state.JobState.JOB_STATE_RUNNING,
+                                            job_state.JobState.JOB_STATE_SUCCEEDED])
+
     def create_hyperparameter_tuning_job(self, request):
         self.check_parent(request.parent)
         job = hpt_types.HyperparameterTuningJob(request.hyperparameter_tuning_job)
         check_labels(job.labels, "hyperparameter tuning job")
         spec = job.trial_job_spec
-        # CustomJobSpec.worker_pool_specs: required, each with a machine and a container or package
-        if not spec.worker_pool_specs or not spec.worker_pool_specs[0].container_spec.image_uri:
-            raise Refused(INVALID, "trial_job_spec.worker_pool_specs[0].container_spec.image_uri is required")
+        check_worker_pools(spec.worker_pool_specs, "trial_job_spec")
         if not job.study_spec.metrics or not job.study_spec.parameters:
             raise Refused(INVALID, "study_spec.metrics and study_spec.parameters are required")
         if job.max_trial_count < 1 or job.parallel_trial_count < 1:
@@ -646,7 +696,7 @@ class FakeVertex:
             JobServiceGrpcTransport: ("CreateBatchPredictionJob", "GetBatchPredictionJob", "ListBatchPredictionJobs",
                                       "CancelBatchPredictionJob", "CreateHyperparameterTuningJob",
                                       "GetHyperparameterTuningJob", "ListHyperparameterTuningJobs",
-                                      "CancelHyperparameterTuningJob"),
+                                      "CancelHyperparameterTuningJob", "CreateCustomJob", "GetCustomJob"),
             PipelineServiceGrpcTransport: ("CreatePipelineJob", "GetPipelineJob", "CancelPipelineJob"),
             ScheduleServiceGrpcTransport: ("CreateSchedule", "GetSchedule"),
         }
