@@ -336,3 +336,55 @@ def test_a_tfjob_without_shared_storage_is_refused_before_anything_is_sent(tmp_p
                        categorical_columns=[], model_dir=str(tmp_path / "m"), tensorboard_dir=str(tmp_path / "t"),
                        shared_dir="", volume_claim="", workers=1, image="trainer:1", adapter=adapter(cluster))
     assert cluster.calls == []
+
+
+def _submitted_with(step_env):
+    from kfkit.adapters.kfp_backend import KfpTarget
+    from kfkit.runs import submit
+    from tests.kfp_api import KfpApi
+
+    with KfpApi() as api:
+        submit.submit_kfp("training", {"epochs": 2}, KfpTarget(api.url), echo=lambda line: None, step_env=step_env)
+        return next(r["body"] for r in api.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs")
+
+
+def test_submitting_with_the_tfjob_backend_mounts_the_shared_claim_in_the_train_steps_pod():
+    from google.protobuf import json_format
+
+    from tests.tfjob_schema import kubernetes_executor_config
+
+    body = _submitted_with({"KFKIT_TRAIN_BACKEND": "tfjob", "KFKIT_SHARED_DIR": "/mnt/shared",
+                            "KFKIT_SHARED_VOLUME_CLAIM": "training-shared"})
+
+    spec, platform = body["pipeline_spec"]["pipeline_spec"], body["pipeline_spec"]["platform_spec"]
+    configs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    trains = sorted(n for n, e in spec["deploymentSpec"]["executors"].items()
+                    if "train_tensorflow_model" in e["container"].get("args", []))
+    assert sorted(configs) == trains and trains
+    for config in configs.values():
+        # strictly as kfp-kubernetes' own message: an unknown or misspelt field fails here
+        parsed = json_format.ParseDict(config, kubernetes_executor_config()())
+        (mount,) = parsed.pvc_mount
+        assert mount.mount_path == "/mnt/shared"
+        assert mount.pvc_name_parameter.runtime_value.constant.string_value == "training-shared"
+
+
+def test_without_the_tfjob_backend_no_claim_is_mounted():
+    body = _submitted_with({"KFKIT_SHARED_DIR": "/mnt/shared", "KFKIT_SHARED_VOLUME_CLAIM": "training-shared"})
+
+    assert "platform_spec" not in body["pipeline_spec"]
+
+
+@pytest.mark.parametrize("claim, shared_dir, named", [("Training_Shared", "/mnt/shared", "KFKIT_SHARED_VOLUME_CLAIM"),
+                                                      ("training-shared", "mnt/shared", "KFKIT_SHARED_DIR")])
+def test_a_claim_that_cannot_be_mounted_is_refused_before_anything_is_sent(claim, shared_dir, named):
+    from kfkit.adapters.kfp_backend import KfpTarget
+    from kfkit.runs import submit
+    from tests.kfp_api import KfpApi
+
+    with KfpApi() as api:
+        with pytest.raises(ConfigError, match=named):
+            submit.submit_kfp("training", {}, KfpTarget(api.url), echo=lambda line: None,
+                              step_env={"KFKIT_TRAIN_BACKEND": "tfjob", "KFKIT_SHARED_DIR": shared_dir,
+                                        "KFKIT_SHARED_VOLUME_CLAIM": claim})
+        assert api.requests == []

@@ -33,3 +33,25 @@ class TFJobSchema(Schema):
 
     def problems(self, value, type_name: str = "KubeflowOrgV1TFJob", path: str = "") -> list[str]:
         return super().problems(value, type_name, path)
+
+
+KFP_KUBERNETES = "kfp-kubernetes==2.17.0"
+
+
+def kubernetes_executor_config():
+    """kfp-kubernetes' KubernetesExecutorConfig message (the schema of a task's Kubernetes platform
+    config, what Kubeflow Pipelines' driver reads), from its published wheel: installing it would pin
+    requests and urllib3 to other versions than kfkit's."""
+    import importlib.util
+    import sys
+
+    path = cached_wheel(KFP_KUBERNETES, "kfp-kubernetes", "kfp_kubernetes-*.whl")
+    name = "kfp_kubernetes_executor_config_pb2"
+    if name not in sys.modules:
+        with zipfile.ZipFile(path) as archive:
+            source = archive.read("kfp/kubernetes/kubernetes_executor_config_pb2.py").decode()
+        spec = importlib.util.spec_from_loader(name, loader=None)
+        module = importlib.util.module_from_spec(spec)
+        exec(compile(source, f"{path.name}/kfp/kubernetes/kubernetes_executor_config_pb2.py", "exec"), module.__dict__)
+        sys.modules[name] = module
+    return sys.modules[name].KubernetesExecutorConfig

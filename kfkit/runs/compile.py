@@ -7,6 +7,7 @@ from pathlib import Path
 from kfp import compiler
 
 from kfkit import components
+from kfkit.errors import ConfigError
 from kfkit import pipelines
 
 
@@ -29,6 +30,43 @@ def with_step_env(template: Path, path: Path, step_env: dict[str, str]) -> Path:
         if container is not None:
             kept = [e for e in container.get("env", []) if e.get("name") not in step_env]
             container["env"] = kept + [{"name": k, "value": v} for k, v in step_env.items()]
+    Path(path).write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return Path(path)
+
+
+TRAIN_FUNCTION = "train_tensorflow_model"
+
+
+def with_shared_volume(template: Path, path: Path, claim: str, mount_path: str) -> Path:
+    """The template at `path` with the PersistentVolumeClaim `claim` mounted at mount_path in the train
+    step's pod, as kfp-kubernetes' mount_pvc writes it into the Kubernetes platform spec (a second
+    YAML document; Kubeflow Pipelines' driver reads both the pvcNameParameter and the older
+    `constant`). A train step that runs its replicas as a TFJob stages its inputs there, where the
+    replicas mount the same claim."""
+    import re
+
+    import yaml
+
+    # a claim is a Kubernetes object name (DNS-1123 subdomain, at most 253 characters)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", claim) or len(claim) > 253:
+        raise ConfigError(f"KFKIT_SHARED_VOLUME_CLAIM {claim!r} is not a Kubernetes object name")
+    if not mount_path.startswith("/"):
+        raise ConfigError(f"KFKIT_SHARED_DIR {mount_path!r} must be an absolute path (where the claim is mounted)")
+    documents = list(yaml.safe_load_all(Path(template).read_text()))
+    executors = documents[0].get("deploymentSpec", {}).get("executors", {})
+    trains = [name for name, executor in executors.items()
+              if TRAIN_FUNCTION in (executor.get("container", {}).get("args") or [])]
+    if not trains:
+        raise ConfigError(f"the pipeline has no {TRAIN_FUNCTION} step to mount {claim} in")
+    if len(documents) == 1:
+        documents.append({})
+    platform = documents[1].setdefault("platforms", {}).setdefault("kubernetes", {})
+    configs = platform.setdefault("deploymentSpec", {}).setdefault("executors", {})
+    for name in trains:
+        mounts = configs.setdefault(name, {}).setdefault("pvcMount", [])
+        mounts[:] = [m for m in mounts if m.get("mountPath") != mount_path]
+        mounts.append({"constant": claim, "mountPath": mount_path,
+                       "pvcNameParameter": {"runtimeValue": {"constant": claim}}})
     Path(path).write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return Path(path)
 

@@ -79,11 +79,17 @@ def submit_kfp(pipeline_name: str, values: dict[str, Any], target, *, experiment
     """Submit to Kubeflow Pipelines (target: kfp_backend.KfpTarget); with wait, follow the run to its
     end. The run's id."""
     from kfkit.adapters import kfp_backend
-    from kfkit.runs.compile import without_caching
+    from kfkit.runs.compile import with_shared_volume, without_caching
 
     values = checked_values(pipeline_name, values)
+    env = step_env or {}
     with tempfile.TemporaryDirectory() as tmp:
         path = template_for(pipeline_name, template, Path(tmp), step_env)
+        if env.get("KFKIT_TRAIN_BACKEND") == "tfjob" and env.get("KFKIT_SHARED_VOLUME_CLAIM"):
+            # the train step stages its inputs on the claim its TFJob's replicas mount: its own pod
+            # mounts it too, at the same path
+            path = with_shared_volume(path, Path(tmp) / f"{pipeline_name}-shared.yaml",
+                                      env["KFKIT_SHARED_VOLUME_CLAIM"], env.get("KFKIT_SHARED_DIR", ""))
         if enable_caching is False:
             path = without_caching(path, Path(tmp) / f"{pipeline_name}-no-cache.yaml")
         if client is None:
