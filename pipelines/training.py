@@ -13,6 +13,7 @@ from kfp import dsl
 from kfkit.components.canary.component import analyze_canary
 from kfkit.components.deploy.component import deploy_model
 from kfkit.components.evaluate.component import evaluate_model
+from kfkit.components.explain.component import explain_model
 from kfkit.components.ingest.component import bigquery_query_to_dataset
 from kfkit.components.model_card.component import write_model_card
 from kfkit.components.recipe.component import RECIPE_PARAMETERS, record_recipe
@@ -158,6 +159,9 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
         train_worker_accelerator_count: int = DEFAULT_CUSTOM_JOB["accelerator_count"],
         train_reduction_server_count: int = 0,
         train_reduction_server_machine_type: str = "n1-highcpu-16",
+        slicing_specs: str = "",
+        slice_min_examples: int = 0,
+        explain: bool = False,
     ):
         """Trains a model from a query, gates it against the champion, and registers and deploys it if blessed.
 
@@ -235,6 +239,12 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             train_reduction_server_count: Vertex AI Reduction Server replicas (pool 2; 0: none), for
                 the all-reduce between GPU workers.
             train_reduction_server_machine_type: Machine of each reduction server.
+            slicing_specs: Slices evaluate reports (TFMA's SlicingSpec as a JSON list, e.g.
+                [{"feature_keys": ["island"]}]; empty: none).
+            slice_min_examples: With slicing_specs, every slice with at least this many test examples must
+                meet the thresholds and its champion's slice (0: slices are reported, not gated).
+            explain: Explain a blessed model on the test split (sampled Shapley on the raw features)
+                and store its feature importance with the registered version.
         """
         parameters = {name: value for name, value in locals().items() if name in RECIPE_PARAMETERS}
         ingest = bigquery_query_to_dataset(
@@ -297,6 +307,7 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             champion_model_uri=champion_model_uri, min_accuracy=min_accuracy, min_roc_auc=min_roc_auc,
             max_log_loss=max_log_loss, max_rmse=max_rmse, tolerance=tolerance, model_name=model_name,
             backend=backend, project=project, location=region, local_root=local_root,
+            slicing_specs=slicing_specs, slice_min_examples=slice_min_examples,
         ).set_display_name("evaluate")
         # the champion in the registry changes between runs
         evaluate.set_caching_options(False)
@@ -318,6 +329,12 @@ def make_training_pipeline(custom_training_job: Optional[dict] = None, name: str
             ).set_display_name("register")
             cloud_step(register)
             register.after(recipe)
+            with dsl.If(explain == True, name="explained"):  # noqa: E712 (KFP condition)
+                explain_model(
+                    model=trained_model, data=ingest.outputs["test_data"], baseline_data=ingest.outputs["train_data"],
+                    registered_model=register.outputs["registered_model"], metrics=evaluate.outputs["metrics"],
+                    project=project, location=region, local_root=local_root,
+                ).set_display_name("explain")
             deploy = cloud_step(deploy_model(
                 registered_model=register.outputs["registered_model"], endpoint_name=endpoint_name,
                 traffic_percent=traffic_percent, keep_previous=keep_previous, backend=backend, project=project,

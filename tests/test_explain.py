@@ -114,6 +114,57 @@ def test_explain_component_writes_attributions_and_importance(tmp_path, penguin_
     assert {k: importance.metadata[k] for k in written["feature_importance"]} == written["feature_importance"]
 
 
+def test_explain_stores_the_global_importance_with_the_registered_mlflow_version(tmp_path, penguin_model,
+                                                                               penguin_splits):
+    from kfp.dsl import Artifact, Dataset, Metrics, Model
+    from mlflow import MlflowClient
+
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+    from kfkit.components.explain.component import explain_model
+    from kfkit.components.register.register import register_model
+
+    root = str(tmp_path / "root")
+    register_model(str(penguin_model), model_name="penguins", backend="local", local_root=root, task_id="first")
+    registered = register_model(str(penguin_model), model_name="penguins", backend="local", local_root=root,
+                                task_id="second", blessed=False)
+    attributions = Artifact(uri=str(tmp_path / "attributions.json"))
+
+    explain_model.python_func(model=Model(uri=str(penguin_model)), data=Dataset(uri=str(penguin_splits["test"])),
+                              attributions=attributions, importance=Metrics(uri=str(tmp_path / "m")), path_count=5,
+                              max_rows=4, registered_model=Artifact(uri=registered["resourceName"], metadata=registered),
+                              local_root=root)
+
+    written = json.loads((tmp_path / "attributions.json").read_text())
+    client = MlflowClient(tracking_uri=MlflowRegistry(root).uri)
+    tagged = {str(v.version): v.tags.get("kfkit.feature_importance")
+              for v in client.search_model_versions("name='penguins'")}
+    assert tagged["1"] is None, "only the version explained carries it"
+    assert json.loads(tagged[registered["version"]]) == {k: round(v, 6) for k, v in written["feature_importance"].items()}
+    run_id = client.get_model_version("penguins", registered["version"]).run_id
+    assert [f.path for f in client.list_artifacts(run_id, "explanation")] == ["explanation/attributions.json"]
+
+
+def test_a_feature_importance_too_long_for_a_tag_keeps_the_largest_and_counts_the_rest(tmp_path, penguin_model):
+    from mlflow import MlflowClient
+
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+    from kfkit.components.register.register import register_model
+
+    root = str(tmp_path / "root")
+    registered = register_model(str(penguin_model), model_name="penguins", backend="local", local_root=root)
+    importance = {f"feature_{i:04d}_with_a_long_name": 1.0 / (i + 1) for i in range(400)}
+    (tmp_path / "a.json").write_text("{}")
+
+    MlflowRegistry(root).attach_explanation("penguins", registered["version"], importance, tmp_path / "a.json")
+
+    tag = MlflowClient(tracking_uri=MlflowRegistry(root).uri).get_model_version("penguins", "1").tags[
+        "kfkit.feature_importance"]
+    kept = json.loads(tag)
+    assert len(tag) <= 5000
+    assert list(kept)[:2] == ["feature_0000_with_a_long_name", "feature_0001_with_a_long_name"]
+    assert kept["..."] == 400 - (len(kept) - 1)
+
+
 def test_integrated_gradients_of_a_linear_function_is_exact_on_the_numbers():
     from kfkit.components.explain.gradients import integrated_gradients
     weights = {"a": 2.0, "b": -1.0}

@@ -137,6 +137,23 @@ def _mlflow_runs(root, experiment):
 
 
 @pytest.mark.slow
+def test_a_training_run_with_slices_and_explain_stores_feature_importance_with_its_version(tmp_path):
+    summary = run_local("training", {"epochs": 3, "slicing_specs": '[{"feature_keys": ["island"]}]',
+                                     "explain": True}, str(tmp_path))
+
+    slices = json.loads((summary.run_dir / "evaluate-model" / "slices").read_text())
+    # the test split's islands, one slice each (the penguins table has three)
+    assert {tuple(s["slice"]["sliceSpec"]["configs"]) for s in slices} == {("island",)} and 2 <= len(slices) <= 3
+    assert {t.name for t in summary.tasks} >= {"register-model", "explain-model"}
+    explained = json.loads((summary.run_dir / "explain-model" / "attributions").read_text())
+    version = _mlflow_client(tmp_path).get_model_version("penguins", "1")
+    stored = json.loads(version.tags["kfkit.feature_importance"])
+    assert stored == {k: round(v, 6) for k, v in explained["feature_importance"].items()}
+    recipe = json.loads((summary.run_dir / "record-recipe" / "recipe").read_text())
+    assert recipe["explain"] is True and recipe["slicing_specs"] == '[{"feature_keys": ["island"]}]'
+
+
+@pytest.mark.slow
 def test_model_below_the_thresholds_is_not_blessed_and_gated_steps_do_not_run(tmp_path):
     summary = run_local("training", {"epochs": 1, "hidden_units": [2], "learning_rate": 0.0001,
                                      "min_accuracy": 0.9}, str(tmp_path))

@@ -132,6 +132,55 @@ def test_an_upload_waits_for_its_operation_through_get_operation(vertex_api, tmp
     assert f"https://{LOCATION}-aiplatform.googleapis.com/v1/{MODEL}/operations/" in resources
 
 
+# ---- explanations stored with the version -----------------------------------------------------------
+def _attributions(tmp_path, importance):
+    import json
+
+    path = tmp_path / "attributions.json"
+    path.write_text(json.dumps({"method": "sampled_shapley", "rows": 30, "feature_importance": importance}))
+    return str(path)
+
+
+def test_feature_importance_is_imported_as_an_evaluation_of_the_registered_version(vertex_api, tmp_path):
+    from kfkit.components.register.register import attach_explanation
+
+    register(tmp_path, task_id="t1")
+    registered = register(tmp_path, task_id="t2", blessed=False)
+
+    where = attach_explanation(registered, _attributions(tmp_path, {"flipper_length_mm": 0.31, "island": 0.12}),
+                               task="multiclass", metrics={"accuracy": 0.97, "roc_auc": 0.99, "log_loss": 0.1},
+                               project=PROJECT, location=LOCATION, vertex=adapter(tmp_path))
+
+    (request,) = vertex_api.called("ImportModelEvaluation")
+    assert request.parent == f"{MODEL}@2"
+    evaluation = request.model_evaluation
+    assert evaluation.metrics_schema_uri.endswith("/classification_metrics_1.0.0.yaml")
+    assert dict(evaluation.metrics) == {"auRoc": 0.99, "logLoss": 0.1}
+    (mean,) = evaluation.model_explanation.mean_attributions
+    assert dict(mean.feature_attributions) == {"flipper_length_mm": 0.31, "island": 0.12}
+    assert list(vertex_api.evaluations) == [("1", "2")], "the version's evaluation, not the default version's"
+    assert where == f"the evaluation {vertex_api.evaluations[('1', '2')][0].name}"
+
+
+def test_a_retried_explain_step_finds_the_evaluation_it_imported(vertex_api, tmp_path):
+    from kfkit.components.register.register import attach_explanation
+
+    registered = register(tmp_path, task_id="t1")
+    path = _attributions(tmp_path, {"rate": 2.0})
+    vertex_api.after["ImportModelEvaluation"] = killed
+    with pytest.raises(Exception):
+        attach_explanation(registered, path, task="regression", metrics={"rmse": 1.5}, project=PROJECT,
+                           location=LOCATION, vertex=adapter(tmp_path))
+
+    attach_explanation(registered, path, task="regression", metrics={"rmse": 1.5}, project=PROJECT,
+                       location=LOCATION, vertex=adapter(tmp_path))
+
+    (evaluation,) = vertex_api.evaluations[("1", "1")]
+    assert evaluation.metrics_schema_uri.endswith("/regression_metrics_1.0.0.yaml")
+    assert dict(evaluation.metrics) == {"rootMeanSquaredError": 1.5}
+    assert len(vertex_api.called("ImportModelEvaluation")) == 1
+
+
 # ---- deploy, promote, rollback ---------------------------------------------------------------------
 def test_a_first_deploy_creates_the_endpoint_and_gives_the_version_all_the_traffic(vertex_api, tmp_path):
     registered = register(tmp_path)

@@ -12,6 +12,7 @@ and AIP-154 (etags). The state is in memory; `calls` lists (method, request) for
 
 from __future__ import annotations
 
+import collections.abc
 import itertools
 import re
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 import grpc
 from google.cloud.aiplatform_v1.types import (batch_prediction_job as bpj_types, custom_job as cj_types,
-                                              endpoint as endpoint_types,
+                                              endpoint as endpoint_types, model_evaluation as evaluation_types,
                                               endpoint_service, hyperparameter_tuning_job as hpt_types,
                                               job_state, model as model_types, model_service,
                                               pipeline_state, schedule as schedule_types, study as study_types,
@@ -125,6 +126,7 @@ class FakeVertex:
         self.jobs: dict[str, Any] = {}  # batch prediction, tuning and pipeline jobs by name
         self.job_gets: dict[str, int] = {}
         self.schedules: dict[str, schedule_types.Schedule] = {}
+        self.evaluations: dict[tuple[str, str], list] = {}  # (model id, version id): its ModelEvaluations
         self.lro_polls = 0  # GetOperation answers "not done" this many times first
         self.job_steps = 1  # Get answers of a job before it ends (each moves it one state on)
         self.fail_next: dict[str, Refused] = {}  # method: the refusal its next call gets (a flaky service)
@@ -265,6 +267,35 @@ class FakeVertex:
 
     def get_model(self, request):
         return self._version(*self._split(request.name))
+
+    # ModelEvaluation (model_evaluation.py): named .../models/{model}/evaluations/{evaluation}; kept per
+    # version (a name with @version or alias, as every version-scoped ModelService call takes it;
+    # a bare model name: its default version)
+    METRICS_SCHEMAS = ("gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml",
+                       "gs://google-cloud-aiplatform/schema/modelevaluation/regression_metrics_1.0.0.yaml",
+                       "gs://google-cloud-aiplatform/schema/modelevaluation/forecasting_metrics_1.0.0.yaml")
+
+    def import_model_evaluation(self, request):
+        model_id, spec = self._split(request.parent)
+        version = self._version(model_id, spec)
+        evaluation = evaluation_types.ModelEvaluation(request.model_evaluation)
+        # metrics_schema_uri: "Points to a YAML file stored on Google Cloud Storage describing the metrics"
+        if evaluation.metrics_schema_uri not in self.METRICS_SCHEMAS:
+            raise Refused(INVALID, f"metrics_schema_uri {evaluation.metrics_schema_uri!r} is not a model evaluation schema")
+        for attribution in evaluation.model_explanation.mean_attributions:
+            # Attribution.feature_attributions: a struct keyed by the input feature names
+            if not isinstance(attribution.feature_attributions, collections.abc.Mapping):
+                raise Refused(INVALID, "mean_attributions[].feature_attributions must be a struct of features")
+        evaluation.name = f"{self.parent}/models/{model_id}/evaluations/{self._id()}"
+        evaluation.create_time = _now()
+        self.evaluations.setdefault((model_id, version.version_id), []).append(evaluation)
+        return evaluation
+
+    def list_model_evaluations(self, request):
+        model_id, spec = self._split(request.parent)
+        version = self._version(model_id, spec)
+        return model_service.ListModelEvaluationsResponse(
+            model_evaluations=self.evaluations.get((model_id, version.version_id), []))
 
     def list_models(self, request):
         # ListModels answers one Model per model: its default version (GetModelRequest.name)
@@ -690,7 +721,7 @@ class FakeVertex:
 
         served = {
             ModelServiceGrpcTransport: ("UploadModel", "GetModel", "ListModels", "ListModelVersions", "UpdateModel",
-                                        "MergeVersionAliases"),
+                                        "MergeVersionAliases", "ImportModelEvaluation", "ListModelEvaluations"),
             EndpointServiceGrpcTransport: ("CreateEndpoint", "GetEndpoint", "ListEndpoints", "UpdateEndpoint",
                                            "DeployModel", "UndeployModel"),
             JobServiceGrpcTransport: ("CreateBatchPredictionJob", "GetBatchPredictionJob", "ListBatchPredictionJobs",

@@ -1,5 +1,6 @@
 """KFP wrapper of the explain stage."""
 
+from google_cloud_pipeline_components.types.artifact_types import VertexModel
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -20,6 +21,11 @@ def explain_model(
     seed: int = 0,
     method: str = "sampled_shapley",
     step_count: int = 50,
+    registered_model: Input[VertexModel] = None,
+    metrics: Input[Metrics] = None,
+    project: str = "",
+    location: str = "us-central1",
+    local_root: str = ".kfkit",
 ):
     """Feature attributions on the model's raw features: sampled Shapley (as Vertex XAI's tabular method) or integrated gradients.
 
@@ -35,6 +41,14 @@ def explain_model(
         method: `sampled_shapley` (every feature) or `integrated_gradients` (the numeric features, the categorical
             ones held at the row's values: category lookups have no gradient).
         step_count: Integrated gradients' integration points (its completeness gap is each row's approximationError).
+        registered_model: The version register made of this model (optional): the global importance is
+            stored with it, on MLflow as its `kfkit.feature_importance` tag and the attributions in its
+            run's `explanation/` files, on Vertex AI as a ModelEvaluation of the version whose
+            model_explanation holds the mean attributions.
+        metrics: evaluate's metrics of the model (optional): on Vertex AI, that evaluation's metrics.
+        project: Google Cloud project of a Vertex AI registered_model.
+        location: Vertex AI region of a Vertex AI registered_model.
+        local_root: Directory of the embedded backend's state (an MLflow registered_model).
 
     Returns:
         attributions: JSON: the baseline, each feature's global importance (mean |attribution|) and each row's
@@ -56,6 +70,15 @@ def explain_model(
     attributions.metadata.update({"method": method, "rows": result["rows"]})
     for feature, value in result["feature_importance"].items():
         importance.log_metric(feature, value)
+    if registered_model is not None:
+        from kfkit.components.evaluate.evaluate import metric_values
+        from kfkit.components.register.register import attach_explanation
+
+        where = attach_explanation(dict(registered_model.metadata), attributions.path,
+                                   task=str(model.metadata.get("task", "")),
+                                   metrics=metric_values(dict(metrics.metadata)) if metrics is not None else {},
+                                   local_root=local_root, project=project, location=location)
+        logging.getLogger("kfkit.explain").info("feature importance stored with %s", where)
 
     from kfkit import quick_exit
 

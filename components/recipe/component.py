@@ -78,6 +78,9 @@ def champion_recipe(
     ("tune_goal", str),
     ("tune_max_trials", int),
     ("tune_parallelism", int),
+    ("slicing_specs", str),
+    ("slice_min_examples", int),
+    ("explain", bool),
 ]):
     """Reads the training recipe recorded with the model holding the `champion` alias.
 
@@ -176,6 +179,9 @@ def record_recipe(
     tune_goal: str,
     tune_max_trials: int,
     tune_parallelism: int,
+    slicing_specs: str = "",
+    slice_min_examples: int = 0,
+    explain: bool = False,
 ):
     """Records a training run's recipe (every training pipeline parameter) with its model.
 
@@ -185,8 +191,11 @@ def record_recipe(
 
     Args:
         model: The trained model the recipe belongs to.
-        query: And every other training pipeline parameter (label_column ... tune_parallelism), as this
+        query: And every other training pipeline parameter (label_column ... explain), as this
             run had them; see the training pipeline for each one's meaning.
+        slicing_specs: As the training pipeline's (added in 0.11; a recipe recorded before has none).
+        slice_min_examples: As the training pipeline's.
+        explain: As the training pipeline's.
 
     Returns:
         recipe: The recipe as JSON.
@@ -211,7 +220,8 @@ def record_recipe(
         canary_window_seconds=canary_window_seconds, canary_min_requests=canary_min_requests,
         canary_on_inconclusive=canary_on_inconclusive, dropout=dropout, tune=tune, search_space=search_space,
         tune_metric=tune_metric, tune_goal=tune_goal, tune_max_trials=tune_max_trials,
-        tune_parallelism=tune_parallelism)
+        tune_parallelism=tune_parallelism, slicing_specs=slicing_specs, slice_min_examples=slice_min_examples,
+        explain=explain)
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)

@@ -52,6 +52,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "canary_min_requests": 100,
     "canary_on_inconclusive": "keep", "dropout": 0.0, "tune": False, "search_space": DEFAULT_SEARCH_SPACE,
     "tune_metric": "eval_loss", "tune_goal": "minimize", "tune_max_trials": 20, "tune_parallelism": 1,
+    "slicing_specs": "", "slice_min_examples": 0, "explain": False,
 }
 
 

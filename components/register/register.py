@@ -52,6 +52,32 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
             "uri": f"https://{location}-aiplatform.googleapis.com/v1/{model.versioned_resource_name}"}
 
 
+def attach_explanation(registered: dict[str, Any], attributions_path: str, *, task: str = "",
+                       metrics: dict[str, float] | None = None, local_root: str | None = None, project: str = "", location: str = "", registry=None,
+                       vertex=None) -> str:
+    """Store the explain step's global importance with the version register made (`registered`: its
+    VertexModel metadata): on MLflow as the version's tag and files, on Vertex AI as a ModelEvaluation
+    of the version whose model_explanation holds the mean attributions (with the evaluation's
+    metrics), where the Model Registry shows a version's evaluations. Where it went, in words."""
+    import json
+    from pathlib import Path
+
+    explanation = json.loads(Path(attributions_path).read_text())
+    importance = {k: float(v) for k, v in explanation["feature_importance"].items()}
+    if registered.get("backend") == "vertex":
+        from kfkit.adapters.vertex import VertexAdapter
+
+        vertex = vertex or VertexAdapter(project, location)
+        name = vertex.import_explanation(registered["resourceName"], importance, explanation["method"],
+                                         metrics or {}, task)
+        return f"the evaluation {name}"
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+
+    registry = registry or MlflowRegistry(local_root, uri=registered.get("tracking_uri") or None)
+    registry.attach_explanation(registered["model_name"], registered["version"], importance, Path(attributions_path))
+    return f"models:/{registered['model_name']}/{registered['version']} (tag kfkit.feature_importance)"
+
+
 def champion_model_dir(model_name: str, backend: str = "local", local_root: str | None = None,
                        project: str = "", location: str = "", registry=None, vertex=None) -> str | None:
     """Where the model holding the `champion` alias lives, or None when there is none yet."""

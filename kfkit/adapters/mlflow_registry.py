@@ -189,6 +189,26 @@ class MlflowRegistry:
     def tag_version(self, name: str, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(name, str(version), key, value)
 
+    def attach_explanation(self, name: str, version: str, importance: dict[str, float], attributions: Path) -> None:
+        """A version's feature importance as its tag (kfkit.feature_importance, JSON, largest first) and
+        the whole attributions file in its source run (explanation/), where MLflow shows a version's
+        files. A tag value holds at most 5,000 characters: the largest features that fit, then
+        `"...": <features left out>`."""
+        import json
+
+        items, kept = sorted(importance.items(), key=lambda kv: -kv[1]), {}
+        for count, (feature, value) in enumerate(items):
+            candidate = {**kept, feature: round(value, 6)}
+            rest = {"...": len(items) - count - 1} if count + 1 < len(items) else {}
+            if len(json.dumps({**candidate, **rest})) > 5000 - 20:
+                kept["..."] = len(items) - count
+                break
+            kept = candidate
+        found = self.client.get_model_version(name, str(version))
+        self.client.set_model_version_tag(name, str(version), "kfkit.feature_importance", json.dumps(kept))
+        if found.run_id:
+            self.client.log_artifact(found.run_id, str(attributions), artifact_path="explanation")
+
     def _set_aliases(self, name: str, version: str, aliases: list[str]) -> None:
         for alias in aliases:
             self.client.set_registered_model_alias(name, alias, version)

@@ -60,6 +60,18 @@ def _configured_credentials(aiplatform):
         return None
 
 
+# Vertex's evaluation metrics schemas (ModelEvaluation.metrics_schema_uri) and their names for
+# kfkit's metrics (the schemas' fields: classification auRoc, logLoss; regression
+# rootMeanSquaredError, meanAbsoluteError, rSquared)
+_SCHEMAS = "gs://google-cloud-aiplatform/schema/modelevaluation/"
+VERTEX_METRICS = {
+    "classification": (_SCHEMAS + "classification_metrics_1.0.0.yaml", {"roc_auc": "auRoc", "log_loss": "logLoss"}),
+    "regression": (_SCHEMAS + "regression_metrics_1.0.0.yaml",
+                   {"rmse": "rootMeanSquaredError", "mae": "meanAbsoluteError", "r2": "rSquared"}),
+}
+VERTEX_METRICS["binary"] = VERTEX_METRICS["multiclass"] = VERTEX_METRICS["classification"]
+
+
 def api_endpoint(location: str, aiplatform=None) -> str:
     """Where Vertex AI is reached: $KFKIT_VERTEX_API_ENDPOINT, else aiplatform.init(api_endpoint=...),
     else the region's public endpoint."""
@@ -204,6 +216,34 @@ class VertexAdapter:
                                              parent_model=self.parent_model(display_name) or ""))
         response = self._finish(operation, f"upload of {display_name}")
         return self.ai.Model(model_name=response.model, version=response.model_version_id, **self._where), True
+
+    def import_explanation(self, versioned_name: str, importance: dict[str, float], method: str,
+                           metrics: dict[str, float], task: str) -> str:
+        """A ModelEvaluation of the version `versioned_name` (models/ID@VERSION) holding kfkit's mean
+        |attribution| per feature as ModelExplanation.mean_attributions (model_evaluation.py: "Aggregated
+        explanation metrics for the Model's prediction output over the data this ModelEvaluation uses")
+        and the evaluation's metrics under Vertex's metrics schema for the task. A retried step finds
+        the one it imported (by display name) instead of adding another. Its resource name."""
+        from google.protobuf import json_format, struct_pb2
+
+        gapic = self.ai.gapic
+        client = self._client("ModelServiceClient")
+        display_name = f"kfkit-explanation-{method.replace('_', '-')}"
+        for found in client.list_model_evaluations(request=gapic.ListModelEvaluationsRequest(parent=versioned_name)):
+            if found.display_name == display_name:
+                return found.name
+        schema, values = VERTEX_METRICS.get(task, VERTEX_METRICS["classification"])
+        attribution = gapic.Attribution(feature_attributions=json_format.ParseDict(
+            {k: float(v) for k, v in importance.items()}, struct_pb2.Value()))
+        evaluation = gapic.ModelEvaluation(
+            display_name=display_name, metrics_schema_uri=schema,
+            metrics=json_format.ParseDict({vertex_name: float(metrics[ours]) for ours, vertex_name in values.items()
+                                           if ours in metrics}, struct_pb2.Value()),
+            model_explanation=gapic.ModelExplanation(mean_attributions=[attribution]))
+        created = client.import_model_evaluation(request=gapic.ImportModelEvaluationRequest(
+            parent=versioned_name, model_evaluation=evaluation))
+        log.info("imported %s: mean |attribution| of %d features", created.name, len(importance))
+        return created.name
 
     def add_aliases(self, model, aliases: list[str]) -> None:
         if aliases:
