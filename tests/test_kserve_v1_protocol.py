@@ -84,3 +84,19 @@ def test_without_a_model_name_there_are_no_v1_routes(penguin_model):
     app = http_app.make_app(ModelServer(model_dir=str(penguin_model), seed=1))
 
     assert post(app, "/v1/models/penguins:predict", {"instances": [PENGUIN]})[0] == 404
+
+
+def test_kfkit_serve_started_as_kserves_explainer_answers_the_explain_verb(penguin_model, tmp_path):
+    import urllib.request
+
+    from tests.serve_process import kfkit_serve
+
+    with kfkit_serve(penguin_model, tmp_path, kserve_explainer="penguins") as (process, port):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/penguins:explain",
+                                         data=json.dumps({"instances": [PENGUIN]}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = json.loads(response.read())
+
+    assert set(payload) == {"predictions", "explanations"} and len(payload["explanations"]) == 1
+    assert set(payload["explanations"][0]["attributions"][0]["featureAttributions"]) == set(PENGUIN)
