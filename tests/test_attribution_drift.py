@@ -142,3 +142,16 @@ def test_monitor_result_gains_attribution_verdicts_worst_first_and_drift_is_dete
     report = mon.render_report(result)
     assert "attribution score distance" in report
     assert "attribution:culmen_length_mm" in {a["feature"] for a in result.anomalies_json()["anomalies"]}
+
+
+def test_without_tensorflow_the_monitor_says_what_attribution_drift_needs(monkeypatch):
+    import importlib.util
+
+    from kfkit.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    result = mon.MonitorResult([], (0.0, 0.0), 0, "skew")
+
+    with pytest.raises(ConfigError, match="needs TensorFlow: the kfkit-runtime image"):
+        mon.add_attribution_drift(result, "/nowhere", [], [], threshold=0.1)

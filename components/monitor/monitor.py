@@ -284,9 +284,15 @@ def add_attribution_drift(result: MonitorResult, model_dir: str, baseline_rows, 
                           thresholds: dict[str, float] | None = None, seed: int = 0,
                           baseline_name: str = "training data") -> MonitorResult:
     """Adds one `attribution:<feature>` verdict per feature (attribution.py) to the result, worst first."""
+    import importlib.util
+
     from kfkit.components.monitor import attribution
     from kfkit.serving.model_io import LoadedModel
 
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError("attribution drift runs the model, which needs TensorFlow: the kfkit-runtime image the "
+                          "monitor step runs on has none; run the step on the kfkit-trainer image, or leave "
+                          "attribution_drift_threshold at 0")
     verdicts = attribution.attribution_drift(LoadedModel(model_dir), baseline_rows, window_rows, threshold,
                                              thresholds, result.min_count, seed, baseline_name=baseline_name)
     result.features = drift.worst_first(result.features + verdicts)
