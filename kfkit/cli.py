@@ -226,7 +226,7 @@ def _serve(args) -> int:
     serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
           port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
           token_file=args.token_file, max_connections_per_client=args.max_connections_per_client,
-          log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
+          model_name=args.model_name, workers=args.workers, log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
                       "max_total_bytes": int(args.log_max_total_mb * 1024 * 1024),
                       "max_age_days": args.log_max_age_days})
     return 0
@@ -415,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a local endpoint (or one model) with Vertex's prediction contract")
     p.add_argument("--endpoint", default="penguins", help="local endpoint to serve (default: penguins)")
     p.add_argument("--model-dir", help="serve this SavedModel alone instead of an endpoint ($AIP_STORAGE_URI)")
+    p.add_argument("--model-name", "--model_name", dest="model_name",
+                   help="the model name of KServe's v1 routes, /v1/models/NAME:predict and :explain (KServe's "
+                        "InferenceService name; default: the endpoint's name)")
+    # what KServe appends to a custom explainer's args (explainer_custom.go): taken, so the explainer starts
+    p.add_argument("--http_port", dest="port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--predictor_host", help=argparse.SUPPRESS)  # kfkit serve loads the model itself
+    p.add_argument("--workers", type=int, default=4, help="threads that run predictions (4)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
     p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
     p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")

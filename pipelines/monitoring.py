@@ -35,6 +35,8 @@ def monitoring_pipeline(
     retrain: bool = True,
     model_name: str = "penguins",
     retrain_overrides: dict = {},
+    attribution_drift_threshold: float = 0.0,
+    attribution_baseline_data: str = "",
 ):
     """Monitors an endpoint's window against the training data (skew) or an earlier window (drift).
 
@@ -60,6 +62,10 @@ def monitoring_pipeline(
         retrain: Retrain when drift is found.
         model_name: Registered model whose champion's recipe the retrain reuses.
         retrain_overrides: Training parameters to change in the retrain, e.g. {"epochs": 50}.
+        attribution_drift_threshold: > 0: also judge each feature's attribution score (its share of the
+            mean |sampled Shapley attribution|), drift over this distance; 0: off.
+        attribution_baseline_data: Training rows (Parquet path/URI or project.dataset.table) whose attributions
+            are the skew baseline; drift mode explains the earlier window instead.
     """
     monitor = monitor_endpoint(
         endpoint_name=endpoint_name, backend=backend, window_hours=window_hours, window_end=window_end,
@@ -67,6 +73,8 @@ def monitoring_pipeline(
         default_threshold=default_threshold, thresholds=thresholds, min_count=min_count,
         distance_method=distance_method, request_logging_table=request_logging_table,
         project=project, location=location, alert_destination=alert_destination, local_root=local_root,
+        model_name=model_name, attribution_drift_threshold=attribution_drift_threshold,
+        attribution_baseline_data=attribution_baseline_data,
     ).set_display_name("monitor")
     monitor.set_caching_options(False)  # new requests arrive between runs
 

@@ -697,3 +697,105 @@ def test_a_stale_failure_of_an_earlier_generation_is_waited_past_not_reported():
 
 def test_a_traffic_entry_without_a_revision_or_tag_is_still_counted():
     assert kserve.traffic({"status": {"components": {"predictor": {"traffic": [{"percent": 5}]}}}}) == {"?": 5}
+
+
+# ---- kfkit serve as KServe's explainer ------------------------------------------------------------
+# KServe's custom explainer (pkg/apis/serving/v1beta1/explainer_custom.go): spec.explainer.containers[0];
+# a STORAGE_URI variable on it is the storage initializer's source, copied to /mnt/models; KServe appends
+# `--model_name <service> --predictor_host <predictor>.<namespace> --http_port 8080` to its args.
+IMAGE = "ghcr.io/kfkit/kfkit-serving:test"
+
+
+def test_an_explainer_runs_kfkit_serve_on_the_same_staged_version(schema):
+    cluster = Cluster()
+
+    adapter(cluster).deploy("penguins", "s3://models/kfkit/penguins/1", model_name="penguins", model_version="1",
+                            service_account="kfkit-models", explainer_image=IMAGE)
+
+    [(_, sent)] = cluster.sent
+    assert sent["spec"]["explainer"] == {
+        "minReplicas": 1, "maxReplicas": 1, "serviceAccountName": "kfkit-models",
+        "labels": {"kfkit.io/model": "penguins", "kfkit.io/model-version": "1"},
+        "containers": [{"name": "kserve-container", "image": IMAGE, "command": ["kfkit"],
+                        "args": ["serve", "--model-dir", "/mnt/models/1", "--host", "0.0.0.0"],
+                        "env": [{"name": "STORAGE_URI", "value": "s3://models/kfkit/penguins/1"}]}]}
+    assert sent["spec"]["predictor"]["model"]["storageUri"] == "s3://models/kfkit/penguins/1"
+    assert schema.problems(sent) == []
+
+
+def test_the_explainer_follows_the_predictors_canary_promotion_and_rollback(schema):
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1", explainer_image=IMAGE)
+
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20,
+                   explainer_image=IMAGE)
+    canary = cluster.sent[-1][1]
+    kserve_.rollback("penguins")
+    rolled_back = cluster.sent[-1][1]
+    kserve_.promote("penguins")
+    promoted = cluster.sent[-1][1]
+
+    assert canary["spec"]["explainer"]["canaryTrafficPercent"] == 20
+    assert canary["spec"]["explainer"]["containers"][0]["env"] == [{"name": "STORAGE_URI", "value": "s3://m/penguins/2"}]
+    assert rolled_back["spec"]["explainer"]["canaryTrafficPercent"] == 0
+    assert "canaryTrafficPercent" not in promoted["spec"]["explainer"]
+    assert all(schema.problems(body) == [] for body in (canary, rolled_back, promoted))
+
+
+def test_asking_for_an_explainer_on_a_served_version_adds_it_and_not_asking_removes_kfkits():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1", explainer_image=IMAGE)
+    added = cluster.sent[-1][1]
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2")
+    removed = cluster.sent[-1][1]
+
+    assert len(cluster.sent) == 3 and added["spec"]["explainer"]["containers"][0]["image"] == IMAGE
+    assert "explainer" not in removed["spec"]
+
+
+def test_an_explainer_kfkit_did_not_write_is_left_as_it_is():
+    cluster = Cluster()
+    kserve_ = adapter(cluster)
+    kserve_.deploy("penguins", "s3://m/penguins/1", model_name="penguins", model_version="1")
+    cluster.objects["penguins"]["spec"]["explainer"] = {"containers": [{"image": "their/explainer"}]}
+
+    kserve_.deploy("penguins", "s3://m/penguins/2", model_name="penguins", model_version="2", traffic_percent=20)
+    kserve_.rollback("penguins")
+
+    assert all(body["spec"]["explainer"] == {"containers": [{"image": "their/explainer"}]}
+               for _, body in cluster.sent[1:])
+
+
+def test_kfkit_serve_takes_the_arguments_kserve_appends_to_an_explainer():
+    from kfkit.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--model-dir", "/mnt/models/1", "--host", "0.0.0.0", "--model_name",
+                                      "penguins", "--predictor_host", f"penguins-predictor.{NAMESPACE}",
+                                      "--http_port", "8080", "--workers", "2"])
+
+    assert (args.model_dir, args.host, args.model_name, args.port, args.workers) == (
+        "/mnt/models/1", "0.0.0.0", "penguins", 8080, 2)
+
+
+def test_deploy_with_kserve_explainer_names_the_explain_route_and_is_refused_elsewhere(tmp_path, penguin_model, schema):
+    from kfkit.adapters.mlflow_registry import MlflowRegistry
+    from kfkit.components.register.register import register_model
+
+    registry = MlflowRegistry(tmp_path / "root")
+    cluster, store = Cluster(), bucket(tmp_path)
+    version = register_model(str(penguin_model), model_name="penguins", registry=registry)
+
+    endpoint = deploy_model(version, endpoint_name="penguins", backend="local", endpoint_backend="kserve",
+                            model_storage_uri="s3://models/kfkit", kserve=adapter(cluster), registry=registry,
+                            filesystem=store, kserve_explainer=True)
+
+    assert endpoint["explain_uri"] == f"http://penguins.{NAMESPACE}.example.com/v1/models/penguins:explain"
+    assert cluster.sent[0][1]["spec"]["explainer"]["containers"][0]["image"].split("/")[-1].startswith("kfkit-serving:")
+    assert schema.problems(cluster.sent[0][1]) == []
+    with pytest.raises(ConfigError, match="kserve_explainer adds an explainer to a KServe InferenceService"):
+        deploy_model(version, endpoint_name="penguins", backend="local", local_root=str(tmp_path / "root"),
+                     kserve_explainer=True)

@@ -103,3 +103,48 @@ def test_drift_between_two_serving_windows(traffic):
                         str(root))
     result = anomalies(summary)
     assert result["mode"] == "drift" and {a["feature"] for a in result["anomalies"]} >= set(SHIFTED)
+
+
+@pytest.fixture(scope="module")
+def lost_coverage(traffic):
+    """After the other phases: 100 requests of 5 training rows, culmen_length_mm null in three rows of four."""
+    root, *_ = traffic
+    train_data = min(root.rglob("bigquery-query-to-dataset/train_data"), key=lambda p: p.stat().st_mtime)
+    rows = ds.dataset(train_data).to_table().drop(["species"]).to_pylist()
+    server = ModelServer(endpoint="penguins", local_root=str(root))
+    rnd = random.Random(1)
+    start = time.time()
+    for _ in range(100):
+        batch = [dict(rnd.choice(rows)) for _ in range(5)]
+        for row in batch[:4]:
+            if rnd.random() < 0.95:
+                row["culmen_length_mm"] = None
+        server.predict({"instances": batch})
+    return root, train_data, start, time.time() + 0.001
+
+
+def test_attribution_skew_names_the_feature_whose_coverage_was_lost(lost_coverage):
+    root, train_data, start, end = lost_coverage
+    summary = run_local("monitoring", {"window_end": iso(end), "window_hours": (end - start) / 3600, "retrain": False,
+                                       "attribution_drift_threshold": 0.1,
+                                       "attribution_baseline_data": str(train_data)}, str(root))
+
+    result = anomalies(summary)
+    drifted = {a["feature"]: a for a in result["anomalies"]}
+    assert result["drift_detected"] is True and "attribution:culmen_length_mm" in drifted
+    evidence = drifted["attribution:culmen_length_mm"]["evidence"]
+    assert evidence["window_score"] < evidence["baseline_score"] - 0.1 and evidence["window_rows"] == 200
+    assert "culmen_length_mm" not in drifted  # its values, where present, are still the training's
+
+
+def test_in_distribution_traffic_shows_no_attribution_skew(traffic):
+    root, start, middle, _ = traffic
+    train_data = min(root.rglob("bigquery-query-to-dataset/train_data"), key=lambda p: p.stat().st_mtime)
+    summary = run_local("monitoring", {"window_end": iso(middle), "window_hours": (middle - start) / 3600 + 1e-6,
+                                       "retrain": False, "attribution_drift_threshold": 0.1,
+                                       "attribution_baseline_data": str(train_data)}, str(root))
+
+    result = anomalies(summary)
+    attributions = [v for v in result["verdicts"] if v["feature"].startswith("attribution:")]
+    assert len(attributions) == 6 and all(v["status"] == "ok" for v in attributions)
+    assert result["verdict"] == "no drift"

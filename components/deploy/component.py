@@ -31,6 +31,7 @@ def deploy_model(
     model_storage_uri: str = "",
     serving_service_account: str = "",
     request_logger_url: str = "",
+    kserve_explainer: bool = False,
 ):
     """Deploys a registered model version behind an endpoint (created if missing) with a traffic share.
 
@@ -62,10 +63,14 @@ def deploy_model(
         request_logger_url: http(s):// address of a `kfkit log-sink` KServe's inference logger posts
             every request and response to, where the canary analysis reads the predictions (kserve;
             empty: no logging).
+        kserve_explainer: Also run `kfkit serve` (kfkit's serving image) as the InferenceService's explainer
+            (spec.explainer, on the same version, following the predictor's canary), so POST
+            /v1/models/<endpoint_name>:explain answers sampled Shapley attributions (kserve; default: none).
 
     Returns:
         endpoint: google.VertexEndpoint artifact with the traffic split in its metadata (kserve: its
-            URI is the InferenceService's URL; metadata names the namespace and storage URI).
+            URI is the InferenceService's URL; metadata names the namespace and storage URI, and
+            explain_uri with kserve_explainer).
         gcp_resources: The deploy and undeploy operations (GCPC's GcpResources JSON, VertexLro
             entries); empty on the local backend or when the version was already deployed.
     """
@@ -74,7 +79,8 @@ def deploy_model(
     meta = deploy(dict(registered_model.metadata), endpoint_name=endpoint_name,
                   backend=backend, endpoint_backend=endpoint_backend, namespace=namespace,
                   model_storage_uri=model_storage_uri, service_account=serving_service_account,
-                  request_logger_url=request_logger_url, traffic_percent=traffic_percent,
+                  request_logger_url=request_logger_url, kserve_explainer=kserve_explainer,
+                  traffic_percent=traffic_percent,
                   keep_previous=keep_previous, machine_type=machine_type,
                   min_replicas=min_replicas, max_replicas=max_replicas, logging_table=request_logging_table,
                   logging_sample_rate=request_logging_sample_rate, local_root=local_root, project=project,

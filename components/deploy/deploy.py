@@ -27,7 +27,7 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
                  location: str = "", labels: dict[str, str] | None = None, gcp_resources: str | None = None,
                  endpoint_backend: str = "", namespace: str = "", model_storage_uri: str = "",
                  service_account: str = "", request_logger_url: str = "", vertex=None, kserve=None, registry=None,
-                 filesystem=None) -> dict[str, Any]:
+                 filesystem=None, kserve_explainer: bool = False) -> dict[str, Any]:
     """Deploy a registered version behind endpoint_name; gcp_resources: where deploy/undeploy operations go.
 
     backend: local, vertex (also its data backend's name, bigquery) or kserve; endpoint_backend, when
@@ -36,6 +36,9 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
     from kfkit.cloud_jobs import CloudJobs
 
     backend = resolve_backend(backend, endpoint_backend)
+    if kserve_explainer and backend != "kserve":
+        raise ConfigError(f"kserve_explainer adds an explainer to a KServe InferenceService; this endpoint is on "
+                          f"{backend} (kfkit serve answers /explain there already)")
     if not 0 <= traffic_percent <= 100:
         raise ConfigError(f"traffic_percent must be between 0 and 100, got {traffic_percent}")
     if not 1 <= min_replicas <= max_replicas:
@@ -53,7 +56,7 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
         CloudJobs(gcp_resources)  # no Google Cloud operation: an empty gcp_resources
         return _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max_replicas, local_root,
                               namespace, model_storage_uri, service_account, kserve, registry, filesystem,
-                              request_logger_url)
+                              request_logger_url, kserve_explainer)
     from kfkit.adapters.vertex import VertexAdapter
 
     vertex = vertex or VertexAdapter(project, location, jobs=CloudJobs(gcp_resources))
@@ -68,10 +71,11 @@ def deploy_model(registered: dict[str, Any], *, endpoint_name: str, backend: str
 
 def _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max_replicas, local_root, namespace,
                    model_storage_uri, service_account, kserve, registry, filesystem,
-                   request_logger_url="") -> dict[str, Any]:
+                   request_logger_url="", explainer=False) -> dict[str, Any]:
     """The registered version copied to TF Serving's layout, then KServe's canary (kfkit.adapters.kserve)."""
     from kfkit.adapters import kserve as kserve_mod
     from kfkit.components.deploy import model_storage
+    from kfkit.config import serving_image
 
     if registered.get("backend", "local") != "local":
         raise ConfigError("backend kserve deploys versions of the MLflow registry (register with backend local, "
@@ -91,7 +95,8 @@ def _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max
     result = kserve.deploy(endpoint_name, uri, model_name=registered["model_name"], model_version=registered["version"],
                            traffic_percent=traffic_percent, service_account=service_account,
                            min_replicas=min_replicas, max_replicas=max_replicas,
-                           request_logger_url=request_logger_url)
+                           request_logger_url=request_logger_url,
+                           explainer_image=serving_image() if explainer else "")
     service = kserve.wait_ready(endpoint_name)
     canary = service["spec"]["predictor"].get("canaryTrafficPercent")
     version, previous = registered["version"], result["previous_version"]
@@ -103,4 +108,6 @@ def _deploy_kserve(registered, endpoint_name, traffic_percent, min_replicas, max
     return {"backend": "kserve", "resourceName": f"namespaces/{kserve.namespace}/inferenceservices/{endpoint_name}",
             "endpoint": endpoint_name, "namespace": kserve.namespace, "storage_uri": uri,
             "traffic_split": split, "revisions": kserve_mod.traffic(service),
+            **({"explain_uri": f"{service.get('status', {}).get('url') or ''}/v1/models/{endpoint_name}:explain"}
+               if explainer else {}),
             "uri": service.get("status", {}).get("url") or f"kserve://{kserve.namespace}/{endpoint_name}"}

@@ -240,6 +240,7 @@ class FeatureDrift:
     invalid: int = 0
     unseen: int = 0
     message: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the distance came from (attribution verdicts)
 
     @property
     def anomalous(self) -> bool:
@@ -248,7 +249,8 @@ class FeatureDrift:
     def to_json(self) -> dict[str, Any]:
         return {"feature": self.feature, "kind": self.kind, "status": self.status, "distance": self.distance,
                 "threshold": self.threshold, "present": self.present, "missing": self.missing,
-                "invalid": self.invalid, "unseen": self.unseen, "message": self.message}
+                "invalid": self.invalid, "unseen": self.unseen, "message": self.message,
+                **({"evidence": self.evidence} if self.evidence else {})}
 
 
 def _label(text: str) -> str:

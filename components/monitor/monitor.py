@@ -166,6 +166,10 @@ def monitor(target, predictions=None, *, statistics: dict[str, Any] | None = Non
     return MonitorResult(drift.worst_first(results), window, rows, mode, min_count)
 
 
+def _distance_name(kind: str) -> str:
+    return {"numeric": "JS divergence", "attribution": "attribution score distance"}.get(kind, "L-infinity")
+
+
 def render_report(result: MonitorResult, title: str = "kfkit monitoring") -> str:
     start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in result.window)
     n = len(result.anomalous)
@@ -180,8 +184,7 @@ def render_report(result: MonitorResult, title: str = "kfkit monitoring") -> str
             "<h2>Features, worst first</h2>",
             report.table(["feature", "distance", "threshold", "status", "values", "missing", "invalid", "unseen",
                           "note"],
-                         [(f.feature, "—" if f.distance is None else
-                           f"{f.distance:.4f} ({'JS divergence' if f.kind == 'numeric' else 'L-infinity'})",
+                         [(f.feature, "—" if f.distance is None else f"{f.distance:.4f} ({_distance_name(f.kind)})",
                            f.threshold, report.Markup(f"<span class='{'bad' if f.anomalous else 'muted'}'>"
                                                       f"{report.esc(f.status)}</span>"),
                            f.present, f.missing, f.invalid, f.unseen, f.message) for f in result.features]),
@@ -227,18 +230,73 @@ def alert(result: MonitorResult, *, endpoint: str, destination: str = "", local_
     return None
 
 
-def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | None) -> dict[str, Any]:
-    """The training statistics saved with the model that takes most of the endpoint's traffic."""
+def _main_deployed_model(endpoint: str, local_root: str | Path | None) -> dict[str, Any]:
+    """The deployed model that takes most of a local endpoint's traffic."""
     from kfkit.serving.endpoints import LocalEndpoints
 
     state = LocalEndpoints(local_root).load(endpoint)
     if state is None or not state["deployed_models"]:
         raise ConfigError(f"no local endpoint {endpoint!r} with a deployed model to take a baseline from")
-    model = max(state["deployed_models"], key=lambda m: m["traffic"])
+    return max(state["deployed_models"], key=lambda m: m["traffic"])
+
+
+def baseline_statistics_for_endpoint(endpoint: str, local_root: str | Path | None) -> dict[str, Any]:
+    """The training statistics saved with the model that takes most of the endpoint's traffic."""
+    model = _main_deployed_model(endpoint, local_root)
     path = Path(model["model_dir"]) / STATISTICS_FILE
     if not path.exists():
         raise ConfigError(f"model {model['id']} has no training statistics ({path}); pass baseline_statistics_uri")
     return json.loads(path.read_text())
+
+
+def monitored_model_dir(*, endpoint: str, model_name: str, backend: str = "local", source_table: str = "",
+                        local_root: str | Path | None = None, project: str = "", location: str = "") -> str:
+    """The model whose attributions are monitored: the one taking most of a local endpoint's traffic;
+    otherwise (a Vertex endpoint's logs in BigQuery, a batch input table) model_name's champion."""
+    if backend == "local" and not source_table:
+        return str(_main_deployed_model(endpoint, local_root)["model_dir"])
+    from kfkit.components.register.register import champion_model_dir
+
+    registry_backend = "vertex" if backend in ("vertex", "bigquery") else "local"
+    model_dir = champion_model_dir(model_name, registry_backend, str(local_root) if local_root else None, project,
+                                   location)
+    if model_dir is None:
+        raise ConfigError(f"model {model_name!r} has no champion whose attributions to monitor")
+    return model_dir
+
+
+def read_attribution_baseline(uri: str, *, backend: str = "local", local_root: str | Path | None = None,
+                              project: str = "", location: str = "US", jobs=None) -> pa.Table:
+    """Training rows for attribution skew: Parquet shards (a path or gs:// URI, e.g. the train split
+    ingest wrote) or a warehouse table project.dataset.table (local warehouse or BigQuery)."""
+    text = uri.strip()
+    if text.startswith(("gs://", "/", "./", "file://")) or Path(text).exists():
+        import pyarrow.dataset as pads
+
+        path = local_path(text.removeprefix("file://"))
+        if not path.exists():
+            raise ConfigError(f"attribution_baseline_data {uri!r} does not exist")
+        return pads.dataset(str(path), format="parquet").to_table()
+    return read_table(text, backend=backend, local_root=local_root, project=project, location=location, jobs=jobs)
+
+
+def add_attribution_drift(result: MonitorResult, model_dir: str, baseline_rows, window_rows, *, threshold: float,
+                          thresholds: dict[str, float] | None = None, seed: int = 0,
+                          baseline_name: str = "training data") -> MonitorResult:
+    """Adds one `attribution:<feature>` verdict per feature (attribution.py) to the result, worst first."""
+    import importlib.util
+
+    from kfkit.components.monitor import attribution
+    from kfkit.serving.model_io import LoadedModel
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError("attribution drift runs the model, which needs TensorFlow: the kfkit-runtime image the "
+                          "monitor step runs on has none; run the step on the kfkit-trainer image, or leave "
+                          "attribution_drift_threshold at 0")
+    verdicts = attribution.attribution_drift(LoadedModel(model_dir), baseline_rows, window_rows, threshold,
+                                             thresholds, result.min_count, seed, baseline_name=baseline_name)
+    result.features = drift.worst_first(result.features + verdicts)
+    return result
 
 
 def baseline_statistics_for_model(model_name: str, *, backend: str = "local", local_root: str | Path | None = None,

@@ -6,6 +6,13 @@ kfkit's canary maps to KServe's own: updating the predictor with `canaryTrafficP
 the new revision N% and the last rolled-out one the rest; promoting removes the field (the latest
 revision takes 100%); rolling back sets it to 0 (the previous rolled-out revision takes 100%).
 Canaries need KServe's Serverless (Knative) mode, as KServe documents.
+
+With an explainer image, the service also gets `spec.explainer`: KServe's custom explainer, one
+container running `kfkit serve` on the same staged version (STORAGE_URI, which KServe's storage
+initializer copies to /mnt/models for a custom container), so POST /v1/models/<name>:explain answers
+sampled Shapley attributions. KServe appends `--model_name <service> --predictor_host ... --http_port
+8080` to a custom explainer's args (explainer_custom.go), which `kfkit serve` takes. The explainer
+follows the predictor: the same version, the same canaryTrafficPercent, promoted and rolled back with it.
 """
 
 from __future__ import annotations
@@ -37,9 +44,26 @@ def default_namespace(namespace: str = "", namespace_file: Path = SERVICE_ACCOUN
     return "default"
 
 
+EXPLAINER_MOUNT = "/mnt/models"  # KServe's DefaultModelLocalMountPath
+
+
+def explainer_spec(storage_uri: str, image: str, *, labels: dict[str, str], service_account: str = "",
+                   min_replicas: int = 1, max_replicas: int = 1) -> dict[str, Any]:
+    """KServe's custom explainer running `kfkit serve` on the staged version (`<storageUri>/1/`, model_storage)."""
+    spec: dict[str, Any] = {
+        "minReplicas": min_replicas, "maxReplicas": max_replicas, "labels": labels,
+        "containers": [{"name": "kserve-container", "image": image, "command": ["kfkit"],
+                        "args": ["serve", "--model-dir", f"{EXPLAINER_MOUNT}/1", "--host", "0.0.0.0"],
+                        "env": [{"name": "STORAGE_URI", "value": storage_uri}]}],
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account  # the storage initializer's credentials, as the predictor's
+    return spec
+
+
 def inference_service(name: str, namespace: str, storage_uri: str, *, model_name: str, model_version: str,
                       canary_traffic_percent: int | None = None, service_account: str = "", min_replicas: int = 1,
-                      max_replicas: int = 1, request_logger_url: str = "") -> dict[str, Any]:
+                      max_replicas: int = 1, request_logger_url: str = "", explainer_image: str = "") -> dict[str, Any]:
     """The InferenceService serving one SavedModel with KServe's TensorFlow runtime.
 
     With request_logger_url, KServe's inference logger posts every request and response there (a
@@ -63,9 +87,15 @@ def inference_service(name: str, namespace: str, storage_uri: str, *, model_name
         predictor["annotations"] = dict(labels)  # on the revision's pods, where the logger reads them
         predictor["logger"] = {"mode": "all", "url": request_logger_url,
                                "metadataAnnotations": [MODEL_LABEL, VERSION_LABEL]}
+    spec: dict[str, Any] = {"predictor": predictor}
+    if explainer_image:
+        spec["explainer"] = explainer_spec(storage_uri, explainer_image, labels=labels, service_account=service_account,
+                                           min_replicas=min_replicas, max_replicas=max_replicas)
+        if canary_traffic_percent is not None:
+            spec["explainer"]["canaryTrafficPercent"] = canary_traffic_percent
     return {"apiVersion": API_VERSION, "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace, "labels": {MODEL_LABEL: model_name}},
-            "spec": {"predictor": predictor}}
+            "spec": spec}
 
 
 def annotation(service: dict[str, Any], key: str) -> str:
@@ -120,13 +150,18 @@ class KServeAdapter:
             raise KfkitError(f"reading InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
 
     def _replace(self, current: dict[str, Any], predictor: dict[str, Any],
-                 annotations: dict[str, str] | None = None) -> dict[str, Any]:
-        """Replace the object with this predictor; its resourceVersion makes a concurrent change fail, not vanish."""
+                 annotations: dict[str, str] | None = None, explainer: Any = "keep") -> dict[str, Any]:
+        """Replace the object with this predictor (and explainer: a spec, None to remove it, "keep" as it is);
+        its resourceVersion makes a concurrent change fail, not vanish."""
         from kubernetes.client.exceptions import ApiException
 
         body = copy.deepcopy(current)
         body.pop("status", None)
         body["spec"]["predictor"] = predictor
+        if explainer is None:
+            body["spec"].pop("explainer", None)
+        elif explainer != "keep":
+            body["spec"]["explainer"] = explainer
         if annotations:
             body["metadata"]["annotations"] = {**(body["metadata"].get("annotations") or {}), **annotations}
         name = body["metadata"]["name"]
@@ -137,7 +172,7 @@ class KServeAdapter:
 
     def deploy(self, name: str, storage_uri: str, *, model_name: str, model_version: str, traffic_percent: int = 100,
                service_account: str = "", min_replicas: int = 1, max_replicas: int = 1,
-               request_logger_url: str = "") -> dict[str, Any]:
+               request_logger_url: str = "", explainer_image: str = "") -> dict[str, Any]:
         """Create the InferenceService, or move it to this model with `traffic_percent` as KServe's canary.
 
         Returns {"service", "previous_version", "created", "changed"}; deploying the version already
@@ -151,7 +186,7 @@ class KServeAdapter:
         wanted = inference_service(name, self.namespace, storage_uri, model_name=model_name,
                                    model_version=model_version, service_account=service_account,
                                    min_replicas=min_replicas, max_replicas=max_replicas,
-                                   request_logger_url=request_logger_url)
+                                   request_logger_url=request_logger_url, explainer_image=explainer_image)
         if current is None:  # the first revision takes all traffic: there is nothing to split with
             try:
                 created = self._call("create_namespaced_custom_object", wanted)
@@ -159,14 +194,25 @@ class KServeAdapter:
                 raise KfkitError(f"creating InferenceService {self.namespace}/{name} failed: {_reason(exc)}") from exc
             return {"service": created, "previous_version": None, "created": True, "changed": True}
         previous = served_version(current)
-        if current["spec"]["predictor"].get("model", {}).get("storageUri") == storage_uri:
+        current_explainer = current["spec"].get("explainer")
+        ours = _is_kfkit_explainer(current_explainer)
+        explainer_as_wanted = bool(explainer_image) == ours or (current_explainer is not None and not ours)
+        if (current["spec"]["predictor"].get("model", {}).get("storageUri") == storage_uri
+                and explainer_as_wanted):
             log.info("InferenceService %s/%s already serves %s; nothing to change", self.namespace, name, storage_uri)
             return {"service": current, "previous_version": None, "created": False, "changed": False}
         predictor = copy.deepcopy(wanted["spec"]["predictor"])
         if traffic_percent < 100:
             predictor["canaryTrafficPercent"] = traffic_percent
+        explainer: Any = "keep"  # an explainer kfkit did not write is left as it is
+        if explainer_image:
+            explainer = copy.deepcopy(wanted["spec"]["explainer"])
+            if traffic_percent < 100:
+                explainer["canaryTrafficPercent"] = traffic_percent
+        elif ours:
+            explainer = None  # kfkit's explainer of an earlier version, no longer asked for
         notes = {PREVIOUS_VERSION: str(previous or ""), DEPLOYED_AT: f"{time.time():.3f}"}
-        updated = self._replace(current, predictor, notes)
+        updated = self._replace(current, predictor, notes, explainer)
         return {"service": updated, "previous_version": previous, "created": False, "changed": True}
 
     def promote(self, name: str) -> dict[str, Any]:
@@ -177,7 +223,10 @@ class KServeAdapter:
             raise ConfigError(f"InferenceService {self.namespace}/{name} has no canary to promote: its latest "
                               "revision already takes all traffic")
         del predictor["canaryTrafficPercent"]
-        return self._replace(current, predictor)
+        explainer = copy.deepcopy(current["spec"].get("explainer"))
+        if _is_kfkit_explainer(explainer):
+            explainer.pop("canaryTrafficPercent", None)  # kfkit's explainer follows its predictor
+        return self._replace(current, predictor, explainer=explainer if _is_kfkit_explainer(explainer) else "keep")
 
     def rollback(self, name: str) -> dict[str, Any]:
         """KServe's rollback: canaryTrafficPercent 0 sends all traffic to the previous rolled-out revision."""
@@ -190,7 +239,10 @@ class KServeAdapter:
             raise ConfigError(f"InferenceService {self.namespace}/{name} is already rolled back "
                               "(canaryTrafficPercent is 0)")
         predictor["canaryTrafficPercent"] = 0
-        return self._replace(current, predictor)
+        explainer = copy.deepcopy(current["spec"].get("explainer"))
+        if _is_kfkit_explainer(explainer):
+            explainer["canaryTrafficPercent"] = 0  # explanations come from the version rolled back to
+        return self._replace(current, predictor, explainer=explainer if _is_kfkit_explainer(explainer) else "keep")
 
     def _existing(self, name: str) -> dict[str, Any]:
         current = self.get(name)
@@ -216,6 +268,11 @@ class KServeAdapter:
                                  f"(Ready: {state})")
             self.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+
+def _is_kfkit_explainer(explainer: dict[str, Any] | None) -> bool:
+    """An explainer kfkit wrote (explainer_spec): its pods carry kfkit's model label."""
+    return bool(explainer) and MODEL_LABEL in (explainer.get("labels") or {})
 
 
 def _reason(exc) -> str:

@@ -499,9 +499,46 @@ def bearer_ok(scope, token: bytes) -> bool:
     return False
 
 
+V1_MODELS = "/v1/models"
+
+
+def kserve_v1_route(path: str, model_name: str) -> tuple[str, str, str] | None:
+    """KServe's v1 data plane (kserve/protocol/rest/v1_endpoints.py, KServe 0.21): GET /v1/models,
+    GET /v1/models/<name> (ready), POST /v1/models/<name>:predict and :explain. (method, kind, name);
+    None for another path."""
+    if not model_name:
+        return None
+    if path == V1_MODELS:
+        return "GET", "v1_models", ""
+    if not path.startswith(V1_MODELS + "/"):
+        return None
+    name, _, verb = path[len(V1_MODELS) + 1:].partition(":")
+    if name != model_name:
+        return "*", "v1_unknown", name
+    return {"": ("GET", "v1_ready", name), "predict": ("POST", "predict", name),
+            "explain": ("POST", "explain", name)}.get(verb)
+
+
+def kserve_v1_instances(body: dict) -> dict:
+    """A v1 body's rows: "instances", or TensorFlow Serving's "inputs" (rows, or columns of equal length)."""
+    if "instances" in body or "inputs" not in body:
+        return body
+    inputs = body["inputs"]
+    if isinstance(inputs, dict) and inputs and all(isinstance(v, list) for v in inputs.values()):
+        lengths = {len(v) for v in inputs.values()}
+        if len(lengths) != 1:
+            raise BadRequest(400, "'inputs' in the columnar format needs lists of one length")
+        names = list(inputs)
+        inputs = [dict(zip(names, row)) for row in zip(*inputs.values())]
+    return {**{k: v for k, v in body.items() if k != "inputs"}, "instances": inputs}
+
+
 def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4,
-             token: str = "", explain_route: str = "/explain"):
-    """The ASGI app around a ModelServer; with a token, predictions need it (health and metrics do not)."""
+             token: str = "", explain_route: str = "/explain", kserve_model: str = ""):
+    """The ASGI app around a ModelServer; with a token, predictions need it (health and metrics do not).
+
+    kserve_model: the model name KServe's v1 routes answer for (/v1/models/<name>:predict, :explain, ...);
+    empty: no v1 routes."""
     token_bytes = token.encode()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
     metrics = Metrics()
@@ -529,12 +566,16 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
-        route = routes.get(path)
+        route = routes.get(path) or kserve_v1_route(path, kserve_model)
+        v1 = route is not None and len(route) == 3
         status, deployed, error = 500, "", ""
         try:
             if route is None:
                 status = 404
                 await send_json(send, 404, {"error": f"no route {path}; use GET {health_route} or POST {predict_route}"})
+            elif route[1] == "v1_unknown":  # KServe's ModelNotFound
+                status = 404
+                await send_json(send, 404, {"error": f"Model with name {route[2]} does not exist."})
             elif method != route[0] and not (method == "HEAD" and route[0] == "GET"):
                 status = 405
                 await send_json(send, 405, {"error": f"{method} is not allowed on {path}; use {route[0]}"},
@@ -546,6 +587,13 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 await send_json(send, status, {
                     "status": "ok" if ready else "not ready: no deployed model", "revision": router.revision,
                     "deployedModels": [{"id": d.id, "traffic": d.traffic} for d in router.deployed]})
+            elif route[1] == "v1_models":
+                status = 200
+                await send_json(send, 200, {"models": [kserve_model]})
+            elif route[1] == "v1_ready":  # KServe's model_ready: 200 when ready, else ModelNotReady (503)
+                status = 200 if server.ready() else 503
+                await send_json(send, status, {"name": kserve_model, "ready": True} if status == 200
+                                else {"error": f"Model with name {kserve_model} is not ready."})
             elif route[1] == "metrics":
                 body = (metrics.render() + _log_metrics(getattr(server, "request_log", None))).encode()
                 status = 200
@@ -557,6 +605,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 if not bearer_ok(scope, token_bytes):
                     raise BadRequest(401, "this endpoint needs its token: Authorization: Bearer TOKEN")
                 body, instances_json = parse_predict_body(await read_body(scope, receive))
+                if v1 and isinstance(body, dict) and "instances" not in body and "inputs" in body:
+                    body, instances_json = kserve_v1_instances(body), None
                 if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
                     raise BadRequest(400, "the request body must be a JSON object with an 'instances' list")
                 check_values(body["instances"], "instances")
@@ -579,7 +629,14 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 try:
                     status = 200
                     encoded = getattr(result, "predictions_json", None)
-                    if encoded is not None and next(iter(result)) == "predictions":
+                    if v1 and route[1] == "explain":  # KServe's v1 explain: {"predictions": [], "explanations": []}
+                        await send_json(send, 200, {"predictions": result["predictions"],
+                                                    "explanations": result["explanations"]})
+                    elif v1 and encoded is not None:  # KServe's v1 predict: {"predictions": []}
+                        await send_body(send, 200, encode_answer({"predictions": None}, encoded))
+                    elif v1:
+                        await send_json(send, 200, {"predictions": result["predictions"]})
+                    elif encoded is not None and next(iter(result)) == "predictions":
                         await send_body(send, 200, encode_answer(result, encoded))
                     else:
                         await send_json(send, 200, result)

@@ -452,11 +452,14 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
                      host: str = "127.0.0.1", port: int | None = None, log_sample_rate: float = 1.0,
                      ready: threading.Event | None = None, max_connections: int = 2048, workers: int = 4,
                      log_limits: dict[str, float] | None = None, token_file: str | None = None,
-                     max_connections_per_client: int = 0):
+                     max_connections_per_client: int = 0, model_name: str | None = None):
     """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain).
 
     max_connections_per_client is off by default: on Vertex AI and KServe every request arrives
-    through the platform's proxy, one address for all clients."""
+    through the platform's proxy, one address for all clients.
+
+    model_name: the name KServe's v1 routes answer for (/v1/models/<name>:predict and :explain; KServe
+    sends its InferenceService's name); default: the endpoint's name."""
     import uvicorn
 
     from kfkit.serving.http_app import GuardedProtocol, make_app, read_token
@@ -469,7 +472,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
                          log_sample_rate=log_sample_rate, log_limits=log_limits, log_buffered=True)
     app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file),
-                   explain_route=explain_route)
+                   explain_route=explain_route, kserve_model=model_name or server.endpoint)
     try:
         import uvloop  # noqa: F401
         loop = "uvloop"
