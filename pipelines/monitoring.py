@@ -10,6 +10,7 @@ decides whether the new model replaces the champion.
 from kfp import dsl
 
 from kfkit.components.monitor.component import monitor_endpoint
+from kfkit.config import trainer_image
 from kfkit.components.recipe.component import champion_recipe
 from kfkit.pipelines.training import training_pipeline
 
@@ -77,6 +78,9 @@ def monitoring_pipeline(
         attribution_baseline_data=attribution_baseline_data,
     ).set_display_name("monitor")
     monitor.set_caching_options(False)  # new requests arrive between runs
+    # attribution drift runs the model: the step needs TensorFlow, which the trainer image has (the
+    # retrain below runs on it anyway); the monitor component's own spec keeps the lighter runtime image
+    monitor.set_container_image(trainer_image())
 
     with dsl.If(monitor.outputs["Output"] == True, name="drift-detected"):  # noqa: E712 (KFP condition)
         with dsl.If(retrain == True, name="retrain-enabled"):  # noqa: E712

@@ -294,3 +294,15 @@ def test_training_pipeline_hands_its_kserve_parameters_to_deploy_under_the_same_
     for name in ("endpoint_backend", "namespace", "model_storage_uri", "serving_service_account"):
         bound = deploy.inputs.parameters[name]
         assert bound.component_input_parameter.startswith("pipelinechannel--" + name), name
+
+
+def test_the_monitoring_pipeline_runs_its_monitor_step_where_tensorflow_is_for_attribution_drift(compiled):
+    from kfkit.config import runtime_image, trainer_image
+
+    spec = yaml.safe_load((compiled / "pipelines" / "monitoring.yaml").read_text())
+    executors = spec["deploymentSpec"]["executors"]
+
+    assert executors["exec-monitor-endpoint"]["container"]["image"] == trainer_image()
+    # the component itself keeps the runtime image for pipelines that reuse it without attributions
+    component = yaml.safe_load((compiled / "components" / "monitor.yaml").read_text())
+    assert next(iter(component["deploymentSpec"]["executors"].values()))["container"]["image"] == runtime_image()
