@@ -208,6 +208,22 @@ def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) ->
     return {"n": len(latencies), "seconds": elapsed, "latencies": latencies, "errors": errors[0]}
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, every thread's, user and system (/proc/PID/stat): what a request
+    costs the server, which other processes on a busy machine change far less than its throughput."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_with_cpu(server: dict, body: bytes, concurrency: int, seconds: float) -> dict:
+    """load(), with the server's CPU seconds over the run (kfkit's servers: their process is the server)."""
+    pid = server["process"].pid
+    before = cpu_seconds(pid)
+    result = load(server["port"], server["predict"], body, concurrency, seconds)
+    result["cpu"] = cpu_seconds(pid) - before
+    return result
+
+
 def in_process(model, batch: int, seconds: float) -> dict:
     instances = [PENGUIN] * batch
     for _ in range(10):
@@ -422,8 +438,10 @@ def main() -> None:
                         body = server["body"](batch)
                         # warm-up: the first calls trace the model, and each server settles at this load
                         load(server["port"], server["predict"], body, concurrency, 1.0 if n == 0 else 0.3)
+                        measure = load_with_cpu if name in (KFKIT, KFKIT_NO_LOG) else (
+                            lambda srv, b, c, t: load(srv["port"], srv["predict"], b, c, t))
                         runs.setdefault((name, batch, concurrency), []).append(
-                            load(server["port"], server["predict"], body, concurrency, args.seconds))
+                            measure(server, body, concurrency, args.seconds))
                 runs.setdefault((FLOOR, batch, 1), []).append(in_process(model, batch, args.seconds))
 
         single = v1_body(1)
@@ -482,6 +500,27 @@ def main() -> None:
         for batch in BATCHES:
             say(f"request logging costs at batch {batch}: "
                 + ", ".join(f"{costs[(batch, c)]:.1%} at concurrency {c}" for c in CONCURRENCY) + " (target <= 5%)")
+
+        def cpu_per_request(name, batch, concurrency):
+            found = runs[(name, batch, concurrency)]
+            return sum(r["cpu"] for r in found) / max(sum(r["n"] for r in found), 1)
+
+        say("the same cost as the server's CPU time per request (all passes; /proc's 10 ms ticks over "
+            "thousands of requests), which a busy machine disturbs far less than throughput:")
+        for batch in BATCHES:
+            parts = []
+            for c in CONCURRENCY:
+                on, off = cpu_per_request(KFKIT, batch, c), cpu_per_request(KFKIT_NO_LOG, batch, c)
+                parts.append(f"{on * 1e6:.0f} vs {off * 1e6:.0f} us ({on / off - 1:+.1%}) at concurrency {c}")
+            say(f"  batch {batch}: with vs without the request log: " + ", ".join(parts))
+        # each pass ran both servers on every row back to back: a pass's ratio compares like with like
+        ratios = np.array([(on["cpu"] / max(on["n"], 1)) / (off["cpu"] / max(off["n"], 1))
+                           for b in BATCHES for c in CONCURRENCY
+                           for on, off in zip(runs[(KFKIT, b, c)], runs[(KFKIT_NO_LOG, b, c)]) if off["cpu"] > 0])
+        spread = 1.96 * ratios.std(ddof=1) / np.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
+        say(f"request logging's CPU cost per request, every row and pass together ({len(ratios)} paired runs): "
+            f"{ratios.mean() - 1:+.1%} (95% interval {ratios.mean() - 1 - spread:+.1%} to "
+            f"{ratios.mean() - 1 + spread:+.1%}; target <= 5%)")
         for batch in BATCHES:
             say(f"kfkit one request at a time, batch {batch} / in-process predict: "
                 f"{results[(KFKIT, batch, 1)]['rps'] / results[(FLOOR, batch, 1)]['rps']:.0%}"
