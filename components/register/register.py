@@ -53,8 +53,8 @@ def register_model(model_dir: str, *, model_name: str, backend: str = "local", b
 
 
 def attach_explanation(registered: dict[str, Any], attributions_path: str, *, task: str = "",
-                       metrics: dict[str, float] | None = None, local_root: str | None = None, project: str = "", location: str = "", registry=None,
-                       vertex=None) -> str:
+                       metrics: dict[str, float] | None = None, local_root: str | None = None, project: str = "",
+                       location: str = "", registry=None, vertex=None) -> str:
     """Store the explain step's global importance with the version register made (`registered`: its
     VertexModel metadata): on MLflow as the version's tag and files, on Vertex AI as a ModelEvaluation
     of the version whose model_explanation holds the mean attributions (with the evaluation's
