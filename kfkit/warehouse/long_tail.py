@@ -287,7 +287,7 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return _approx_quantiles(node, respect_nulls=isinstance(node.parent, exp.RespectNulls))
     if kind == "ApproxTopK":
         return _approx_top_count(node)
-    return None
+    return nan_comparison(node)
 
 
 def instr(source, search, position, occurrence):
@@ -320,3 +320,141 @@ def instr(source, search, position, occurrence):
             return index + 1
         latest = index - 1  # overlapping matches count
     return 0
+
+
+# ---- NaN in comparisons ------------------------------------------------------------------------
+# operators#comparison_operators and data-types#floating_point_semantics: every comparison with NaN is
+# FALSE except !=, which is TRUE (IEEE 754); DuckDB holds NaN equal to itself and above +inf. Each
+# comparison gets a guard through bq_isnan, whose typeof() test DuckDB folds to FALSE at bind time for
+# any operand that is not FLOAT64, so the guard vanishes there (a join on INT64 keys stays a hash join).
+_NON_FLOAT_TYPES = {exp.DataType.Type.DATE, exp.DataType.Type.DATETIME, exp.DataType.Type.TIMESTAMP,
+                    exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIME, exp.DataType.Type.TEXT,
+                    exp.DataType.Type.VARCHAR, exp.DataType.Type.BOOLEAN, exp.DataType.Type.BIGINT,
+                    exp.DataType.Type.INT, exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY}
+
+
+def _never_nan(node: exp.Expression) -> bool:
+    """An operand that cannot be NaN and rules out a FLOAT64 on the other side, or a NULL literal."""
+    if isinstance(node, exp.Literal):
+        return node.is_string
+    if isinstance(node, (exp.Boolean, exp.Null)):
+        return True
+    return isinstance(node, exp.Cast) and node.to.this in _NON_FLOAT_TYPES and not (
+        node.to.this in (exp.DataType.Type.BIGINT, exp.DataType.Type.INT))
+
+
+def _integer(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Cast) and node.to.is_type("bigint", "int"):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()
+
+
+def _may_compare_nan(a: exp.Expression, b: exp.Expression) -> bool:
+    return not (_never_nan(a) or _never_nan(b) or (_integer(a) and _integer(b)))
+
+
+def _not_nan(node: exp.Expression) -> exp.Expression:
+    return exp.Not(this=_call("bq_isnan", node.copy()))
+
+
+def _is_null(node: exp.Expression) -> exp.Expression | None:
+    """`node IS NULL`, or None where it is a literal that is never NULL."""
+    if isinstance(node, exp.Literal) or (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)):
+        return None
+    return exp.Is(this=node.copy(), expression=exp.Null())
+
+
+def _guarded(comparison: exp.Expression, nan_side: exp.Expression, other: exp.Expression) -> exp.Expression:
+    """`comparison AND (NOT isnan(nan_side) OR other IS NULL)`: FALSE where nan_side is NaN, NULL kept."""
+    other_null = _is_null(other)
+    guard = _not_nan(nan_side) if other_null is None else exp.Or(this=_not_nan(nan_side), expression=other_null)
+    return exp.Paren(this=exp.And(this=exp.Paren(this=comparison), expression=exp.Paren(this=guard)))
+
+
+def nan_equal(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    return _guarded(exp.EQ(this=a.copy(), expression=b.copy()), a, b)
+
+
+def nan_comparison(node: exp.Expression) -> exp.Expression | None:
+    """The NaN-correct form of one comparison, or None where it is not one or NaN cannot reach it."""
+    if isinstance(node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)):
+        a, b = node.this, node.expression
+        if not _may_compare_nan(a, b):
+            return None
+        if isinstance(node, exp.EQ):
+            return nan_equal(a, b)
+        if isinstance(node, exp.NEQ):  # NaN != anything that is not NULL is TRUE
+            b_not_null = _is_null(b)
+            nan_true = _call("bq_isnan", a.copy()) if b_not_null is None else exp.And(
+                this=_call("bq_isnan", a.copy()), expression=exp.Not(this=b_not_null))
+            return exp.Paren(this=exp.Or(this=exp.Paren(this=node.copy()), expression=exp.Paren(this=nan_true)))
+        if isinstance(node, (exp.LT, exp.LTE)):  # DuckDB: x < NaN; NaN < x is FALSE on both
+            return _guarded(node.copy(), b, a)
+        return _guarded(node.copy(), a, b)  # x > NaN is FALSE on both; NaN > x is not
+    if isinstance(node, exp.Between):
+        value, low, high = node.this, node.args["low"], node.args["high"]
+        if not (_may_compare_nan(value, low) or _may_compare_nan(value, high)):
+            return None
+        return exp.Paren(this=exp.And(this=nan_comparison(exp.GTE(this=value.copy(), expression=low.copy())) or
+                                      exp.GTE(this=value.copy(), expression=low.copy()),
+                                      expression=nan_comparison(exp.LTE(this=value.copy(), expression=high.copy())) or
+                                      exp.LTE(this=value.copy(), expression=high.copy())))
+    if isinstance(node, exp.In):
+        return _nan_in(node)
+    if isinstance(node, exp.Nullif):
+        a, b = node.this, node.expression
+        if not _may_compare_nan(a, b):
+            return None
+        return exp.Case(ifs=[exp.If(this=nan_equal(a, b), true=exp.Null())], default=a.copy())
+    if isinstance(node, exp.Case) and node.this is not None:  # CASE x WHEN v: x = v
+        subject = node.this
+        if all(not _may_compare_nan(subject, branch.this) for branch in node.args.get("ifs") or []):
+            return None
+        ifs = [exp.If(this=nan_equal(subject, branch.this), true=branch.args["true"].copy())
+               for branch in node.args.get("ifs") or []]
+        default = node.args.get("default")
+        return exp.Case(ifs=ifs, default=default.copy() if default is not None else None)
+    return None
+
+
+def _nan_in(node: exp.In) -> exp.Expression | None:
+    """x IN (...): where x is NaN, NULL if the set holds a NULL, else FALSE (x = v is never TRUE)."""
+    value = node.this
+    if isinstance(node.parent, exp.Pivot):  # PIVOT(... FOR x IN (...)) names columns, compares nothing
+        return None
+    if node.args.get("expressions"):
+        elements = node.args["expressions"]
+        if all(not _may_compare_nan(value, e) for e in elements):
+            return None
+        nulls = [n for n in (_is_null(e) for e in elements) if n is not None]
+        if any(isinstance(e, exp.Null) for e in elements):
+            set_null = exp.Null()
+        elif nulls:
+            set_null = exp.Case(ifs=[exp.If(this=exp.or_(*nulls), true=exp.Null())], default=exp.false())
+        else:
+            set_null = None
+    elif node.args.get("unnest") is not None:
+        if _never_nan(value):
+            return None
+        array = node.args["unnest"].expressions[0]
+        set_null = exp.Case(ifs=[exp.If(this=exp.NEQ(this=_call("len", array.copy()),
+                                                     expression=_call("list_count", array.copy())),
+                                        true=exp.Null())], default=exp.false())
+    elif node.args.get("query") is not None:
+        if _never_nan(value):
+            return None
+        query = node.args["query"]
+        inner = query.this if isinstance(query, exp.Subquery) else query
+        probe = exp.maybe_parse("EXISTS(SELECT 1 FROM (SELECT 1) AS _kfkit_in WHERE FALSE)", dialect="duckdb")
+        from_ = exp.Subquery(this=inner.copy(), alias=exp.TableAlias(this=exp.to_identifier("_kfkit_in"),
+                                                                       columns=[exp.to_identifier("_kfkit_v")]))
+        select = probe.this
+        select.set("from_" if "from_" in select.args else "from", exp.From(this=from_))
+        select.set("where", exp.Where(this=exp.Is(this=exp.column("_kfkit_v"), expression=exp.Null())))
+        set_null = exp.Case(ifs=[exp.If(this=probe, true=exp.Null())], default=exp.false())
+    else:
+        return None
+    guard = _not_nan(value) if set_null is None else exp.Or(this=_not_nan(value), expression=set_null)
+    return exp.Paren(this=exp.And(this=exp.Paren(this=node.copy()), expression=exp.Paren(this=guard)))

@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
-from kfkit.warehouse import long_tail
+from kfkit.warehouse import long_tail, numeric
 from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
@@ -433,6 +433,7 @@ def _offset_rewrite(select: exp.Select) -> None:
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     """Apply every BigQuery-semantics rewrite to a parsed BigQuery query."""
     refusals(tree, sql)
+    kinds = numeric.annotate(tree)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
     long_tail.order_nan_keys(tree)
@@ -442,6 +443,13 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         tail = long_tail.fix(node)
         if tail is not None:
             return tail
+        mathematical = numeric.fix(node)
+        if mathematical is not None:
+            return mathematical
+        if isinstance(node, exp.Avg):
+            average = numeric.average(node, kinds.get(id(node)))
+            if average is not None:
+                return average
         what = node.sql(dialect="bigquery", unsupported_level=ErrorLevel.IGNORE)[:60] if isinstance(node, exp.Func) else ""
         if isinstance(node, exp.Literal) and not node.is_string:
             if re.search(r"[.eE]", node.this):
@@ -527,7 +535,7 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 return parsed
             return _call("timezone", _zone(node), exp.Cast(this=parsed, to=exp.DataType.build("TIMESTAMP")))
         if isinstance(node, exp.Div) and not node.args.get("safe"):
-            return _call("bq_divide", node.this, node.expression)
+            return numeric.divide(node, kinds.get(id(node)))
         if isinstance(node, exp.IntDiv):
             return _call("bq_int_div", node.this, node.expression)
         if isinstance(node, exp.Mod):

@@ -45,7 +45,7 @@ def register_functions(con) -> None:
     import duckdb
     from duckdb.sqltypes import BIGINT, VARCHAR
 
-    from kfkit.warehouse import json_functions, long_tail, semantics
+    from kfkit.warehouse import json_functions, long_tail, numeric, semantics
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
@@ -64,6 +64,7 @@ def register_functions(con) -> None:
     con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
     for macro in semantics.MACROS:
         con.execute(macro)
+    numeric.register(con)
 
 
 def parse(sql: str) -> exp.Expression:
