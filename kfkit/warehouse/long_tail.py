@@ -287,6 +287,8 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return _approx_quantiles(node, respect_nulls=isinstance(node.parent, exp.RespectNulls))
     if kind == "ApproxTopK":
         return _approx_top_count(node)
+    if kind in _JSON_FUNCTIONS:
+        return _json(node, *_JSON_FUNCTIONS[kind])
     return nan_comparison(node)
 
 
@@ -320,6 +322,29 @@ def instr(source, search, position, occurrence):
             return index + 1
         latest = index - 1  # overlapping matches count
     return 0
+
+
+# ---- JSON functions over JSON text (json_functions.json_scalar / json_array) --------------------------
+_JSON_FUNCTIONS = {"JSONExtract": ("bq_json_scalar", "query"), "JSONExtractScalar": ("bq_json_scalar", "value"),
+                   "JSONExtractArray": ("bq_json_array", "query"), "JSONValueArray": ("bq_json_array", "value")}
+
+
+def _json(node: exp.Expression, function: str, mode: str) -> exp.Expression:
+    path = node.expression
+    if path is None:
+        path = exp.Literal.string("$")
+    elif isinstance(path, exp.JSONPath):
+        raw = path.meta.get("kfkit_path")
+        if raw is None:
+            raise QueryError(f"{node.sql(dialect='bigquery')[:60]}: the local warehouse needs the JSONPath as a string "
+                             "literal or a STRING value")
+        path = exp.Literal.string(raw)
+    elif not (isinstance(path, exp.Literal) and path.is_string):
+        path = exp.Cast(this=path, to=exp.DataType.build("VARCHAR"))
+    value = node.this
+    is_json = exp.EQ(this=_call("typeof", value.copy()), expression=exp.Literal.string("JSON"))
+    return _call(function, exp.Cast(this=value.copy(), to=exp.DataType.build("VARCHAR")), path,
+                 exp.Literal.string(mode), is_json)
 
 
 # ---- NaN in comparisons ------------------------------------------------------------------------
