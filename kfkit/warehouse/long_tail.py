@@ -48,6 +48,12 @@ MACROS = [
               AND typeof(y) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
            THEN (CAST(x AS BIGINT) - CAST(x AS BIGINT) % CAST(y AS BIGINT)) // CAST(y AS BIGINT)
          ELSE CAST(trunc(x / y) AS BIGINT) END""",
+    # a RANGE frame with an offset orders by a numeric key (INT64, NUMERIC, FLOAT64), never a DATE or TIMESTAMP
+    """CREATE OR REPLACE MACRO bq_range_checked(w, k) AS CASE
+         WHEN typeof(k) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT', 'HUGEINT', 'DOUBLE', 'FLOAT', 'NULL')
+              OR typeof(k) LIKE 'DECIMAL%' THEN w
+         ELSE error('RANGE window frame: an offset needs a numeric ORDER BY key (INT64, NUMERIC or FLOAT64), '
+                    || 'not ' || typeof(k) || '; use ROWS, or order by UNIX_DATE(...) / UNIX_SECONDS(...)') END""",
     """CREATE OR REPLACE MACRO bq_format_string(x, spec) AS CASE WHEN typeof(x) IN ('VARCHAR', 'NULL') THEN x
          ELSE error('FORMAT: ' || spec || ' takes a STRING, not ' || typeof(x)) END""",
 ]
@@ -198,10 +204,37 @@ def _capture_groups(pattern: str) -> int:
     return count
 
 
+def range_frames(tree: exp.Expression, sql: str) -> None:
+    """A RANGE frame with an offset (`RANGE BETWEEN 2 PRECEDING AND ...`) needs exactly one ORDER BY key, of a
+    numeric type (window-function-calls#def_window_frame); DuckDB would also take a DATE or TIMESTAMP key (the
+    offset read as days), so the key is checked (bq_range_checked) where BigQuery rejects the query."""
+    from kfkit.warehouse.semantics import line_of
+
+    for window in tree.find_all(exp.Window):
+        spec = window.args.get("spec")
+        if spec is None or str(spec.args.get("kind") or "").upper() != "RANGE":
+            continue
+        bounds = [spec.args.get("start"), spec.args.get("end")]
+        if not any(isinstance(b, exp.Expression) and not (isinstance(b, exp.Var) or b.name.upper() in
+                                                           ("UNBOUNDED", "CURRENT ROW")) for b in bounds if b is not None):
+            continue
+        order = window.args.get("order")
+        keys = order.expressions if order is not None else []
+        if len(keys) != 1:
+            line = line_of(sql, "RANGE")
+            raise QueryError(f"{f'line {line}: ' if line else ''}a RANGE window frame with an offset needs exactly "
+                             f"one ORDER BY key, of a numeric type; this window has {len(keys)}")
+        key = keys[0].this.copy()
+        window.replace(_call("bq_range_checked", window.copy(), key))
+
+
 def order_nan_keys(tree: exp.Expression) -> None:
     """Before each ORDER BY key, one that puts NULL and NaN where BigQuery does: ascending NULL (by
     default), NaN, -inf ... +inf; descending +inf ... -inf, NaN, NULL (data-types#floating_point_semantics)."""
     for order in tree.find_all(exp.Order):
+        spec = order.parent.args.get("spec") if isinstance(order.parent, exp.Window) else None
+        if spec is not None and str(spec.args.get("kind") or "").upper() == "RANGE":
+            continue  # a RANGE frame orders by its one numeric key (window-function-calls#def_window_frame)
         keys = []
         for ordered in order.expressions:
             value = ordered.this
