@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
-from kfkit.warehouse import long_tail, numeric
+from kfkit.warehouse import long_tail, numeric, strings
 from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
@@ -45,6 +45,7 @@ MACROS = [
     f"""CREATE OR REPLACE MACRO bq_string(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN bq_double_to_string(TRY_CAST(x AS DOUBLE))
          WHEN typeof(x) LIKE 'DECIMAL%' THEN {DECIMAL_TO_STRING_SQL.format(x="x")}
+         WHEN typeof(x) = 'BLOB' THEN decode(TRY_CAST(x AS BLOB))
          ELSE CAST(x AS VARCHAR) END""",
     # x / y is FLOAT64 and an error when y is 0 (IEEE_DIVIDE gives inf/NaN, SAFE_DIVIDE NULL)
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
@@ -444,7 +445,7 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         tail = long_tail.fix(node)
         if tail is not None:
             return tail
-        mathematical = numeric.fix(node)
+        mathematical = numeric.fix(node) or strings.fix(node)
         if mathematical is not None:
             return mathematical
         if isinstance(node, exp.Avg):

@@ -47,7 +47,7 @@ def register_functions(con) -> None:
     import duckdb
     from duckdb.sqltypes import BIGINT, VARCHAR
 
-    from kfkit.warehouse import json_functions, long_tail, numeric, semantics
+    from kfkit.warehouse import json_functions, long_tail, numeric, semantics, strings
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
@@ -68,6 +68,7 @@ def register_functions(con) -> None:
     for macro in semantics.MACROS:
         con.execute(macro)
     numeric.register(con)
+    strings.register(con)
 
 
 class _BigQuery(BigQuery):
