@@ -204,12 +204,11 @@ def _capture_groups(pattern: str) -> int:
     return count
 
 
-def range_frames(tree: exp.Expression, sql: str) -> None:
+def range_frames(tree: exp.Expression, sql: str, line_of) -> None:
     """A RANGE frame with an offset (`RANGE BETWEEN 2 PRECEDING AND ...`) needs exactly one ORDER BY key, of a
     numeric type (window-function-calls#def_window_frame); DuckDB would also take a DATE or TIMESTAMP key (the
-    offset read as days), so the key is checked (bq_range_checked) where BigQuery rejects the query."""
-    from kfkit.warehouse.semantics import line_of
-
+    offset read as days), so the key is checked (bq_range_checked) where BigQuery rejects the query.
+    `line_of(sql, word)` names the line (semantics.line_of)."""
     for window in tree.find_all(exp.Window):
         spec = window.args.get("spec")
         if spec is None or str(spec.args.get("kind") or "").upper() != "RANGE":

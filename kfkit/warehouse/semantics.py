@@ -437,7 +437,7 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     kinds = numeric.annotate(tree)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
-    long_tail.range_frames(tree, sql)
+    long_tail.range_frames(tree, sql, line_of)
     long_tail.order_nan_keys(tree)
     tree = long_tail.pivot_names(tree)
 
