@@ -311,6 +311,10 @@ def fix(node: exp.Expression) -> exp.Expression | None:
             _float_literal(v) for v in (node.args.get("start"), node.args.get("end"), node.args.get("step"))):
         raise QueryError("GENERATE_ARRAY over FLOAT64 is not supported by the local warehouse (its elements' "
                          "rounding may differ); generate integers and divide them")
+    if isinstance(node, exp.ArrayToString) and not isinstance(node.expression, exp.Literal):
+        # array_functions#array_to_string: a NULL delimiter gives NULL (DuckDB would join with ',')
+        return exp.If(this=exp.Is(this=node.expression.copy(), expression=exp.Null()),
+                      true=exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")), false=node.copy())
     if isinstance(node, exp.BitwiseCount):  # BIT_COUNT of an INT64 counts its 64 bits (two's complement)
         return _call("bit_count", exp.Cast(this=node.this, to=exp.DataType.build("BIGINT")))
     if isinstance(node, exp.ApproxDistinct):  # exact: COUNT(DISTINCT x), "the actual value"
