@@ -258,7 +258,8 @@ def explain_error(exc: Exception, query: str) -> str:
     message = re.sub(r"^(Catalog|Binder|Parser|Conversion|Invalid Input|Out of Range) Error: ", "", message)
     # DuckDB's type names as BigQuery's
     for duck, bigquery in (("DECIMAL(38,9)", "NUMERIC"), ("DECIMAL(38, 9)", "NUMERIC"), ("DOUBLE", "FLOAT64"),
-                           ("BIGINT", "INT64"), ("VARCHAR", "STRING"), ("BOOLEAN", "BOOL")):
+                           ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
+                           ("BOOLEAN", "BOOL")):
         message = message.replace(duck, bigquery)
     function = re.search(r"[Ff]unction with name \"?([A-Za-z_][\w.]*)\"? (does not exist|is not in the catalog)",
                          message)

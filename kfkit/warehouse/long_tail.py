@@ -43,6 +43,8 @@ MACROS = [
          THEN isnan(TRY_CAST(x AS DOUBLE)) ELSE FALSE END""",
     # DIV(x, y) on INT64 exactly (not through a double): x - MOD(x, y) is a multiple of y
     """CREATE OR REPLACE MACRO bq_int_div(x, y) AS CASE
+         WHEN typeof(x) IN ('DOUBLE', 'FLOAT') OR typeof(y) IN ('DOUBLE', 'FLOAT')
+           THEN error('DIV takes INT64 or NUMERIC arguments, not FLOAT64')
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          WHEN typeof(x) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
               AND typeof(y) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')

@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
-from kfkit.warehouse import long_tail, numeric, strings
+from kfkit.warehouse import arguments, long_tail, numeric, strings
 from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
@@ -52,6 +52,8 @@ MACROS = [
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE CAST(x AS DOUBLE) / CAST(y AS DOUBLE) END""",
     """CREATE OR REPLACE MACRO bq_mod(x, y) AS CASE
+         WHEN typeof(x) IN ('DOUBLE', 'FLOAT') OR typeof(y) IN ('DOUBLE', 'FLOAT')
+           THEN error('MOD takes INT64 or NUMERIC arguments, not FLOAT64')
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE x % y END""",
     "CREATE OR REPLACE MACRO ieee_divide(x, y) AS CAST(x AS DOUBLE) / CAST(y AS DOUBLE)",
@@ -94,7 +96,7 @@ MACROS = [
          WHEN i - base < 0 OR i - base >= len(arr)
            THEN error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds')
          ELSE arr[i - base + 1] END""",
-] + long_tail.MACROS
+] + long_tail.MACROS + arguments.MACROS
 
 # Operators whose integer literal operands BigQuery computes in INT64.
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
@@ -441,7 +443,12 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     long_tail.order_nan_keys(tree)
     tree = long_tail.pivot_names(tree)
 
+    def where(name: str) -> str:
+        line = line_of(sql, name) if name[:1].isalpha() else None
+        return f"line {line}: {name}" if line else name
+
     def fix(node: exp.Expression) -> exp.Expression:
+        arguments.check(node, where)
         tail = long_tail.fix(node)
         if tail is not None:
             return tail
