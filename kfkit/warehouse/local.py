@@ -261,6 +261,9 @@ def explain_error(exc: Exception, query: str) -> str:
                            ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
                            ("BOOLEAN", "BOOL")):
         message = message.replace(duck, bigquery)
+    raised = re.search(r"Could not convert string 'kfkit-error: (.*?)' to INT32", message)
+    if raised:  # a BigQuery error the translation raises where a row reaches it (semantics: bq_fail)
+        return raised.group(1)
     function = re.search(r"[Ff]unction with name \"?([A-Za-z_][\w.]*)\"? (does not exist|is not in the catalog)",
                          message)
     if function:

@@ -70,6 +70,13 @@ MACROS = [
             " OR (isfinite(x) AND isfinite(y) AND isinf(power(x, y)))",
             "power(x, y)", f"'invalid arguments or overflow: ' || {_text('x')} || ', ' || {_text('y')}"),
     _domain("exp", "x", "isfinite(x) AND isinf(exp(x))", "exp(x)", f"'overflow: ' || {_text('x')}"),
+    # data-types#floating_point_semantics: "an overflow error if the input is finite but the output would be
+    # non-finite"; DuckDB answers +/-inf
+    """CREATE OR REPLACE MACRO bq_overflow_checked(r, finite_inputs) AS CASE
+         WHEN typeof(r) IN ('DOUBLE', 'FLOAT') AND isinf(TRY_CAST(r AS DOUBLE)) AND finite_inputs
+           THEN error('floating point overflow: finite FLOAT64 operands gave ' || CAST(r AS VARCHAR)) ELSE r END""",
+    """CREATE OR REPLACE MACRO bq_finite_input(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN isfinite(TRY_CAST(x AS DOUBLE)) ELSE TRUE END""",
     "CREATE OR REPLACE MACRO pi_numeric() AS CAST('3.141592654' AS DECIMAL(38, 9))",
     # a NUMERIC operand whose type the translation could not see: refused, not answered as FLOAT64
     """CREATE OR REPLACE MACRO bq_not_numeric(x, what) AS CASE WHEN typeof(x) LIKE 'DECIMAL%'
@@ -138,8 +145,6 @@ def register(con) -> None:
             con.create_function(name, function, args, numeric, null_handling="special", side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
-    for macro in MACROS:
-        con.execute(macro)
 
 
 # ---- at translation time -----------------------------------------------------------------------
@@ -243,9 +248,12 @@ def divide(node: exp.Div, kind: str | None) -> exp.Expression:
     if kind == "numeric":
         return _call("bq_numeric_divide", node.this, node.expression)
     if kind is None:
-        what = exp.Literal.string("division")
-        return _call("bq_divide", _call("bq_not_numeric", node.this, what),
-                     _call("bq_not_numeric", node.expression, what.copy()))
+        def checked(operand: exp.Expression) -> exp.Expression:
+            if _classify(operand.type) is not None or isinstance(operand, exp.Literal) or (
+                    isinstance(operand, exp.Cast) and isinstance(operand.this, exp.Literal)):
+                return operand  # a literal's type is known: no NUMERIC hides there
+            return _call("bq_not_numeric", operand, exp.Literal.string("division"))
+        return _call("bq_divide", checked(node.this), checked(node.expression))
     return _call("bq_divide", node.this, node.expression)
 
 
@@ -310,3 +318,60 @@ def fix(node: exp.Expression) -> exp.Expression | None:
             return None
         return _call(_ROUNDING[kind], node.this)
     return None
+
+
+# ---- FLOAT64 overflow in + - * / ---------------------------------------------------------------------
+_CHAIN = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
+_CHAIN_CALLS = ("bq_divide",)
+
+
+def _in_chain(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Paren):
+        return _in_chain(node.this)
+    return isinstance(node, _CHAIN) or (isinstance(node, exp.Anonymous) and str(node.this) in _CHAIN_CALLS)
+
+
+def _leaves(node: exp.Expression, out: list) -> None:
+    inner = node.this if isinstance(node, exp.Paren) else node
+    if isinstance(inner, exp.Paren) or _in_chain(inner):
+        children = inner.expressions if isinstance(inner, exp.Anonymous) else \
+            [c for c in (inner.args.get("this"), inner.args.get("expression")) if isinstance(c, exp.Expression)]
+        if isinstance(inner, exp.Paren):
+            children = [inner.this]
+        for child in children:
+            _leaves(child, out)
+    else:
+        out.append(inner)
+
+
+def overflow_checks(tree: exp.Expression) -> None:
+    """Each outermost chain of + - * / gets an overflow check over its operands (linear in their size): an
+    infinite FLOAT64 result of finite operands is an error. Not over INTERVAL operands."""
+    tops = []
+    for node in tree.walk():
+        if not _in_chain(node) or isinstance(node, exp.Paren):
+            continue
+        parent = node.parent
+        while isinstance(parent, exp.Paren):
+            parent = parent.parent
+        if parent is not None and _in_chain(parent):
+            continue
+        if any(isinstance(a, exp.Interval) for a in _ancestors(node)):
+            continue
+        tops.append(node)
+    for top in tops:
+        leaves: list = []
+        _leaves(top, leaves)
+        if any(isinstance(leaf, exp.Interval) for leaf in leaves) or all(
+                isinstance(leaf, exp.Literal) or (isinstance(leaf, exp.Cast) and isinstance(leaf.this, exp.Literal)
+                                                  and leaf.to.is_type("bigint")) for leaf in leaves):
+            continue
+        finite = exp.and_(*[_call("bq_finite_input", leaf.copy()) for leaf in leaves])
+        top.replace(_call("bq_overflow_checked", top.copy(), finite))
+
+
+def _ancestors(node: exp.Expression):
+    node = node.parent
+    while node is not None:
+        yield node
+        node = node.parent

@@ -139,6 +139,41 @@ REFUSED_FUNCTIONS = {
 _DUCKDB_STRFTIME = set("aAwudbBmyYHIpMSjUWVGZz%")  # elements DuckDB's strftime shares with BigQuery
 
 
+# DuckDB's error() has side effects: an expression holding it cannot be named by its alias in ORDER BY
+# (`SELECT x / 2 AS y ... ORDER BY y`) nor sit in a window's ORDER BY. A failing CAST has none, but DuckDB
+# folds a constant one even in a CASE branch not taken; so each macro that raises gets a twin, name_rows,
+# raising through bq_fail with its arguments in the failing text (never constant where that argument
+# holds a column), and rows_variants() picks the twin for a call whose arguments read a column.
+# local.explain_error reports the message.
+FAIL_MACRO = """CREATE OR REPLACE MACRO bq_fail(dep, msg) AS CASE
+     WHEN CAST(('kfkit-error: ' || msg || CASE WHEN dep IS NULL THEN '' ELSE '' END) AS INTEGER) IS NULL THEN NULL
+     ELSE NULL END"""
+_MACRO_HEAD = re.compile(r"CREATE OR REPLACE MACRO (\w+)\(([\w, ]*)\)", re.S)
+
+
+def row_twins(macros: list[str]) -> tuple[list[str], set[str]]:
+    """The name_rows twin of every macro that calls error(), and the names that have one."""
+    twins, names = [], set()
+    for macro in macros:
+        head = _MACRO_HEAD.search(macro)
+        if head is None or "error(" not in macro:
+            continue
+        name, params = head.group(1), [p.strip() for p in head.group(2).split(",") if p.strip()]
+        dep = "(" + " OR ".join(f"{p} IS NULL" for p in params) + ")"
+        body = re.sub(r"(?<![\w.])error\(", f"bq_fail({dep}, ", macro[head.end():])
+        twins.append(f"CREATE OR REPLACE MACRO {name}_rows({', '.join(params)}){body}")
+        names.add(name.lower())
+    return twins, names
+
+
+def use_row_twins(tree: exp.Expression, names: set[str]) -> None:
+    """Call the name_rows twin where a raising macro's arguments read a column (see FAIL_MACRO)."""
+    for call in list(tree.find_all(exp.Anonymous)):
+        name = str(call.this).lower()
+        if name in names and any(True for _ in call.find_all(exp.Column)):
+            call.set("this", f"{name}_rows")
+
+
 def line_of(sql: str, name: str) -> int | None:
     """The first line (1-based) of the query text that names `name` as a word, or None."""
     pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.I)
@@ -576,6 +611,8 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 tree = new
             else:
                 node.replace(new)
+    numeric.overflow_checks(tree)
+    use_row_twins(tree, ROW_TWIN_NAMES)
     return tree
 
 
@@ -608,3 +645,13 @@ def _array_agg(node: exp.Expression) -> exp.Expression | None:
     if not ignore_nulls:
         call = f"bq_array_no_nulls({call})"
     return exp.maybe_parse(call, dialect="duckdb")
+
+
+def all_macros() -> list[str]:
+    """Every macro a connection needs: MACROS, numeric's, bq_fail and the name_rows twins."""
+    base = MACROS + numeric.MACROS
+    twins, _ = row_twins(base)
+    return [FAIL_MACRO] + base + twins
+
+
+ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS)[1]

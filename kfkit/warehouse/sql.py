@@ -65,9 +65,9 @@ def register_functions(con) -> None:
         pass
     con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
     json_functions.register(con)
-    for macro in semantics.MACROS:
+    numeric.register(con)  # its Python functions; its macros come with semantics.all_macros()
+    for macro in semantics.all_macros():
         con.execute(macro)
-    numeric.register(con)
     strings.register(con)
 
 
