@@ -193,3 +193,128 @@ def decimals_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 _LOCAL = threading.local()
+
+
+# ---- JSON_QUERY, JSON_VALUE and their arrays over JSON text ---------------------------------------
+# json_functions: a JSONPath is `$` then `.name`, `."quoted name"`, `['name']` (and `[name]`) or `[index]`;
+# any other path is an error. Over a STRING, malformed JSON text gives NULL, and so does a JSON null
+# (SQL NULL: "null" is only kept for the JSON type). JSON_VALUE of an object or array is NULL.
+_PATH_STEP = re.compile(r"""\.(?P<name>[^.\[\]"'\s]+)|\."(?P<dq>[^"]*)"|\[\s*'(?P<sq>[^']*)'\s*\]"""
+                        r"""|\[\s*"(?P<bdq>[^"]*)"\s*\]|\[\s*(?P<index>\d+)\s*\]|\[(?P<bare>[A-Za-z_][\w]*)\]""")
+
+
+class _Number(str):
+    """A JSON number kept as its text (BigQuery hands numbers on as they are written)."""
+
+
+@lru_cache(maxsize=1024)
+def json_path(path: str) -> tuple:
+    if not path.startswith("$"):
+        raise ValueError(f"invalid JSONPath {path!r}: a JSONPath starts with $")
+    steps, position = [], 1
+    while position < len(path):
+        match = _PATH_STEP.match(path, position)
+        if not match:
+            raise ValueError(f"invalid JSONPath {path!r} at character {position + 1}")
+        if match["index"] is not None:
+            steps.append(int(match["index"]))
+        else:
+            steps.append(next(g for g in (match["name"], match["dq"], match["sq"], match["bdq"], match["bare"])
+                              if g is not None))
+        position = match.end()
+    return tuple(steps)
+
+
+def _dump(value) -> str:
+    if isinstance(value, _Number):
+        return str(value)
+    if isinstance(value, str):
+        return _escape(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    return "{" + ",".join(_escape(k) + ":" + _dump(v) for k, v in value.items()) + "}"
+
+
+_MISSING = object()
+
+
+def _select(text: str | None, path: str, is_json: bool):
+    """The value at `path` in the JSON text, or _MISSING (no such value, malformed text, or a NULL input)."""
+    steps = json_path(path)
+    if text is None:
+        return _MISSING
+    try:
+        value = json.loads(text, parse_float=_Number, parse_int=_Number)
+    except ValueError:
+        if is_json:
+            raise
+        return _MISSING
+    for step in steps:
+        if isinstance(step, int) and isinstance(value, list) and step < len(value):
+            value = value[step]
+        elif isinstance(step, str) and isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(step, str) and isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return _MISSING
+    return value
+
+
+def _scalar_text(value) -> str | None:
+    if isinstance(value, (dict, list)) or value is None or value is _MISSING:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def json_scalar(text, path, mode, is_json):
+    """JSON_QUERY / JSON_EXTRACT (mode 'query'): the JSON text there; JSON_VALUE / JSON_EXTRACT_SCALAR
+    (mode 'value'): the scalar there as a STRING."""
+    if path is None:
+        return None
+    value = _select(text, path, bool(is_json))
+    if value is _MISSING:
+        return None
+    if mode == "value":
+        return _scalar_text(value)
+    if value is None and not is_json:
+        return None
+    return _dump(value)
+
+
+def json_array(text, path, mode, is_json):
+    """JSON_QUERY_ARRAY / JSON_EXTRACT_ARRAY (mode 'query'): the elements' JSON texts; JSON_VALUE_ARRAY /
+    JSON_EXTRACT_STRING_ARRAY (mode 'value'): the scalar elements as STRINGs, NULL if any is not a scalar."""
+    if path is None:
+        return None
+    value = _select(text, path, bool(is_json))
+    if not isinstance(value, list):
+        return None
+    if mode == "query":
+        return [_dump(v) for v in value]
+    texts = [_scalar_text(v) for v in value]
+    if any(t is None and v is not None for t, v in zip(texts, value)):
+        return None
+    return texts
+
+
+def register(con) -> None:
+    import duckdb
+    from duckdb.sqltypes import DuckDBPyType
+
+    text, flag = DuckDBPyType("VARCHAR"), DuckDBPyType("BOOLEAN")
+    for name, function, result in (("bq_json_scalar", json_scalar, text),
+                                   ("bq_json_array", json_array, DuckDBPyType("VARCHAR[]"))):
+        try:
+            con.create_function(name, function, [text, text, text, flag], result, null_handling="special",
+                                side_effects=False)
+        except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
+            pass

@@ -222,8 +222,11 @@ class LocalWarehouse:
         try:
             duck_sql = self._prepare(query, con, params)
             reader = execute(con, duck_sql, params, query).to_arrow_reader(batch_rows)
-            for batch in reader:
-                yield batch
+            try:
+                for batch in reader:
+                    yield batch
+            except duckdb.Error as exc:  # an error while running (a BigQuery error() of a macro, an overflow)
+                raise QueryError(explain_error(exc, query)) from exc
         finally:
             con.close()
 
@@ -253,6 +256,14 @@ def explain_error(exc: Exception, query: str) -> str:
     """DuckDB's error in BigQuery's terms: the function or column by name, and its line in the query."""
     message = re.sub(r"\s+", " ", str(exc)).strip()
     message = re.sub(r"^(Catalog|Binder|Parser|Conversion|Invalid Input|Out of Range) Error: ", "", message)
+    # DuckDB's type names as BigQuery's
+    for duck, bigquery in (("DECIMAL(38,9)", "NUMERIC"), ("DECIMAL(38, 9)", "NUMERIC"), ("DOUBLE", "FLOAT64"),
+                           ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
+                           ("BOOLEAN", "BOOL")):
+        message = message.replace(duck, bigquery)
+    raised = re.search(r"Could not convert string 'kfkit-error: (.*?)' to INT32", message)
+    if raised:  # a BigQuery error the translation raises where a row reaches it (semantics: bq_fail)
+        return raised.group(1)
     function = re.search(r"[Ff]unction with name \"?([A-Za-z_][\w.]*)\"? (does not exist|is not in the catalog)",
                          message)
     if function:

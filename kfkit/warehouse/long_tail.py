@@ -43,11 +43,19 @@ MACROS = [
          THEN isnan(TRY_CAST(x AS DOUBLE)) ELSE FALSE END""",
     # DIV(x, y) on INT64 exactly (not through a double): x - MOD(x, y) is a multiple of y
     """CREATE OR REPLACE MACRO bq_int_div(x, y) AS CASE
+         WHEN typeof(x) IN ('DOUBLE', 'FLOAT') OR typeof(y) IN ('DOUBLE', 'FLOAT')
+           THEN error('DIV takes INT64 or NUMERIC arguments, not FLOAT64')
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          WHEN typeof(x) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
               AND typeof(y) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT')
            THEN (CAST(x AS BIGINT) - CAST(x AS BIGINT) % CAST(y AS BIGINT)) // CAST(y AS BIGINT)
          ELSE CAST(trunc(x / y) AS BIGINT) END""",
+    # a RANGE frame with an offset orders by a numeric key (INT64, NUMERIC, FLOAT64), never a DATE or TIMESTAMP
+    """CREATE OR REPLACE MACRO bq_range_checked(w, k) AS CASE
+         WHEN typeof(k) IN ('BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT', 'HUGEINT', 'DOUBLE', 'FLOAT', 'NULL')
+              OR typeof(k) LIKE 'DECIMAL%' THEN w
+         ELSE error('RANGE window frame: an offset needs a numeric ORDER BY key (INT64, NUMERIC or FLOAT64), '
+                    || 'not ' || typeof(k) || '; use ROWS, or order by UNIX_DATE(...) / UNIX_SECONDS(...)') END""",
     """CREATE OR REPLACE MACRO bq_format_string(x, spec) AS CASE WHEN typeof(x) IN ('VARCHAR', 'NULL') THEN x
          ELSE error('FORMAT: ' || spec || ' takes a STRING, not ' || typeof(x)) END""",
 ]
@@ -198,10 +206,36 @@ def _capture_groups(pattern: str) -> int:
     return count
 
 
+def range_frames(tree: exp.Expression, sql: str, line_of) -> None:
+    """A RANGE frame with an offset (`RANGE BETWEEN 2 PRECEDING AND ...`) needs exactly one ORDER BY key, of a
+    numeric type (window-function-calls#def_window_frame); DuckDB would also take a DATE or TIMESTAMP key (the
+    offset read as days), so the key is checked (bq_range_checked) where BigQuery rejects the query.
+    `line_of(sql, word)` names the line (semantics.line_of)."""
+    for window in tree.find_all(exp.Window):
+        spec = window.args.get("spec")
+        if spec is None or str(spec.args.get("kind") or "").upper() != "RANGE":
+            continue
+        bounds = [spec.args.get("start"), spec.args.get("end")]
+        if not any(isinstance(b, exp.Expression) and not (isinstance(b, exp.Var) or b.name.upper() in
+                                                           ("UNBOUNDED", "CURRENT ROW")) for b in bounds if b is not None):
+            continue
+        order = window.args.get("order")
+        keys = order.expressions if order is not None else []
+        if len(keys) != 1:
+            line = line_of(sql, "RANGE")
+            raise QueryError(f"{f'line {line}: ' if line else ''}a RANGE window frame with an offset needs exactly "
+                             f"one ORDER BY key, of a numeric type; this window has {len(keys)}")
+        key = keys[0].this.copy()
+        window.replace(_call("bq_range_checked", window.copy(), key))
+
+
 def order_nan_keys(tree: exp.Expression) -> None:
     """Before each ORDER BY key, one that puts NULL and NaN where BigQuery does: ascending NULL (by
     default), NaN, -inf ... +inf; descending +inf ... -inf, NaN, NULL (data-types#floating_point_semantics)."""
     for order in tree.find_all(exp.Order):
+        spec = order.parent.args.get("spec") if isinstance(order.parent, exp.Window) else None
+        if spec is not None and str(spec.args.get("kind") or "").upper() == "RANGE":
+            continue  # a RANGE frame orders by its one numeric key (window-function-calls#def_window_frame)
         keys = []
         for ordered in order.expressions:
             value = ordered.this
@@ -279,6 +313,10 @@ def fix(node: exp.Expression) -> exp.Expression | None:
             _float_literal(v) for v in (node.args.get("start"), node.args.get("end"), node.args.get("step"))):
         raise QueryError("GENERATE_ARRAY over FLOAT64 is not supported by the local warehouse (its elements' "
                          "rounding may differ); generate integers and divide them")
+    if isinstance(node, exp.ArrayToString) and not isinstance(node.expression, exp.Literal):
+        # array_functions#array_to_string: a NULL delimiter gives NULL (DuckDB would join with ',')
+        return exp.If(this=exp.Is(this=node.expression.copy(), expression=exp.Null()),
+                      true=exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")), false=node.copy())
     if isinstance(node, exp.BitwiseCount):  # BIT_COUNT of an INT64 counts its 64 bits (two's complement)
         return _call("bit_count", exp.Cast(this=node.this, to=exp.DataType.build("BIGINT")))
     if isinstance(node, exp.ApproxDistinct):  # exact: COUNT(DISTINCT x), "the actual value"
@@ -287,7 +325,9 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return _approx_quantiles(node, respect_nulls=isinstance(node.parent, exp.RespectNulls))
     if kind == "ApproxTopK":
         return _approx_top_count(node)
-    return None
+    if kind in _JSON_FUNCTIONS:
+        return _json(node, *_JSON_FUNCTIONS[kind])
+    return nan_comparison(node)
 
 
 def instr(source, search, position, occurrence):
@@ -320,3 +360,164 @@ def instr(source, search, position, occurrence):
             return index + 1
         latest = index - 1  # overlapping matches count
     return 0
+
+
+# ---- JSON functions over JSON text (json_functions.json_scalar / json_array) --------------------------
+_JSON_FUNCTIONS = {"JSONExtract": ("bq_json_scalar", "query"), "JSONExtractScalar": ("bq_json_scalar", "value"),
+                   "JSONExtractArray": ("bq_json_array", "query"), "JSONValueArray": ("bq_json_array", "value")}
+
+
+def _json(node: exp.Expression, function: str, mode: str) -> exp.Expression:
+    path = node.expression
+    if path is None:
+        path = exp.Literal.string("$")
+    elif isinstance(path, exp.JSONPath):
+        raw = path.meta.get("kfkit_path")
+        if raw is None:
+            raise QueryError(f"{node.sql(dialect='bigquery')[:60]}: the local warehouse needs the JSONPath as a string "
+                             "literal or a STRING value")
+        path = exp.Literal.string(raw)
+    elif not (isinstance(path, exp.Literal) and path.is_string):
+        path = exp.Cast(this=path, to=exp.DataType.build("VARCHAR"))
+    value = node.this
+    is_json = exp.EQ(this=_call("typeof", value.copy()), expression=exp.Literal.string("JSON"))
+    return _call(function, exp.Cast(this=value.copy(), to=exp.DataType.build("VARCHAR")), path,
+                 exp.Literal.string(mode), is_json)
+
+
+# ---- NaN in comparisons ------------------------------------------------------------------------
+# operators#comparison_operators and data-types#floating_point_semantics: every comparison with NaN is
+# FALSE except !=, which is TRUE (IEEE 754); DuckDB holds NaN equal to itself and above +inf. Each
+# comparison gets a guard through bq_isnan, whose typeof() test DuckDB folds to FALSE at bind time for
+# any operand that is not FLOAT64, so the guard vanishes there (a join on INT64 keys stays a hash join).
+_NON_FLOAT_TYPES = {exp.DataType.Type.DATE, exp.DataType.Type.DATETIME, exp.DataType.Type.TIMESTAMP,
+                    exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIME, exp.DataType.Type.TEXT,
+                    exp.DataType.Type.VARCHAR, exp.DataType.Type.BOOLEAN, exp.DataType.Type.BIGINT,
+                    exp.DataType.Type.INT, exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY}
+
+
+def _never_nan(node: exp.Expression) -> bool:
+    """An operand that cannot be NaN and rules out a FLOAT64 on the other side, or a NULL literal."""
+    if isinstance(node, exp.Literal):
+        return node.is_string
+    if isinstance(node, (exp.Boolean, exp.Null)):
+        return True
+    return isinstance(node, exp.Cast) and node.to.this in _NON_FLOAT_TYPES and not (
+        node.to.this in (exp.DataType.Type.BIGINT, exp.DataType.Type.INT))
+
+
+def _integer(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Cast) and node.to.is_type("bigint", "int"):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()
+
+
+def _may_compare_nan(a: exp.Expression, b: exp.Expression) -> bool:
+    return not (_never_nan(a) or _never_nan(b) or (_integer(a) and _integer(b)))
+
+
+def _not_nan(node: exp.Expression) -> exp.Expression:
+    return exp.Not(this=_call("bq_isnan", node.copy()))
+
+
+def _is_null(node: exp.Expression) -> exp.Expression | None:
+    """`node IS NULL`, or None where it is a literal that is never NULL."""
+    if isinstance(node, exp.Literal) or (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal)):
+        return None
+    return exp.Is(this=node.copy(), expression=exp.Null())
+
+
+def _guarded(comparison: exp.Expression, nan_side: exp.Expression, other: exp.Expression) -> exp.Expression:
+    """`comparison AND (NOT isnan(nan_side) OR other IS NULL)`: FALSE where nan_side is NaN, NULL kept."""
+    other_null = _is_null(other)
+    guard = _not_nan(nan_side) if other_null is None else exp.Or(this=_not_nan(nan_side), expression=other_null)
+    return exp.Paren(this=exp.And(this=exp.Paren(this=comparison), expression=exp.Paren(this=guard)))
+
+
+def nan_equal(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    return _guarded(exp.EQ(this=a.copy(), expression=b.copy()), a, b)
+
+
+def nan_comparison(node: exp.Expression) -> exp.Expression | None:
+    """The NaN-correct form of one comparison, or None where it is not one or NaN cannot reach it."""
+    if isinstance(node, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)):
+        a, b = node.this, node.expression
+        if not _may_compare_nan(a, b):
+            return None
+        if isinstance(node, exp.EQ):
+            return nan_equal(a, b)
+        if isinstance(node, exp.NEQ):  # NaN != anything that is not NULL is TRUE
+            b_not_null = _is_null(b)
+            nan_true = _call("bq_isnan", a.copy()) if b_not_null is None else exp.And(
+                this=_call("bq_isnan", a.copy()), expression=exp.Not(this=b_not_null))
+            return exp.Paren(this=exp.Or(this=exp.Paren(this=node.copy()), expression=exp.Paren(this=nan_true)))
+        if isinstance(node, (exp.LT, exp.LTE)):  # DuckDB: x < NaN; NaN < x is FALSE on both
+            return _guarded(node.copy(), b, a)
+        return _guarded(node.copy(), a, b)  # x > NaN is FALSE on both; NaN > x is not
+    if isinstance(node, exp.Between):
+        value, low, high = node.this, node.args["low"], node.args["high"]
+        if not (_may_compare_nan(value, low) or _may_compare_nan(value, high)):
+            return None
+        return exp.Paren(this=exp.And(this=nan_comparison(exp.GTE(this=value.copy(), expression=low.copy())) or
+                                      exp.GTE(this=value.copy(), expression=low.copy()),
+                                      expression=nan_comparison(exp.LTE(this=value.copy(), expression=high.copy())) or
+                                      exp.LTE(this=value.copy(), expression=high.copy())))
+    if isinstance(node, exp.In):
+        return _nan_in(node)
+    if isinstance(node, exp.Nullif):
+        a, b = node.this, node.expression
+        if not _may_compare_nan(a, b):
+            return None
+        return exp.Case(ifs=[exp.If(this=nan_equal(a, b), true=exp.Null())], default=a.copy())
+    if isinstance(node, exp.Case) and node.this is not None:  # CASE x WHEN v: x = v
+        subject = node.this
+        if all(not _may_compare_nan(subject, branch.this) for branch in node.args.get("ifs") or []):
+            return None
+        ifs = [exp.If(this=nan_equal(subject, branch.this), true=branch.args["true"].copy())
+               for branch in node.args.get("ifs") or []]
+        default = node.args.get("default")
+        return exp.Case(ifs=ifs, default=default.copy() if default is not None else None)
+    return None
+
+
+def _nan_in(node: exp.In) -> exp.Expression | None:
+    """x IN (...): where x is NaN, NULL if the set holds a NULL, else FALSE (x = v is never TRUE)."""
+    value = node.this
+    if isinstance(node.parent, exp.Pivot):  # PIVOT(... FOR x IN (...)) names columns, compares nothing
+        return None
+    if node.args.get("expressions"):
+        elements = node.args["expressions"]
+        if all(not _may_compare_nan(value, e) for e in elements):
+            return None
+        nulls = [n for n in (_is_null(e) for e in elements) if n is not None]
+        if any(isinstance(e, exp.Null) for e in elements):
+            set_null = exp.Null()
+        elif nulls:
+            set_null = exp.Case(ifs=[exp.If(this=exp.or_(*nulls), true=exp.Null())], default=exp.false())
+        else:
+            set_null = None
+    elif node.args.get("unnest") is not None:
+        if _never_nan(value):
+            return None
+        array = node.args["unnest"].expressions[0]
+        set_null = exp.Case(ifs=[exp.If(this=exp.NEQ(this=_call("len", array.copy()),
+                                                     expression=_call("list_count", array.copy())),
+                                        true=exp.Null())], default=exp.false())
+    elif node.args.get("query") is not None:
+        if _never_nan(value):
+            return None
+        query = node.args["query"]
+        inner = query.this if isinstance(query, exp.Subquery) else query
+        probe = exp.maybe_parse("EXISTS(SELECT 1 FROM (SELECT 1) AS _kfkit_in WHERE FALSE)", dialect="duckdb")
+        from_ = exp.Subquery(this=inner.copy(), alias=exp.TableAlias(this=exp.to_identifier("_kfkit_in"),
+                                                                       columns=[exp.to_identifier("_kfkit_v")]))
+        select = probe.this
+        select.set("from_" if "from_" in select.args else "from", exp.From(this=from_))
+        select.set("where", exp.Where(this=exp.Is(this=exp.column("_kfkit_v"), expression=exp.Null())))
+        set_null = exp.Case(ifs=[exp.If(this=probe, true=exp.Null())], default=exp.false())
+    else:
+        return None
+    guard = _not_nan(value) if set_null is None else exp.Or(this=_not_nan(value), expression=set_null)
+    return exp.Paren(this=exp.And(this=exp.Paren(this=node.copy()), expression=exp.Paren(this=guard)))

@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from kfkit.errors import QueryError
-from kfkit.warehouse import long_tail
+from kfkit.warehouse import arguments, long_tail, numeric, strings
 from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 
 # S2's earth radius (s2/s2earth.h), the sphere BigQuery's geography functions measure on.
@@ -45,12 +45,15 @@ MACROS = [
     f"""CREATE OR REPLACE MACRO bq_string(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN bq_double_to_string(TRY_CAST(x AS DOUBLE))
          WHEN typeof(x) LIKE 'DECIMAL%' THEN {DECIMAL_TO_STRING_SQL.format(x="x")}
+         WHEN typeof(x) = 'BLOB' THEN decode(TRY_CAST(x AS BLOB))
          ELSE CAST(x AS VARCHAR) END""",
     # x / y is FLOAT64 and an error when y is 0 (IEEE_DIVIDE gives inf/NaN, SAFE_DIVIDE NULL)
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE CAST(x AS DOUBLE) / CAST(y AS DOUBLE) END""",
     """CREATE OR REPLACE MACRO bq_mod(x, y) AS CASE
+         WHEN typeof(x) IN ('DOUBLE', 'FLOAT') OR typeof(y) IN ('DOUBLE', 'FLOAT')
+           THEN error('MOD takes INT64 or NUMERIC arguments, not FLOAT64')
          WHEN y = 0 THEN error('division by zero: ' || CAST(x AS VARCHAR) || ' / ' || CAST(y AS VARCHAR))
          ELSE x % y END""",
     "CREATE OR REPLACE MACRO ieee_divide(x, y) AS CAST(x AS DOUBLE) / CAST(y AS DOUBLE)",
@@ -93,7 +96,7 @@ MACROS = [
          WHEN i - base < 0 OR i - base >= len(arr)
            THEN error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds')
          ELSE arr[i - base + 1] END""",
-] + long_tail.MACROS
+] + long_tail.MACROS + arguments.MACROS
 
 # Operators whose integer literal operands BigQuery computes in INT64.
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Neg)
@@ -134,6 +137,41 @@ REFUSED_FUNCTIONS = {
 }
 
 _DUCKDB_STRFTIME = set("aAwudbBmyYHIpMSjUWVGZz%")  # elements DuckDB's strftime shares with BigQuery
+
+
+# DuckDB's error() has side effects: an expression holding it cannot be named by its alias in ORDER BY
+# (`SELECT x / 2 AS y ... ORDER BY y`) nor sit in a window's ORDER BY. A failing CAST has none, but DuckDB
+# folds a constant one even in a CASE branch not taken; so each macro that raises gets a twin, name_rows,
+# raising through bq_fail with its arguments in the failing text (never constant where that argument
+# holds a column), and rows_variants() picks the twin for a call whose arguments read a column.
+# local.explain_error reports the message.
+FAIL_MACRO = """CREATE OR REPLACE MACRO bq_fail(dep, msg) AS CASE
+     WHEN CAST(('kfkit-error: ' || msg || CASE WHEN dep IS NULL THEN '' ELSE '' END) AS INTEGER) IS NULL THEN NULL
+     ELSE NULL END"""
+_MACRO_HEAD = re.compile(r"CREATE OR REPLACE MACRO (\w+)\(([\w, ]*)\)", re.S)
+
+
+def row_twins(macros: list[str]) -> tuple[list[str], set[str]]:
+    """The name_rows twin of every macro that calls error(), and the names that have one."""
+    twins, names = [], set()
+    for macro in macros:
+        head = _MACRO_HEAD.search(macro)
+        if head is None or "error(" not in macro:
+            continue
+        name, params = head.group(1), [p.strip() for p in head.group(2).split(",") if p.strip()]
+        dep = "(" + " OR ".join(f"{p} IS NULL" for p in params) + ")"
+        body = re.sub(r"(?<![\w.])error\(", f"bq_fail({dep}, ", macro[head.end():])
+        twins.append(f"CREATE OR REPLACE MACRO {name}_rows({', '.join(params)}){body}")
+        names.add(name.lower())
+    return twins, names
+
+
+def use_row_twins(tree: exp.Expression, names: set[str]) -> None:
+    """Call the name_rows twin where a raising macro's arguments read a column (see FAIL_MACRO)."""
+    for call in list(tree.find_all(exp.Anonymous)):
+        name = str(call.this).lower()
+        if name in names and any(True for _ in call.find_all(exp.Column)):
+            call.set("this", f"{name}_rows")
 
 
 def line_of(sql: str, name: str) -> int | None:
@@ -433,15 +471,29 @@ def _offset_rewrite(select: exp.Select) -> None:
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     """Apply every BigQuery-semantics rewrite to a parsed BigQuery query."""
     refusals(tree, sql)
+    kinds = numeric.annotate(tree)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
+    long_tail.range_frames(tree, sql, line_of)
     long_tail.order_nan_keys(tree)
     tree = long_tail.pivot_names(tree)
 
+    def where(name: str) -> str:
+        line = line_of(sql, name) if name[:1].isalpha() else None
+        return f"line {line}: {name}" if line else name
+
     def fix(node: exp.Expression) -> exp.Expression:
+        arguments.check(node, where)
         tail = long_tail.fix(node)
         if tail is not None:
             return tail
+        mathematical = numeric.fix(node) or strings.fix(node)
+        if mathematical is not None:
+            return mathematical
+        if isinstance(node, exp.Avg):
+            average = numeric.average(node, kinds.get(id(node)))
+            if average is not None:
+                return average
         what = node.sql(dialect="bigquery", unsupported_level=ErrorLevel.IGNORE)[:60] if isinstance(node, exp.Func) else ""
         if isinstance(node, exp.Literal) and not node.is_string:
             if re.search(r"[.eE]", node.this):
@@ -527,7 +579,7 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 return parsed
             return _call("timezone", _zone(node), exp.Cast(this=parsed, to=exp.DataType.build("TIMESTAMP")))
         if isinstance(node, exp.Div) and not node.args.get("safe"):
-            return _call("bq_divide", node.this, node.expression)
+            return numeric.divide(node, kinds.get(id(node)))
         if isinstance(node, exp.IntDiv):
             return _call("bq_int_div", node.this, node.expression)
         if isinstance(node, exp.Mod):
@@ -559,6 +611,8 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 tree = new
             else:
                 node.replace(new)
+    numeric.overflow_checks(tree)
+    use_row_twins(tree, ROW_TWIN_NAMES)
     return tree
 
 
@@ -591,3 +645,13 @@ def _array_agg(node: exp.Expression) -> exp.Expression | None:
     if not ignore_nulls:
         call = f"bq_array_no_nulls({call})"
     return exp.maybe_parse(call, dialect="duckdb")
+
+
+def all_macros() -> list[str]:
+    """Every macro a connection needs: MACROS, numeric's, bq_fail and the name_rows twins."""
+    base = MACROS + numeric.MACROS
+    twins, _ = row_twins(base)
+    return [FAIL_MACRO] + base + twins
+
+
+ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS)[1]

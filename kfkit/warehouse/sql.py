@@ -14,7 +14,9 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.errors import ErrorLevel, ParseError
+from sqlglot.jsonpath import parse as parse_json_path
 
 from kfkit.errors import QueryError
 
@@ -45,7 +47,7 @@ def register_functions(con) -> None:
     import duckdb
     from duckdb.sqltypes import BIGINT, VARCHAR
 
-    from kfkit.warehouse import json_functions, long_tail, semantics
+    from kfkit.warehouse import json_functions, long_tail, numeric, semantics, strings
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
@@ -62,8 +64,30 @@ def register_functions(con) -> None:
     except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
         pass
     con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
-    for macro in semantics.MACROS:
+    json_functions.register(con)
+    numeric.register(con)  # its Python functions; its macros come with semantics.all_macros()
+    for macro in semantics.all_macros():
         con.execute(macro)
+    strings.register(con)
+
+
+class _BigQuery(BigQuery):
+    """BigQuery as sqlglot reads it, with each JSONPath literal's text kept (meta["kfkit_path"]) for the
+    local warehouse's JSON functions, which check it as BigQuery does; a path sqlglot cannot read stays a
+    literal (those functions reject it), not a warning."""
+
+    def to_json_path(self, path):
+        if isinstance(path, exp.Literal) and path.is_string:
+            try:
+                parsed = parse_json_path(path.name, self)
+            except Exception:
+                return path
+            parsed.meta["kfkit_path"] = path.name
+            return parsed
+        return super().to_json_path(path)
+
+
+_DIALECT = _BigQuery()
 
 
 def parse(sql: str) -> exp.Expression:
@@ -71,7 +95,7 @@ def parse(sql: str) -> exp.Expression:
     if not sql or not sql.strip():
         raise QueryError("query is empty: give a BigQuery SELECT statement")
     try:
-        statements = sqlglot.parse(sql, read="bigquery")
+        statements = sqlglot.parse(sql, read=_DIALECT)
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = ""

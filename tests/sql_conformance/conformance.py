@@ -111,7 +111,18 @@ def connection() -> duckdb.DuckDBPyConnection:
 def run(con, query: str, params: dict | None = None) -> pa.Table:
     """A BigQuery query through the local warehouse's path: transpile, then cast to BigQuery's types."""
     duck_sql = with_bigquery_types(con, sql.to_duckdb(query), params, query)
-    return con.sql(duck_sql, params=params or None).to_arrow_table()
+    return fetch(con.sql(duck_sql, params=params or None), query)
+
+
+def fetch(relation, query: str) -> pa.Table:
+    """The result table; an error while running as the local warehouse reports it (local.explain_error)."""
+    from kfkit.errors import QueryError
+    from kfkit.warehouse.local import explain_error
+
+    try:
+        return relation.to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(explain_error(exc, query)) from exc
 
 
 def evaluate(con, case: Case) -> tuple[list, dict[str, str]]:

@@ -1,0 +1,88 @@
+"""String functions DuckDB lacks or answers differently (string_functions): NORMALIZE and
+NORMALIZE_AND_CASEFOLD (Unicode normalization forms), TO_CODE_POINTS and CODE_POINTS_TO_STRING, UNICODE
+of an empty string (0, where DuckDB gives -1), and STRING <-> BYTES casts as UTF-8 (DuckDB reads a
+STRING's non-ASCII characters as an error and writes BYTES as \\x escapes)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlglot import exp
+
+from kfkit.errors import QueryError
+
+MACROS = [
+    "CREATE OR REPLACE MACRO bq_unicode(s) AS CASE WHEN s = '' THEN 0 ELSE unicode(s) END",
+    """CREATE OR REPLACE MACRO bq_to_code_points(x) AS CASE WHEN typeof(x) = 'BLOB'
+         THEN bq_byte_values(TRY_CAST(x AS BLOB)) ELSE bq_code_points(TRY_CAST(x AS VARCHAR)) END""",
+    """CREATE OR REPLACE MACRO bq_bytes(x) AS CASE WHEN typeof(x) = 'VARCHAR' THEN encode(TRY_CAST(x AS VARCHAR))
+         ELSE TRY_CAST(x AS BLOB) END""",
+]
+
+_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
+
+
+def normalize(text, form, casefold):
+    if text is None:
+        return None
+    text = unicodedata.normalize(form, text)
+    return unicodedata.normalize(form, text.casefold()) if casefold else text
+
+
+def code_points(text):
+    return None if text is None else [ord(ch) for ch in text]
+
+
+def byte_values(data):
+    return None if data is None else list(bytes(data))
+
+
+def code_points_to_string(points):
+    """CODE_POINTS_TO_STRING: NULL if the array or any element is NULL; an error for a value that is no
+    Unicode scalar value."""
+    if points is None or any(p is None for p in points):
+        return None
+    for point in points:
+        if not (0 <= point <= 0x10FFFF) or 0xD800 <= point <= 0xDFFF:
+            raise ValueError(f"CODE_POINTS_TO_STRING: invalid code point {point}")
+    return "".join(chr(p) for p in points)
+
+
+def register(con) -> None:
+    import duckdb
+    from duckdb.sqltypes import DuckDBPyType
+
+    text, flag, blob = DuckDBPyType("VARCHAR"), DuckDBPyType("BOOLEAN"), DuckDBPyType("BLOB")
+    points = DuckDBPyType("BIGINT[]")
+    for name, function, args, result in (("bq_normalize", normalize, [text, text, flag], text),
+                                         ("bq_code_points", code_points, [text], points),
+                                         ("bq_byte_values", byte_values, [blob], points),
+                                         ("code_points_to_string", code_points_to_string, [points], text)):
+        try:
+            con.create_function(name, function, args, result, null_handling="special", side_effects=False)
+        except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
+            pass
+    for macro in MACROS:
+        con.execute(macro)
+
+
+def _call(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def fix(node: exp.Expression) -> exp.Expression | None:
+    kind = type(node).__name__
+    if kind == "Normalize":
+        form = node.args.get("form")
+        name = form.name.upper() if isinstance(form, (exp.Var, exp.Column, exp.Identifier)) else "NFC"
+        if name not in _FORMS:
+            raise QueryError(f"NORMALIZE: unknown normalization mode {name}; use NFC, NFKC, NFD or NFKD")
+        return _call("bq_normalize", node.this, exp.Literal.string(name),
+                     exp.Boolean(this=bool(node.args.get("is_casefold"))))
+    if kind == "Unicode":
+        return _call("bq_unicode", node.this)
+    if kind == "ToCodePoints":
+        return _call("bq_to_code_points", node.this)
+    if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and node.to.is_type("binary", "varbinary"):
+        return _call("bq_bytes", node.this)
+    return None
