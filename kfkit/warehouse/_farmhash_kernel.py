@@ -18,10 +18,11 @@ k1 = uint64(0xB492B66FBE98F273)
 k2 = uint64(0x9AE16A3B2F90404F)
 seed = uint64(81)
 
-jit = numba.njit(cache=True, nogil=True)
+jit = numba.njit(cache=True, nogil=True, _nrt=False)  # no allocation: no atomic reference counting per call
+inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 
-@jit
+@inline
 def rot(v, s):
     return (v >> uint64(s)) | (v << uint64(64 - s))
 
@@ -48,22 +49,22 @@ def _load32(typingctx, array, index):
 
 
 if sys.byteorder == "little":  # FarmHash reads its words little-endian: the machine's own loads
-    @jit
+    @inline
     def fetch64(d, i):
         return _load64(d, i)
 
-    @jit
+    @inline
     def fetch32(d, i):
         return _load32(d, i)
 else:
-    @jit
+    @inline
     def fetch64(d, i):
         r = uint64(0)
         for j in range(8):
             r |= uint64(d[i + j]) << uint64(8 * j)
         return r
 
-    @jit
+    @inline
     def fetch32(d, i):
         r = uint64(0)
         for j in range(4):
@@ -71,12 +72,12 @@ else:
         return r
 
 
-@jit
+@inline
 def shift_mix(v):
     return v ^ (v >> uint64(47))
 
 
-@jit
+@inline
 def len16(u, v, mul):
     a = (u ^ v) * mul
     a ^= a >> uint64(47)
@@ -85,7 +86,7 @@ def len16(u, v, mul):
     return b * mul
 
 
-@jit
+@inline
 def weak32(d, i, a, b):
     w = fetch64(d, i)
     x = fetch64(d, i + 8)

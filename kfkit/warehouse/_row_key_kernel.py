@@ -26,7 +26,10 @@ from numba.extending import intrinsic
 
 from kfkit.warehouse._farmhash_kernel import hash64
 
-jit = numba.njit(cache=True, nogil=True)
+# no NRT: nothing here allocates, and without it every call that passes an array does no atomic
+# reference counting; the spelling helpers are inlined into the loops (Numba does not, across jit functions)
+jit = numba.njit(cache=True, nogil=True, _nrt=False)
+inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 POW10_MIN = -400  # exact powers of ten from 10^POW10_MIN to 10^-POW10_MIN
 MARGIN = 2.0 ** -30  # how close to a rounding boundary (in 17th-digit units) the kernel defers
@@ -102,7 +105,7 @@ def _store8(typingctx, array, index, word):
     return types.void(array, types.intp, types.uint64), codegen
 
 
-@jit
+@inline
 def _eight(out, p, v):
     """The 8 digits of v (< 10^8, uint64) at out[p:p + 8], as one store (P. Khuong's SWAR encode_ten_thousands:
     the two 4-digit halves in 32-bit lanes, divided by 100 and then by 10 in every lane at once)."""
@@ -116,7 +119,7 @@ def _eight(out, p, v):
     _store8(out, p, tens + np.uint64(0x3030303030303030))
 
 
-@jit
+@inline
 def _digits(out, p, n, precision):
     """The `precision` (15 or 17) digits of n (uint64) at out[p:p + precision]; for 15, out[p - 1] is overwritten."""
     if precision == 17:
@@ -132,7 +135,7 @@ def _digits(out, p, n, precision):
         _eight(out, p + 7, n - a * np.uint64(10 ** 8))
 
 
-@jit
+@inline
 def _significant(out, start, precision):
     """How many of the digits at out[start:start + precision] remain without trailing zeros (at least 1)."""
     count = precision
@@ -141,7 +144,7 @@ def _significant(out, start, precision):
     return count
 
 
-@jit
+@inline
 def _write_g(out, pos, digits, exponent, precision):
     """printf's %.<precision>g of digits * 10^(exponent - precision + 1), digits (uint64) of `precision` digits."""
     if -4 <= exponent < precision:
@@ -185,7 +188,7 @@ def _write_g(out, pos, digits, exponent, precision):
     return pos + 4
 
 
-@jit
+@inline
 def spell(value, bits, out, pos, table):
     """Write CAST(value AS STRING) at out[pos:] and return the end, or -1 where the reference must spell it."""
     field = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF))
@@ -310,16 +313,17 @@ def spell_many(values, bits, valid, data, offsets, deferred, table):
 
 @jit
 def row_fingerprints(kinds, index, values, bits, value_valid, text, text_offsets, text_valid,
-                     scratch, out, deferred, table):
+                     scratch, out, deferred, table, start, stop):
     """FarmHash Fingerprint64 of each row's key: its columns spelled and joined with U+001F.
 
     Column j of the key is values[index[j]] (FLOAT64, spelled here) when kinds[j] == 0, else the
     string column text_offsets[index[j]] into `text`; a null spells ''. Rows with a value the
     reference must spell are flagged in `deferred` (their fingerprint is left unset); returns their count.
+    Only rows start to stop: threads share the work, each with its own scratch.
     """
     count = 0
     columns = kinds.shape[0]
-    for i in range(out.shape[0]):
+    for i in range(start, stop):
         pos = 0
         ok = True
         for j in range(columns):

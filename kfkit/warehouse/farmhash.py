@@ -11,6 +11,8 @@ paths on every length class of the algorithm (0-3, 4-7, 8-16, 17-32, 33-64, 65+ 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 
@@ -128,9 +130,32 @@ def fingerprint64_joined(parts: list[pa.Array], separator: str) -> tuple[np.ndar
     text = np.concatenate(datas) if datas else np.zeros(1, np.uint8)
     if len(text) == 0:
         text = np.zeros(1, np.uint8)
-    scratch = np.empty(longest + 25 * len(floats) + len(parts) + 1, dtype=np.uint8)
     out = np.empty(rows, dtype=np.uint64)
     deferred = np.zeros(rows, dtype=np.uint8)
-    kernel(kinds, index, values, values.view(np.uint64), value_valid, text, text_offsets, text_valid,
-           scratch, out, deferred, table)
+    bits = values.view(np.uint64)
+
+    def run(start: int, stop: int) -> None:  # the kernel releases the GIL: one row range per thread
+        scratch = np.empty(longest + 25 * len(floats) + len(parts) + 1, dtype=np.uint8)
+        kernel(kinds, index, values, bits, value_valid, text, text_offsets, text_valid, scratch, out, deferred,
+               table, start, stop)
+
+    threads = min(KEY_THREADS, max(1, rows // VECTOR_THRESHOLD))
+    if threads == 1:
+        run(0, rows)
+    else:
+        bounds = np.linspace(0, rows, threads + 1).astype(int)
+        list(_pool().map(run, bounds[:-1], bounds[1:]))
     return out.view(np.int64), np.flatnonzero(deferred)
+
+
+# threads that spell and hash one batch's keys together (each takes a share of its rows)
+KEY_THREADS = min(4, os.cpu_count() or 1)
+_threads = None
+
+
+def _pool():
+    global _threads
+    if _threads is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _threads = ThreadPoolExecutor(max_workers=KEY_THREADS, thread_name_prefix="kfkit-keys")
+    return _threads
