@@ -144,6 +144,8 @@ def mixed_table(rows: int) -> pa.RecordBatch:
         "flag": pa.array([i % 3 == 0 for i in range(rows)]),
         "amount": pa.array([decimal.Decimal(i) / 8 for i in range(rows)], pa.decimal128(38, 9)),
         "empty": pa.array([""] * rows),
+        "nothing": pa.nulls(rows, pa.float64()),
+        "half": pa.array(np.arange(rows) % 2049, pa.float16()),
     })
 
 

@@ -111,7 +111,9 @@ def fingerprint64_joined(parts: list[pa.Array], separator: str) -> tuple[np.ndar
     values = np.empty((len(floats), rows), dtype=np.float64)
     value_valid = np.ones((len(floats), rows), dtype=np.uint8)
     for c, part in enumerate(floats):
-        values[c] = np.frombuffer(part.buffers()[1], dtype=np.float64)[part.offset: part.offset + rows]
+        data = part.buffers()[1]
+        if data is not None:
+            values[c] = np.frombuffer(data, dtype=np.float64)[part.offset: part.offset + rows]
         if part.null_count:
             value_valid[c] = np.asarray(part.is_valid())
     text_offsets = np.empty((len(texts), rows + 1), dtype=np.int64)
