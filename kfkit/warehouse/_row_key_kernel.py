@@ -230,17 +230,19 @@ def spell(value, bits, out, pos, table):
     whole = np.uint64(sh) + np.uint64(np.int64(floor_sl))  # wraps correctly when floor_sl < 0
     part = sl - floor_sl  # s = whole + part, part in [0, 1)
     # %.15g: s / 100 rounded (a tie to even); does it read back as x (a tie to the even mantissa)?
+    # (the choices as arithmetic, not branches: for full-precision data they are coin flips)
     q = whole // np.uint64(100)
     rest = float(np.int64(whole - q * np.uint64(100))) + part - 50.0
     if abs(rest) < margin:
         return -1
-    up = rest > 0 or (rest == 0 and (q & np.uint64(1)) != 0)
-    n15 = q + np.uint64(1) if up else q
-    distance = (50.0 - rest) if up else -(rest + 50.0)  # the 15-digit decimal minus x, in units of s
-    gap = 0.5 * hi  # half an ulp of x, in units of s
-    if distance < 0 and fraction == 0:
-        gap *= 0.5  # the next double below a power of two is half as far as the one above
-    over = abs(distance) - gap
+    up = np.uint64(rest > 0) | (np.uint64(rest == 0) & q)
+    up &= np.uint64(1)
+    n15 = q + up
+    below = 1.0 - 2.0 * float(up)  # -1: the 15-digit decimal is above x, 1: below it
+    distance = 50.0 + below * rest  # how far, in units of s
+    # half an ulp of x in units of s; below a power of two the next double is half as far
+    gap = hi * (0.5 - 0.125 * (below + 1.0) * float(np.int64(fraction == 0)))
+    over = distance - gap
     if abs(over) < margin:
         return -1
     if over < 0 or (over == 0 and (fraction & np.uint64(1)) == 0):
@@ -251,7 +253,7 @@ def spell(value, bits, out, pos, table):
     half = part - 0.5
     if abs(half) < margin:
         return -1
-    n17 = whole + np.uint64(1) if half > 0 or (half == 0 and (whole & np.uint64(1)) != 0) else whole
+    n17 = whole + ((np.uint64(half > 0) | (np.uint64(half == 0) & whole)) & np.uint64(1))
     if n17 == np.uint64(100_000_000_000_000_000):
         return _write_g(out, pos, np.uint64(10_000_000_000_000_000), exponent + 1, 17)
     return _write_g(out, pos, n17, exponent, 17)
