@@ -7,6 +7,10 @@ the same algorithm with Numba and runs it over an Arrow array's offsets and data
 Python object per row. Small arrays still go through pyfarmhash: the first Numba call compiles
 (or loads from its cache), which is not worth it for a few thousand rows. The tests compare both
 paths on every length class of the algorithm (0-3, 4-7, 8-16, 17-32, 33-64, 65+ bytes).
+
+fingerprint64_joined hashes whole split keys (columns joined with U+001F) without building them
+as Arrow strings, spelling FLOAT64 values in the same compiled pass (kfkit.warehouse._row_key_kernel)
+as BigQuery's CAST(FLOAT64 AS STRING) does; tests/test_row_keys.py holds it to the reference path.
 """
 
 from __future__ import annotations
