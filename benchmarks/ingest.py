@@ -8,7 +8,8 @@ keyed on the id column and on the whole row (split_key *: 14 full-precision floa
 as BigQuery spells them, the worst case for the key), and (b) naively (pandas.read_sql over the
 DB-API -> DataFrame -> to_parquet per split). Each path
 runs in its own process so its peak memory (max RSS) is its own. Prints rows/s, peak memory and
-the ratios. Targets: kfkit >= 5x the naive rows/s, kfkit peak memory < 2 GB at 10 M rows.
+the ratios. Targets: kfkit >= 5x the naive rows/s, kfkit peak memory < 2 GB at 10 M rows, the whole-row
+key (split_key *) at >= 0.5 of DuckDB COPY's rows/s.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main() -> None:
         limit, k = results["duckdb COPY (limit)"], results["kfkit"]
         share = (k["rows"] / k["seconds"]) / (limit["rows"] / limit["seconds"])
         print(f"\nkfkit / DuckDB COPY rows/s: {share:.2f} (1/{1 / share:.2f}; target >= 1/1.5 = 0.67)")
+        row = results["kfkit, split_key *"]
+        row_share = (row["rows"] / row["seconds"]) / (limit["rows"] / limit["seconds"])
+        print(f"kfkit, split_key * / DuckDB COPY rows/s: {row_share:.2f} (target >= 0.5)")
         if "naive (pandas read_sql)" in results:
             k, n = results["kfkit"], results["naive (pandas read_sql)"]
             speedup = (k["rows"] / k["seconds"]) / (n["rows"] / n["seconds"])

@@ -101,8 +101,8 @@ def schema_description(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
-def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Array:
-    """The string each row's split bucket is hashed from (nulls as empty strings)."""
+def _key_parts(batch: pa.RecordBatch, key_columns: list[str] | None, spell_floats: bool = True) -> list[pa.Array]:
+    """Each key column as the string BigQuery's CAST(... AS STRING) gives; floats as float64 when not spell_floats."""
     names = key_columns if key_columns is not None else batch.schema.names
     parts = []
     for name in names:
@@ -110,12 +110,18 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         if pa.types.is_floating(column.type):  # spelled as BigQuery's CAST(FLOAT64 AS STRING) spells it
-            column = doubles_to_strings(column)
+            column = doubles_to_strings(column) if spell_floats else column.cast(pa.float64())
         elif pa.types.is_decimal(column.type):  # and CAST(NUMERIC AS STRING): 1.5, not 1.500000000
             column = decimals_to_strings(column)
         elif not pa.types.is_string(column.type):
             column = pc.cast(column, pa.string())
         parts.append(column)
+    return parts
+
+
+def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Array:
+    """The string each row's split bucket is hashed from (nulls as empty strings)."""
+    parts = _key_parts(batch, key_columns)
     if len(parts) == 1:
         return parts[0]
     return pc.binary_join_element_wise(*parts, KEY_SEPARATOR, null_handling="replace",
@@ -123,9 +129,21 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
 
 
 def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
-    """FARM_FINGERPRINT of each row's split key, as int64."""
-    from kfkit.warehouse.farmhash import fingerprint64_arrow
-    return fingerprint64_arrow(key_strings(batch, key_columns))
+    """FARM_FINGERPRINT of each row's split key, as int64.
+
+    A key with a float column, over many rows, is spelled and hashed in one compiled pass
+    (kfkit.warehouse.farmhash.fingerprint64_joined); the few rows whose float spelling that pass
+    leaves to the reference (exact ties, subnormals) are spelled by key_strings, as every row
+    of a small batch is.
+    """
+    from kfkit.warehouse.farmhash import VECTOR_THRESHOLD, fingerprint64_arrow, fingerprint64_joined
+    names = key_columns if key_columns is not None else batch.schema.names
+    if batch.num_rows < VECTOR_THRESHOLD or not any(pa.types.is_floating(batch.schema.field(n).type) for n in names):
+        return fingerprint64_arrow(key_strings(batch, key_columns))
+    fingerprints, deferred = fingerprint64_joined(_key_parts(batch, key_columns, spell_floats=False), KEY_SEPARATOR)
+    if len(deferred):
+        fingerprints[deferred] = fingerprint64_arrow(key_strings(batch.take(pa.array(deferred)), key_columns))
+    return fingerprints
 
 
 def buckets(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:

@@ -4,8 +4,13 @@ Module-level functions, so Numba can cache the compiled code on disk (cache=True
 processes load it instead of compiling again. Used through kfkit.warehouse.farmhash.fingerprint64_arrow.
 """
 
+import sys
+
 import numba
+from llvmlite import ir
 from numba import uint64
+from numba.core import types
+from numba.extending import intrinsic
 
 
 k0 = uint64(0xC3A5C85C97CB3127)
@@ -13,36 +18,66 @@ k1 = uint64(0xB492B66FBE98F273)
 k2 = uint64(0x9AE16A3B2F90404F)
 seed = uint64(81)
 
-jit = numba.njit(cache=True, nogil=True)
+jit = numba.njit(cache=True, nogil=True, _nrt=False)  # no allocation: no atomic reference counting per call
+inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 
-@jit
+@inline
 def rot(v, s):
     return (v >> uint64(s)) | (v << uint64(64 - s))
 
 
-@jit
-def fetch64(d, i):
-    r = uint64(0)
-    for j in range(8):
-        r |= uint64(d[i + j]) << uint64(8 * j)
-    return r
+def _load_codegen(bits):
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(bits).as_pointer())
+        word = builder.load(pointer, align=1)
+        return builder.zext(word, ir.IntType(64)) if bits < 64 else word
+    return codegen
 
 
-@jit
-def fetch32(d, i):
-    r = uint64(0)
-    for j in range(4):
-        r |= uint64(d[i + j]) << uint64(8 * j)
-    return r
+@intrinsic
+def _load64(typingctx, array, index):
+    """The 8 bytes at array[index:] (a uint8 array) as a uint64 in the machine's byte order: one unaligned load."""
+    return types.uint64(array, types.intp), _load_codegen(64)
 
 
-@jit
+@intrinsic
+def _load32(typingctx, array, index):
+    """The 4 bytes at array[index:] as a uint32, widened to uint64."""
+    return types.uint64(array, types.intp), _load_codegen(32)
+
+
+if sys.byteorder == "little":  # FarmHash reads its words little-endian: the machine's own loads
+    @inline
+    def fetch64(d, i):
+        return _load64(d, i)
+
+    @inline
+    def fetch32(d, i):
+        return _load32(d, i)
+else:
+    @inline
+    def fetch64(d, i):
+        r = uint64(0)
+        for j in range(8):
+            r |= uint64(d[i + j]) << uint64(8 * j)
+        return r
+
+    @inline
+    def fetch32(d, i):
+        r = uint64(0)
+        for j in range(4):
+            r |= uint64(d[i + j]) << uint64(8 * j)
+        return r
+
+
+@inline
 def shift_mix(v):
     return v ^ (v >> uint64(47))
 
 
-@jit
+@inline
 def len16(u, v, mul):
     a = (u ^ v) * mul
     a ^= a >> uint64(47)
@@ -51,7 +86,7 @@ def len16(u, v, mul):
     return b * mul
 
 
-@jit
+@inline
 def weak32(d, i, a, b):
     w = fetch64(d, i)
     x = fetch64(d, i + 8)

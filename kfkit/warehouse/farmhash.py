@@ -7,9 +7,15 @@ the same algorithm with Numba and runs it over an Arrow array's offsets and data
 Python object per row. Small arrays still go through pyfarmhash: the first Numba call compiles
 (or loads from its cache), which is not worth it for a few thousand rows. The tests compare both
 paths on every length class of the algorithm (0-3, 4-7, 8-16, 17-32, 33-64, 65+ bytes).
+
+fingerprint64_joined hashes whole split keys (columns joined with U+001F) without building them
+as Arrow strings, spelling FLOAT64 values in the same compiled pass (kfkit.warehouse._row_key_kernel)
+as BigQuery's CAST(FLOAT64 AS STRING) does; tests/test_row_keys.py holds it to the reference path.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -64,3 +70,98 @@ def fingerprint64_arrow(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     out = np.empty(len(array), dtype=np.uint64)
     _kernel(data, offsets, out)
     return out.view(np.int64)
+
+
+_row_kernel = None
+
+
+def _row_compile():
+    from kfkit.warehouse import _row_key_kernel
+    return _row_key_kernel.row_fingerprints, _row_key_kernel.tables()
+
+
+def _plain(array: pa.Array) -> pa.Array:
+    if pa.types.is_string_view(array.type):
+        return array.cast(pa.large_string())
+    if pa.types.is_binary_view(array.type):
+        return array.cast(pa.large_binary())
+    return array
+
+
+def fingerprint64_joined(parts: list[pa.Array], separator: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprint64 of each row's parts joined with `separator` (one byte), a null part as ''.
+
+    A float64 part is spelled in the kernel as BigQuery's CAST(FLOAT64 AS STRING)
+    (kfkit.warehouse._row_key_kernel); any other part must be a string or binary array. Returns the
+    fingerprints (int64) and the rows the kernel left to the reference spelling (their fingerprint unset).
+    """
+    global _row_kernel
+    if _row_kernel is None:
+        _row_kernel = _row_compile()
+    kernel, table = _row_kernel
+    rows = len(parts[0])
+    kinds = np.empty(len(parts), dtype=np.int64)
+    index = np.empty(len(parts), dtype=np.int64)
+    floats, texts = [], []
+    for j, part in enumerate(parts):
+        if isinstance(part, pa.ChunkedArray):
+            part = part.combine_chunks() if part.num_chunks != 1 else part.chunk(0)
+        if pa.types.is_float64(part.type):
+            kinds[j], index[j] = 0, len(floats)
+            floats.append(part)
+        else:
+            kinds[j], index[j] = 1, len(texts)
+            texts.append(_plain(part))
+    values = np.empty((len(floats), rows), dtype=np.float64)
+    value_valid = np.ones((len(floats), rows), dtype=np.uint8)
+    for c, part in enumerate(floats):
+        data = part.buffers()[1]
+        if data is not None:
+            values[c] = np.frombuffer(data, dtype=np.float64)[part.offset: part.offset + rows]
+        if part.null_count:
+            value_valid[c] = np.asarray(part.is_valid())
+    text_offsets = np.empty((len(texts), rows + 1), dtype=np.int64)
+    text_valid = np.ones((len(texts), rows), dtype=np.uint8)
+    datas, base, longest = [], 0, 0
+    for c, part in enumerate(texts):
+        data, offsets = _string_buffers(part)
+        text_offsets[c] = offsets - offsets[0] + base
+        data = data[offsets[0]: offsets[-1]]
+        datas.append(data)
+        base += len(data)
+        if rows:
+            longest += int(np.diff(offsets).max())
+        if part.null_count:
+            text_valid[c] = np.asarray(part.is_valid())
+    text = np.concatenate(datas) if datas else np.zeros(1, np.uint8)
+    if len(text) == 0:
+        text = np.zeros(1, np.uint8)
+    out = np.empty(rows, dtype=np.uint64)
+    deferred = np.zeros(rows, dtype=np.uint8)
+    bits = values.view(np.uint64)
+
+    def run(start: int, stop: int) -> None:  # the kernel releases the GIL: one row range per thread
+        scratch = np.empty(longest + 25 * len(floats) + len(parts) + 1, dtype=np.uint8)
+        kernel(kinds, index, values, bits, value_valid, text, text_offsets, text_valid, scratch, out, deferred,
+               table, start, stop)
+
+    threads = min(KEY_THREADS, max(1, rows // VECTOR_THRESHOLD))
+    if threads == 1:
+        run(0, rows)
+    else:
+        bounds = np.linspace(0, rows, threads + 1).astype(int)
+        list(_pool().map(run, bounds[:-1], bounds[1:]))
+    return out.view(np.int64), np.flatnonzero(deferred)
+
+
+# threads that spell and hash one batch's keys together (each takes a share of its rows)
+KEY_THREADS = min(4, os.cpu_count() or 1)
+_threads = None
+
+
+def _pool():
+    global _threads
+    if _threads is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _threads = ThreadPoolExecutor(max_workers=KEY_THREADS, thread_name_prefix="kfkit-keys")
+    return _threads
