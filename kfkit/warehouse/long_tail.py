@@ -402,7 +402,8 @@ def _never_nan(node: exp.Expression) -> bool:
         return node.is_string
     if isinstance(node, (exp.Boolean, exp.Null)):
         return True
-    return isinstance(node, exp.Cast) and node.to.this in _NON_FLOAT_TYPES and node.to.this not in (exp.DataType.Type.BIGINT, exp.DataType.Type.INT)
+    return (isinstance(node, exp.Cast) and node.to.this in _NON_FLOAT_TYPES
+            and node.to.this not in (exp.DataType.Type.BIGINT, exp.DataType.Type.INT))
 
 
 def _integer(node: exp.Expression) -> bool:
