@@ -339,13 +339,13 @@ def test_a_tfjob_without_shared_storage_is_refused_before_anything_is_sent(tmp_p
 
 
 def _submitted_with(step_env):
-    from kfkit.adapters.kfp_backend import KfpTarget
-    from kfkit.runs import submit
+    """The run `kfkit submit --kfp-host` creates with this step environment (through kfp.Client)."""
     from tests.kfp_api import KfpApi
+    from tests.test_kfp_wire import _created_run, _submit
 
     with KfpApi() as api:
-        submit.submit_kfp("training", {"epochs": 2}, KfpTarget(api.url), echo=lambda line: None, step_env=step_env)
-        return next(r["body"] for r in api.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs")
+        _submit(api, step_env=step_env)
+        return _created_run(api)
 
 
 def test_submitting_with_the_tfjob_backend_mounts_the_shared_claim_in_the_train_steps_pod():
