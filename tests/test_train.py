@@ -12,8 +12,8 @@ from kfkit.components.train.train import Hyperparameters, strategy_from_env, tra
 from kfkit.components.validate.validate import validate
 from kfkit.warehouse import synthetic
 from kfkit.errors import ConfigError, ValidationError
-from kfkit.serving.model_io import LoadedModel, RequestError
-from kfkit.tabular import ModelSpec, build_spec
+from kfkit.serving.model_io import LoadedModel, RequestError, flat_call_order
+from kfkit.tabular import ModelSpec, build_spec, features_to_numpy
 from tests.conftest import leftovers, split_outputs
 from kfkit.components.ingest.ingest import SplitSpec, run_ingest
 
@@ -47,6 +47,32 @@ def test_saved_model_serving_signature_accepts_a_batch_of_raw_instances(penguin_
     out = fn(**{k: tf.constant([v, v]) for k, v in PENGUIN.items()})
 
     assert out["classes"].numpy().tolist() == [b"Gentoo penguin (Pygoscelis papua)"] * 2
+
+
+def test_flat_call_answers_exactly_what_the_keyword_call_answers(penguin_model, penguin_splits):
+    model = LoadedModel(penguin_model)
+    features = features_to_numpy(ds.dataset(penguin_splits["test"]).to_table(), model.spec)
+    assert model._flat_order == sorted(model.signature)  # the flat call is the one taken
+
+    flat = model.predict_arrays(features)
+    model._flat_order = None
+    by_keyword = model.predict_arrays(features)
+
+    assert flat.keys() == by_keyword.keys()
+    for name in flat:
+        assert np.array_equal(flat[name], by_keyword[name])
+
+
+def test_flat_call_is_not_taken_when_the_signature_does_not_match_the_function(penguin_model):
+    model = LoadedModel(penguin_model)
+    int_island = dict(model.signature, island="int64")
+    missing = {k: v for k, v in model.signature.items() if k != "sex"}
+    extra = dict(model.signature, beak="string")
+
+    orders = [flat_call_order(model.fn, signature, model._tf_types) for signature in (int_island, missing, extra)]
+
+    assert orders == [None, None, None]
+    assert flat_call_order(object(), model.signature, model._tf_types) is None
 
 
 def test_model_imputes_missing_values_instead_of_failing(penguin_model):

@@ -150,6 +150,31 @@ def _rows_fast(outputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any
     return [dict(zip(names, row)) for row in zip(*columns)]
 
 
+def flat_call_order(fn, signature: dict[str, str], tf_types: dict) -> list[str] | None:
+    """The order in which the serving function takes its inputs flat, when calling it flat gives what
+    calling it by keyword does: every input a keyword-only, rank-1 tensor of the signature's type.
+    None (call by keyword) for anything else, or a TensorFlow whose function lacks the flat call.
+
+    The keyword call matches the arguments to the function's signature in Python on every call
+    (binding, casting each tensor to its spec, flattening), about a third of the call's time for
+    a 64-instance request, and ends in the same flat call with the arguments in this order; a
+    kfkit request's tensors are made from the signature, so that matching decides nothing."""
+    try:
+        parameters = list(fn.function_type.parameters.values())
+        if not callable(getattr(fn, "_call_flat", None)) or fn.structured_input_signature[0]:
+            return None
+        order = []
+        for parameter in parameters:
+            spec, name = parameter.annotation, parameter.name
+            if (parameter.kind is not parameter.KEYWORD_ONLY or name not in signature
+                    or spec.dtype != tf_types[signature[name]] or spec.shape.rank != 1):
+                return None
+            order.append(name)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return order if sorted(order) == sorted(signature) else None
+
+
 class LoadedModel:
     """An exported model with its kfkit metadata and serving function."""
 
@@ -160,16 +185,24 @@ class LoadedModel:
         self.spec = ModelSpec.load(self.model_dir)
         self._loaded = tf.saved_model.load(str(self.model_dir))
         self.fn = self._loaded.signatures["serving_default"]
+        self._tf_types = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+        self._flat_order = flat_call_order(self.fn, self.signature, self._tf_types)
 
     @property
     def signature(self) -> dict[str, str]:
         return self.spec.signature
 
     def predict_arrays(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tf = self._tf
-        tf_types = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
-        tensors = {name: tf.constant(features[name], dtype=tf_types[dtype]) for name, dtype in self.signature.items()}
-        return {k: v.numpy() for k, v in self.fn(**tensors).items()}
+        constant, tf_types, signature = self._tf.constant, self._tf_types, self.signature
+        order = self._flat_order
+        if order is None:
+            tensors = {name: constant(features[name], dtype=tf_types[dtype]) for name, dtype in signature.items()}
+            outputs = self.fn(**tensors)
+        else:
+            outputs = self.fn._call_flat(
+                [constant(features[name], dtype=tf_types[signature[name]]) for name in order],
+                self.fn.captured_inputs)
+        return {k: v.numpy() for k, v in outputs.items()}
 
     def predict_table(self, table) -> dict[str, np.ndarray]:
         return self.predict_arrays(features_to_numpy(table, self.spec))
