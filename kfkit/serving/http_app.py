@@ -31,6 +31,7 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kfkit.errors import ConfigError
+from kfkit.serving.fast_json import dumps, loads_fast
 from kfkit.serving.model_io import RequestError
 
 log = logging.getLogger("kfkit.server")
@@ -265,6 +266,11 @@ def parse_predict_body(raw: bytes) -> tuple[Any, str | None]:
     rather than encoding them again, which cost as much as the rest of the server's work on them.
     Whatever the walk below does not take (anything but a well-formed object) goes to parse_body,
     which answers it as before."""
+    body = loads_fast(raw)
+    if type(body) is dict:
+        instances = body.get("instances")
+        instances_json = None if instances is None else dumps(instances)
+        return body, instances_json if instances_json is not None and instances_json.isascii() else None
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:

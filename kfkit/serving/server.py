@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError
+from kfkit.serving.fast_json import dumps
 from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
 from kfkit.serving.model_io import LoadedModel, RequestError
 from kfkit.serving.request_logs import SETTLE_S
@@ -415,7 +416,7 @@ class ModelServer:
         answer = Answer(predictions=predictions, deployedModelId=deployed.id, model=deployed.model,
                         modelVersionId=deployed.version)
         try:
-            answer.predictions_json = ENCODER.encode(predictions)
+            answer.predictions_json = dumps(predictions)
         except (ValueError, TypeError):
             # not JSON (NaN): the HTTP layer refuses the answer, and there is no record to write
             log.warning("request not logged: it holds a value JSON cannot carry")
