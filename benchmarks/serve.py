@@ -21,7 +21,10 @@ the last answer is read; plain sockets, so the client costs each server the same
 drives each server at concurrency 1, 8 and 32 with 1, 8 and 64 instances per request. Passes are
 interleaved: every pass runs every configuration on every server, in a rotated order, and a row
 is all passes together. The floor: the model's own predict called in-process (kfkit's
-LoadedModel.predict_instances, which every server's answer is built on) at each batch size.
+LoadedModel.predict_instances, which kfkit's answer is built on) at each batch size. The other
+limit: the HTTP exchange alone (serve_peers/exchange_server.py: kfkit's HTTP stack answering each
+body with kfkit's answer to it, unread), what one request costs the load generator, the loopback
+and the stack; one request at a time, no server can beat the predict and the exchange in turn.
 Also kfkit at concurrency 8 while 1,000 idle connections are held open.
 
 Targets: kfkit ahead of every peer on every row; request logging costs at most 5% of throughput at
@@ -56,6 +59,7 @@ BATCHES = (1, 8, 64)
 CONCURRENCY = (1, 8, 32)
 KFKIT, KFKIT_NO_LOG = "kfkit serve", "kfkit serve, no request log"
 FLOOR = "in-process predict (floor)"
+EXCHANGE = "HTTP exchange alone (limit)"
 
 # each peer: its virtualenv under CACHE, what pip installs there (TensorFlow added), its distribution
 PEERS = {
@@ -423,6 +427,22 @@ def main() -> None:
         if KFKIT not in servers:
             raise SystemExit(f"kfkit serve did not start; its log is in {scratch}")
 
+        # the exchange alone answers each body with kfkit's own answer to it, so the bytes are the same
+        answers = {}
+        for batch in BATCHES:
+            body = v1_body(batch)
+            with socket.create_connection(("127.0.0.1", servers[KFKIT]["port"]), timeout=30) as sock:
+                sock.sendall((f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+                answers[len(body)] = read_response(sock, bytearray())[1].decode()
+        (scratch / "answers.json").write_text(json.dumps(answers))
+        port = free_port()
+        processes.append(subprocess.Popen(
+            [sys.executable, str(PEERS_DIR / "exchange_server.py"), str(port), str(scratch / "answers.json")],
+            cwd=REPO, env=env, stdout=log_file(EXCHANGE), stderr=subprocess.STDOUT, start_new_session=True))
+        wait_healthy(port, "/health", processes[-1], EXCHANGE)
+        exchange = {"port": port, "predict": "/predict", "body": v1_body}
+
         from kfkit.serving.model_io import LoadedModel
 
         model = LoadedModel(meta["model_dir"])
@@ -443,6 +463,9 @@ def main() -> None:
                         runs.setdefault((name, batch, concurrency), []).append(
                             measure(server, body, concurrency, args.seconds))
                 runs.setdefault((FLOOR, batch, 1), []).append(in_process(model, batch, args.seconds))
+                body = v1_body(batch)
+                load(exchange["port"], exchange["predict"], body, 1, 0.3)
+                runs.setdefault((EXCHANGE, batch, 1), []).append(load(exchange["port"], "/predict", body, 1, args.seconds))
 
         single = v1_body(1)
         kfkit_port = servers[KFKIT]["port"]
@@ -471,9 +494,10 @@ def main() -> None:
                         continue
                     say(f"{name:<32}{batch:>6}{concurrency:>6}{r['rps']:>9.0f}{r['rps'] * batch:>9.0f}"
                         f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}{r['rps'] / base:>9.2f}x")
-            r = results[(FLOOR, batch, 1)]
-            say(f"{FLOOR:<32}{batch:>6}{1:>6}{r['rps']:>9.0f}{r['rps'] * batch:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-                f"{0:>8}{r['rps'] / results[(KFKIT, batch, 1)]['rps']:>9.2f}x")
+            for name in (FLOOR, EXCHANGE):
+                r = results[(name, batch, 1)]
+                say(f"{name:<32}{batch:>6}{1:>6}{r['rps']:>9.0f}{r['rps'] * batch:>9.0f}{r['p50']:>9.1f}"
+                    f"{r['p99']:>9.1f}{r['errors']:>8}{r['rps'] / results[(KFKIT, batch, 1)]['rps']:>9.2f}x")
         say(f"{'kfkit serve + 1000 idle conns':<32}{1:>6}{8:>6}{idle['rps']:>9.0f}{idle['rps']:>9.0f}"
             f"{idle['p50']:>9.1f}{idle['p99']:>9.1f}{idle['errors']:>8}{idle['rps'] / around['rps']:>9.2f}x")
         say(f"{'kfkit serve, around that row':<32}{1:>6}{8:>6}{around['rps']:>9.0f}{around['rps']:>9.0f}"
@@ -522,9 +546,13 @@ def main() -> None:
             f"{ratios.mean() - 1:+.1%} (95% interval {ratios.mean() - 1 - spread:+.1%} to "
             f"{ratios.mean() - 1 + spread:+.1%}; target <= 5%)")
         for batch in BATCHES:
+            # one request at a time, the predict and the exchange happen one after the other
+            limit = 1 / (1 / results[(FLOOR, batch, 1)]["rps"] + 1 / results[(EXCHANGE, batch, 1)]["rps"])
             say(f"kfkit one request at a time, batch {batch} / in-process predict: "
                 f"{results[(KFKIT, batch, 1)]['rps'] / results[(FLOOR, batch, 1)]['rps']:.0%}"
-                + (" (target >= 70%)" if batch == 1 else ""))
+                + (" (target >= 70%)" if batch == 1 else "")
+                + f"; in-process predict + the exchange alone, one after the other: {limit / results[(FLOOR, batch, 1)]['rps']:.0%}"
+                  f" of in-process, kfkit at {results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
         say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
             f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
         say(f"with 1,000 idle connections: req/s {idle['rps'] / around['rps']:.0%}, p99 "
