@@ -551,8 +551,9 @@ def main() -> None:
             say(f"kfkit one request at a time, batch {batch} / in-process predict: "
                 f"{results[(KFKIT, batch, 1)]['rps'] / results[(FLOOR, batch, 1)]['rps']:.0%}"
                 + (" (target >= 70%)" if batch == 1 else "")
-                + f"; in-process predict + the exchange alone, one after the other: {limit / results[(FLOOR, batch, 1)]['rps']:.0%}"
-                  f" of in-process, kfkit at {results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
+                + f"; in-process predict + the exchange alone, one after the other: "
+                  f"{limit / results[(FLOOR, batch, 1)]['rps']:.0%} of in-process, kfkit at "
+                  f"{results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
         say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
             f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
         say(f"with 1,000 idle connections: req/s {idle['rps'] / around['rps']:.0%}, p99 "
