@@ -138,6 +138,7 @@ def compute_statistics(source: SqlSource, label_column: str = "") -> dict[str, A
     stats: dict[str, Any] = {"version": SCHEMA_VERSION, "rows": int(agg["__rows"]), "label": label_column,
                              "columns": {}}
     histogram_parts: list[str] = []
+    buckets: list[str] = []  # the inner select's per-row bucket columns
     pending: list[Callable[[dict[str, Any]], None]] = []
     for name, duck_type, kind, i in columns:
         entry: dict[str, Any] = {"kind": kind, "type": duck_type}
@@ -152,13 +153,13 @@ def compute_statistics(source: SqlSource, label_column: str = "") -> dict[str, A
             fmn, fmx = _f(agg[f"flo{i}"]), _f(agg[f"fhi{i}"])
             finite = f"NOT IS_INF({_float(name)}) AND NOT IS_NAN({_float(name)})"
             if fmn is not None:
-                histogram_parts += _chart_counts(name, f"h{i}", fmn, fmx, finite)
+                histogram_parts += _chart_counts(name, f"h{i}", fmn, fmx, finite, buckets)
                 pending.append(_chart_reader(entry, "histogram", f"h{i}", fmn, fmx))
             low, high = entry["quantiles"].get("0.01"), entry["quantiles"].get("0.99")
             if fmn is not None and low is not None and high is not None and high > low \
                     and (fmx - fmn) > 4 * (high - low):
                 inside = f"{quote(name)} BETWEEN {literal(low)} AND {literal(high)}"
-                histogram_parts += _chart_counts(name, f"d{i}", low, high, inside)
+                histogram_parts += _chart_counts(name, f"d{i}", low, high, inside, buckets)
                 histogram_parts += [f"COUNTIF({quote(name)} < {literal(low)}) AS `below{i}`",
                                     f"COUNTIF({quote(name)} > {literal(high)}) AS `above{i}`"]
                 pending.append(_display_reader(entry, i, low, high, inside))
@@ -166,8 +167,9 @@ def compute_statistics(source: SqlSource, label_column: str = "") -> dict[str, A
             pending.append(_tfdv_reader(entry, i, agg))
         if kind == "categorical" or (is_integer_type(duck_type) and count):
             entry.update(distinct=int(agg[f"distinct{i}"]), domain_complete=int(agg[f"distinct{i}"]) <= MAX_DOMAIN)
-    counts = source.query(f"SELECT\n  {(',' + chr(10) + '  ').join(histogram_parts)}\nFROM {source.rel}")[0] \
-        if histogram_parts else {}
+    inner = "".join(f",\n    {b}" for b in buckets)
+    counts = source.query(f"SELECT\n  {(',' + chr(10) + '  ').join(histogram_parts)}\n"
+                          f"FROM (SELECT *{inner}\n  FROM {source.rel})")[0] if histogram_parts else {}
     for read in pending:
         read(counts)
     _frequencies(source, stats, [c for c in counted if c[2] == "categorical" or agg[f"n{c[3]}"]])
@@ -178,7 +180,7 @@ def _f(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _chart_counts(name: str, prefix: str, mn: float, mx: float, where: str) -> list[str]:
+def _chart_counts(name: str, prefix: str, mn: float, mx: float, where: str, buckets: list[str]) -> list[str]:
     """COUNTIFs of validate._histogram's 20 buckets, least(floor((x/2 - min/2) / (max/2 - min/2) * 20), 19),
     over `where` (halves: a range wider than the largest double never overflows)."""
     if mx == mn:
@@ -186,8 +188,12 @@ def _chart_counts(name: str, prefix: str, mn: float, mx: float, where: str) -> l
     half_range = mx / 2 - mn / 2
     bucket = (f"LEAST(FLOOR(({_float(name)} / 2 - {literal(mn / 2)}) / {literal(half_range)} * {HISTOGRAM_BINS}), "
               f"{HISTOGRAM_BINS - 1})")
-    return [f"COUNTIF({where} AND {quote(name)} IS NOT NULL AND {bucket} = {k}) AS `{prefix}_{k}`"
-            for k in range(HISTOGRAM_BINS)]
+    # each row's bucket computed once, in the query's inner select (buckets), and counted 20 times: the
+    # bucket written into each COUNTIF made the query 20 times its size (and its local translation,
+    # which guards every comparison against NaN, too large for DuckDB to bind in reasonable time)
+    column = f"__kfkit_bucket_{prefix}"
+    buckets.append(f"IF({where} AND {quote(name)} IS NOT NULL, {bucket}, NULL) AS `{column}`")
+    return [f"COUNTIF(`{column}` = {k}) AS `{prefix}_{k}`" for k in range(HISTOGRAM_BINS)]
 
 
 def _chart(counts: dict[str, Any], prefix: str, mn: float, mx: float) -> dict[str, list]:

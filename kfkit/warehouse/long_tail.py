@@ -71,6 +71,40 @@ def _call(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
+def _all_simple(values: list[exp.Expression]) -> bool:
+    """Columns, literals and casts of them: repeating one costs nothing."""
+    def simple(node):
+        while isinstance(node, (exp.Cast, exp.Neg, exp.Paren)):
+            node = node.this
+        return isinstance(node, (exp.Column, exp.Literal, exp.Null, exp.Boolean))
+    return all(simple(v) for v in values)
+
+
+_SHARED_NAMES = iter(range(1 << 62))
+
+
+def shared(values: list[exp.Expression]):
+    """(references, bind): each value computed once however often its references are used.
+
+    A rewrite that names an argument more than once (LEAST's NaN test, the NULL test of DuckDB's
+    GREATEST) copies it, so nested calls grow exponentially: validate's histogram bucket,
+    LEAST(GREATEST(FLOOR(...), 0), 19) in a comparison, became 400 KB of SQL that DuckDB took minutes
+    to bind. bind(body) evaluates the values once, as one list, and body reads them from it:
+    list_extract(list_transform([[v1, v2]], LAMBDA s: body(s[1], s[2])), 1). The list has the
+    values' common type, which is the type LEAST and GREATEST compare them in."""
+    if _all_simple(values):
+        return values, lambda body: body
+    name = f"_kfkit_shared{next(_SHARED_NAMES)}"
+    references = [_call("list_extract", exp.column(name), exp.Literal.number(i + 1)) for i in range(len(values))]
+
+    def bind(body: exp.Expression) -> exp.Expression:
+        computed = exp.Array(expressions=[exp.Array(expressions=[v.copy() for v in values])])
+        return _call("list_extract", _call("list_transform", computed,
+                                           exp.Lambda(this=body, expressions=[exp.to_identifier(name)])),
+                     exp.Literal.number(1))
+    return references, bind
+
+
 def _format(node: exp.Format) -> exp.Expression:
     """FORMAT(format, args...) as DuckDB's printf, each argument checked against its specifier."""
     fmt, args = node.this, list(node.expressions)
@@ -301,10 +335,21 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return exp.If(this=_call("bool_or", _call("bq_isnan", value.copy())),
                       true=exp.Max(this=value.copy()), false=node.copy())
     if isinstance(node, exp.Least) and not node.args.get("ignore_nulls"):
-        values = [node.this, *node.expressions]
+        values, bind = shared([node.this, *node.expressions])
         any_nan = exp.or_(*[_call("bq_isnan", v.copy()) for v in values])
-        return exp.If(this=any_nan, true=exp.Greatest(this=values[0].copy(), expressions=[v.copy() for v in values[1:]]),
-                      false=node.copy())
+        least = node.copy()
+        least.set("this", values[0].copy())
+        least.set("expressions", [v.copy() for v in values[1:]])
+        return bind(exp.If(this=any_nan, true=exp.Greatest(this=values[0].copy(),
+                                                           expressions=[v.copy() for v in values[1:]]), false=least))
+    if isinstance(node, exp.Greatest) and not node.args.get("ignore_nulls") and not _all_simple(
+            [node.this, *node.expressions]):
+        # the DuckDB form repeats each argument (NULL if any is NULL); computed once, as BigQuery does
+        values, bind = shared([node.this, *node.expressions])
+        greatest = node.copy()
+        greatest.set("this", values[0].copy())
+        greatest.set("expressions", [v.copy() for v in values[1:]])
+        return bind(greatest)
     if isinstance(node, exp.ArrayConcat):  # array_functions#array_concat: NULL if any input is NULL
         arrays = [node.this, *node.expressions]
         any_null = exp.or_(*[exp.Is(this=a.copy(), expression=exp.Null()) for a in arrays])
