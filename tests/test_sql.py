@@ -116,3 +116,30 @@ def test_every_function_on_the_refusal_list_is_refused_by_name(name):
 
     with pytest.raises(QueryError, match=rf"line 2: {re.escape(name)} is not supported by the local warehouse"):
         sql.to_duckdb(f"SELECT\n  {call} AS v FROM UNNEST([1]) AS x")
+
+
+def test_nested_least_and_greatest_translate_to_sql_that_grows_linearly_not_exponentially():
+    # each LEAST names its arguments 3 times (NaN test, GREATEST, LEAST) and DuckDB's GREATEST twice:
+    # copied, a nesting of 4 would be 6^4 copies of the innermost argument
+    inner = "FLOOR(x / 2)"
+    nested = inner
+    for depth in range(4):
+        nested = f"LEAST(GREATEST({nested}, {depth}), 19)"
+
+    text = sql.to_duckdb(f"SELECT {nested} AS b FROM t")
+
+    assert text.count("BQ_DIVIDE_ROWS(") == 1
+    assert len(text) < 12_000
+
+
+def test_least_and_greatest_over_computed_values_answer_as_bigquery(warehouse):
+    # mathematical_functions#least / #greatest: NULL if any input is NULL; NaN if any input is NaN
+    query = ("SELECT x, LEAST(GREATEST(FLOOR(x / 2), 0), 19) AS b, GREATEST(ABS(x), 3) AS g FROM UNNEST("
+             "[1.0, 9.0, 100.0, CAST('nan' AS FLOAT64), NULL, -5.0]) AS x WITH OFFSET AS o ORDER BY o")
+
+    rows = [r for batch in warehouse.query_batches(query) for r in batch.to_pylist()]
+
+    assert [r["b"] for r in rows][:3] == [0.0, 4.0, 19.0] and rows[5]["b"] == 0.0
+    assert np.isnan(rows[3]["b"]) and rows[4]["b"] is None
+    assert [r["g"] for r in rows][:3] == [3.0, 9.0, 100.0] and rows[5]["g"] == 5.0
+    assert np.isnan(rows[3]["g"]) and rows[4]["g"] is None
