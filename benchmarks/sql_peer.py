@@ -3,6 +3,9 @@ kfkit's local warehouse, each answer compared with BigQuery's documented one.
 
     python benchmarks/sql_peer.py [--venv DIR] [--output benchmarks/results-sql-peer.txt]
 
+It writes the table as text (--output) and, beside it, the tally by section as JSON
+(results-sql-peer.json), which tests/sql_conformance/make_docs.py renders into docs/sql.md.
+
 The emulator is installed by this script into its own virtualenv (Python 3.13, as it requires):
 local-bigquery 0.3.2 on DuckDB 1.5.5 (0.4.0 wants DuckDB 2.x, whose wheel has no icu built in and
 whose extensions cannot be downloaded here) with the DuckDB extensions it loads taken from their
@@ -15,13 +18,19 @@ Each case lands in one bucket per engine:
   differs            another value or type: a silently different answer
   errs               an error where BigQuery answers
   answers-a-refusal  an answer where BigQuery refuses the query (also silently different)
+  refuses            (kfkit) a documented refusal of the local warehouse: BigQuery answers the query, but
+                     kfkit declines it rather than answer differently (cases whose note starts "refused")
+  unscored           (the peer) such a case: its BigQuery value is not recorded, so the peer's answer is
+                     not judged
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -121,7 +130,7 @@ def peer_answer(client, case):
     """(rows as the cases write them, {column: type}) from the emulator."""
     from google.cloud import bigquery
 
-    query = case.sql if case.rows is not None else f"SELECT {case.sql} AS v"
+    query = case.sql if case.whole else f"SELECT {case.sql} AS v"
     config = bigquery.QueryJobConfig(query_parameters=[parameter(k, v) for k, v in (case.params or {}).items()])
     result = client.query(query, job_config=config).result(timeout=30)
     types = {field.name: bigquery_type(field) for field in result.schema}
@@ -131,8 +140,12 @@ def peer_answer(client, case):
     return rows, types
 
 
-def bucket(case, answer) -> str:
+def bucket(case, answer, engine: str = "kfkit") -> str:
     """Where one engine's answer to a case lands; answer: (rows, types) or the exception it raised."""
+    if case.refused:  # BigQuery answers; the case records kfkit's refusal, not BigQuery's value
+        if engine != "kfkit":
+            return "unscored"
+        return "refuses" if isinstance(answer, BaseException) else "answers-a-refusal"
     if isinstance(answer, BaseException):
         return "agrees" if case.error else "errs"
     if case.error:
@@ -177,12 +190,15 @@ def main(argv=None) -> int:
         tally = {"kfkit": collections.Counter(), "local-bigquery": collections.Counter()}
         by_section: dict[str, dict[str, collections.Counter]] = collections.defaultdict(
             lambda: {"kfkit": collections.Counter(), "local-bigquery": collections.Counter()})
-        silent = []
+        silent, peer_errors = [], []
         for case in cases:
             for engine, answer in (("kfkit", ask(evaluate, con, case)), ("local-bigquery", ask(peer_answer, client, case))):
-                found = bucket(case, answer)
+                found = bucket(case, answer, engine)
                 tally[engine][found] += 1
                 by_section[case.section][engine][found] += 1
+                if engine == "local-bigquery" and found == "errs":
+                    message = " ".join(str(answer).split())
+                    peer_errors.append({"section": case.section, "sql": case.sql, "error": message[:160]})
                 if engine == "local-bigquery" and found in ("differs", "answers-a-refusal") and len(silent) < 15:
                     shown = answer if isinstance(answer, BaseException) else answer[0][:1]
                     silent.append(f"  {case.sql[:70]:<70}  documented {case.error or case.value!r:.30}  got {shown!r:.40}")
@@ -190,7 +206,7 @@ def main(argv=None) -> int:
         process.terminate()
         process.wait(timeout=30)
 
-    kinds = ("agrees", "differs", "errs", "answers-a-refusal")
+    kinds = ("agrees", "differs", "errs", "answers-a-refusal", "refuses", "unscored")
     lines = [f"{len(cases)} documented cases (tests/sql_conformance/cases.yaml), each against BigQuery's documented answer;",
              f"local-bigquery {EMULATOR.split('==')[1]} on DuckDB {DUCKDB} through google-cloud-bigquery's REST client",
              "", f"{'engine':<16}" + "".join(f"{k:>19}" for k in kinds)]
@@ -206,7 +222,29 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     print(text, end="")
     Path(args.output).write_text(text)
+    Path(args.output).with_suffix(".json").write_text(json.dumps(
+        tally_json(len(cases), tally, by_section, peer_errors, venv), indent=1) + "\n")
     return 0
+
+
+def tally_json(total: int, tally, by_section, peer_errors: list, venv: Path) -> dict:
+    """The run as data: how the peer ran, and each engine's buckets by section (make_docs renders it)."""
+    from importlib.metadata import version
+
+    peer_python = subprocess.run([str(venv / "bin" / "python"), "--version"], capture_output=True, text=True)
+    return {
+        "cases": total,
+        "peer": {"package": EMULATOR, "duckdb": DUCKDB,
+                 "extensions": [f"duckdb-extension-{name}=={DUCKDB}" for name in EXTENSIONS],
+                 "python": peer_python.stdout.strip(),
+                 "client": f"google-cloud-bigquery=={version('google-cloud-bigquery')} (REST) on Python "
+                           f"{platform.python_version()}"},
+        "totals": {engine: dict(counts) for engine, counts in tally.items()},
+        "sections": [{"section": section, "cases": sum(engines["kfkit"].values()),
+                      **{engine: dict(counts) for engine, counts in engines.items()}}
+                     for section, engines in by_section.items()],
+        "peer_errors": peer_errors,
+    }
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def render(value, kind) -> str:
         quoted = "." in text or abs(int(decimal.Decimal(text))) > MAX_LOSSLESS_INT
         return f'"{text}"' if quoted else text
     if name in ("VARCHAR", "JSON"):
-        return _escape(value) if name == "VARCHAR" else json.dumps(value, separators=(",", ":"))
+        return _escape(value) if name == "VARCHAR" else _json_value_text(value)
     if name == "DATE":
         return _escape(str(value))
     if name in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
@@ -145,7 +145,8 @@ def to_json_string_udf(json_text: pa.Array, type_text: pa.Array) -> pa.Array:
         if text is None:
             out.append("null")
             continue
-        out.append(render(json.loads(text, parse_float=decimal.Decimal), parse_type(kind)))
+        out.append(render(json.loads(text, parse_float=decimal.Decimal, object_pairs_hook=_first_wins),
+                          parse_type(kind)))
     return pa.array(out, type=pa.string())
 
 
@@ -193,6 +194,107 @@ def decimals_to_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 _LOCAL = threading.local()
+
+
+# ---- a JSON value's text -------------------------------------------------------------------------
+# BigQuery writes a JSON value (a JSON result column, TO_JSON_STRING of one) as ZetaSQL's JSONValue holds
+# it (data-types#json_type; zetasql/public/json_value.cc): nlohmann::json's dump() of what its parser
+# kept. Objects are std::maps, so members come out sorted by name, and a duplicate name keeps the first
+# value; no whitespace; an integer in [-2^63, 2^64 - 1] is written as it is; any other number is a
+# double, which must give back the number as written (CheckNumberRoundtrip: '1.5e0' is fine, 1e400 or
+# 0.1234567890123456789 are errors) and is written in nlohmann's shortest form (1.0, 2.5, 1e-05,
+# 9.007199254740992e+15); strings escape '"', '\\' and the control characters (\u001f), nothing else.
+_INT_RANGE = (-(2 ** 63), 2 ** 64 - 1)
+
+
+def _nlohmann_escape(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif code < 0x20:
+            out.append({"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, "\\u%04x" % code))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _nlohmann_double(value: float) -> str:
+    """nlohmann::json's dump of a double: the shortest digits that read back, in format_buffer's layout."""
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    sign = "-" if value < 0 else ""
+    shortest = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, shortest.digits))
+    k, n = len(digits), len(digits) + shortest.exponent
+    if k <= n <= 15:
+        return sign + digits + "0" * (n - k) + ".0"
+    if 0 < n <= 15:
+        return sign + digits[:n] + "." + digits[n:]
+    if -4 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    e = n - 1
+    return f"{sign}{mantissa}e{'-' if e < 0 else '+'}{abs(e):02d}"
+
+
+def _json_number(text: str) -> str:
+    if re.fullmatch(r"-?\d+", text) and _INT_RANGE[0] <= int(text) <= _INT_RANGE[1]:
+        return str(int(text))
+    number = float(text)
+    written = _nlohmann_double(number) if math.isfinite(number) else None
+    if written is None or decimal.Decimal(written) != decimal.Decimal(text):
+        raise ValueError(f"JSON number {text} cannot round-trip through a FLOAT64, as a BigQuery JSON value "
+                         "must (data-types#json_type); make it a JSON string, or PARSE_JSON(..., "
+                         "wide_number_mode => 'round') in BigQuery")
+    if written.endswith(".0") and "e" not in written:
+        # 1.0: nlohmann writes "1.0", the encodings table (json_functions#json_encodings) shows 1; refused
+        raise ValueError(f"JSON number {text}: a whole FLOAT64 in a JSON value, whose text BigQuery's reference "
+                         "leaves open (1 or 1.0); the local warehouse does not guess it: write it as an integer")
+    return written
+
+
+def _first_wins(pairs: list) -> dict:
+    kept: dict = {}
+    for name, value in pairs:
+        kept.setdefault(name, value)
+    return kept
+
+
+def _json_value_text(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (_Number, decimal.Decimal)):
+        return _json_number(str(value))
+    if isinstance(value, int):
+        return _json_number(str(value))
+    if isinstance(value, float):
+        return _json_number(repr(value))
+    if isinstance(value, str):
+        return _nlohmann_escape(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_json_value_text(v) for v in value) + "]"
+    return "{" + ",".join(_nlohmann_escape(k) + ":" + _json_value_text(value[k]) for k in sorted(value)) + "}"
+
+
+def json_text(text: str | None) -> str | None:
+    """BigQuery's text of the JSON value DuckDB wrote as `text` (see above); ValueError where BigQuery
+    would not have made the value."""
+    if text is None:
+        return None
+    value = json.loads(text, parse_float=_Number, parse_int=_Number, object_pairs_hook=_first_wins)
+    return _json_value_text(value)
+
+
+def json_text_udf(texts: pa.Array) -> pa.Array:
+    """DuckDB UDF bq_json_text: a JSON result column's text as BigQuery writes it."""
+    return pa.array([json_text(t) for t in texts.to_pylist()], type=pa.string())
 
 
 # ---- JSON_QUERY, JSON_VALUE and their arrays over JSON text ---------------------------------------
@@ -250,7 +352,8 @@ def _select(text: str | None, path: str, is_json: bool):
     if text is None:
         return _MISSING
     try:
-        value = json.loads(text, parse_float=_Number, parse_int=_Number)
+        value = json.loads(text, parse_float=_Number, parse_int=_Number,
+                           object_pairs_hook=_first_wins if is_json else None)
     except ValueError:
         if is_json:
             raise
@@ -287,7 +390,7 @@ def json_scalar(text, path, mode, is_json):
         return _scalar_text(value)
     if value is None and not is_json:
         return None
-    return _dump(value)
+    return _json_value_text(value) if is_json else _dump(value)  # a JSON value's text, as BigQuery writes it
 
 
 def json_array(text, path, mode, is_json):
@@ -299,7 +402,7 @@ def json_array(text, path, mode, is_json):
     if not isinstance(value, list):
         return None
     if mode == "query":
-        return [_dump(v) for v in value]
+        return [_json_value_text(v) if is_json else _dump(v) for v in value]
     texts = [_scalar_text(v) for v in value]
     if any(t is None and v is not None for t, v in zip(texts, value)):
         return None

@@ -261,6 +261,10 @@ def explain_error(exc: Exception, query: str) -> str:
                            ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
                            ("BOOLEAN", "BOOL")):
         message = message.replace(duck, bigquery)
+    python = re.search(r"Python exception occurred while executing the UDF: (?:ValueError|OverflowError): (.*)",
+                       message)
+    if python:  # a BigQuery error a Python function of the translation raises (json_functions, numeric)
+        return python.group(1)
     raised = re.search(r"Could not convert string 'kfkit-error: (.*?)' to INT32", message)
     if raised:  # a BigQuery error the translation raises where a row reaches it (semantics: bq_fail)
         return raised.group(1)

@@ -56,6 +56,21 @@ MACROS = [
               OR typeof(k) LIKE 'DECIMAL%' THEN w
          ELSE error('RANGE window frame: an offset needs a numeric ORDER BY key (INT64, NUMERIC or FLOAT64), '
                     || 'not ' || typeof(k) || '; use ROWS, or order by UNIX_DATE(...) / UNIX_SECONDS(...)') END""",
+    # PARTITION BY: "PARTITION BY expressions can't include floating point types"
+    # (data-types#grouping_with_floating_point_types); DuckDB partitions by a DOUBLE (or a STRUCT or ARRAY of one)
+    """CREATE OR REPLACE MACRO bq_partition_key(x, what) AS CASE
+         WHEN regexp_matches(typeof(x), '(^|[^A-Za-z0-9_"])(DOUBLE|FLOAT)([^A-Za-z0-9_"]|$)')
+           THEN error(what || ': PARTITION BY expressions of type FLOAT64 are not allowed (this key is a '
+                      || typeof(x) || '); partition by CAST(... AS STRING) or a NUMERIC instead')
+         ELSE x END""",
+    # JOIN ... USING (k) compares the keys with = (query-syntax#using_clause), and NaN = NaN is FALSE
+    # (data-types#floating_point_semantics); DuckDB's USING matches a NaN key with a NaN key. A NaN key on
+    # the right-hand side is refused where it is read: the local warehouse cannot tell which rows would match
+    """CREATE OR REPLACE MACRO bq_using_key(x, what) AS CASE
+         WHEN bq_isnan(x) THEN error(what || ': a NaN join key, which BigQuery never matches (NaN = NaN is FALSE) '
+                                     || 'and the local warehouse cannot keep apart in USING; write ON a.k = b.k '
+                                     || '(NaN-correct) or filter the NaN keys out first')
+         ELSE x END""",
     """CREATE OR REPLACE MACRO bq_format_string(x, spec) AS CASE WHEN typeof(x) IN ('VARCHAR', 'NULL') THEN x
          ELSE error('FORMAT: ' || spec || ' takes a STRING, not ' || typeof(x)) END""",
 ]
@@ -261,6 +276,39 @@ def range_frames(tree: exp.Expression, sql: str, line_of) -> None:
                              f"one ORDER BY key, of a numeric type; this window has {len(keys)}")
         key = keys[0].this.copy()
         window.replace(_call("bq_range_checked", window.copy(), key))
+
+
+def partition_keys(tree: exp.Expression, sql: str, line_of) -> None:
+    """Each PARTITION BY key checked (bq_partition_key): BigQuery rejects a FLOAT64 key, DuckDB would partition."""
+    for window in tree.find_all(exp.Window):
+        keys = window.args.get("partition_by") or []
+        if not keys:
+            continue
+        line = line_of(sql, "PARTITION")
+        what = exp.Literal.string(f"line {line}" if line else "PARTITION BY")
+        window.set("partition_by", [_call("bq_partition_key", key.copy(), what.copy()) for key in keys])
+
+
+def using_nan_keys(tree: exp.Expression, sql: str, line_of) -> None:
+    """JOIN <table> USING (k, ...): the right-hand table read with each key checked (bq_using_key), so a NaN
+    key is refused rather than matched. ON a.k = b.k is NaN-correct already (nan_comparison)."""
+    for join in list(tree.find_all(exp.Join)):
+        using = join.args.get("using") or []
+        right = join.this
+        if not using or not isinstance(right, (exp.Table, exp.Subquery)):
+            continue
+        line = line_of(sql, "USING")
+        what = f"line {line}: JOIN ... USING" if line else "JOIN ... USING"
+        alias = right.alias_or_name or "_kfkit_using"  # an unaliased subquery's columns are read unqualified
+        source = right.copy()
+        source.set("alias", None)
+        keys = ", ".join(f"bq_using_key({exp.column(k.name, quoted=True).sql(dialect='duckdb')}, "
+                         f"{exp.Literal.string(f'{what} ({k.name})').sql(dialect='duckdb')}) "
+                         f"AS {exp.to_identifier(k.name, quoted=True).sql(dialect='duckdb')}" for k in using)
+        wrapped = exp.maybe_parse(f"(SELECT * REPLACE ({keys}) FROM _kfkit_using)", dialect="duckdb")
+        wrapped.find(exp.Table).replace(source)  # the source itself, still to be rewritten as BigQuery SQL
+        wrapped.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        right.replace(wrapped)
 
 
 def order_nan_keys(tree: exp.Expression) -> None:

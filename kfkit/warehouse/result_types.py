@@ -65,6 +65,10 @@ def bigquery_type(duck: str, column: str) -> str:
                 raise QueryError(
                     f"result column {column!r} is a GEOGRAPHY, which the local warehouse cannot carry into "
                     "a dataset; select ST_ASTEXT(...) or ST_X(...)/ST_Y(...) instead")
+            if re.search(r"(^|[^\w\"])JSON($|[^\w\"])", rest.upper()):
+                raise QueryError(
+                    f"result column {column!r} is a STRUCT holding a JSON field, whose text the local warehouse "
+                    "does not rewrite as BigQuery writes JSON; select the field on its own, or TO_JSON_STRING(...)")
             fields.append(f"{name} {bigquery_type(rest, column)}")
         return f"STRUCT({', '.join(fields)})"
     if upper in _INTEGERS:
@@ -94,7 +98,13 @@ def projection(columns: list[tuple[str, str]]) -> str | None:
     for name, duck in columns:
         target = bigquery_type(duck, name)
         quoted = '"' + name.replace('"', '""') + '"'
-        if target.replace(" ", "") != duck.upper().replace(" ", ""):
+        if duck.upper().replace(" ", "") in ("JSON", "JSON[]"):
+            # a JSON value as BigQuery writes it (json_functions.json_text): members sorted, numbers canonical
+            changed = True
+            text = ("bq_json_text(CAST(_q.{0} AS VARCHAR))" if duck.upper() == "JSON" else
+                    "list_transform(_q.{0}, lambda e: bq_json_text(CAST(e AS VARCHAR)))").format(quoted)
+            items.append(f"{text} AS {quoted}")
+        elif target.replace(" ", "") != duck.upper().replace(" ", ""):
             changed = True
             items.append(f"CAST(_q.{quoted} AS {target}) AS {quoted}")
         else:

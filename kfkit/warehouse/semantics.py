@@ -475,6 +475,8 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
     long_tail.range_frames(tree, sql, line_of)
+    long_tail.partition_keys(tree, sql, line_of)
+    long_tail.using_nan_keys(tree, sql, line_of)
     long_tail.order_nan_keys(tree)
     tree = long_tail.pivot_names(tree)
 

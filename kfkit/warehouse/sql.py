@@ -51,7 +51,8 @@ def register_functions(con) -> None:
 
     con.execute("SET TimeZone = 'UTC'")  # BigQuery's default time zone for every function
     udfs = [("farm_fingerprint", _farm_fingerprint_udf, [VARCHAR], BIGINT, "special"),
-            ("bq_to_json_string", json_functions.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special")]
+            ("bq_to_json_string", json_functions.to_json_string_udf, [VARCHAR, VARCHAR], VARCHAR, "special"),
+            ("bq_json_text", json_functions.json_text_udf, [VARCHAR], VARCHAR, "default")]
     for name, function, args, result, nulls in udfs:
         try:
             con.create_function(name, function, args, result, type="arrow", null_handling=nulls,

@@ -38,6 +38,16 @@ class Case:
         return f"{self.section}: {self.sql}"[:140]
 
     @property
+    def whole(self) -> bool:
+        """A whole query (rows and columns, or an error case written as SELECT/WITH), not one expression."""
+        return self.rows is not None or self.sql.lstrip().upper().startswith(("SELECT ", "WITH "))
+
+    @property
+    def refused(self) -> bool:
+        """A documented refusal of the local warehouse: BigQuery answers, kfkit declines (note "refused...")."""
+        return self.error is not None and self.note.startswith("refused")
+
+    @property
     def url(self) -> str:
         return DOC_BASE + self.doc
 
@@ -127,7 +137,7 @@ def fetch(relation, query: str) -> pa.Table:
 
 def evaluate(con, case: Case) -> tuple[list, dict[str, str]]:
     """(rows, {column: BigQuery type}) of a case's query."""
-    query = case.sql if case.rows is not None else f"SELECT {case.sql} AS v"
+    query = case.sql if case.whole else f"SELECT {case.sql} AS v"
     table = run(con, query, case.params)
     types = {f.name: bigquery_type_name(f.type) for f in table.schema}
     rows = [[_text(v, types[name]) for name, v in row.items()] for row in table.to_pylist()]

@@ -13,6 +13,7 @@ from kfkit.warehouse.semantics import REFUSED_FUNCTIONS  # noqa: E402
 from tests.sql_conformance.conformance import load_cases  # noqa: E402
 
 DOC = ROOT / "docs" / "sql.md"
+PEER = ROOT / "benchmarks" / "results-sql-peer.json"
 
 HEADER = """# BigQuery SQL on the local warehouse
 
@@ -57,6 +58,28 @@ def _cell(value) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def peer_table(cases: int) -> list[str]:
+    """The peer tally (benchmarks/sql_peer.py writes it) beside kfkit's, by section."""
+    if not PEER.exists():
+        return []
+    run = json.loads(PEER.read_text())
+    peer = run["peer"]
+    lines = ["\n## Beside a peer: the local-bigquery emulator\n",
+             f"`python benchmarks/sql_peer.py` ran {run['cases']} of these {cases} cases on {peer['package']} "
+             f"({peer['python']}, DuckDB {peer['duckdb']}, its extensions from the wheels "
+             f"{', '.join(peer['extensions'])}, nothing downloaded), asked through {peer['client']}. "
+             "*refuses*: kfkit declines a query BigQuery answers (documented above); those cases record no "
+             "BigQuery value, so the peer's answer is *unscored*. *errs*: the peer could not run the query.\n",
+             "| section | cases | kfkit agrees | kfkit refuses | peer agrees | peer differs | peer answers a refusal "
+             "| peer errs | peer unscored |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in run["sections"] + [{"section": "**all**", "cases": run["cases"], **run["totals"]}]:
+        k, b = row["kfkit"], row["local-bigquery"]
+        lines.append(f"| {row['section']} | {row['cases']} | {k.get('agrees', 0)} | {k.get('refuses', 0)} | "
+                     f"{b.get('agrees', 0)} | {b.get('differs', 0)} | {b.get('answers-a-refusal', 0)} | "
+                     f"{b.get('errs', 0)} | {b.get('unscored', 0)} |")
+    return lines
+
+
 def render() -> str:
     cases = load_cases()
     lines = [HEADER, f"{len(cases)} cases in {len({c.section for c in cases})} sections.\n"]
@@ -74,6 +97,7 @@ def render() -> str:
         if case.note:
             answer += f" ({_cell(case.note)})"
         lines.append(f"| `{_cell(case.sql)}` | {answer} | {kind} | [{case.doc.split('#')[-1]}]({case.url}) |")
+    lines += peer_table(len(cases))
     lines += ["\n## Refused functions\n", "| function | write instead |", "|---|---|"]
     lines += [f"| `{name}` | {instead} |" for name, instead in sorted(REFUSED_FUNCTIONS.items())]
     lines.append(DIFFERENCES)
