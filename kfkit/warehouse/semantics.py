@@ -134,6 +134,9 @@ REFUSED_FUNCTIONS = {
     "BIGNUMERIC": "NUMERIC (38 digits, 9 after the point); DuckDB has no 76-digit decimal",
     "RANGE_BUCKET": "a CASE expression over the boundaries",
     "GENERATE_TIMESTAMP_ARRAY": "GENERATE_DATE_ARRAY and TIMESTAMP(date)",
+    # a JSON value: BigQuery writes its object members sorted and keeps INT64 exact, where the local
+    # translation (TO_JSON_STRING's text) keeps the fields' order and quotes integers past 2^53
+    "TO_JSON": "TO_JSON_STRING(...) (the JSON text as a STRING)",
 }
 
 _DUCKDB_STRFTIME = set("aAwudbBmyYHIpMSjUWVGZz%")  # elements DuckDB's strftime shares with BigQuery
@@ -205,6 +208,16 @@ def refusals(tree: exp.Expression, sql: str) -> None:
         elif isinstance(node, exp.Func) and node.sql_name() in REFUSED_FUNCTIONS:
             # a function sqlglot knows by name (APPROX_TOP_SUM, RANGE_BUCKET, ...) is no Anonymous node
             name = node.sql_name()
+        elif isinstance(node, exp.JSONFormat) and node.args.get("to_json"):
+            name = "TO_JSON"
+        elif isinstance(node, exp.ParseJSON) and isinstance(node.expression, exp.Kwarg) \
+                and node.expression.this.name.lower() == "wide_number_mode" \
+                and node.expression.expression.name.lower() != "exact":
+            # 'round' keeps a number a FLOAT64 cannot hold, rounded; the local JSON refuses such numbers
+            raise QueryError(f"line {_line_of(node, sql)}: PARSE_JSON(..., wide_number_mode => "
+                             f"'{node.expression.expression.name}') is not supported by the local warehouse; "
+                             "write PARSE_JSON(text) (wide_number_mode 'exact', the default) with numbers a "
+                             "FLOAT64 holds exactly, or run it on BigQuery")
         elif type(node).__name__ in ("NetFunc", "SafeFunc"):
             inner = node.this
             prefix = "NET." if type(node).__name__ == "NetFunc" else "SAFE."
