@@ -21,6 +21,7 @@ try:
 except ImportError:  # pragma: no cover - a dependency; the json module answers the same, slower
     orjson = None
 
+# the one standard encoder of the server (answers, records): json.dumps with options builds a new one per call
 ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 # 19 digits in a row: an integer that may not fit 64 bits (or a long fraction, which json reads the
 # same); found by mapping every digit to "0" (a regex took longer than orjson's parse of the body)

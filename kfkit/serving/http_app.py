@@ -20,9 +20,7 @@ import inspect
 import json
 import logging
 import math
-import re
 import time
-from json.decoder import scanstring as _scanstring
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kfkit.errors import ConfigError
-from kfkit.serving.fast_json import dumps, loads_fast
+from kfkit.serving.fast_json import ENCODER, dumps, loads_fast
 from kfkit.serving.model_io import RequestError
 
 log = logging.getLogger("kfkit.server")
@@ -256,61 +254,16 @@ def _clean(value: Any, depth: int) -> bool:
     return True
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
 def parse_predict_body(raw: bytes) -> tuple[Any, str | None]:
-    """parse_body, and the text of the body's "instances" value when the body is an ASCII JSON
-    object (line breaks made spaces): the request log keeps the client's own JSON of the instances
-    rather than encoding them again, which cost as much as the rest of the server's work on them.
-    Whatever the walk below does not take (anything but a well-formed object) goes to parse_body,
-    which answers it as before."""
+    """parse_body, and the JSON text of the body's "instances" value (compact ASCII) when the body is
+    an object orjson reads as json does (fast_json.loads_fast): the request log splices that text in
+    rather than encoding the instances again. Every other body goes to parse_body, which answers it
+    as before, and the log encodes its instances itself."""
     body = loads_fast(raw)
     if type(body) is dict:
         instances = body.get("instances")
-        instances_json = None if instances is None else dumps(instances)
-        return body, instances_json if instances_json is not None and instances_json.isascii() else None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return parse_body(raw), None
-    try:
-        body, spans = {}, {}
-        at = _WHITESPACE.match(text, 0).end()
-        if text[at:at + 1] != "{":
-            raise ValueError
-        at = _WHITESPACE.match(text, at + 1).end()
-        if text[at:at + 1] == "}":
-            at = _WHITESPACE.match(text, at + 1).end()
-        else:
-            while True:
-                if text[at:at + 1] != '"':
-                    raise ValueError
-                key, at = _scanstring(text, at + 1, True)
-                at = _WHITESPACE.match(text, at).end()
-                if text[at:at + 1] != ":":
-                    raise ValueError
-                at = _WHITESPACE.match(text, at + 1).end()
-                value, end = _DECODER.raw_decode(text, at)
-                body[key], spans[key] = value, (at, end)
-                at = _WHITESPACE.match(text, end).end()
-                if text[at:at + 1] == ",":
-                    at = _WHITESPACE.match(text, at + 1).end()
-                    continue
-                if text[at:at + 1] != "}":
-                    raise ValueError
-                at = _WHITESPACE.match(text, at + 1).end()
-                break
-        if at != len(text):
-            raise ValueError
-    except (ValueError, IndexError, RecursionError, BadRequest):
-        return parse_body(raw), None
-    span = spans.get("instances")
-    if span is None:
-        return body, None
-    # strict JSON has no raw line break inside a string: each one here is whitespace between tokens
-    return body, text[span[0]:span[1]].replace("\n", " ").replace("\r", " ")
+        return body, None if instances is None else dumps(instances)
+    return parse_body(raw), None
 
 
 def check_values(value: Any, where: str, depth: int = 0) -> None:
@@ -379,12 +332,11 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def encode_answer(answer: dict, predictions_json: str) -> bytes:
     """send_json's body for an answer whose first key is "predictions", with those already encoded."""
-    rest = _ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"})
+    rest = ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"})
     return ('{"predictions":' + predictions_json + ("," + rest[1:] if len(rest) > 2 else "}")).encode()
 
 
@@ -406,7 +358,7 @@ def _log_metrics(request_log) -> str:
 
 
 async def send_json(send, status: int, payload: dict, extra: list | None = None) -> None:
-    body = _ENCODER.encode(payload).encode()
+    body = ENCODER.encode(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError
-from kfkit.serving.fast_json import dumps
+from kfkit.serving.fast_json import ENCODER, dumps
 from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
 from kfkit.serving.model_io import LoadedModel, RequestError
 from kfkit.serving.request_logs import SETTLE_S
@@ -47,9 +47,6 @@ LOG_MAX_AGE_DAYS = 30
 LOG_FLUSH_INTERVAL_S = 0.1
 LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024
 assert LOG_FLUSH_INTERVAL_S * 3 <= SETTLE_S
-
-# one encoder for every record and answer: json.dumps with options builds a new encoder per call
-ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _flush_at_exit(ref: weakref.ref) -> None:
