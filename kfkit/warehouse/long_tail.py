@@ -86,6 +86,13 @@ def _call(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
+def _over(call: exp.Expression, values: list[exp.Expression]) -> exp.Expression:
+    """call (LEAST, GREATEST) with its arguments set to copies of values."""
+    call.set("this", values[0].copy())
+    call.set("expressions", [v.copy() for v in values[1:]])
+    return call
+
+
 def _all_simple(values: list[exp.Expression]) -> bool:
     """Columns, literals and casts of them: repeating one costs nothing."""
     def simple(node):
@@ -106,7 +113,8 @@ def shared(values: list[exp.Expression]):
     LEAST(GREATEST(FLOOR(...), 0), 19) in a comparison, became 400 KB of SQL that DuckDB took minutes
     to bind. bind(body) evaluates the values once, as one list, and body reads them from it:
     list_extract(list_transform([[v1, v2]], LAMBDA s: body(s[1], s[2])), 1). The list has the
-    values' common type, which is the type LEAST and GREATEST compare them in."""
+    values' common type, which is the type LEAST and GREATEST compare them in. Values that are all
+    simple come back as they are (the same list), with a bind that changes nothing."""
     if _all_simple(values):
         return values, lambda body: body
     name = f"_kfkit_shared{next(_SHARED_NAMES)}"
@@ -385,19 +393,12 @@ def fix(node: exp.Expression) -> exp.Expression | None:
     if isinstance(node, exp.Least) and not node.args.get("ignore_nulls"):
         values, bind = shared([node.this, *node.expressions])
         any_nan = exp.or_(*[_call("bq_isnan", v.copy()) for v in values])
-        least = node.copy()
-        least.set("this", values[0].copy())
-        least.set("expressions", [v.copy() for v in values[1:]])
-        return bind(exp.If(this=any_nan, true=exp.Greatest(this=values[0].copy(),
-                                                           expressions=[v.copy() for v in values[1:]]), false=least))
-    if isinstance(node, exp.Greatest) and not node.args.get("ignore_nulls") and not _all_simple(
-            [node.this, *node.expressions]):
+        return bind(exp.If(this=any_nan, true=_over(exp.Greatest(), values), false=_over(node.copy(), values)))
+    if isinstance(node, exp.Greatest) and not node.args.get("ignore_nulls"):
         # the DuckDB form repeats each argument (NULL if any is NULL); computed once, as BigQuery does
-        values, bind = shared([node.this, *node.expressions])
-        greatest = node.copy()
-        greatest.set("this", values[0].copy())
-        greatest.set("expressions", [v.copy() for v in values[1:]])
-        return bind(greatest)
+        arguments = [node.this, *node.expressions]
+        values, bind = shared(arguments)
+        return None if values is arguments else bind(_over(node.copy(), values))
     if isinstance(node, exp.ArrayConcat):  # array_functions#array_concat: NULL if any input is NULL
         arrays = [node.this, *node.expressions]
         any_null = exp.or_(*[exp.Is(this=a.copy(), expression=exp.Null()) for a in arrays])
