@@ -167,7 +167,8 @@ def _classify(kind: exp.DataType | None) -> str | None:
 
 
 def _unnest_element(column: exp.Column) -> exp.DataType | None:
-    """The element type of the UNNEST a column names (`FROM UNNEST([...]) AS x`), if annotated."""
+    """The element type of the UNNEST a column names (`FROM UNNEST([...]) AS x`), or of the STRUCT field it
+    names (`FROM UNNEST([STRUCT(... AS x)])`), if annotated."""
     select = column.find_ancestor(exp.Select)
     while select is not None:
         for unnest in select.find_all(exp.Unnest):
@@ -177,10 +178,16 @@ def _unnest_element(column: exp.Column) -> exp.DataType | None:
             names = []
             if alias is not None:
                 names = [c.name for c in alias.args.get("columns") or []] or [alias.name]
-            if column.name in names and unnest.expressions:
-                array = unnest.expressions[0].type
-                if array is not None and array.this == exp.DataType.Type.ARRAY and array.expressions:
-                    return array.expressions[0]
+            array = unnest.expressions[0].type if unnest.expressions else None
+            if array is None or array.this != exp.DataType.Type.ARRAY or not array.expressions:
+                continue
+            element = array.expressions[0]
+            if column.name in names:
+                return element
+            if element.this == exp.DataType.Type.STRUCT:  # an UNNEST of STRUCTs: its fields are columns
+                for field in element.expressions:
+                    if isinstance(field, exp.ColumnDef) and field.name == column.name:
+                        return field.args.get("kind")
         select = select.find_ancestor(exp.Select)
     return None
 
@@ -257,18 +264,16 @@ def divide(node: exp.Div, kind: str | None) -> exp.Expression:
     return _call("bq_divide", node.this, node.expression)
 
 
-def average(node: exp.Avg, kind: str | None) -> exp.Expression | None:
+def average(node: exp.Avg, kind: str | None, what: str = "AVG") -> exp.Expression | None:
+    """AVG(x) as BigQuery types it; `what` names it in a run-time refusal ("line 3: AVG")."""
     distinct = isinstance(node.this, exp.Distinct)
     value = node.this.expressions[0] if distinct else node.this
     if kind == "numeric":
         if isinstance(node.parent, exp.Window):
-            from kfkit.errors import QueryError
-            raise QueryError("AVG(NUMERIC) OVER (...) is not supported by the local warehouse (BigQuery answers "
-                             "NUMERIC); write SUM(x) OVER (...) / COUNT(x) OVER (...)")
-        wrap = (lambda v: exp.Distinct(expressions=[v.copy()])) if distinct else (lambda v: v.copy())
-        return _call("bq_numeric_divide", exp.Sum(this=wrap(value)), exp.Count(this=wrap(value)))
+            return None  # window_average, when the rewrite reaches the window around it
+        return _call("bq_numeric_divide", exp.Sum(this=_same(node, value)), exp.Count(this=_same(node, value)))
     if kind is None:
-        checked = _call("bq_not_numeric", value.copy(), exp.Literal.string("AVG"))
+        checked = _call("bq_not_numeric", value.copy(), exp.Literal.string(what))
         node = node.copy()
         if distinct:
             node.this.set("expressions", [checked])
@@ -276,6 +281,24 @@ def average(node: exp.Avg, kind: str | None) -> exp.Expression | None:
             node.set("this", checked)
         return node
     return None
+
+
+def _same(avg: exp.Avg, value: exp.Expression) -> exp.Expression:
+    """AVG's argument for SUM and COUNT, DISTINCT kept."""
+    return exp.Distinct(expressions=[value.copy()]) if isinstance(avg.this, exp.Distinct) else value.copy()
+
+
+def window_average(window: exp.Window, kind: str | None) -> exp.Expression | None:
+    """AVG(NUMERIC) OVER (...) is NUMERIC, rounded as NUMERIC / INT64 is (aggregate_functions#avg): SUM OVER the
+    same window, exact in DECIMAL(38, 9), divided by COUNT OVER it; an empty frame gives NULL, as SUM does."""
+    avg = window.this
+    if kind != "numeric" or not isinstance(avg, exp.Avg):
+        return None
+    value = avg.this.expressions[0] if isinstance(avg.this, exp.Distinct) else avg.this
+    total, count = window.copy(), window.copy()
+    total.set("this", exp.Sum(this=_same(avg, value)))
+    count.set("this", exp.Count(this=_same(avg, value)))
+    return _call("bq_numeric_divide", total, count)
 
 
 _ROUNDING = {"Sqrt": "bq_sqrt", "Ln": "bq_ln", "Acos": "bq_acos", "Asin": "bq_asin", "Atanh": "bq_atanh",

@@ -475,10 +475,12 @@ def _offset_rewrite(select: exp.Select) -> None:
             value = select.args.get(key)
             if value is None:
                 continue
+            # in place: a copy's root has no parent (a bare `o` in the SELECT list would lose its name), and
+            # the rewrite knows each AVG's and division's operand type by the node (numeric.annotate)
             if isinstance(value, list):
-                select.set(key, [v.transform(replace) for v in value])
+                select.set(key, [v.transform(replace, copy=False) for v in value])
             else:
-                select.set(key, value.transform(replace))
+                select.set(key, value.transform(replace, copy=False))
 
 
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
@@ -506,7 +508,11 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         if mathematical is not None:
             return mathematical
         if isinstance(node, exp.Avg):
-            average = numeric.average(node, kinds.get(id(node)))
+            average = numeric.average(node, kinds.get(id(node)), where("AVG"))
+            if average is not None:
+                return average
+        if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
+            average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
                 return average
         what = node.sql(dialect="bigquery", unsupported_level=ErrorLevel.IGNORE)[:60] if isinstance(node, exp.Func) else ""
