@@ -252,6 +252,10 @@ def _line_naming(query: str, name: str) -> str:
     return f"line {line}: " if line else ""
 
 
+# DuckDB's name for a function the query spells the BigQuery way
+_BIGQUERY_NAMES = {**bqsql.BIGQUERY_NAMES, "STR_SPLIT": "SPLIT"}
+
+
 def explain_error(exc: Exception, query: str) -> str:
     """DuckDB's error in BigQuery's terms: the function or column by name, and its line in the query."""
     message = re.sub(r"\s+", " ", str(exc)).strip()
@@ -283,8 +287,9 @@ def explain_error(exc: Exception, query: str) -> str:
         return f"{_line_naming(query, ambiguous.group(1))}column name {ambiguous.group(1)} is ambiguous ({message})"
     no_match = re.search(r"No function matches the given name and argument types '([\w]+)\(([^)]*)\)'", message)
     if no_match:
-        return (f"{_line_naming(query, no_match.group(1))}no matching signature for function "
-                f"{no_match.group(1).upper()} for argument types: {no_match.group(2)}")
+        name = _BIGQUERY_NAMES.get(no_match.group(1).upper(), no_match.group(1).upper())
+        return (f"{_line_naming(query, name)}no matching signature for function "
+                f"{name} for argument types: {no_match.group(2)}")
     return f"the local warehouse rejected the query: {message}"
 
 

@@ -163,6 +163,8 @@ def _classify(kind: exp.DataType | None) -> str | None:
         return "float"
     if kind.this in _INT_TYPES:
         return "int"
+    if kind.this in (exp.DataType.Type.BINARY, exp.DataType.Type.VARBINARY):
+        return "bytes"
     return "other"
 
 
@@ -220,20 +222,23 @@ def kind_of(node: exp.Expression) -> str | None:
 
 
 def annotate(tree: exp.Expression) -> dict[int, str | None]:
-    """{id(node): kind} of the operands' type for each division and AVG, before the rewrite replaces them."""
+    """{id(node): kind} of the operands' type for each division and AVG, and of the value of each SPLIT, before
+    the rewrite replaces them."""
     from sqlglot.optimizer.annotate_types import annotate_types
 
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg))]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split))]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
         pass
     kinds: dict[int, str | None] = {}
     for node, original in pairs:
-        if isinstance(node, exp.Div):
+        if isinstance(node, exp.Split):
+            kinds[id(original)] = kind_of(node.this)
+        elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}
             if "float" in pair:
                 kinds[id(original)] = "float"

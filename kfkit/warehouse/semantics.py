@@ -511,6 +511,8 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             average = numeric.average(node, kinds.get(id(node)), where("AVG"))
             if average is not None:
                 return average
+        if isinstance(node, exp.Split):
+            return strings.split(node, kinds.get(id(node)), where("SPLIT"))
         if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
             average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
@@ -670,9 +672,9 @@ def _array_agg(node: exp.Expression) -> exp.Expression | None:
 
 def all_macros() -> list[str]:
     """Every macro a connection needs: MACROS, numeric's, bq_fail and the name_rows twins."""
-    base = MACROS + numeric.MACROS
+    base = MACROS + numeric.MACROS + strings.RAISING_MACROS
     twins, _ = row_twins(base)
     return [FAIL_MACRO] + base + twins
 
 
-ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS)[1]
+ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS + strings.RAISING_MACROS)[1]
