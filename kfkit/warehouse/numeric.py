@@ -15,6 +15,7 @@ UNNEST); where no type is known, a NUMERIC operand is refused at run time rather
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
@@ -77,6 +78,11 @@ MACROS = [
            THEN error('floating point overflow: finite FLOAT64 operands gave ' || CAST(r AS VARCHAR)) ELSE r END""",
     """CREATE OR REPLACE MACRO bq_finite_input(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
          THEN isfinite(TRY_CAST(x AS DOUBLE)) ELSE TRUE END""",
+    # CAST(x AS NUMERIC) / SAFE_CAST: a FLOAT64 through numeric_from_double (exact), any other type as DuckDB casts
+    """CREATE OR REPLACE MACRO bq_numeric(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN bq_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE CAST(x AS DECIMAL(38, 9)) END""",
+    """CREATE OR REPLACE MACRO bq_safe_numeric(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN bq_safe_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE TRY_CAST(x AS DECIMAL(38, 9)) END""",
     "CREATE OR REPLACE MACRO pi_numeric() AS CAST('3.141592654' AS DECIMAL(38, 9))",
     # a NUMERIC operand whose type the translation could not see: refused, not answered as FLOAT64
     """CREATE OR REPLACE MACRO bq_not_numeric(x, what) AS CASE WHEN typeof(x) LIKE 'DECIMAL%'
@@ -104,6 +110,29 @@ def numeric_divide(x, y):
     if abs(quotient) > _NUMERIC_MAX:
         raise ValueError(f"numeric overflow: {x} / {y}")
     return quotient
+
+
+def numeric_from_double(x, safe: bool = False):
+    """CAST(FLOAT64 AS NUMERIC) (conversion_functions#cast_numeric): the double's exact binary value rounded half
+    away from zero to nine digits after the point; NaN, infinities and values beyond NUMERIC's range are errors
+    (NULL for SAFE_CAST). DuckDB scales the double by 1e9 in floating point first, so 0.1234567895 (exactly
+    0.12345678949999999707...) became 0.123456790."""
+    if x is None:
+        return None
+    if not math.isfinite(x):
+        if safe:
+            return None
+        raise ValueError(f"Illegal conversion of non-finite floating point number to NUMERIC: {x}")
+    value = Decimal(x).quantize(_NINE, rounding=ROUND_HALF_UP, context=_CONTEXT)
+    if abs(value) > _NUMERIC_MAX:
+        if safe:
+            return None
+        raise ValueError(f"NUMERIC out of range: {x}")
+    return value
+
+
+def safe_numeric_from_double(x):
+    return numeric_from_double(x, safe=True)
 
 
 # conversion_functions#parse_numeric: one sign, before or after the number (spaces around it allowed); digits
@@ -139,8 +168,11 @@ def register(con) -> None:
     from duckdb.sqltypes import DuckDBPyType
 
     numeric = DuckDBPyType("DECIMAL(38, 9)")
+    double = DuckDBPyType("DOUBLE")
     for name, function, args in (("bq_numeric_divide", numeric_divide, [numeric, numeric]),
-                                 ("parse_numeric", parse_numeric, [DuckDBPyType("VARCHAR")])):
+                                 ("parse_numeric", parse_numeric, [DuckDBPyType("VARCHAR")]),
+                                 ("bq_numeric_from_double", lambda x: numeric_from_double(x), [double]),
+                                 ("bq_safe_numeric_from_double", safe_numeric_from_double, [double])):
         try:
             con.create_function(name, function, args, numeric, null_handling="special", side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
