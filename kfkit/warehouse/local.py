@@ -84,6 +84,26 @@ def _recording_failure(reader: pa.RecordBatchReader, failures: list[BaseExceptio
         raise
 
 
+def _bignumeric_fields(kind: pa.DataType, path: str) -> Iterator[str]:
+    if pa.types.is_decimal256(kind):
+        yield path
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        yield from _bignumeric_fields(kind.value_type, path)
+    elif pa.types.is_struct(kind):
+        for field in kind:
+            yield from _bignumeric_fields(field.type, f"{path}.{field.name}")
+
+
+def _refuse_bignumeric(schema: pa.Schema, table: str) -> None:
+    """A decimal256 column is BigQuery's BIGNUMERIC (76 digits, 38 after the point), which the local warehouse
+    refuses as its queries do (DuckDB's DECIMAL stops at 38 digits); DuckDB's own error named its Arrow type."""
+    found = [path for field in schema for path in _bignumeric_fields(field.type, field.name)]
+    if found:
+        raise QueryError(f"table {table}: column {found[0]} is a BIGNUMERIC (Arrow decimal256), which the local "
+                         "warehouse does not support (DuckDB's DECIMAL holds 38 digits, BIGNUMERIC 76); CAST it to "
+                         "NUMERIC or FLOAT64 before loading it")
+
+
 def split_table_name(name: str, default_project: str = bqsql.DEFAULT_LOCAL_PROJECT) -> tuple[str, str, str]:
     """`project.dataset.table` (backticks optional) or `dataset.table` -> (project, dataset, table)."""
     parts = name.strip().strip("`").split(".")
@@ -126,6 +146,7 @@ class LocalWarehouse:
     def write_table(self, name: str, data: pa.Table | pa.RecordBatchReader, replace: bool = True) -> str:
         """Create (or replace) a warehouse table from Arrow data, streamed when given a reader."""
         project, dataset, table = split_table_name(name, self.project)
+        _refuse_bignumeric(data.schema, f"{project}.{dataset}.{table}")
         target = _quoted(project, dataset, table)
         schema = bqsql.local_schema_name(project, dataset).replace('"', '""')
         failures: list[BaseException] = []
