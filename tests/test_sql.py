@@ -143,3 +143,19 @@ def test_least_and_greatest_over_computed_values_answer_as_bigquery(warehouse):
     assert np.isnan(rows[3]["b"]) and rows[4]["b"] is None
     assert [r["g"] for r in rows][:3] == [3.0, 9.0, 100.0] and rows[5]["g"] == 5.0
     assert np.isnan(rows[3]["g"]) and rows[4]["g"] is None
+
+
+def test_a_bignumeric_column_is_refused_when_loaded_naming_bignumeric_and_the_column(tmp_path):
+    from decimal import Decimal
+
+    from kfkit.warehouse.local import LocalWarehouse
+
+    warehouse = LocalWarehouse(tmp_path)
+    nested = pa.table({"id": [1], "s": pa.array([{"amount": Decimal("1.5")}],
+                                                pa.struct([("amount", pa.decimal256(76, 38))]))})
+
+    with pytest.raises(QueryError, match=r"column s\.amount is a BIGNUMERIC") as refused:
+        warehouse.write_table("ds.payments", nested)
+
+    assert "decimal256" in str(refused.value) and "Unsupported Internal Arrow Type" not in str(refused.value)
+    assert "ds.payments" not in [t.split(".", 1)[-1] for t in warehouse.tables()]

@@ -84,6 +84,26 @@ def _recording_failure(reader: pa.RecordBatchReader, failures: list[BaseExceptio
         raise
 
 
+def _bignumeric_fields(kind: pa.DataType, path: str) -> Iterator[str]:
+    if pa.types.is_decimal256(kind):
+        yield path
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        yield from _bignumeric_fields(kind.value_type, path)
+    elif pa.types.is_struct(kind):
+        for field in kind:
+            yield from _bignumeric_fields(field.type, f"{path}.{field.name}")
+
+
+def _refuse_bignumeric(schema: pa.Schema, table: str) -> None:
+    """A decimal256 column is BigQuery's BIGNUMERIC (76 digits, 38 after the point), which the local warehouse
+    refuses as its queries do (DuckDB's DECIMAL stops at 38 digits); DuckDB's own error named its Arrow type."""
+    found = [path for field in schema for path in _bignumeric_fields(field.type, field.name)]
+    if found:
+        raise QueryError(f"table {table}: column {found[0]} is a BIGNUMERIC (Arrow decimal256), which the local "
+                         "warehouse does not support (DuckDB's DECIMAL holds 38 digits, BIGNUMERIC 76); CAST it to "
+                         "NUMERIC or FLOAT64 before loading it")
+
+
 def split_table_name(name: str, default_project: str = bqsql.DEFAULT_LOCAL_PROJECT) -> tuple[str, str, str]:
     """`project.dataset.table` (backticks optional) or `dataset.table` -> (project, dataset, table)."""
     parts = name.strip().strip("`").split(".")
@@ -126,6 +146,7 @@ class LocalWarehouse:
     def write_table(self, name: str, data: pa.Table | pa.RecordBatchReader, replace: bool = True) -> str:
         """Create (or replace) a warehouse table from Arrow data, streamed when given a reader."""
         project, dataset, table = split_table_name(name, self.project)
+        _refuse_bignumeric(data.schema, f"{project}.{dataset}.{table}")
         target = _quoted(project, dataset, table)
         schema = bqsql.local_schema_name(project, dataset).replace('"', '""')
         failures: list[BaseException] = []
@@ -252,6 +273,10 @@ def _line_naming(query: str, name: str) -> str:
     return f"line {line}: " if line else ""
 
 
+# DuckDB's name for a function the query spells the BigQuery way
+_BIGQUERY_NAMES = {**bqsql.BIGQUERY_NAMES, "STR_SPLIT": "SPLIT"}
+
+
 def explain_error(exc: Exception, query: str) -> str:
     """DuckDB's error in BigQuery's terms: the function or column by name, and its line in the query."""
     message = re.sub(r"\s+", " ", str(exc)).strip()
@@ -283,8 +308,9 @@ def explain_error(exc: Exception, query: str) -> str:
         return f"{_line_naming(query, ambiguous.group(1))}column name {ambiguous.group(1)} is ambiguous ({message})"
     no_match = re.search(r"No function matches the given name and argument types '([\w]+)\(([^)]*)\)'", message)
     if no_match:
-        return (f"{_line_naming(query, no_match.group(1))}no matching signature for function "
-                f"{no_match.group(1).upper()} for argument types: {no_match.group(2)}")
+        name = _BIGQUERY_NAMES.get(no_match.group(1).upper(), no_match.group(1).upper())
+        return (f"{_line_naming(query, name)}no matching signature for function "
+                f"{name} for argument types: {no_match.group(2)}")
     return f"the local warehouse rejected the query: {message}"
 
 

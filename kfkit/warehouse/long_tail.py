@@ -282,8 +282,10 @@ def range_frames(tree: exp.Expression, sql: str, line_of) -> None:
             line = line_of(sql, "RANGE")
             raise QueryError(f"{f'line {line}: ' if line else ''}a RANGE window frame with an offset needs exactly "
                              f"one ORDER BY key, of a numeric type; this window has {len(keys)}")
-        key = keys[0].this.copy()
-        window.replace(_call("bq_range_checked", window.copy(), key))
+        # the window itself, not a copy: semantics.rewrite knows its AVG's operand type by the node (numeric.annotate)
+        checked = _call("bq_range_checked", exp.Null(), keys[0].this.copy())
+        window.replace(checked)
+        checked.set("expressions", [window, *checked.expressions[1:]])
 
 
 def partition_keys(tree: exp.Expression, sql: str, line_of) -> None:
@@ -294,29 +296,43 @@ def partition_keys(tree: exp.Expression, sql: str, line_of) -> None:
             continue
         line = line_of(sql, "PARTITION")
         what = exp.Literal.string(f"line {line}" if line else "PARTITION BY")
-        window.set("partition_by", [_call("bq_partition_key", key.copy(), what.copy()) for key in keys])
+        window.set("partition_by", [_call("bq_partition_key", key, what.copy()) for key in list(keys)])
 
 
 def using_nan_keys(tree: exp.Expression, sql: str, line_of) -> None:
-    """JOIN <table> USING (k, ...): the right-hand table read with each key checked (bq_using_key), so a NaN
-    key is refused rather than matched. ON a.k = b.k is NaN-correct already (nan_comparison)."""
+    """JOIN <right> USING (k, ...): the right-hand side read with each key checked (bq_using_key), so a NaN
+    key is refused rather than matched; <right> a table, a subquery or an UNNEST (whose alias names its
+    element, or whose STRUCT elements' fields are the keys: query-syntax#using_clause). Checking one side
+    suffices: a NaN on the left matches nothing but a NaN on the right. ON a.k = b.k is NaN-correct already
+    (nan_comparison); any other right-hand side is refused, since a FLOAT64 key there could not be checked."""
     for join in list(tree.find_all(exp.Join)):
         using = join.args.get("using") or []
         right = join.this
-        if not using or not isinstance(right, (exp.Table, exp.Subquery)):
+        if not using:
             continue
         line = line_of(sql, "USING")
         what = f"line {line}: JOIN ... USING" if line else "JOIN ... USING"
-        alias = right.alias_or_name or "_kfkit_using"  # an unaliased subquery's columns are read unqualified
-        source = right.copy()
-        source.set("alias", None)
+        if not isinstance(right, (exp.Table, exp.Subquery, exp.Unnest)):
+            raise QueryError(f"{what}: the local warehouse cannot check this right-hand side ("
+                             f"{type(right).__name__}) for NaN keys, which BigQuery never matches; write "
+                             "ON a.k = b.k, or make the right-hand side a table, a subquery or an UNNEST")
+        if isinstance(right, exp.Unnest):
+            # an UNNEST's alias names its element (a column), or the STRUCT elements, whose fields are read
+            columns = (right.args.get("alias") or exp.TableAlias()).args.get("columns") or []
+            alias = columns[0].name if columns else "_kfkit_using"
+        else:
+            alias = right.alias_or_name or "_kfkit_using"  # an unaliased subquery's columns are read unqualified
         keys = ", ".join(f"bq_using_key({exp.column(k.name, quoted=True).sql(dialect='duckdb')}, "
                          f"{exp.Literal.string(f'{what} ({k.name})').sql(dialect='duckdb')}) "
                          f"AS {exp.to_identifier(k.name, quoted=True).sql(dialect='duckdb')}" for k in using)
         wrapped = exp.maybe_parse(f"(SELECT * REPLACE ({keys}) FROM _kfkit_using)", dialect="duckdb")
-        wrapped.find(exp.Table).replace(source)  # the source itself, still to be rewritten as BigQuery SQL
         wrapped.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
         right.replace(wrapped)
+        if not isinstance(right, exp.Unnest):
+            right.set("alias", None)
+        # the source itself, not a copy, still to be rewritten as BigQuery SQL: the rewrite knows the operand
+        # types of its AVGs and divisions by the node (numeric.annotate)
+        wrapped.find(exp.Table).replace(right)
 
 
 def order_nan_keys(tree: exp.Expression) -> None:

@@ -15,6 +15,7 @@ UNNEST); where no type is known, a NUMERIC operand is refused at run time rather
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
@@ -77,6 +78,11 @@ MACROS = [
            THEN error('floating point overflow: finite FLOAT64 operands gave ' || CAST(r AS VARCHAR)) ELSE r END""",
     """CREATE OR REPLACE MACRO bq_finite_input(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
          THEN isfinite(TRY_CAST(x AS DOUBLE)) ELSE TRUE END""",
+    # CAST(x AS NUMERIC) / SAFE_CAST: a FLOAT64 through numeric_from_double (exact), any other type as DuckDB casts
+    """CREATE OR REPLACE MACRO bq_numeric(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN bq_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE CAST(x AS DECIMAL(38, 9)) END""",
+    """CREATE OR REPLACE MACRO bq_safe_numeric(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
+         THEN bq_safe_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE TRY_CAST(x AS DECIMAL(38, 9)) END""",
     "CREATE OR REPLACE MACRO pi_numeric() AS CAST('3.141592654' AS DECIMAL(38, 9))",
     # a NUMERIC operand whose type the translation could not see: refused, not answered as FLOAT64
     """CREATE OR REPLACE MACRO bq_not_numeric(x, what) AS CASE WHEN typeof(x) LIKE 'DECIMAL%'
@@ -104,6 +110,29 @@ def numeric_divide(x, y):
     if abs(quotient) > _NUMERIC_MAX:
         raise ValueError(f"numeric overflow: {x} / {y}")
     return quotient
+
+
+def numeric_from_double(x, safe: bool = False):
+    """CAST(FLOAT64 AS NUMERIC) (conversion_functions#cast_numeric): the double's exact binary value rounded half
+    away from zero to nine digits after the point; NaN, infinities and values beyond NUMERIC's range are errors
+    (NULL for SAFE_CAST). DuckDB scales the double by 1e9 in floating point first, so 0.1234567895 (exactly
+    0.12345678949999999707...) became 0.123456790."""
+    if x is None:
+        return None
+    if not math.isfinite(x):
+        if safe:
+            return None
+        raise ValueError(f"Illegal conversion of non-finite floating point number to NUMERIC: {x}")
+    value = Decimal(x).quantize(_NINE, rounding=ROUND_HALF_UP, context=_CONTEXT)
+    if abs(value) > _NUMERIC_MAX:
+        if safe:
+            return None
+        raise ValueError(f"NUMERIC out of range: {x}")
+    return value
+
+
+def safe_numeric_from_double(x):
+    return numeric_from_double(x, safe=True)
 
 
 # conversion_functions#parse_numeric: one sign, before or after the number (spaces around it allowed); digits
@@ -139,8 +168,11 @@ def register(con) -> None:
     from duckdb.sqltypes import DuckDBPyType
 
     numeric = DuckDBPyType("DECIMAL(38, 9)")
+    double = DuckDBPyType("DOUBLE")
     for name, function, args in (("bq_numeric_divide", numeric_divide, [numeric, numeric]),
-                                 ("parse_numeric", parse_numeric, [DuckDBPyType("VARCHAR")])):
+                                 ("parse_numeric", parse_numeric, [DuckDBPyType("VARCHAR")]),
+                                 ("bq_numeric_from_double", lambda x: numeric_from_double(x), [double]),
+                                 ("bq_safe_numeric_from_double", safe_numeric_from_double, [double])):
         try:
             con.create_function(name, function, args, numeric, null_handling="special", side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
@@ -163,11 +195,14 @@ def _classify(kind: exp.DataType | None) -> str | None:
         return "float"
     if kind.this in _INT_TYPES:
         return "int"
+    if kind.this in (exp.DataType.Type.BINARY, exp.DataType.Type.VARBINARY):
+        return "bytes"
     return "other"
 
 
 def _unnest_element(column: exp.Column) -> exp.DataType | None:
-    """The element type of the UNNEST a column names (`FROM UNNEST([...]) AS x`), if annotated."""
+    """The element type of the UNNEST a column names (`FROM UNNEST([...]) AS x`), or of the STRUCT field it
+    names (`FROM UNNEST([STRUCT(... AS x)])`), if annotated."""
     select = column.find_ancestor(exp.Select)
     while select is not None:
         for unnest in select.find_all(exp.Unnest):
@@ -177,10 +212,16 @@ def _unnest_element(column: exp.Column) -> exp.DataType | None:
             names = []
             if alias is not None:
                 names = [c.name for c in alias.args.get("columns") or []] or [alias.name]
-            if column.name in names and unnest.expressions:
-                array = unnest.expressions[0].type
-                if array is not None and array.this == exp.DataType.Type.ARRAY and array.expressions:
-                    return array.expressions[0]
+            array = unnest.expressions[0].type if unnest.expressions else None
+            if array is None or array.this != exp.DataType.Type.ARRAY or not array.expressions:
+                continue
+            element = array.expressions[0]
+            if column.name in names:
+                return element
+            if element.this == exp.DataType.Type.STRUCT:  # an UNNEST of STRUCTs: its fields are columns
+                for field in element.expressions:
+                    if isinstance(field, exp.ColumnDef) and field.name == column.name:
+                        return field.args.get("kind")
         select = select.find_ancestor(exp.Select)
     return None
 
@@ -213,20 +254,23 @@ def kind_of(node: exp.Expression) -> str | None:
 
 
 def annotate(tree: exp.Expression) -> dict[int, str | None]:
-    """{id(node): kind} of the operands' type for each division and AVG, before the rewrite replaces them."""
+    """{id(node): kind} of the operands' type for each division and AVG, and of the value of each SPLIT, before
+    the rewrite replaces them."""
     from sqlglot.optimizer.annotate_types import annotate_types
 
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg))]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split))]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
         pass
     kinds: dict[int, str | None] = {}
     for node, original in pairs:
-        if isinstance(node, exp.Div):
+        if isinstance(node, exp.Split):
+            kinds[id(original)] = kind_of(node.this)
+        elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}
             if "float" in pair:
                 kinds[id(original)] = "float"
@@ -257,18 +301,16 @@ def divide(node: exp.Div, kind: str | None) -> exp.Expression:
     return _call("bq_divide", node.this, node.expression)
 
 
-def average(node: exp.Avg, kind: str | None) -> exp.Expression | None:
+def average(node: exp.Avg, kind: str | None, what: str = "AVG") -> exp.Expression | None:
+    """AVG(x) as BigQuery types it; `what` names it in a run-time refusal ("line 3: AVG")."""
     distinct = isinstance(node.this, exp.Distinct)
     value = node.this.expressions[0] if distinct else node.this
     if kind == "numeric":
         if isinstance(node.parent, exp.Window):
-            from kfkit.errors import QueryError
-            raise QueryError("AVG(NUMERIC) OVER (...) is not supported by the local warehouse (BigQuery answers "
-                             "NUMERIC); write SUM(x) OVER (...) / COUNT(x) OVER (...)")
-        wrap = (lambda v: exp.Distinct(expressions=[v.copy()])) if distinct else (lambda v: v.copy())
-        return _call("bq_numeric_divide", exp.Sum(this=wrap(value)), exp.Count(this=wrap(value)))
+            return None  # window_average, when the rewrite reaches the window around it
+        return _call("bq_numeric_divide", exp.Sum(this=_same(node, value)), exp.Count(this=_same(node, value)))
     if kind is None:
-        checked = _call("bq_not_numeric", value.copy(), exp.Literal.string("AVG"))
+        checked = _call("bq_not_numeric", value.copy(), exp.Literal.string(what))
         node = node.copy()
         if distinct:
             node.this.set("expressions", [checked])
@@ -276,6 +318,24 @@ def average(node: exp.Avg, kind: str | None) -> exp.Expression | None:
             node.set("this", checked)
         return node
     return None
+
+
+def _same(avg: exp.Avg, value: exp.Expression) -> exp.Expression:
+    """AVG's argument for SUM and COUNT, DISTINCT kept."""
+    return exp.Distinct(expressions=[value.copy()]) if isinstance(avg.this, exp.Distinct) else value.copy()
+
+
+def window_average(window: exp.Window, kind: str | None) -> exp.Expression | None:
+    """AVG(NUMERIC) OVER (...) is NUMERIC, rounded as NUMERIC / INT64 is (aggregate_functions#avg): SUM OVER the
+    same window, exact in DECIMAL(38, 9), divided by COUNT OVER it; an empty frame gives NULL, as SUM does."""
+    avg = window.this
+    if kind != "numeric" or not isinstance(avg, exp.Avg):
+        return None
+    value = avg.this.expressions[0] if isinstance(avg.this, exp.Distinct) else avg.this
+    total, count = window.copy(), window.copy()
+    total.set("this", exp.Sum(this=_same(avg, value)))
+    count.set("this", exp.Count(this=_same(avg, value)))
+    return _call("bq_numeric_divide", total, count)
 
 
 _ROUNDING = {"Sqrt": "bq_sqrt", "Ln": "bq_ln", "Acos": "bq_acos", "Asin": "bq_asin", "Atanh": "bq_atanh",

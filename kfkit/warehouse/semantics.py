@@ -475,10 +475,12 @@ def _offset_rewrite(select: exp.Select) -> None:
             value = select.args.get(key)
             if value is None:
                 continue
+            # in place: a copy's root has no parent (a bare `o` in the SELECT list would lose its name), and
+            # the rewrite knows each AVG's and division's operand type by the node (numeric.annotate)
             if isinstance(value, list):
-                select.set(key, [v.transform(replace) for v in value])
+                select.set(key, [v.transform(replace, copy=False) for v in value])
             else:
-                select.set(key, value.transform(replace))
+                select.set(key, value.transform(replace, copy=False))
 
 
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
@@ -506,11 +508,28 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         if mathematical is not None:
             return mathematical
         if isinstance(node, exp.Avg):
-            average = numeric.average(node, kinds.get(id(node)))
+            average = numeric.average(node, kinds.get(id(node)), where("AVG"))
+            if average is not None:
+                return average
+        if isinstance(node, exp.Split):
+            return strings.split(node, kinds.get(id(node)), where("SPLIT"))
+        if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
+            average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
                 return average
         what = node.sql(dialect="bigquery", unsupported_level=ErrorLevel.IGNORE)[:60] if isinstance(node, exp.Func) else ""
+        if isinstance(node, exp.HexString) and int(node.this, 16) > (1 << 63) - (0 if isinstance(node.parent, exp.Neg) else 1):
+            line = line_of(sql, f"0x{node.this}")
+            raise QueryError(f"{f'line {line}: ' if line else ''}Invalid integer literal: 0x{node.this} (an integer "
+                             "literal is an INT64)")
         if isinstance(node, exp.Literal) and not node.is_string:
+            if node.this.isdigit() and int(node.this) > (1 << 63) - (0 if isinstance(node.parent, exp.Neg) else 1):
+                # lexical#integer_literals: an integer literal is an INT64; DuckDB would make it a HUGEINT and
+                # answer a comparison or a cast of it
+                line = line_of(sql, node.this)
+                raise QueryError(f"{f'line {line}: ' if line else ''}Invalid integer literal: "
+                                 f"{'-' if isinstance(node.parent, exp.Neg) else ''}{node.this} (an integer literal "
+                                 "is an INT64; write NUMERIC '...' or a FLOAT64 such as 1e20)")
             if re.search(r"[.eE]", node.this):
                 # 2.5 is a FLOAT64 literal in BigQuery; DuckDB would make it a DECIMAL
                 return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
@@ -599,6 +618,11 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return _call("bq_int_div", node.this, node.expression)
         if isinstance(node, exp.Mod):
             return _call("bq_mod", node.this, node.expression)
+        if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DECIMAL \
+                and [e.name for e in node.to.expressions] == ["38", "9"] \
+                and not (isinstance(node.this, exp.Literal) and (node.this.is_string or node.this.this.isdigit())):
+            # CAST(FLOAT64 AS NUMERIC) rounds the double's exact value (numeric.numeric_from_double)
+            return _call("bq_safe_numeric" if isinstance(node, exp.TryCast) else "bq_numeric", node.this)
         if isinstance(node, exp.TryCast) and node.to.is_type("bigint"):
             return _call("bq_safe_int64", node.this)
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
@@ -664,9 +688,9 @@ def _array_agg(node: exp.Expression) -> exp.Expression | None:
 
 def all_macros() -> list[str]:
     """Every macro a connection needs: MACROS, numeric's, bq_fail and the name_rows twins."""
-    base = MACROS + numeric.MACROS
+    base = MACROS + numeric.MACROS + strings.RAISING_MACROS
     twins, _ = row_twins(base)
     return [FAIL_MACRO] + base + twins
 
 
-ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS)[1]
+ROW_TWIN_NAMES = row_twins(MACROS + numeric.MACROS + strings.RAISING_MACROS)[1]

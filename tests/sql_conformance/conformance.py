@@ -103,6 +103,8 @@ def _text(value: Any, type_name: str) -> Any:
     if type_name == "TIMESTAMP":
         text = value.astimezone(__import__("datetime").timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return text + (f".{value.microsecond:06d}".rstrip("0") if value.microsecond else "") + "+00"
+    if type_name == "BYTES":
+        return repr(bytes(value))  # as a BYTES literal: b'a,b', b'\xd1\x87'
     if type_name == "NUMERIC":
         text = format(value.normalize(), "f")
         return text
