@@ -481,12 +481,17 @@ def _offset_rewrite(select: exp.Select) -> None:
                 select.set(key, [v.transform(replace, copy=False) for v in value])
             else:
                 select.set(key, value.transform(replace, copy=False))
+        for join in select.args.get("joins") or []:  # JOIN ... ON o = ...: the offset read in a join condition
+            if join.args.get("on") is not None:
+                join.set("on", join.args["on"].transform(replace, copy=False))
 
 
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     """Apply every BigQuery-semantics rewrite to a parsed BigQuery query."""
     refusals(tree, sql)
     kinds = numeric.annotate(tree)
+    long_tail.distinct_windows(tree, sql, line_of)
+    long_tail.using_offsets(tree, sql, line_of)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
     long_tail.range_frames(tree, sql, line_of)
