@@ -623,6 +623,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return _call("bq_int_div", node.this, node.expression)
         if isinstance(node, exp.Mod):
             return _call("bq_mod", node.this, node.expression)
+        if isinstance(node, exp.Cast):
+            fitted = numeric.parameterized_cast(node, where)
+            if fitted is not None:
+                return fitted
         if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DECIMAL \
                 and [e.name for e in node.to.expressions] == ["38", "9"] \
                 and not (isinstance(node.this, exp.Literal) and (node.this.is_string or node.this.this.isdigit())):
