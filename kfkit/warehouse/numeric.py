@@ -275,14 +275,14 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg, exp.Split))]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower))]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
         pass
     kinds: dict[int, str | None] = {}
     for node, original in pairs:
-        if isinstance(node, exp.Split):
+        if isinstance(node, (exp.Split, exp.Upper, exp.Lower)):
             kinds[id(original)] = kind_of(node.this)
         elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}

@@ -518,6 +518,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 return average
         if isinstance(node, exp.Split):
             return strings.split(node, kinds.get(id(node)), where("SPLIT"))
+        if isinstance(node, (exp.Upper, exp.Lower)):
+            return strings.case_mapping(node, kinds.get(id(node)), where(node.sql_name()))
+        if isinstance(node, exp.Initcap):
+            return strings.initcap_call(node, where("INITCAP"))
         if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
             average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
