@@ -286,6 +286,20 @@ def explain_error(exc: Exception, query: str) -> str:
                            ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
                            ("BOOLEAN", "BOOL")):
         message = message.replace(duck, bigquery)
+    if "Overflow in HUGEINT addition" in message:
+        # DuckDB sums a DECIMAL(38, 9) in a 128-bit integer of billionths, which overflows past about 1.7e29;
+        # BigQuery's SUM of NUMERIC fails only where the final sum is outside NUMERIC's range (aggregate_functions#sum)
+        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        return (f"{_line_naming(query, name)}{name} of NUMERIC: the running total passed what the local warehouse "
+                "can hold (about 1.7e29) before the end of the group, where BigQuery answers if the final sum is "
+                "within NUMERIC's range; CAST the values AS FLOAT64, or run it on BigQuery")
+    if "Overflow in SUM of DECIMAL" in message:
+        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        return (f"{_line_naming(query, name)}{name} of NUMERIC: numeric overflow: the sum is outside NUMERIC's range "
+                "(-99999999999999999999999999999.999999999 to 99999999999999999999999999999.999999999)")
+    overflow = re.search(r"Overflow in (addition|subtraction|multiplication) of DECIMAL", message)
+    if overflow:  # operators#arithmetic_operators: NUMERIC arithmetic beyond NUMERIC's range is an error
+        return f"numeric overflow: NUMERIC {overflow.group(1)} outside NUMERIC's range"
     python = re.search(r"Python exception occurred while executing the UDF: (?:ValueError|OverflowError): (.*)",
                        message)
     if python:  # a BigQuery error a Python function of the translation raises (json_functions, numeric)

@@ -631,3 +631,61 @@ def _nan_in(node: exp.In) -> exp.Expression | None:
         return None
     guard = _not_nan(value) if set_null is None else exp.Or(this=_not_nan(value), expression=set_null)
     return exp.Paren(this=exp.And(this=exp.Paren(this=node.copy()), expression=exp.Paren(this=guard)))
+
+
+def _named_window(window: exp.Window) -> exp.Window | None:
+    """The WINDOW clause definition `OVER w` names (query-syntax#window_clause), or None."""
+    name = window.args.get("alias")
+    select = window.find_ancestor(exp.Select)
+    if not isinstance(name, exp.Identifier) or select is None:
+        return None
+    for defined in select.args.get("windows") or []:
+        if isinstance(defined.this, exp.Identifier) and defined.this.name.lower() == name.name.lower():
+            return defined
+    return None
+
+
+def distinct_windows(tree: exp.Expression, sql: str, line_of) -> None:
+    """An aggregate with DISTINCT and an OVER clause: BigQuery answers it over the partition (the SUM and COUNT
+    examples in aggregate_functions), but rejects a window ORDER BY or a window frame beside DISTINCT (ZetaSQL's
+    analytic_function_resolver: "Window ORDER BY is not allowed if DISTINCT is specified"), which DuckDB would
+    answer over a running frame."""
+    for window in list(tree.find_all(exp.Window)):
+        function = window.this
+        if not isinstance(function, exp.Func) or not isinstance(function.this, exp.Distinct):
+            continue
+        name = function.sql_name() if not isinstance(function, exp.Anonymous) else str(function.this).upper()
+        line = line_of(sql, name)
+        where = f"line {line}: " if line else ""
+        named = _named_window(window)
+        for spec in (window, named):
+            if spec is None:
+                continue
+            if spec.args.get("order") is not None:
+                raise QueryError(f"{where}{name}(DISTINCT ...) OVER (...): Window ORDER BY is not allowed if DISTINCT "
+                                 "is specified")
+            if spec.args.get("spec") is not None:
+                raise QueryError(f"{where}{name}(DISTINCT ...) OVER (...): Window framing clause is not allowed if "
+                                 "DISTINCT is specified")
+
+
+def using_offsets(tree: exp.Expression, sql: str, line_of) -> None:
+    """JOIN ... USING (o) where o is an UNNEST's WITH OFFSET column: BigQuery joins on it (query-syntax#using_clause);
+    the local warehouse numbers UNNEST's rows under another name (DuckDB's ORDINALITY counts from 1), so USING
+    cannot find o there: refused, naming USING and the line, rather than DuckDB's 'does not exist' message."""
+    for select in tree.find_all(exp.Select):
+        offsets = set()
+        for unnest in select.find_all(exp.Unnest):
+            offset = unnest.args.get("offset")
+            if isinstance(offset, exp.Identifier) and unnest.find_ancestor(exp.Select) is select:
+                offsets.add(offset.name.lower())
+        if not offsets:
+            continue
+        for join in select.args.get("joins") or []:
+            for key in join.args.get("using") or []:
+                if key.name.lower() in offsets:
+                    line = line_of(sql, "USING")
+                    raise QueryError(f"{f'line {line}: ' if line else ''}JOIN ... USING ({key.name}): {key.name} is the "
+                                     "WITH OFFSET column of an UNNEST, which the local warehouse cannot join on with "
+                                     f"USING; write ON {key.name} = <other side>.{key.name} (and select the column you "
+                                     "mean), or run it on BigQuery")

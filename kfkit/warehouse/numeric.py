@@ -83,6 +83,20 @@ MACROS = [
          THEN bq_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE CAST(x AS DECIMAL(38, 9)) END""",
     """CREATE OR REPLACE MACRO bq_safe_numeric(x) AS CASE WHEN typeof(x) IN ('DOUBLE', 'FLOAT')
          THEN bq_safe_numeric_from_double(TRY_CAST(x AS DOUBLE)) ELSE TRY_CAST(x AS DECIMAL(38, 9)) END""",
+    # CAST(x AS NUMERIC(P, S)): the NUMERIC of x rounded half away from zero to S digits, then checked against
+    # P (ZetaSQL's type_parameter_constraints: ApplyPrecisionScale); `bound` is the largest value NUMERIC(P, S) holds
+    """CREATE OR REPLACE MACRO bq_numeric_fit(v, s, bound, what) AS CASE
+         WHEN abs(round(v, s)) > CAST(bound AS DECIMAL(38, 9)) THEN error(what || ' cannot hold ' || CAST(v AS VARCHAR)
+              || ': rounded to its scale, the value is not in range of [-' || bound || ', ' || bound || ']')
+         ELSE CAST(round(v, s) AS DECIMAL(38, 9)) END""",
+    # SAFE_CAST(x AS NUMERIC(P, S)) beyond P: safe_casting promises NULL, ZetaSQL's reference implementation raises
+    # the range error of the type parameters; the local warehouse refuses rather than pick one
+    """CREATE OR REPLACE MACRO bq_safe_numeric_fit(v, s, bound, what) AS CASE
+         WHEN abs(round(v, s)) > CAST(bound AS DECIMAL(38, 9)) THEN error('SAFE_CAST to ' || what || ' of '
+              || CAST(v AS VARCHAR) || ', outside its range, is not supported by the local warehouse (NULL or the '
+              || 'range error: the reference documentation and implementation disagree); check the range in the '
+              || 'query, or run it on BigQuery')
+         ELSE CAST(round(v, s) AS DECIMAL(38, 9)) END""",
     "CREATE OR REPLACE MACRO pi_numeric() AS CAST('3.141592654' AS DECIMAL(38, 9))",
     # a NUMERIC operand whose type the translation could not see: refused, not answered as FLOAT64
     """CREATE OR REPLACE MACRO bq_not_numeric(x, what) AS CASE WHEN typeof(x) LIKE 'DECIMAL%'
@@ -261,14 +275,14 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg, exp.Split))]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower))]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
         pass
     kinds: dict[int, str | None] = {}
     for node, original in pairs:
-        if isinstance(node, exp.Split):
+        if isinstance(node, (exp.Split, exp.Upper, exp.Lower)):
             kinds[id(original)] = kind_of(node.this)
         elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}
@@ -286,6 +300,34 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
 
 def _call(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
+
+
+def parameterized_cast(node: exp.Cast, where) -> exp.Expression | None:
+    """CAST(x AS NUMERIC(P[, S])) and SAFE_CAST: x made a NUMERIC as CAST(x AS NUMERIC) does (a FLOAT64 through
+    numeric_from_double), rounded half away from zero to S digits, then held to P digits, as ZetaSQL's reference
+    implementation applies type parameters after the cast (data-types#parameterized_decimal_type). DuckDB cast to
+    DECIMAL(P, S) directly: '1.2499999996' became 1.2 where BigQuery's NUMERIC 1.250000000 rounds to 1.3."""
+    to = node.to
+    if to.this != exp.DataType.Type.DECIMAL or not to.expressions or [e.name for e in to.expressions] == ["38", "9"]:
+        return None
+    from kfkit.errors import QueryError
+
+    numbers = [e.name for e in to.expressions]
+    if not all(n.isdigit() for n in numbers) or len(numbers) > 2:
+        raise QueryError(f"{where('NUMERIC')}({', '.join(numbers)}): the precision and scale must be integer literals")
+    precision, scale = int(numbers[0]), int(numbers[1]) if len(numbers) == 2 else 0
+    name = f"NUMERIC({precision})" if len(numbers) == 1 else f"NUMERIC({precision}, {scale})"
+    if not 0 <= scale <= 9:
+        raise QueryError(f"{where('NUMERIC')}: in NUMERIC(P, S), S must be between 0 and 9, actual scale: {scale}")
+    if not max(1, scale) <= precision <= scale + 29:
+        raise QueryError(f"{where('NUMERIC')}: in NUMERIC(P, {scale}), P must be between {max(1, scale)} and "
+                         f"{scale + 29}, actual precision: {precision}")
+    whole = "9" * (precision - scale)
+    bound = (whole or "0") + ("." + "9" * scale if scale else "")
+    safe = isinstance(node, exp.TryCast)
+    value = _call("bq_safe_numeric" if safe else "bq_numeric", node.this)
+    return _call("bq_safe_numeric_fit" if safe else "bq_numeric_fit", value, exp.Literal.number(scale),
+                 exp.Literal.string(bound), exp.Literal.string(name))
 
 
 def divide(node: exp.Div, kind: str | None) -> exp.Expression:

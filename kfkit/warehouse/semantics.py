@@ -481,12 +481,17 @@ def _offset_rewrite(select: exp.Select) -> None:
                 select.set(key, [v.transform(replace, copy=False) for v in value])
             else:
                 select.set(key, value.transform(replace, copy=False))
+        for join in select.args.get("joins") or []:  # JOIN ... ON o = ...: the offset read in a join condition
+            if join.args.get("on") is not None:
+                join.set("on", join.args["on"].transform(replace, copy=False))
 
 
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     """Apply every BigQuery-semantics rewrite to a parsed BigQuery query."""
     refusals(tree, sql)
     kinds = numeric.annotate(tree)
+    long_tail.distinct_windows(tree, sql, line_of)
+    long_tail.using_offsets(tree, sql, line_of)
     for select in list(tree.find_all(exp.Select)):
         _offset_rewrite(select)
     long_tail.range_frames(tree, sql, line_of)
@@ -513,6 +518,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 return average
         if isinstance(node, exp.Split):
             return strings.split(node, kinds.get(id(node)), where("SPLIT"))
+        if isinstance(node, (exp.Upper, exp.Lower)):
+            return strings.case_mapping(node, kinds.get(id(node)), where(node.sql_name()))
+        if isinstance(node, exp.Initcap):
+            return strings.initcap_call(node, where("INITCAP"))
         if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
             average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
@@ -618,6 +627,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return _call("bq_int_div", node.this, node.expression)
         if isinstance(node, exp.Mod):
             return _call("bq_mod", node.this, node.expression)
+        if isinstance(node, exp.Cast):
+            fitted = numeric.parameterized_cast(node, where)
+            if fitted is not None:
+                return fitted
         if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DECIMAL \
                 and [e.name for e in node.to.expressions] == ["38", "9"] \
                 and not (isinstance(node.this, exp.Literal) and (node.this.is_string or node.this.this.isdigit())):

@@ -2,7 +2,8 @@
 NORMALIZE_AND_CASEFOLD (Unicode normalization forms), TO_CODE_POINTS and CODE_POINTS_TO_STRING, UNICODE
 of an empty string (0, where DuckDB gives -1), STRING <-> BYTES casts as UTF-8 (DuckDB reads a
 STRING's non-ASCII characters as an error and writes BYTES as \\x escapes), and SPLIT of BYTES (DuckDB's
-str_split takes only VARCHAR)."""
+str_split takes only VARCHAR), UPPER, LOWER and INITCAP beyond ASCII (Unicode's case mappings, where DuckDB's
+own differ: UPPER('straße') was 'STRAẞE', LOWER('ΟΔΟΣ') 'οδοσ') and of BYTES (ASCII letters only)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ _FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 
 # macros that raise: semantics gives each its name_rows twin (semantics.FAIL_MACRO)
 RAISING_MACROS = [
+    # UPPER/LOWER of a STRING: ASCII text (as many bytes as characters) stays on DuckDB's upper/lower, which map
+    # ASCII letters as ICU does; any other text goes to Python's full case mapping (case_mapped)
+    *[f"""CREATE OR REPLACE MACRO bq_{name}(x, what) AS CASE
+         WHEN typeof(x) = 'BLOB' THEN error(what || ' of a BYTES value whose type the local warehouse could not tell '
+              || 'when translating: CAST the value AS BYTES in the query, or run it on BigQuery')
+         WHEN typeof(x) NOT IN ('VARCHAR', 'NULL') THEN error(what || ': No matching signature for {name.upper()}('
+              || typeof(x) || '); it takes a STRING or BYTES')
+         WHEN strlen(TRY_CAST(x AS VARCHAR)) = length(TRY_CAST(x AS VARCHAR)) THEN {name}(TRY_CAST(x AS VARCHAR))
+         ELSE bq_{name}_unicode(TRY_CAST(x AS VARCHAR), what) END""" for name in ("upper", "lower")],
+
     # SPLIT whose value's type the translation could not tell, by its delimiter's: with a STRING one, ARRAY<STRING>
     # for a STRING (one DuckDB expression cannot also answer a BYTES value's ARRAY<BYTES>); with a BYTES one,
     # ARRAY<BYTES> for a BYTES value; any other pairing is an error naming SPLIT
@@ -70,6 +81,92 @@ def code_points_to_string(points):
     return "".join(chr(p) for p in points)
 
 
+def _unassigned(text: str, what: str) -> None:
+    """A character Python's Unicode tables do not know may have a case mapping in the newer Unicode that BigQuery's
+    ICU reads: refused, not passed through unchanged."""
+    for ch in text:
+        if ch > "\x7f" and unicodedata.category(ch) == "Cn":
+            raise ValueError(f"{what}: the character U+{ord(ch):04X} is not in the local warehouse's Unicode "
+                             f"{unicodedata.unidata_version} tables, so its case mapping is unknown here; run it on "
+                             "BigQuery")
+
+
+def upper_unicode(text, what):
+    """UPPER(STRING) (string_functions#upper): ICU's root-locale full case mapping (ZetaSQL's UpperUtf8 calls
+    icu::CaseMap::utf8ToUpper with the root locale), which Python's str.upper is: Unicode's default full case
+    conversion, 'ß' to 'SS', 'ﬁ' to 'FI'."""
+    if text is None:
+        return None
+    _unassigned(text, what)
+    return text.upper()
+
+
+def lower_unicode(text, what):
+    """LOWER(STRING): ICU's root-locale full lowercase mapping, final sigma included ('ΟΔΟΣ' to 'οδος', 'İ' to
+    'i' with U+0307), as Python's str.lower does."""
+    if text is None:
+        return None
+    _unassigned(text, what)
+    return text.lower()
+
+
+def upper_bytes(data):
+    """UPPER(BYTES): ASCII letters only, every byte above 127 kept (ZetaSQL's UpperBytes)."""
+    return None if data is None else bytes(data).upper()
+
+
+def lower_bytes(data):
+    return None if data is None else bytes(data).lower()
+
+
+def _simple_upper(ch: str) -> str:
+    """ICU's u_toupper: Unicode's simple (one code point) uppercase mapping. Where the full mapping has more than
+    one code point, the simple one is the titlecase letter if that is one code point ('ᾳ' to 'ᾼ'), else none
+    ('ß' stays): checked against UnicodeData.txt for every code point of Unicode 14."""
+    upper = ch.upper()
+    if len(upper) == 1:
+        return upper
+    title = ch.title()
+    return title if len(title) == 1 else ch
+
+
+def _simple_lower(ch: str) -> str:
+    lower = ch.lower()
+    if len(lower) == 1:
+        return lower
+    return "i" if ch == "\u0130" else ch  # 'İ' is the one letter whose full lowercase has two code points
+
+
+# ICU's White_Space property (PropList.txt), which ZetaSQL's INITCAP adds to its default delimiters
+_WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B))
+                         + "\u2028\u2029\u202f\u205f\u3000")
+_INITCAP_DELIMITERS = frozenset('[](){}/|\\<>!?@"#$&~_,.:;*%+-^') | _WHITE_SPACE
+
+
+def initcap(text, delimiters, what):
+    """INITCAP(value[, delimiters]) (string_functions#initcap) as ZetaSQL's Utf8Capitalizer computes it: per code
+    point, the simple uppercase mapping after a delimiter (or at the start), the simple lowercase mapping elsewhere;
+    the default delimiters are its punctuation and every White_Space character, given delimiters replace them."""
+    if text is None:
+        return None
+    _unassigned(text, what)
+    if delimiters is None:
+        stops = _INITCAP_DELIMITERS
+    else:
+        stops = frozenset(delimiters)
+    out, capitalize = [], True
+    for ch in text:
+        if ch in stops:
+            out.append(ch)
+            capitalize = True
+        elif capitalize:
+            out.append(_simple_upper(ch))
+            capitalize = False
+        else:
+            out.append(_simple_lower(ch))
+    return "".join(out)
+
+
 def split_bytes(value, delimiter):
     """SPLIT(BYTES, BYTES) (string_functions#split): the pieces between non-overlapping delimiters, left to
     right; an empty delimiter gives each byte; an empty value gives one empty BYTES."""
@@ -91,12 +188,17 @@ def register(con) -> None:
                                          ("bq_code_points", code_points, [text], points),
                                          ("bq_byte_values", byte_values, [blob], points),
                                          ("code_points_to_string", code_points_to_string, [points], text),
-                                         ("bq_split_bytes", split_bytes, [blob, blob], DuckDBPyType("BLOB[]"))):
+                                         ("bq_split_bytes", split_bytes, [blob, blob], DuckDBPyType("BLOB[]")),
+                                         ("bq_upper_unicode", upper_unicode, [text, text], text),
+                                         ("bq_lower_unicode", lower_unicode, [text, text], text),
+                                         ("bq_upper_bytes", upper_bytes, [blob], blob),
+                                         ("bq_lower_bytes", lower_bytes, [blob], blob),
+                                         ("bq_initcap_unicode", initcap, [text, text, text], text)):
         try:
             con.create_function(name, function, args, result, null_handling="special", side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
-    for macro in MACROS:
+    for macro in MACROS + [INITCAP_MACRO]:
         con.execute(macro)
 
 
@@ -122,6 +224,41 @@ def split(node: exp.Split, value_kind: str | None, what: str) -> exp.Expression:
         raise QueryError(f"{what}: No matching signature for SPLIT with a BYTES delimiter: a STRING value needs a "
                          "STRING delimiter, a BYTES value a BYTES one")
     return node
+
+
+def case_mapping(node: exp.Expression, value_kind: str | None, what: str) -> exp.Expression:
+    """UPPER(x) or LOWER(x) by x's type as the translation sees it ('bytes', another, or None: told where it runs)."""
+    name = "upper" if isinstance(node, exp.Upper) else "lower"
+    if value_kind == "bytes":
+        return _call(f"bq_{name}_bytes", node.this)
+    return _call(f"bq_{name}", node.this, exp.Literal.string(what))
+
+
+def _ascii_initcap_sql() -> str:
+    """The DuckDB expression sqlglot writes for INITCAP(s, <class>), with the character class of ZetaSQL's default
+    delimiters that are ASCII (sqlglot's own default leaves out the backslash), escaped for a regex class."""
+    import sqlglot
+
+    ascii_stops = sorted(c for c in _INITCAP_DELIMITERS if c < "\x80")
+    escaped = "".join("\\" + c if c in "[]\\^-" else c for c in ascii_stops)
+    literal = exp.Literal.string(escaped).sql(dialect="bigquery")
+    return sqlglot.transpile(f"SELECT INITCAP(s, {literal})", read="bigquery", write="duckdb")[0][len("SELECT "):]
+
+
+# INITCAP with the default delimiters: ASCII text (as many bytes as characters) on DuckDB, any other through initcap
+INITCAP_MACRO = f"""CREATE OR REPLACE MACRO bq_initcap(s, what) AS CASE
+     WHEN strlen(s) = length(s) THEN {_ascii_initcap_sql()} ELSE bq_initcap_unicode(s, NULL, what) END"""
+# sqlglot reads INITCAP(x) as INITCAP(x, <this default>)
+_SQLGLOT_DEFAULT = ' \t\n\r\x0c\x0b\\[\\](){}/|<>!?@"^#$&~_,.:;*%+\\-'
+
+
+def initcap_call(node: exp.Expression, what: str) -> exp.Expression:
+    """INITCAP(x) with the default delimiters (bq_initcap), or INITCAP(x, delimiters) through initcap (the given
+    characters, which sqlglot would put unescaped in a regex class)."""
+    delimiters = node.args.get("expression")
+    if delimiters is None or (isinstance(delimiters, exp.Literal) and delimiters.this == _SQLGLOT_DEFAULT):
+        return _call("bq_initcap", node.this, exp.Literal.string(what))
+    return _call("bq_initcap_unicode", node.this, delimiters, exp.Literal.string(what))
 
 
 def fix(node: exp.Expression) -> exp.Expression | None:
