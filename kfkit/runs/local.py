@@ -121,7 +121,7 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
     progress = run_output.Progress(progress_stream or sys.stdout)
     error: Exception | None = None
     try:
-        with without_retries(pipeline):
+        with without_retries(pipeline), warm_steps(pipeline, runner):
             if verbose:
                 pipeline(**values)
             else:
@@ -185,6 +185,16 @@ def without_retries(pipeline):
     finally:
         for task, policy in saved:
             task.retry_policy.CopyFrom(policy)
+
+
+def warm_steps(pipeline, runner: str):
+    """Each step's interpreter started, with its imports, while the steps before it run
+    (kfkit.runs.warm); the subprocess runner only."""
+    if runner != "subprocess":
+        return contextlib.nullcontext()
+    from kfkit.runs import warm
+
+    return warm.warm_steps(pipeline)
 
 
 def _preload_tracking() -> None:

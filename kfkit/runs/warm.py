@@ -1,0 +1,310 @@
+"""Warm step processes for `kfkit run --local`: each step's interpreter starts, and imports what
+the step will import, while the steps before it run.
+
+kfp.local (SubprocessRunner) runs a pipeline's steps one after another, each as
+`sh -ec SCRIPT SOURCE ARGS...`: the script writes the component's source to a fresh temporary
+directory and runs `python -m kfp.dsl.executor_main` on it. Most of a step's time was that new
+interpreter importing TensorFlow, MLflow or scikit-learn (benchmarks/pipeline.py), while this
+process only waited. `warm_steps()` has kfp.local hand each step's command to a process started
+for that one step a little earlier (kfkit.runs.warm_boot): the step still runs alone in a fresh
+interpreter of its own, with the same environment, working directory, arguments, output and exit
+status; the process merely did its imports before the step's turn. A warm process is never
+reused, and whatever does not fit (another command, another environment, an import that failed)
+runs the ordinary way.
+
+`KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 2).
+`KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, or ordinary and why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+AHEAD = 2
+# what a kfkit step imports before its work, in the order it imports them: (the module its
+# component's source names, then the libraries that module goes on to import); MODULE:FUNCTION
+# calls FUNCTION after importing MODULE. Only a step whose source names the first module is warmed
+# with these; every step gets kfp.dsl, which the executor imports first.
+PRELOADS = {
+    "bigquery_query_to_dataset": ("kfkit.components.ingest.ingest", "kfkit.warehouse.local"),
+    "validate_data": ("kfkit.components.validate.validate",),
+    "train_tensorflow_model": ("kfkit.components.train.train", "tensorflow"),
+    "evaluate_model": ("kfkit.components.evaluate.evaluate", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
+                       "kfkit.serving.model_io:tensorflow_runtime", "sklearn.metrics"),
+    "register_model": ("kfkit.components.evaluate.evaluate", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
+                       "kfkit.serving.mlflow_pyfunc"),
+    "write_model_card": ("kfkit.components.evaluate.evaluate",),
+}
+BASE = ("kfp.dsl",)
+BOOT = Path(__file__).with_name("warm_boot.py")
+# the script's first half, then the environment its python gets: run by sh, as kfp.local's script is
+PREPARE = ('program_path=$(mktemp -d)\n\nprintf "%s" "$0" > "$program_path/ephemeral_component.py"\n'
+           'printf "%s\\0" "$program_path"\n_KFP_RUNTIME=true env -0\n')
+ENVIRONMENT = '_KFP_RUNTIME=true env -0\n'
+# set in this process's environment while the steps run (MLflow's import here, kfkit.runs.local's
+# _preload_tracking, names its telemetry session for the processes it starts): a warm process
+# started before gets the step's value with its arguments
+VOLATILE = frozenset({"_MLFLOW_TELEMETRY_SESSION_ID"})
+
+
+def ahead() -> int:
+    """How many steps ahead to keep warm: KFKIT_LOCAL_WARM (0 turns warm steps off)."""
+    value = os.environ.get("KFKIT_LOCAL_WARM", "")
+    try:
+        return max(int(value), 0) if value.strip() else AHEAD
+    except ValueError:
+        return AHEAD
+
+
+def preload(function: str, source: str) -> tuple[str, ...]:
+    """The modules a step of `function` (its component's `source`) imports before its work."""
+    modules = PRELOADS.get(function, ())
+    if modules and modules[0] not in source:
+        modules = ()
+    return BASE + tuple(modules)
+
+
+def script(python: str) -> str:
+    """kfp.local's step script for a lightweight component, with its python as kfp.local runs it."""
+    from kfp.dsl import component_factory
+
+    def function():
+        pass
+
+    command, _ = component_factory._get_command_and_args_for_lightweight_component(function)
+    return command[2].replace("python3", python)
+
+
+def _step_environment(env_vars: dict[str, str] | None) -> dict[str, str] | None:
+    """The environment kfp.local gives a step's shell (run_local_subprocess's)."""
+    return {**os.environ, **env_vars} if env_vars else None
+
+
+def _environ(output: bytes) -> list[tuple[str, str]]:
+    pairs = []
+    for entry in output.split(b"\0"):
+        if entry:
+            name, _, value = entry.partition(b"=")
+            pairs.append((os.fsdecode(name), os.fsdecode(value)))
+    return pairs
+
+
+def _stable(environ: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in environ if name not in VOLATILE]
+
+
+def _shell_environment(env: dict[str, str] | None) -> list[tuple[str, str]]:
+    """The environment, in order, that the step script's python gets from sh."""
+    done = subprocess.run(["sh", "-ec", ENVIRONMENT], env=env, capture_output=True, check=True)
+    return _environ(done.stdout)
+
+
+def _note(function: str, how: str) -> None:
+    path = os.environ.get("KFKIT_LOCAL_WARM_LOG")
+    if path:
+        with contextlib.suppress(OSError), open(path, "a") as log:
+            log.write(f"{function}: {how}\n")
+
+
+class WarmProcess:
+    """One step's interpreter, started ahead with its imports; used once or discarded."""
+
+    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]]):
+        self.modules = modules
+        self.environ = environ
+        self.cwd = os.getcwd()
+        request_read, self._request = os.pipe()
+        self._control, control_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOT.read_text(), str(request_read), str(control_write), *modules],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=dict(environ),
+                pass_fds=(request_read, control_write))
+        except BaseException:
+            os.close(self._request)
+            os.close(self._control)
+            raise
+        finally:
+            os.close(request_read)
+            os.close(control_write)
+
+    def ready(self) -> bool:
+        """Wait for its imports; whether it can take its step."""
+        with os.fdopen(self._control, "rb") as control:
+            self._control = None
+            return control.readline().strip() == b"ready"
+
+    def start(self, args: list[str], environ: list[tuple[str, str]]) -> None:
+        """The step's executor arguments, and its environment when that differs in VOLATILE names."""
+        request = {"args": args}
+        if environ != self.environ:
+            request["environ"] = environ
+        with os.fdopen(self._request, "wb") as pipe:
+            self._request = None
+            pipe.write(json.dumps(request).encode())
+
+    def discard(self) -> None:
+        for fd in (self._request, self._control):
+            if fd is not None:
+                os.close(fd)
+        self._request = self._control = None
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+
+
+@dataclass
+class Planned:
+    function: str
+    source: str
+    env_vars: dict[str, str]
+    conditional: bool = False  # under a dsl.If/Elif/Else: of a branch's twins, one runs
+
+
+def plan(pipeline) -> list[Planned]:
+    """The pipeline's lightweight steps in the order kfp.local runs them (a guess for a branch)."""
+    from kfp.local import graph_utils
+
+    from google.protobuf import json_format
+
+    spec = pipeline.pipeline_spec
+    executors = json_format.MessageToDict(spec.deployment_spec).get("executors", {})
+    steps: list[Planned] = []
+
+    def walk(dag, conditional: bool) -> None:
+        stack = graph_utils.topological_sort_tasks(dict(dag.tasks))
+        while stack:
+            task = dag.tasks[stack.pop()]
+            component = spec.components[task.component_ref.name]
+            if component.HasField("dag"):
+                walk(component.dag, conditional or bool(task.trigger_policy.condition))
+                continue
+            container = executors.get(component.executor_label, {}).get("container", {})
+            command, args = list(container.get("command", [])), list(container.get("args", []))
+            if len(command) == 4 and command[:2] == ["sh", "-ec"] and "--function_to_execute" in args:
+                function = args[args.index("--function_to_execute") + 1]
+                env_vars = {e["name"]: e["value"] for e in container.get("env", [])}
+                steps.append(Planned(function, command[3], env_vars, conditional))
+
+    walk(spec.root.dag, False)
+    return steps
+
+
+class WarmSteps:
+    """Keeps `count` warm processes waiting for the next steps and runs each step command in one,
+    when one fits."""
+
+    def __init__(self, steps: list[Planned], count: int):
+        self.pending = list(steps)  # planned steps neither warmed nor run yet
+        self.count = count
+        self.branched: set[str] = set()  # functions of conditional steps warmed or run: their twins are not
+        self.warm: list[WarmProcess] = []
+        self.script = script(sys.executable)
+
+    def _done(self, step: Planned) -> None:
+        self.pending.remove(step)
+        if step.conditional:
+            self.branched.add(step.function)
+            self.pending = [s for s in self.pending if not (s.conditional and s.function == step.function)]
+
+    def prestart(self) -> None:
+        while self.pending and len(self.warm) < self.count:
+            step = self.pending[0]
+            self._done(step)
+            try:
+                environ = _shell_environment(_step_environment(step.env_vars))
+                self.warm.append(WarmProcess(preload(step.function, step.source), environ))
+            except (OSError, subprocess.SubprocessError):
+                pass
+
+    def _dispatched(self, function: str, warmed: bool) -> None:
+        """A step of `function` starts: without a warm process, its planned place is taken now."""
+        if not warmed:
+            step = next((s for s in self.pending if s.function == function), None)
+            if step is not None:
+                self._done(step)
+
+    def _take(self, modules: tuple[str, ...]) -> WarmProcess | None:
+        for process in self.warm:
+            if process.modules == modules:
+                self.warm.remove(process)
+                return process
+        return None
+
+    def run(self, full_command: list[str], env_vars: dict[str, str] | None, original) -> int:
+        """kfp.local's run_local_subprocess, in a warm process where one fits the command."""
+        if not (len(full_command) >= 4 and full_command[:2] == ["sh", "-ec"] and full_command[2] == self.script
+                and "--function_to_execute" in full_command[4:-1]):
+            _note("?", "ordinary (not a lightweight component's command)")
+            return original(full_command=full_command, env_vars=env_vars)
+        source, args = full_command[3], full_command[4:]
+        function = args[args.index("--function_to_execute") + 1]
+        process = self._take(preload(function, source))
+        self._dispatched(function, process is not None)
+        self.prestart()
+        if process is None:
+            _note(function, "ordinary (no warm process)")
+            return original(full_command=full_command, env_vars=env_vars)
+        # the script's first half: the component's source in a fresh temporary directory
+        prepared = subprocess.run(["sh", "-ec", PREPARE, source], env=_step_environment(env_vars),
+                                  capture_output=True, check=True).stdout
+        program_path, _, environ = prepared.partition(b"\0")
+        program_path = os.fsdecode(program_path)
+        now = _environ(environ)
+        changed = sorted({k for k, _ in set(now) ^ set(process.environ)} - VOLATILE)
+        why = ("its imports failed" if not process.ready() else f"another environment: {', '.join(changed)}"
+               if _stable(now) != _stable(process.environ) else
+               "another directory" if process.cwd != os.getcwd() else "")
+        if why:
+            _note(function, f"ordinary ({why})")
+            process.discard()
+            shutil.rmtree(program_path, ignore_errors=True)
+            return original(full_command=full_command, env_vars=env_vars)
+        _note(function, "warm")
+        process.start(["--component_module_path", f"{program_path}/ephemeral_component.py", *args], now)
+        # as run_local_subprocess reads and ends a step's output
+        with process.process as popen:
+            for line in iter(popen.stdout.readline, ""):
+                print(line, end="")
+            print("\n")
+            return popen.wait()
+
+    def close(self) -> None:
+        while self.warm:
+            self.warm.pop().discard()
+
+
+@contextlib.contextmanager
+def warm_steps(pipeline):
+    """kfp.local runs this pipeline's lightweight steps in warm processes (subprocess runner only)."""
+    from kfp.local import subprocess_task_handler
+
+    count = ahead()
+    original = getattr(subprocess_task_handler, "run_local_subprocess", None)
+    if count == 0 or original is None or sys.platform == "win32":
+        yield
+        return
+    try:
+        steps = WarmSteps(plan(pipeline), count)
+    except Exception:  # noqa: BLE001 - a spec this cannot read runs the ordinary way
+        yield
+        return
+
+    def run_local_subprocess(full_command, env_vars=None):
+        return steps.run(list(full_command), env_vars, original)
+
+    subprocess_task_handler.run_local_subprocess = run_local_subprocess
+    try:
+        steps.prestart()
+        yield
+    finally:
+        subprocess_task_handler.run_local_subprocess = original
+        steps.close()

@@ -1,0 +1,235 @@
+"""Warm step processes (kfkit.runs.warm): a step run in a process started ahead sees what it would
+see started the ordinary way, fails the same way, and shares nothing with the steps around it."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from kfp import dsl, local
+
+from kfkit.runs import warm
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def describe(marker: str) -> str:
+    import json
+    import os
+    import sys
+
+    import kfp
+
+    leaked = os.environ.get("KFKIT_TEST_LEAK", "")
+    module_leak = getattr(kfp, "kfkit_test_leak", "")
+    os.environ["KFKIT_TEST_LEAK"] = marker  # a later step must not see either
+    kfp.kfkit_test_leak = marker
+    main = sys.modules["__main__"]
+    return json.dumps({
+        "environ": [(k, v) for k, v in os.environ.items() if k not in ("_MLFLOW_TELEMETRY_SESSION_ID", "KFKIT_TEST_LEAK")],
+        "argv0": sys.argv[0], "args": sys.argv[1:], "orig_argv": sys.orig_argv[1:3], "path0": sys.path[0],
+        "main": main.__spec__.name, "main_names": sorted(k for k in vars(main) if k.startswith("__")),
+        "cwd": os.getcwd(), "leaked": leaked, "module_leak": module_leak,
+        "pid": os.getpid(), "stdin": os.path.realpath("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "",
+        "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else [],
+    })
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def fails(after: str):
+    def inner():
+        raise ValueError("the step failed on purpose")
+
+    print("before the failure")
+    inner()
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def exits_3(after: str):
+    import sys
+
+    sys.exit(3)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def ok() -> str:
+    return "\"ok\""
+
+
+@dsl.pipeline(name="describe-twice")
+def describe_twice():
+    first = describe(marker="first")
+    describe(marker="second").after(first)
+
+
+@dsl.pipeline(name="fails-second")
+def fails_second():
+    fails(after=ok().output)
+
+
+@dsl.pipeline(name="exits-second")
+def exits_second():
+    exits_3(after=ok().output)
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM_LOG", str(tmp_path / "warm.log"))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"),
+               raise_on_error=False)
+    return tmp_path
+
+
+def run(pipeline, tmp_path: Path, monkeypatch, how: str, capsys=None):
+    """Run the pipeline with warm steps on ("warm") or off ("ordinary"); the step outputs by task."""
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2" if how == "warm" else "0")
+    before = set((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else set()
+    with warm.warm_steps(pipeline):
+        pipeline()
+    [run_dir] = set((tmp_path / "runs").glob("*")) - before
+    outputs = {}
+    for task in sorted(p for p in run_dir.iterdir() if (p / "executor_output.json").exists()):
+        data = json.loads((task / "executor_output.json").read_text())
+        outputs[task.name] = json.loads(data.get("parameterValues", {}).get("Output", "null"))
+    return outputs
+
+
+def ways(tmp_path: Path) -> list[str]:
+    path = tmp_path / "warm.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def comparable(described: dict) -> dict:
+    described = dict(described)
+    described.pop("pid")
+    described.pop("path0")  # the program directory (the executor puts it first)
+    # the one difference the test itself makes
+    described["environ"] = [pair for pair in described["environ"] if pair[0] != "KFKIT_LOCAL_WARM"]
+    # each step's program directory is new: mktemp -d
+    described["args"] = [a if not a.endswith("ephemeral_component.py") else "PROGRAM" for a in described["args"]]
+    described["args"] = [a if not a.startswith("{") else "EXECUTOR_INPUT" for a in described["args"]]
+    return described
+
+
+def test_a_warm_step_sees_what_an_ordinary_step_sees(runs, monkeypatch):
+    ordinary = run(describe_twice, runs, monkeypatch, "ordinary")
+    assert ways(runs) == []
+
+    warmed = run(describe_twice, runs, monkeypatch, "warm")
+
+    assert ways(runs) == ["describe: warm", "describe: warm"]
+    assert set(warmed) == set(ordinary) == {"describe", "describe-2"}
+    for task in ordinary:
+        assert comparable(warmed[task]) == comparable(ordinary[task])
+    assert warmed["describe"]["main"] == "kfp.dsl.executor_main"
+    assert warmed["describe"]["argv0"].endswith("kfp/dsl/executor_main.py")
+    assert warmed["describe"]["path0"].startswith(os.environ.get("TMPDIR", "/tmp") + "/tmp.")
+
+
+def test_a_warm_step_shares_nothing_with_the_step_before_it(runs, monkeypatch):
+    warmed = run(describe_twice, runs, monkeypatch, "warm")
+
+    first, second = warmed["describe"], warmed["describe-2"]
+    assert first["pid"] != second["pid"]
+    assert second["leaked"] == "" and second["module_leak"] == ""
+
+
+def failing_step_output(out: str, task: str) -> list[str]:
+    """What the failing task printed, without times and with its program directory named PROGRAM."""
+    import re
+
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if f"Executing task" in line and f"'{task}'" in line)
+    last = next(i for i, line in enumerate(lines) if i > first and "finished with status" in line)
+    return [re.sub(r"/tmp/tmp\.\w+", "PROGRAM", re.sub(r"\d{4}-\d\d-\d\d[ -]\d\d[:-]\d\d[:-]\d\d[,-]\d+", "TIME", line))
+            for line in lines[first + 1:last + 1] if not re.match(r"^\d\d:\d\d:\d\d\.\d+ - INFO - Streamed", line)]
+
+
+@pytest.mark.parametrize("pipeline, task", [(fails_second, "fails"), (exits_second, "exits-3")],
+                         ids=["exception", "sys.exit(3)"])
+def test_a_warm_step_fails_as_an_ordinary_one_does(runs, monkeypatch, capfd, pipeline, task):
+    run(pipeline, runs, monkeypatch, "ordinary")
+    ordinary = failing_step_output(capfd.readouterr().out, task)
+
+    run(pipeline, runs, monkeypatch, "warm")
+    warmed = failing_step_output(capfd.readouterr().out, task)
+
+    assert ways(runs)[-1].endswith(": warm")
+    assert "FAILURE" in warmed[-1]
+    assert [line[15:] if line[:2].isdigit() else line for line in warmed] == [
+        line[15:] if line[:2].isdigit() else line for line in ordinary]
+    if task == "fails":
+        traceback = [line.strip() for line in warmed if line.strip().startswith(("Traceback", "File", "ValueError"))]
+        assert traceback[:2] == ["Traceback (most recent call last):",
+                                 'File "<frozen runpy>", line 198, in _run_module_as_main']
+        assert traceback[-1] == "ValueError: the step failed on purpose"
+
+
+def test_a_step_whose_environment_changed_since_its_start_runs_the_ordinary_way(runs, monkeypatch):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
+    with warm.warm_steps(describe_twice):
+        monkeypatch.setenv("KFKIT_TEST_CHANGED", "after the warm processes started")
+        describe_twice()
+
+    assert ways(runs)[0] == "describe: ordinary (another environment: KFKIT_TEST_CHANGED)"
+
+
+def test_a_step_whose_imports_failed_runs_the_ordinary_way(runs, monkeypatch):
+    monkeypatch.setitem(warm.PRELOADS, "describe", ("kfkit.no_such_module",))
+    monkeypatch.setattr(warm, "preload", lambda function, source: ("kfkit.no_such_module",))
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
+
+    with warm.warm_steps(describe_twice):
+        describe_twice()
+
+    assert ways(runs) == ["describe: ordinary (its imports failed)"] * 2
+
+
+def test_the_processes_not_needed_end_with_the_run(runs, monkeypatch):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "5")
+    started = []
+    original = warm.WarmProcess.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        started.append(self.process)
+
+    monkeypatch.setattr(warm.WarmProcess, "__init__", record)
+    with warm.warm_steps(fails_second):
+        fails_second()
+
+    assert started and all(process.poll() is not None for process in started)
+
+
+def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():
+    assert warm.preload("train_tensorflow_model", "from kfkit.components.train.train import train") == (
+        "kfp.dsl", "kfkit.components.train.train", "tensorflow")
+    assert warm.preload("train_tensorflow_model", "def train_tensorflow_model(): pass") == ("kfp.dsl",)
+    assert warm.preload("add", "def add(a, b): return a + b") == ("kfp.dsl",)
+
+
+def test_the_training_pipeline_plans_its_steps_in_order():
+    from kfkit import pipelines
+
+    planned = [step.function for step in warm.plan(pipelines.load("training"))]
+
+    assert planned[:3] == ["bigquery_query_to_dataset", "validate_data", "train_tensorflow_model"]
+    assert {"evaluate_model", "register_model", "write_model_card"} <= set(planned)
+    assert set(warm.PRELOADS) <= set(planned)
+
+
+def test_warm_steps_are_off_with_kfkit_local_warm_0(monkeypatch):
+    from kfp.local import subprocess_task_handler
+
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "0")
+    original = subprocess_task_handler.run_local_subprocess
+    with warm.warm_steps(describe_twice):
+        assert subprocess_task_handler.run_local_subprocess is original
+    assert warm.ahead() == 0
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "many")
+    assert warm.ahead() == warm.AHEAD
+
+
+def test_the_script_it_recognises_is_kfp_locals(monkeypatch):
+    assert "kfp.dsl.executor_main" in warm.script(sys.executable)
+    assert sys.executable in warm.script(sys.executable)
