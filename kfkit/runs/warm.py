@@ -13,7 +13,8 @@ reused, and whatever does not fit (another command, another environment, an impo
 runs the ordinary way.
 
 `KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 2).
-`KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, or ordinary and why).
+`KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, and how long its
+turn waited for its imports; or ordinary, and why).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,13 +256,21 @@ class WarmSteps:
             _note(function, "ordinary (no warm process)")
             return original(full_command=full_command, env_vars=env_vars)
         # the script's first half: the component's source in a fresh temporary directory
-        prepared = subprocess.run(["sh", "-ec", PREPARE, source], env=_step_environment(env_vars),
-                                  capture_output=True, check=True).stdout
+        try:
+            prepared = subprocess.run(["sh", "-ec", PREPARE, source], env=_step_environment(env_vars),
+                                      capture_output=True, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            _note(function, f"ordinary (its program directory: {exc})")
+            process.discard()
+            return original(full_command=full_command, env_vars=env_vars)
         program_path, _, environ = prepared.partition(b"\0")
         program_path = os.fsdecode(program_path)
+        waited = time.perf_counter()
+        ready = process.ready()
+        waited = time.perf_counter() - waited
         now = _environ(environ)
         changed = sorted({k for k, _ in set(now) ^ set(process.environ)} - VOLATILE)
-        why = ("its imports failed" if not process.ready() else f"another environment: {', '.join(changed)}"
+        why = ("its imports failed" if not ready else f"another environment: {', '.join(changed)}"
                if _stable(now) != _stable(process.environ) else
                "another directory" if process.cwd != os.getcwd() else "")
         if why:
@@ -268,8 +278,14 @@ class WarmSteps:
             process.discard()
             shutil.rmtree(program_path, ignore_errors=True)
             return original(full_command=full_command, env_vars=env_vars)
-        _note(function, "warm")
-        process.start(["--component_module_path", f"{program_path}/ephemeral_component.py", *args], now)
+        try:
+            process.start(["--component_module_path", f"{program_path}/ephemeral_component.py", *args], now)
+        except OSError as exc:  # it ended before its turn (killed): the step has not started
+            _note(function, f"ordinary (the warm process ended: {exc})")
+            process.discard()
+            shutil.rmtree(program_path, ignore_errors=True)
+            return original(full_command=full_command, env_vars=env_vars)
+        _note(function, f"warm (waited {waited:.2f}s for its imports)")
         # as run_local_subprocess reads and ends a step's output
         with process.process as popen:
             for line in iter(popen.stdout.readline, ""):
