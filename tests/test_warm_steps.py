@@ -169,7 +169,8 @@ def test_a_warm_step_fails_as_an_ordinary_one_does(runs, monkeypatch, capfd, pip
 
 def test_a_step_whose_environment_changed_since_its_start_runs_the_ordinary_way(runs, monkeypatch):
     monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
-    with warm.warm_steps(describe_twice):
+    with warm.warm_steps(describe_twice) as steps:
+        assert steps.wait_started(2)
         monkeypatch.setenv("KFKIT_TEST_CHANGED", "after the warm processes started")
         describe_twice()
 

@@ -12,7 +12,8 @@ status; the process merely did its imports before the step's turn. A warm proces
 reused, and whatever does not fit (another command, another environment, an import that failed)
 runs the ordinary way.
 
-`KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 2).
+`KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 3), of
+which as many as the machine has CPUs import at a time.
 `KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, and how long its
 turn waited for its imports; or ordinary, and why).
 """
@@ -25,11 +26,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AHEAD = 2
+AHEAD = 3
 # what a kfkit step imports before its work, in the order it imports them: (the module its
 # component's source names, then the libraries that module goes on to import); MODULE:FUNCTION
 # calls FUNCTION after importing MODULE. Only a step whose source names the first module is warmed
@@ -122,8 +124,10 @@ class WarmProcess:
         self.modules = modules
         self.environ = environ
         self.cwd = os.getcwd()
+        self.status: bool | None = None  # whether its imports went well, once it said
+        self._lock = threading.Lock()
         request_read, self._request = os.pipe()
-        self._control, control_write = os.pipe()
+        self.control, control_write = os.pipe()  # closed by close(), never while a select may watch it
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOT.read_text(), str(request_read), str(control_write), *modules],
@@ -131,7 +135,7 @@ class WarmProcess:
                 pass_fds=(request_read, control_write))
         except BaseException:
             os.close(self._request)
-            os.close(self._control)
+            os.close(self.control)
             raise
         finally:
             os.close(request_read)
@@ -139,9 +143,13 @@ class WarmProcess:
 
     def ready(self) -> bool:
         """Wait for its imports; whether it can take its step."""
-        with os.fdopen(self._control, "rb") as control:
-            self._control = None
-            return control.readline().strip() == b"ready"
+        with self._lock:
+            if self.status is None:
+                line = b""
+                while not line.endswith(b"\n") and (chunk := os.read(self.control, 64)):
+                    line += chunk
+                self.status = line.strip() == b"ready"
+            return self.status
 
     def start(self, args: list[str], environ: list[tuple[str, str]]) -> None:
         """The step's executor arguments, and its environment when that differs in VOLATILE names."""
@@ -153,14 +161,20 @@ class WarmProcess:
             pipe.write(json.dumps(request).encode())
 
     def discard(self) -> None:
-        for fd in (self._request, self._control):
-            if fd is not None:
-                os.close(fd)
-        self._request = self._control = None
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self.process.stdout.close()
+        """End it, unless it took its step (then it ends as the step does)."""
+        if self._request is not None:
+            os.close(self._request)
+            self._request = None
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            self.process.stdout.close()
+
+    def close(self) -> None:
+        self.discard()
+        if self.control is not None:
+            os.close(self.control)
+            self.control = None
 
 
 @dataclass
@@ -201,15 +215,21 @@ def plan(pipeline) -> list[Planned]:
 
 
 class WarmSteps:
-    """Keeps `count` warm processes waiting for the next steps and runs each step command in one,
-    when one fits."""
+    """Starts the next steps' processes in the pipeline's order (a thread: at most `count` warm at
+    once, at most `importing` of them still importing) and runs each step command in one that fits."""
 
-    def __init__(self, steps: list[Planned], count: int):
+    def __init__(self, steps: list[Planned], count: int, importing: int | None = None):
         self.pending = list(steps)  # planned steps neither warmed nor run yet
         self.count = count
+        self.importing = importing or os.cpu_count() or 1
         self.branched: set[str] = set()  # functions of conditional steps warmed or run: their twins are not
-        self.warm: list[WarmProcess] = []
+        self.warm: list[WarmProcess] = []  # started, not yet taken
+        self.all: list[WarmProcess] = []
         self.script = script(sys.executable)
+        self.changed = threading.Condition()
+        self.stopping = False
+        self._wake_read, self._wake = os.pipe()
+        self.thread = threading.Thread(target=self._schedule, name="kfkit-warm-steps", daemon=True)
 
     def _done(self, step: Planned) -> None:
         self.pending.remove(step)
@@ -217,29 +237,75 @@ class WarmSteps:
             self.branched.add(step.function)
             self.pending = [s for s in self.pending if not (s.conditional and s.function == step.function)]
 
-    def prestart(self) -> None:
-        while self.pending and len(self.warm) < self.count:
-            step = self.pending[0]
-            self._done(step)
-            try:
-                environ = _shell_environment(_step_environment(step.env_vars))
-                self.warm.append(WarmProcess(preload(step.function, step.source), environ))
-            except (OSError, subprocess.SubprocessError):
-                pass
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake, b".")
 
-    def _dispatched(self, function: str, warmed: bool) -> None:
-        """A step of `function` starts: without a warm process, its planned place is taken now."""
-        if not warmed:
-            step = next((s for s in self.pending if s.function == function), None)
+    def _next(self) -> Planned | None:
+        """The next step to warm, when a place is free (under self.changed)."""
+        importing = sum(1 for p in self.warm if p.status is None)
+        if self.stopping or not self.pending or len(self.warm) >= self.count or importing >= self.importing:
+            return None
+        step = self.pending[0]
+        self._done(step)
+        return step
+
+    def _warm(self, step: Planned) -> None:
+        try:
+            environ = _shell_environment(_step_environment(step.env_vars))
+            process = WarmProcess(preload(step.function, step.source), environ)
+        except (OSError, subprocess.SubprocessError):
+            return
+        with self.changed:
+            self.all.append(process)
+            self.warm.append(process)
+            self.changed.notify_all()
+
+    def start(self) -> None:
+        """The first step's process now (the run starts with it), the others from a thread."""
+        with self.changed:
+            step = self._next()
+        if step is not None:
+            self._warm(step)
+        self.thread.start()
+
+    def _schedule(self) -> None:
+        import select
+
+        while True:
+            with self.changed:
+                if self.stopping:
+                    return
+                step = self._next()
+                watched = [p for p in self.warm if p.status is None]
             if step is not None:
-                self._done(step)
+                self._warm(step)
+                continue
+            readable, _, _ = select.select([self._wake_read] + [p.control for p in watched], [], [])
+            if self._wake_read in readable:
+                os.read(self._wake_read, 4096)
+            for process in watched:
+                if process.control in readable:
+                    process.ready()
+            with self.changed:
+                self.changed.notify_all()
 
-    def _take(self, modules: tuple[str, ...]) -> WarmProcess | None:
-        for process in self.warm:
-            if process.modules == modules:
+    def wait_started(self, count: int, timeout: float = 60) -> bool:
+        """Wait until `count` processes were started (for tests)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.all) >= count, timeout)
+
+    def _take(self, function: str, modules: tuple[str, ...]) -> WarmProcess | None:
+        with self.changed:
+            process = next((p for p in self.warm if p.modules == modules), None)
+            if process is not None:
                 self.warm.remove(process)
-                return process
-        return None
+            else:  # it runs the ordinary way: its planned place is taken now
+                step = next((s for s in self.pending if s.function == function), None)
+                if step is not None:
+                    self._done(step)
+        self.wake()
+        return process
 
     def run(self, full_command: list[str], env_vars: dict[str, str] | None, original) -> int:
         """kfp.local's run_local_subprocess, in a warm process where one fits the command."""
@@ -249,9 +315,7 @@ class WarmSteps:
             return original(full_command=full_command, env_vars=env_vars)
         source, args = full_command[3], full_command[4:]
         function = args[args.index("--function_to_execute") + 1]
-        process = self._take(preload(function, source))
-        self._dispatched(function, process is not None)
-        self.prestart()
+        process = self._take(function, preload(function, source))
         if process is None:
             _note(function, "ordinary (no warm process)")
             return original(full_command=full_command, env_vars=env_vars)
@@ -294,8 +358,15 @@ class WarmSteps:
             return popen.wait()
 
     def close(self) -> None:
-        while self.warm:
-            self.warm.pop().discard()
+        with self.changed:
+            self.stopping = True
+        self.wake()
+        if self.thread.is_alive():
+            self.thread.join()
+        for process in self.all:
+            process.close()
+        os.close(self._wake_read)
+        os.close(self._wake)
 
 
 @contextlib.contextmanager
@@ -319,8 +390,8 @@ def warm_steps(pipeline):
 
     subprocess_task_handler.run_local_subprocess = run_local_subprocess
     try:
-        steps.prestart()
-        yield
+        steps.start()
+        yield steps
     finally:
         subprocess_task_handler.run_local_subprocess = original
         steps.close()
