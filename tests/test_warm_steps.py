@@ -238,3 +238,26 @@ def test_warm_steps_are_off_with_kfkit_local_warm_0(monkeypatch):
 def test_the_script_it_recognises_is_kfp_locals(monkeypatch):
     assert "kfp.dsl.executor_main" in warm.script(sys.executable)
     assert sys.executable in warm.script(sys.executable)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def after_a_loud_import() -> str:
+    return '"done"'
+
+
+@dsl.pipeline(name="loud")
+def loud():
+    after_a_loud_import()
+
+
+def test_an_import_that_prints_more_than_a_pipe_holds_does_not_hold_the_step_up(runs, monkeypatch, tmp_path, capfd):
+    # a module that prints 1 MB when imported, on the steps' path
+    (tmp_path / "kfkit_test_loud.py").write_text("for _ in range(1024):\n    print('y' * 1023)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setattr(warm, "preload", lambda function, source: ("kfkit_test_loud",))
+
+    outputs = run(loud, runs, monkeypatch, "warm")
+
+    assert ways(runs) == ["after_a_loud_import: warm"]
+    assert outputs == {"after-a-loud-import": "done"}
+    assert capfd.readouterr().out.count("y" * 1023) == 1024

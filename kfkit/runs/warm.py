@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -140,6 +141,16 @@ class WarmProcess:
         finally:
             os.close(request_read)
             os.close(control_write)
+        # its output is read from the start, so that an import that prints more than a pipe holds
+        # never waits on the step's turn; the step's turn prints it all, as it comes
+        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, name="kfkit-warm-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.process.stdout.readline, ""):
+            self.lines.put(line)
+        self.lines.put(None)
 
     def ready(self) -> bool:
         """Wait for its imports; whether it can take its step."""
@@ -168,6 +179,7 @@ class WarmProcess:
             if self.process.poll() is None:
                 self.process.kill()
             self.process.wait()
+            self._reader.join()
             self.process.stdout.close()
 
     def close(self) -> None:
@@ -350,9 +362,9 @@ class WarmSteps:
             shutil.rmtree(program_path, ignore_errors=True)
             return original(full_command=full_command, env_vars=env_vars)
         _note(function, f"warm (waited {waited:.2f}s for its imports)")
-        # as run_local_subprocess reads and ends a step's output
+        # as run_local_subprocess prints and ends a step's output
         with process.process as popen:
-            for line in iter(popen.stdout.readline, ""):
+            while (line := process.lines.get()) is not None:
                 print(line, end="")
             print("\n")
             return popen.wait()
