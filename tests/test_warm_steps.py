@@ -30,7 +30,7 @@ def describe(marker: str) -> str:
         "argv0": sys.argv[0], "args": sys.argv[1:], "orig_argv": sys.orig_argv[1:3], "path0": sys.path[0],
         "main": main.__spec__.name, "main_names": sorted(k for k in vars(main) if k.startswith("__")),
         "cwd": os.getcwd(), "leaked": leaked, "module_leak": module_leak,
-        "pid": os.getpid(), "stdin": os.path.realpath("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "",
+        "session": os.environ.get("_MLFLOW_TELEMETRY_SESSION_ID"), "pid": os.getpid(), "stdin": os.path.realpath("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "",
         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else [],
     })
 
@@ -175,6 +175,22 @@ def test_a_step_whose_environment_changed_since_its_start_runs_the_ordinary_way(
         describe_twice()
 
     assert ways(runs)[0] == "describe: ordinary (another environment: KFKIT_TEST_CHANGED)"
+
+
+def test_mlflows_telemetry_session_named_after_the_start_reaches_the_warm_step(runs, monkeypatch):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
+    monkeypatch.delenv("_MLFLOW_TELEMETRY_SESSION_ID", raising=False)
+    with warm.warm_steps(describe_twice) as steps:
+        assert steps.wait_started(2)
+        # as the CLI's own MLflow import does while the steps run
+        monkeypatch.setenv("_MLFLOW_TELEMETRY_SESSION_ID", "named-later")
+        describe_twice()
+
+    assert ways(runs) == ["describe: warm", "describe: warm"]
+    [run_dir] = (runs / "runs").glob("*")
+    for task in ("describe", "describe-2"):
+        output = json.loads((run_dir / task / "executor_output.json").read_text())["parameterValues"]["Output"]
+        assert json.loads(output)["session"] == "named-later"
 
 
 def test_a_step_whose_imports_failed_runs_the_ordinary_way(runs, monkeypatch):

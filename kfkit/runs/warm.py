@@ -165,8 +165,10 @@ class WarmProcess:
     def start(self, args: list[str], environ: list[tuple[str, str]]) -> None:
         """The step's executor arguments, and its environment when that differs in VOLATILE names."""
         request = {"args": args}
-        if environ != self.environ:
-            request["environ"] = environ
+        now, then = dict(environ), dict(self.environ)
+        changed = {name: now.get(name) for name in VOLATILE if now.get(name) != then.get(name)}
+        if changed:
+            request["environ"] = changed  # None: unset
         with os.fdopen(self._request, "wb") as pipe:
             self._request = None
             pipe.write(json.dumps(request).encode())

@@ -4,7 +4,7 @@
 
 It imports the modules its step will import, says on CONTROL_FD whether that went well ("ready"
 or "failed"), then waits on REQUEST_FD for the step's executor arguments (JSON: "args", and
-"environ" where the step's environment changed since the start, kfkit.runs.warm.VOLATILE). With them it
+"environ": the variables of kfkit.runs.warm.VOLATILE that changed since the start). With them it
 becomes the step: `python -m kfp.dsl.executor_main ARGS...`, as kfp.local's command would start
 it, in a process of its own that nothing else ever ran in. An empty request (the run ended
 without this step, or the step runs the ordinary way) ends the process at once.
@@ -58,9 +58,11 @@ def _boot() -> None:
 
     request = json.loads(request)
     args = request["args"]
-    if "environ" in request:
-        os.environ.clear()
-        os.environ.update(request["environ"])
+    for name, value in request.get("environ", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     module = "kfp.dsl.executor_main"
     sys.argv = ["-m", *args]
     sys.orig_argv = [sys.executable, "-m", module, *args]
