@@ -42,7 +42,7 @@ PRELOADS = {
     "validate_data": ("kfkit.components.validate.validate",),
     "train_tensorflow_model": ("kfkit.components.train.train", "tensorflow"),
     "evaluate_model": ("kfkit.components.evaluate.evaluate", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
-                       "kfkit.serving.model_io:tensorflow_runtime", "sklearn.metrics"),
+                       "kfkit.serving.model_io:tensorflow_runtime", "pyarrow.dataset", "sklearn.metrics"),
     "register_model": ("kfkit.components.evaluate.evaluate", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
                        "kfkit.serving.mlflow_pyfunc"),
     "write_model_card": ("kfkit.components.evaluate.evaluate",),
