@@ -111,6 +111,18 @@ def _shell_environment(env: dict[str, str] | None) -> list[tuple[str, str]]:
     return _environ(done.stdout)
 
 
+def _wait_readable(fds: list[int]) -> list[int]:
+    """The fds that have something to read (or their end), waiting until one does."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return select.select(fds, [], [])[0]
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll()]
+
+
 def _note(function: str, how: str) -> None:
     path = os.environ.get("KFKIT_LOCAL_WARM_LOG")
     if path:
@@ -284,8 +296,6 @@ class WarmSteps:
         self.thread.start()
 
     def _schedule(self) -> None:
-        import select
-
         while True:
             with self.changed:
                 if self.stopping:
@@ -295,7 +305,7 @@ class WarmSteps:
             if step is not None:
                 self._warm(step)
                 continue
-            readable, _, _ = select.select([self._wake_read] + [p.control for p in watched], [], [])
+            readable = _wait_readable([self._wake_read] + [p.control for p in watched])
             if self._wake_read in readable:
                 os.read(self._wake_read, 4096)
             for process in watched:
