@@ -80,11 +80,11 @@ def runs(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run(pipeline, tmp_path: Path, monkeypatch, how: str, capsys=None):
+def run(pipeline, tmp_path: Path, monkeypatch, how: str, pipeline_spec=None):
     """Run the pipeline with warm steps on ("warm") or off ("ordinary"); the step outputs by task."""
     monkeypatch.setenv("KFKIT_LOCAL_WARM", "2" if how == "warm" else "0")
     before = set((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else set()
-    with warm.warm_steps(pipeline):
+    with warm.warm_steps(pipeline_spec or pipeline):
         pipeline()
     [run_dir] = set((tmp_path / "runs").glob("*")) - before
     outputs = {}
@@ -277,3 +277,30 @@ def test_an_import_that_prints_more_than_a_pipe_holds_does_not_hold_the_step_up(
     assert ways(runs) == ["after_a_loud_import: warm"]
     assert outputs == {"after-a-loud-import": "done"}
     assert capfd.readouterr().out.count("y" * 1023) == 1024
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def exits_quickly(marker: str) -> str:
+    import atexit
+
+    from kfkit import quick_exit
+
+    # registered before the quick exit, so it runs after it: skipped when the exit is quick
+    atexit.register(lambda: open(marker, "w").write("teardown ran"))
+    assert quick_exit.after_success()
+    return '"done"'
+
+
+@dsl.pipeline(name="quick")
+def quick(marker: str):
+    exits_quickly(marker=marker)
+
+
+def test_a_warm_step_that_succeeded_still_exits_without_the_teardown(runs, monkeypatch):
+    marker = runs / "teardown"
+
+    outputs = run(lambda: quick(marker=str(marker)), runs, monkeypatch, "warm", pipeline_spec=quick)
+
+    assert ways(runs) == ["exits_quickly: warm"]
+    assert outputs == {"exits-quickly": "done"}
+    assert not marker.exists()
