@@ -304,3 +304,15 @@ def test_a_warm_step_that_succeeded_still_exits_without_the_teardown(runs, monke
     assert ways(runs) == ["exits_quickly: warm"]
     assert outputs == {"exits-quickly": "done"}
     assert not marker.exists()
+
+
+def test_the_callers_own_imports_wait_for_a_free_place_and_happen_once(runs, monkeypatch):
+    calls = []
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
+    with warm.warm_steps(describe_twice, settled=lambda: calls.append("settled")):
+        describe_twice()
+    assert calls == ["settled"]
+
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "0")
+    with warm.warm_steps(describe_twice, settled=lambda: calls.append("at once")):
+        assert calls == ["settled", "at once"]

@@ -115,7 +115,6 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
         chosen = local.SubprocessRunner(use_venv=False)
     local.init(runner=chosen, pipeline_root=str(runs), raise_on_error=True)
     before = {p.name for p in runs.iterdir()}
-    _preload_tracking()
     started = time.time()
     run_log = runs / f".run-{pipeline_name}-{started:.0f}.log"
     progress = run_output.Progress(progress_stream or sys.stdout)
@@ -189,12 +188,14 @@ def without_retries(pipeline):
 
 def warm_steps(pipeline, runner: str):
     """Each step's interpreter started, with its imports, while the steps before it run
-    (kfkit.runs.warm); the subprocess runner only."""
+    (kfkit.runs.warm; the subprocess runner only); MLflow's import for recording the run starts
+    once those imports are under way (at once without them)."""
     if runner != "subprocess":
+        _preload_tracking()
         return contextlib.nullcontext()
     from kfkit.runs import warm
 
-    return warm.warm_steps(pipeline)
+    return warm.warm_steps(pipeline, settled=_preload_tracking)
 
 
 def _preload_tracking() -> None:

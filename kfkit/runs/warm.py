@@ -244,7 +244,8 @@ class WarmSteps:
     """Starts the next steps' processes in the pipeline's order (a thread: at most `count` warm at
     once, at most `importing` of them still importing) and runs each step command in one that fits."""
 
-    def __init__(self, steps: list[Planned], count: int, importing: int | None = None):
+    def __init__(self, steps: list[Planned], count: int, importing: int | None = None, settled=None):
+        self.settled = settled  # called once, when an import place is free and no warm process can start
         self.pending = list(steps)  # planned steps neither warmed nor run yet
         self.count = count
         self.importing = importing or os.cpu_count() or 1
@@ -305,6 +306,8 @@ class WarmSteps:
             if step is not None:
                 self._warm(step)
                 continue
+            if len(watched) < self.importing:  # an import place this cannot use now
+                self._settle()
             readable = _wait_readable([self._wake_read] + [p.control for p in watched])
             if self._wake_read in readable:
                 os.read(self._wake_read, 4096)
@@ -313,6 +316,11 @@ class WarmSteps:
                     process.ready()
             with self.changed:
                 self.changed.notify_all()
+
+    def _settle(self) -> None:
+        settled, self.settled = self.settled, None
+        if settled is not None:
+            settled()
 
     def wait_started(self, count: int, timeout: float = 60) -> bool:
         """Wait until `count` processes were started (for tests)."""
@@ -387,6 +395,7 @@ class WarmSteps:
         self.wake()
         if self.thread.is_alive():
             self.thread.join()
+        self._settle()
         for process in self.all:
             process.close()
         os.close(self._wake_read)
@@ -394,19 +403,27 @@ class WarmSteps:
 
 
 @contextlib.contextmanager
-def warm_steps(pipeline):
-    """kfp.local runs this pipeline's lightweight steps in warm processes (subprocess runner only)."""
+def warm_steps(pipeline, settled=None):
+    """kfp.local runs this pipeline's lightweight steps in warm processes (subprocess runner only).
+
+    `settled` (optional) is called once an import place is free that no step can take yet (at once
+    without warm steps; at the end at the latest): the caller's own background imports wait for
+    it rather than slow the first steps' imports.
+    """
     from kfp.local import subprocess_task_handler
 
     count = ahead()
     original = getattr(subprocess_task_handler, "run_local_subprocess", None)
-    if count == 0 or original is None or sys.platform == "win32":
-        yield
-        return
-    try:
-        steps = WarmSteps(plan(pipeline), count)
-    except Exception:  # noqa: BLE001 - a spec this cannot read runs the ordinary way
-        yield
+    steps = None
+    if count and original is not None and sys.platform != "win32":
+        try:
+            steps = WarmSteps(plan(pipeline), count, settled=settled)
+        except Exception:  # noqa: BLE001 - a spec this cannot read runs the ordinary way
+            steps = None
+    if steps is None:
+        if settled is not None:
+            settled()
+        yield None
         return
 
     def run_local_subprocess(full_command, env_vars=None):
