@@ -67,9 +67,37 @@ def fails_second():
     fails(after=ok().output)
 
 
+@dsl.pipeline(name="fails-before-two")
+def fails_before_two():
+    failed = fails(after=ok().output)
+    describe_twice().after(failed)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def draws() -> str:
+    import numpy
+
+    return str(numpy.random.random())
+
+
+@dsl.pipeline(name="draws-twice")
+def draws_twice():
+    draws().after(draws())
+
+
 @dsl.pipeline(name="exits-second")
 def exits_second():
     exits_3(after=ok().output)
+
+
+@pytest.fixture(params=["forked", "warm"])
+def kind(request, monkeypatch):
+    """How a warm step runs: forked from the run's zygote, or in an interpreter of its own (KFKIT_LOCAL_FORK=0)."""
+    if request.param == "warm":
+        monkeypatch.setenv("KFKIT_LOCAL_FORK", "0")
+    else:
+        monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)
+    return request.param
 
 
 @pytest.fixture
@@ -113,13 +141,13 @@ def comparable(described: dict) -> dict:
     return described
 
 
-def test_a_warm_step_sees_what_an_ordinary_step_sees(runs, monkeypatch):
+def test_a_warm_step_sees_what_an_ordinary_step_sees(runs, monkeypatch, kind):
     ordinary = run(describe_twice, runs, monkeypatch, "ordinary")
     assert ways(runs) == []
 
     warmed = run(describe_twice, runs, monkeypatch, "warm")
 
-    assert ways(runs) == ["describe: warm", "describe: warm"]
+    assert ways(runs) == [f"describe: {kind}", f"describe: {kind}"]
     assert set(warmed) == set(ordinary) == {"describe", "describe-2"}
     for task in ordinary:
         assert comparable(warmed[task]) == comparable(ordinary[task])
@@ -149,14 +177,14 @@ def failing_step_output(out: str, task: str) -> list[str]:
 
 @pytest.mark.parametrize("pipeline, task", [(fails_second, "fails"), (exits_second, "exits-3")],
                          ids=["exception", "sys.exit(3)"])
-def test_a_warm_step_fails_as_an_ordinary_one_does(runs, monkeypatch, capfd, pipeline, task):
+def test_a_warm_step_fails_as_an_ordinary_one_does(runs, monkeypatch, capfd, pipeline, task, kind):
     run(pipeline, runs, monkeypatch, "ordinary")
     ordinary = failing_step_output(capfd.readouterr().out, task)
 
     run(pipeline, runs, monkeypatch, "warm")
     warmed = failing_step_output(capfd.readouterr().out, task)
 
-    assert ways(runs)[-1].endswith(": warm")
+    assert ways(runs)[-1].endswith(f": {kind}")
     assert "FAILURE" in warmed[-1]
     assert [line[15:] if line[:2].isdigit() else line for line in warmed] == [
         line[15:] if line[:2].isdigit() else line for line in ordinary]
@@ -177,7 +205,7 @@ def test_a_step_whose_environment_changed_since_its_start_runs_the_ordinary_way(
     assert ways(runs)[0] == "describe: ordinary (another environment: KFKIT_TEST_CHANGED)"
 
 
-def test_mlflows_telemetry_session_named_after_the_start_reaches_the_warm_step(runs, monkeypatch):
+def test_mlflows_telemetry_session_named_after_the_start_reaches_the_warm_step(runs, monkeypatch, kind):
     monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
     monkeypatch.delenv("_MLFLOW_TELEMETRY_SESSION_ID", raising=False)
     with warm.warm_steps(describe_twice) as steps:
@@ -186,7 +214,7 @@ def test_mlflows_telemetry_session_named_after_the_start_reaches_the_warm_step(r
         monkeypatch.setenv("_MLFLOW_TELEMETRY_SESSION_ID", "named-later")
         describe_twice()
 
-    assert ways(runs) == ["describe: warm", "describe: warm"]
+    assert ways(runs) == [f"describe: {kind}", f"describe: {kind}"]
     [run_dir] = (runs / "runs").glob("*")
     for task in ("describe", "describe-2"):
         output = json.loads((run_dir / task / "executor_output.json").read_text())["parameterValues"]["Output"]
@@ -218,6 +246,54 @@ def test_the_processes_not_needed_end_with_the_run(runs, monkeypatch):
         fails_second()
 
     assert started and all(process.poll() is not None for process in started)
+
+
+def test_a_run_ends_when_the_steps_warmed_ahead_never_get_their_turn(runs, monkeypatch, kind):
+    import threading
+
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "5")
+    started = []
+    original = warm.WarmProcess.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        started.append(self.process)
+
+    monkeypatch.setattr(warm.WarmProcess, "__init__", record)
+
+    def run_it():
+        with warm.warm_steps(fails_before_two):
+            fails_before_two()
+
+    # a hang here (a process ahead holding an output open) fails the test instead of the suite
+    runner = threading.Thread(target=run_it, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+
+    assert not runner.is_alive()
+    assert len(started) == 4 and all(process.poll() is not None for process in started)
+
+
+def test_forked_steps_draw_their_own_random_numbers(runs, monkeypatch, kind):
+    monkeypatch.setitem(warm.PRELOADS, "draws", ("numpy", "numpy.random"))  # its state made before the fork
+
+    drawn = run(draws_twice, runs, monkeypatch, "warm")
+
+    assert ways(runs) == [f"draws: {kind}"] * 2
+    assert drawn["draws"] != drawn["draws-2"]
+
+
+def test_a_zygote_running_threads_forks_no_step(runs, monkeypatch, tmp_path):
+    monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)
+    (tmp_path / "kfkit_test_threads.py").write_text(
+        "import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(warm, "preload", lambda function, source: ("kfp.dsl", "kfkit_test_threads"))
+
+    outputs = run(describe_twice, runs, monkeypatch, "warm")
+
+    assert ways(runs) == ["describe: ordinary (its zygote runs threads and cannot fork)"] * 2
+    assert set(outputs) == {"describe", "describe-2"}
 
 
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():
@@ -266,7 +342,7 @@ def loud():
     after_a_loud_import()
 
 
-def test_an_import_that_prints_more_than_a_pipe_holds_does_not_hold_the_step_up(runs, monkeypatch, tmp_path, capfd):
+def test_an_import_that_prints_more_than_a_pipe_holds_does_not_hold_the_step_up(runs, monkeypatch, tmp_path, capfd, kind):
     # a module that prints 1 MB when imported, on the steps' path
     (tmp_path / "kfkit_test_loud.py").write_text("for _ in range(1024):\n    print('y' * 1023)\n")
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -274,7 +350,7 @@ def test_an_import_that_prints_more_than_a_pipe_holds_does_not_hold_the_step_up(
 
     outputs = run(loud, runs, monkeypatch, "warm")
 
-    assert ways(runs) == ["after_a_loud_import: warm"]
+    assert ways(runs) == [f"after_a_loud_import: {kind}"]
     assert outputs == {"after-a-loud-import": "done"}
     assert capfd.readouterr().out.count("y" * 1023) == 1024
 
@@ -296,12 +372,12 @@ def quick(marker: str):
     exits_quickly(marker=marker)
 
 
-def test_a_warm_step_that_succeeded_still_exits_without_the_teardown(runs, monkeypatch):
+def test_a_warm_step_that_succeeded_still_exits_without_the_teardown(runs, monkeypatch, kind):
     marker = runs / "teardown"
 
     outputs = run(lambda: quick(marker=str(marker)), runs, monkeypatch, "warm", pipeline_spec=quick)
 
-    assert ways(runs) == ["exits_quickly: warm"]
+    assert ways(runs) == [f"exits_quickly: {kind}"]
     assert outputs == {"exits-quickly": "done"}
     assert not marker.exists()
 

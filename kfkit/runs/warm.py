@@ -12,6 +12,14 @@ status; the process merely did its imports before the step's turn. A warm proces
 reused, and whatever does not fit (another command, another environment, an import that failed)
 runs the ordinary way.
 
+Where fork exists (Linux), the steps' processes come from one zygote per run rather than each
+importing for itself: it imports every planned step's modules once, in the steps' order, and forks
+each step's process once it has that step's imports, so TensorFlow and MLflow are imported once a
+run. A forked step reseeds numpy's global random state, as a new interpreter would; a zygote
+running a Python thread forks nothing (its steps run the ordinary way). The threads native
+libraries keep at that point (OpenBLAS's, Arrow's jemalloc) have their own fork handlers.
+`KFKIT_LOCAL_FORK=0` gives each warm step an interpreter of its own instead.
+
 `KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 3), of
 which as many as the machine has CPUs import at a time.
 `KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, and how long its
@@ -25,6 +33,8 @@ import json
 import os
 import queue
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,16 +121,16 @@ def _shell_environment(env: dict[str, str] | None) -> list[tuple[str, str]]:
     return _environ(done.stdout)
 
 
-def _wait_readable(fds: list[int]) -> list[int]:
-    """The fds that have something to read (or their end), waiting until one does."""
+def _wait_readable(fds: list[int], timeout: float | None = None) -> list[int]:
+    """The fds that have something to read (or their end), waiting until one does (or `timeout` s)."""
     import select
 
     if not hasattr(select, "poll"):
-        return select.select(fds, [], [])[0]
+        return select.select(fds, [], [], timeout)[0]
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    return [fd for fd, _ in poller.poll()]
+    return [fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)]
 
 
 def _note(function: str, how: str) -> None:
@@ -133,12 +143,18 @@ def _note(function: str, how: str) -> None:
 class WarmProcess:
     """One step's interpreter, started ahead with its imports; used once or discarded."""
 
-    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]]):
+    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]], zygote: Zygote | None = None):
         self.modules = modules
         self.environ = environ
         self.cwd = os.getcwd()
         self.status: bool | None = None  # whether its imports went well, once it said
+        self.said = ""  # what it said: ready, failed (its imports), threads (its zygote could not fork)
         self._lock = threading.Lock()
+        self.zygote = zygote
+        if zygote is not None:
+            self._request, self.control, self.process = zygote.fork(modules)
+            self._start_reading()
+            return
         request_read, self._request = os.pipe()
         self.control, control_write = os.pipe()  # closed by close(), never while a select may watch it
         try:
@@ -153,6 +169,9 @@ class WarmProcess:
         finally:
             os.close(request_read)
             os.close(control_write)
+        self._start_reading()
+
+    def _start_reading(self) -> None:
         # its output is read from the start, so that an import that prints more than a pipe holds
         # never waits on the step's turn; the step's turn prints it all, as it comes
         self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -171,7 +190,8 @@ class WarmProcess:
                 line = b""
                 while not line.endswith(b"\n") and (chunk := os.read(self.control, 64)):
                     line += chunk
-                self.status = line.strip() == b"ready"
+                self.said = line.strip().decode(errors="replace")
+                self.status = self.said == "ready"
             return self.status
 
     def start(self, args: list[str], environ: list[tuple[str, str]]) -> None:
@@ -201,6 +221,135 @@ class WarmProcess:
         if self.control is not None:
             os.close(self.control)
             self.control = None
+
+
+class Forked:
+    """A step process that a zygote forked, as kfp.local sees a subprocess.Popen: its output (stdout
+    and stderr together), its exit status (from the process that waits on it in the zygote's
+    place: its pid, then its wait status), kill."""
+
+    def __init__(self, output: int, status: int):
+        self.stdout = os.fdopen(output, "r")  # text, as Popen(text=True) reads it
+        self._status = status
+        self._said = b""
+        self.pid: int | None = None
+        self.returncode: int | None = None
+
+    def _hear(self, block: bool) -> None:
+        while self.returncode is None and (block or _wait_readable([self._status], 0)):
+            chunk = os.read(self._status, 64)
+            self._said += chunk
+            said = self._said.split(b"\n")
+            if self.pid is None and len(said) > 1:
+                self.pid = int(said[0])
+            if len(said) > 2:
+                self.returncode = os.waitstatus_to_exitcode(int(said[1]))
+            elif not chunk:  # it never ran, or its waiter was killed
+                self.returncode = -9
+            if self.returncode is not None:
+                os.close(self._status)
+
+    def poll(self) -> int | None:
+        self._hear(block=False)
+        return self.returncode
+
+    def wait(self) -> int:
+        self._hear(block=True)
+        return self.returncode
+
+    def kill(self) -> None:
+        self._hear(block=False)
+        if self.pid is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stdout.close()
+        self.wait()
+
+
+class Zygote:
+    """One process for the run that imports every planned step's modules once, in the steps' order,
+    and forks each step's process from itself (kfkit.runs.warm_boot's --zygote) once it has that
+    step's imports: a step's process then starts with them done rather than doing them again."""
+
+    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]]):
+        self.modules = modules
+        self.environ = environ
+        self.settled = False  # it imported them all
+        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BOOT.read_text(), "--zygote", str(theirs.fileno()), *modules],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=dict(environ),
+                pass_fds=(theirs.fileno(),))
+        except BaseException:
+            self.socket.close()
+            raise
+        finally:
+            theirs.close()
+        # what its imports print: each forked step's turn prints what came since the last one's
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, name="kfkit-zygote-output", daemon=True)
+        self._reader.start()
+        self._lock = threading.Lock()
+
+    def _read(self) -> None:
+        for line in iter(self.process.stdout.readline, ""):
+            self.lines.put(line)
+
+    def printed(self) -> list[str]:
+        lines = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                lines.append(self.lines.get_nowait())
+        return lines
+
+    def hear(self) -> None:
+        """Read what it said (that it imported everything), once the socket is readable."""
+        with contextlib.suppress(BlockingIOError):
+            try:
+                said = self.socket.recv(64, socket.MSG_DONTWAIT)
+            except OSError:
+                said = b""
+            # its end: nothing more to import either
+            self.settled = self.settled or said in (b"settled", b"")
+
+    def fork(self, modules: tuple[str, ...]) -> tuple[int, int, Forked]:
+        """A step process with `modules` imported: its request's write end, its control's read end."""
+        ends = [os.pipe() for _ in range(4)]  # output, request, control, status
+        theirs = [ends[0][1], ends[1][0], ends[2][1], ends[3][1]]
+        try:
+            with self._lock:
+                socket.send_fds(self.socket, [json.dumps({"modules": list(modules)}).encode()], theirs)
+        except BaseException:
+            for fd in (ends[0][0], ends[1][1], ends[2][0], ends[3][0]):
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return ends[1][1], ends[2][0], Forked(ends[0][0], ends[3][0])
+
+    def close(self) -> None:
+        """End it: step processes forked already run on (or end, without their request)."""
+        self.socket.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._reader.join()
+        self.process.stdout.close()
+
+
+def forking() -> bool:
+    """Whether steps are forked from a zygote (KFKIT_LOCAL_FORK, default on where fork and fd
+    passing exist); KFKIT_LOCAL_FORK=0 starts each warm step's interpreter of its own."""
+    if os.environ.get("KFKIT_LOCAL_FORK", "").strip() == "0":
+        return False
+    return hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform.startswith("linux")
 
 
 @dataclass
@@ -244,7 +393,8 @@ class WarmSteps:
     """Starts the next steps' processes in the pipeline's order (a thread: at most `count` warm at
     once, at most `importing` of them still importing) and runs each step command in one that fits."""
 
-    def __init__(self, steps: list[Planned], count: int, importing: int | None = None, settled=None):
+    def __init__(self, steps: list[Planned], count: int, importing: int | None = None, settled=None,
+                 fork: bool | None = None):
         self.settled = settled  # called once, when an import place is free and no warm process can start
         self.pending = list(steps)  # planned steps neither warmed nor run yet
         self.count = count
@@ -253,6 +403,8 @@ class WarmSteps:
         self.warm: list[WarmProcess] = []  # started, not yet taken
         self.all: list[WarmProcess] = []
         self.script = script(sys.executable)
+        self.zygote: Zygote | None = None
+        self.forking = forking() if fork is None else fork
         self.changed = threading.Condition()
         self.stopping = False
         self._wake_read, self._wake = os.pipe()
@@ -270,17 +422,23 @@ class WarmSteps:
 
     def _next(self) -> Planned | None:
         """The next step to warm, when a place is free (under self.changed)."""
-        importing = sum(1 for p in self.warm if p.status is None)
+        importing = self._importing()
         if self.stopping or not self.pending or len(self.warm) >= self.count or importing >= self.importing:
             return None
         step = self.pending[0]
         self._done(step)
         return step
 
+    def _importing(self) -> int:
+        """How many processes import now (the zygote counts once, until it imported everything)."""
+        zygote = self.zygote is not None and not self.zygote.settled
+        return sum(1 for p in self.warm if p.status is None and p.zygote is None) + zygote
+
     def _warm(self, step: Planned) -> None:
         try:
             environ = _shell_environment(_step_environment(step.env_vars))
-            process = WarmProcess(preload(step.function, step.source), environ)
+            zygote = self.zygote if self.zygote is not None and _stable(environ) == _stable(self.zygote.environ) else None
+            process = WarmProcess(preload(step.function, step.source), environ, zygote)
         except (OSError, subprocess.SubprocessError):
             return
         with self.changed:
@@ -290,6 +448,12 @@ class WarmSteps:
 
     def start(self) -> None:
         """The first step's process now (the run starts with it), the others from a thread."""
+        if self.forking and self.pending:
+            modules = list(dict.fromkeys(m.partition(":")[0] for s in self.pending for m in preload(s.function, s.source)))
+            try:
+                self.zygote = Zygote(tuple(modules), _shell_environment(_step_environment(self.pending[0].env_vars)))
+            except (OSError, subprocess.SubprocessError):
+                self.zygote = None
         with self.changed:
             step = self._next()
         if step is not None:
@@ -303,14 +467,19 @@ class WarmSteps:
                     return
                 step = self._next()
                 watched = [p for p in self.warm if p.status is None]
+                importing = self._importing()
             if step is not None:
                 self._warm(step)
                 continue
-            if len(watched) < self.importing:  # an import place this cannot use now
+            zygote = self.zygote if self.zygote is not None and not self.zygote.settled else None
+            if importing < self.importing and zygote is None:  # an import place this cannot use now
                 self._settle()
-            readable = _wait_readable([self._wake_read] + [p.control for p in watched])
+            readable = _wait_readable([self._wake_read] + [p.control for p in watched]
+                                      + ([zygote.socket.fileno()] if zygote else []))
             if self._wake_read in readable:
                 os.read(self._wake_read, 4096)
+            if zygote is not None and zygote.socket.fileno() in readable:
+                zygote.hear()
             for process in watched:
                 if process.control in readable:
                     process.ready()
@@ -366,7 +535,8 @@ class WarmSteps:
         waited = time.perf_counter() - waited
         now = _environ(environ)
         changed = sorted({k for k, _ in set(now) ^ set(process.environ)} - VOLATILE)
-        why = ("its imports failed" if not ready else f"another environment: {', '.join(changed)}"
+        why = ("its zygote runs threads and cannot fork" if process.said == "threads" else
+               "its imports failed" if not ready else f"another environment: {', '.join(changed)}"
                if _stable(now) != _stable(process.environ) else
                "another directory" if process.cwd != os.getcwd() else "")
         if why:
@@ -381,9 +551,12 @@ class WarmSteps:
             process.discard()
             shutil.rmtree(program_path, ignore_errors=True)
             return original(full_command=full_command, env_vars=env_vars)
-        _note(function, f"warm (waited {waited:.2f}s for its imports)")
+        _note(function, f"{'forked' if process.zygote else 'warm'} (waited {waited:.2f}s for its imports)")
         # as run_local_subprocess prints and ends a step's output
         with process.process as popen:
+            if process.zygote is not None:  # what the imports it was forked with printed, if not yet
+                for line in process.zygote.printed():
+                    print(line, end="")
             while (line := process.lines.get()) is not None:
                 print(line, end="")
             print("\n")
@@ -396,6 +569,8 @@ class WarmSteps:
         if self.thread.is_alive():
             self.thread.join()
         self._settle()
+        if self.zygote is not None:  # first: a step process it had still to fork ends with it
+            self.zygote.close()
         for process in self.all:
             process.close()
         os.close(self._wake_read)

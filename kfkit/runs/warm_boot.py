@@ -41,12 +41,8 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _boot() -> None:
-    request_fd, control_fd = int(sys.argv[1]), int(sys.argv[2])
-    sys.path[0] = os.getcwd()  # what `python -m` puts first; `-c` puts ""
-    ready = _preload(sys.argv[3:])
-    os.write(control_fd, b"ready\n" if ready else b"failed\n")
-    os.close(control_fd)
+def _step(request_fd: int, ready: bool) -> None:
+    """Become the step the request on `request_fd` names; end at once on an empty request."""
     request = _read_all(request_fd)
     if not ready or not request:
         os._exit(0)
@@ -81,5 +77,129 @@ def _boot() -> None:
         sys.exit(1)
 
 
+def _boot() -> None:
+    request_fd, control_fd = int(sys.argv[1]), int(sys.argv[2])
+    sys.path[0] = os.getcwd()  # what `python -m` puts first; `-c` puts ""
+    ready = _preload(sys.argv[3:])
+    os.write(control_fd, b"ready\n" if ready else b"failed\n")
+    os.close(control_fd)
+    _step(request_fd, ready)
+
+
+def _quietly(call, *args) -> None:
+    try:
+        call(*args)
+    except OSError:
+        pass
+
+
+def _reseed() -> None:
+    """numpy's global random state from fresh entropy, as a new interpreter seeds it: forked steps
+    would otherwise all draw the zygote's numbers (Python's own random module reseeds itself at fork)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def _fork_step(wanted: list[str], fds: list[int], closing: list[int]) -> None:
+    """In the zygote: fork a waiter, which forks the step's process and reports how it ended.
+
+    fds: the step's output (its stdout and stderr), its request, its control and its status (the
+    waiter writes the step's pid, then its wait status); closing: the fds no step may keep.
+    """
+    import signal
+
+    out_fd, request_fd, control_fd, status_fd = fds
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        # a fork keeps only this thread: a lock another one holds (logging's, an import's) would
+        # stay held in the step for good, so the step runs the ordinary way
+        os.write(control_fd, b"threads\n")
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if os.fork():
+        return
+    # the waiter
+    step = os.fork()
+    if step == 0:
+        # the step's process: nothing of the zygote's but its imports
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        for fd in closing + [out_fd, status_fd]:
+            _quietly(os.close, fd)
+        ready = _preload(wanted)
+        _reseed()
+        os.write(control_fd, b"ready\n" if ready else b"failed\n")
+        os.close(control_fd)
+        _step(request_fd, ready)
+        sys.exit(0)  # as the interpreter ends after `python -m`: exit handlers, then status 0
+    for fd in closing + [out_fd, request_fd, control_fd]:
+        _quietly(os.close, fd)
+    # the zygote's output pipe: the run reads it to its end once the zygote ends, which a waiter
+    # holding it open (until its step ends) would put off
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        os.write(status_fd, f"{step}\n".encode())
+        _, status = os.waitpid(step, 0)
+        os.write(status_fd, f"{status}\n".encode())
+    finally:
+        os._exit(0)
+
+
+def _zygote() -> None:
+    """python -c SOURCE --zygote SOCKET_FD MODULE...: import the MODULEs in order (a MODULE:FUNCTION
+    entry only imports MODULE); between imports, take requests from SOCKET_FD (JSON: the "modules"
+    its step imports; four fds: see _fork_step) and fork a step process for each once the zygote
+    has imported the modules it names of its own. Says "settled" on the socket once it imported
+    them all; ends when the socket does."""
+    import importlib
+    import json
+    import select
+    import signal
+    import socket
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's end (or its caller) ends it
+    sock = socket.socket(fileno=int(sys.argv[2]))
+    sys.path[0] = os.getcwd()
+    modules = [entry.partition(":")[0] for entry in sys.argv[3:]]
+    done: set[str] = set()
+    queued: list[tuple[list[str], list[int]]] = []
+    index = 0
+    while True:
+        for wanted, fds in list(queued):
+            if all(entry.partition(":")[0] in done or entry.partition(":")[0] not in modules for entry in wanted):
+                queued.remove((wanted, fds))
+                _fork_step(wanted, fds, [sock.fileno()] + [fd for _, others in queued for fd in others])
+                for fd in fds:
+                    os.close(fd)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:  # the waiters that ended
+                pass
+        except ChildProcessError:
+            pass
+        if index < len(modules) and not select.select([sock], [], [], 0)[0]:
+            try:
+                importlib.import_module(modules[index])
+            except BaseException:  # noqa: BLE001 - a step that needs it imports it itself, and fails as it would
+                pass
+            done.add(modules[index])
+            index += 1
+            if index == len(modules):
+                _quietly(sock.send, b"settled")
+            continue
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+        if not message:
+            os._exit(0)
+        queued.append((json.loads(message)["modules"], fds))
+
+
 if __name__ == "__main__":
-    _boot()
+    if sys.argv[1:2] == ["--zygote"]:
+        _zygote()
+    else:
+        _boot()
