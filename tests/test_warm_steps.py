@@ -85,6 +85,20 @@ def draws_twice():
     draws().after(draws())
 
 
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def reads_marker() -> str:
+    import json
+
+    import kfkit_test_marker
+
+    return json.dumps(kfkit_test_marker.VALUE)
+
+
+@dsl.pipeline(name="reads-marker")
+def reads_marker_once():
+    reads_marker()
+
+
 @dsl.pipeline(name="exits-second")
 def exits_second():
     exits_3(after=ok().output)
@@ -294,6 +308,56 @@ def test_a_zygote_running_threads_forks_no_step(runs, monkeypatch, tmp_path):
 
     assert ways(runs) == ["describe: ordinary (its zygote runs threads and cannot fork)"] * 2
     assert set(outputs) == {"describe", "describe-2"}
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """Zygotes outlive their run for 60 s; those the test started end with it."""
+    monkeypatch.setenv("KFKIT_LOCAL_KEEP", "60")
+    monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)
+    before = set(warm.kept_places())
+    yield
+    for place in set(warm.kept_places()) - before:
+        warm.end_kept(place)
+
+
+@pytest.mark.parametrize("change", ["edited", "shadowed"])
+def test_a_kept_zygote_serves_the_next_run_until_what_it_imported_changes(runs, monkeypatch, tmp_path, kept, change):
+    marker, earlier = tmp_path / "late" / "kfkit_test_marker.py", tmp_path / "early"
+    marker.parent.mkdir()
+    earlier.mkdir()
+    marker.write_text('VALUE = "first"\n')
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(earlier), str(marker.parent),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(warm, "preload", lambda function, source: ("kfp.dsl", "kfkit_test_marker"))
+
+    def kept_zygote() -> bool:
+        last = (tmp_path / "warm.log").read_text().splitlines()[-1]
+        assert last.startswith("reads_marker: forked")
+        return last.endswith("; a kept zygote)")
+
+    first = run(reads_marker_once, runs, monkeypatch, "warm")["reads-marker"]
+    first_kept = kept_zygote()
+    again = run(reads_marker_once, runs, monkeypatch, "warm")["reads-marker"]
+    again_kept = kept_zygote()
+    # edited in place, or a module of the same name now found first on the path
+    (marker if change == "edited" else earlier / marker.name).write_text('VALUE = "changed"\n')
+    changed = run(reads_marker_once, runs, monkeypatch, "warm")["reads-marker"]
+    changed_kept = kept_zygote()
+
+    assert (first, first_kept) == ("first", False)
+    assert (again, again_kept) == ("first", True)
+    assert (changed, changed_kept) == ("changed", False)
+
+
+def test_a_zygote_ends_with_its_run_under_kfkit_local_keep_0(runs, monkeypatch):
+    monkeypatch.setenv("KFKIT_LOCAL_KEEP", "0")
+    monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)
+    with warm.warm_steps(describe_twice) as steps:
+        describe_twice()
+
+    assert steps.zygote.process.wait(timeout=60) is not None
+    assert ways(runs) == ["describe: forked"] * 2
 
 
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():

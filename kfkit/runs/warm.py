@@ -66,7 +66,10 @@ ENVIRONMENT = '_KFP_RUNTIME=true env -0\n'
 # set in this process's environment while the steps run (MLflow's import here, kfkit.runs.local's
 # _preload_tracking, names its telemetry session for the processes it starts): a warm process
 # started before gets the step's value with its arguments
-VOLATILE = frozenset({"_MLFLOW_TELEMETRY_SESSION_ID"})
+VOLATILE = frozenset({"_MLFLOW_TELEMETRY_SESSION_ID",
+                      # kfkit's own, read by the run and not its steps: a zygote kept from the
+                      # previous run serves the next one even where these differ
+                      "KFKIT_LOCAL_WARM", "KFKIT_LOCAL_WARM_LOG", "KFKIT_LOCAL_FORK", "KFKIT_LOCAL_KEEP"})
 
 
 def ahead() -> int:
@@ -198,7 +201,8 @@ class WarmProcess:
         """The step's executor arguments, and its environment when that differs in VOLATILE names."""
         request = {"args": args}
         now, then = dict(environ), dict(self.environ)
-        changed = {name: now.get(name) for name in VOLATILE if now.get(name) != then.get(name)}
+        # a forked step has its zygote's environment, which may be an earlier run's
+        changed = {name: now.get(name) for name in VOLATILE if self.zygote or now.get(name) != then.get(name)}
         if changed:
             request["environ"] = changed  # None: unset
         with os.fdopen(self._request, "wb") as pipe:
@@ -271,42 +275,128 @@ class Forked:
         self.wait()
 
 
-class Zygote:
-    """One process for the run that imports every planned step's modules once, in the steps' order,
-    and forks each step's process from itself (kfkit.runs.warm_boot's --zygote) once it has that
-    step's imports: a step's process then starts with them done rather than doing them again."""
+KEEP = 600.0
 
-    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]]):
+
+def keep() -> float:
+    """How long a zygote waits for the next run once its run ended: KFKIT_LOCAL_KEEP seconds
+    (default 600; 0: it ends with its run)."""
+    value = os.environ.get("KFKIT_LOCAL_KEEP", "")
+    try:
+        return max(float(value), 0.0) if value.strip() else KEEP
+    except ValueError:
+        return KEEP
+
+
+def _place(modules: tuple[str, ...], environ: list[tuple[str, str]]) -> Path:
+    """Where the zygote for these imports, this interpreter, directory and environment listens."""
+    import hashlib
+    import tempfile
+
+    key = json.dumps([sys.executable, os.getcwd(), list(modules), sorted(_stable(environ))])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    # a short path: a socket's may not exceed 107 bytes
+    return Path(tempfile.gettempdir()) / f"kfkit-zygotes-{os.getuid()}" / f"{digest}.sock"
+
+
+def kept_places() -> list[Path]:
+    """Where this user's kept zygotes listen."""
+    return sorted(_place((), []).parent.glob("*.sock"))
+
+
+def end_kept(place: Path) -> bool:
+    """End the zygote kept at `place` (one of kept_places()), if it waits for a run; whether it did."""
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        peer.settimeout(2.0)
+        peer.connect(str(place))
+        peer.send(b"end")
+        return peer.recv(64) == b""  # it ended without a word
+    except OSError:
+        return False
+    finally:
+        peer.close()
+
+
+class Zygote:
+    """The process that imports every planned step's modules once, in the steps' order, and forks
+    each step's process from itself (kfkit.runs.warm_boot's --zygote) once it has that step's
+    imports: a step's process then starts with them done rather than doing them again.
+
+    With `keep` seconds, it outlives the run by that long, waiting for the next run with the same
+    imports, interpreter, directory and environment, which then finds them done: a developer's
+    next run imports nothing. It serves that run only if no file it imported from has changed
+    since (kfkit's, a library's, a directory imports search); else it ends and a new one starts."""
+
+    def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]], keep: float = 0.0):
         self.modules = modules
         self.environ = environ
         self.settled = False  # it imported them all
-        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", BOOT.read_text(), "--zygote", str(theirs.fileno()), *modules],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=dict(environ),
-                pass_fds=(theirs.fileno(),))
-        except BaseException:
-            self.socket.close()
-            raise
-        finally:
-            theirs.close()
-        # what its imports print: each forked step's turn prints what came since the last one's
-        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._reader = threading.Thread(target=self._read, name="kfkit-zygote-output", daemon=True)
-        self._reader.start()
+        self.reused = False
+        self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._shown = 0  # how much of its output the steps' turns printed
+        self._private: str | None = None  # its directory, when it ends with the run
+        place = _place(modules, environ) if keep > 0 else None
+        if place is not None and self._join(place):
+            self.reused = True
+            self.output = place.with_suffix(".out")
+            return
+        if place is None:
+            import tempfile
 
-    def _read(self) -> None:
-        for line in iter(self.process.stdout.readline, ""):
-            self.lines.put(line)
+            self._private = tempfile.mkdtemp(prefix="kfkit-zygote-")
+            place = Path(self._private) / "zygote.sock"
+        self.output = place.with_suffix(".out")
+        self._start(place, keep)
 
-    def printed(self) -> list[str]:
-        lines = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                lines.append(self.lines.get_nowait())
-        return lines
+    def _join(self, place: Path) -> bool:
+        """Whether the zygote listening at `place` takes this run (it may be busy, gone or stale)."""
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            peer.settimeout(2.0)  # one serving another run does not answer
+            peer.connect(str(place))
+            peer.send(b"hello")
+            if peer.recv(64) == b"ready":
+                peer.settimeout(None)
+                self.socket = peer
+                return True
+        except OSError:
+            pass
+        peer.close()
+        return False
+
+    def _start(self, place: Path, keep: float) -> None:
+        place.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            place.unlink()  # a zygote that ended, or one that is stale or busy: its run keeps it
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            listener.bind(str(place))
+            listener.listen(4)
+            with open(self.output, "wb") as output:
+                # a kept zygote is in a session of its own: the terminal's Ctrl-C ends the run, not it
+                self.process = subprocess.Popen(
+                    [sys.executable, "-c", BOOT.read_text(), "--zygote", str(listener.fileno()), str(keep),
+                     *self.modules],
+                    stdout=output, stderr=subprocess.STDOUT, env=dict(self.environ),
+                    pass_fds=(listener.fileno(),), start_new_session=keep > 0)
+        finally:
+            listener.close()
+        if not self._join(place):
+            self.close()
+            raise OSError(f"the zygote at {place} did not answer")
+
+    def printed(self) -> str:
+        """What its imports printed since the last call (all of it at a run's first forked step)."""
+        try:
+            with open(self.output, "rb") as output:
+                output.seek(self._shown)
+                text = output.read()
+        except OSError:
+            return ""
+        self._shown += len(text)
+        return text.decode(errors="replace")
 
     def hear(self) -> None:
         """Read what it said (that it imported everything), once the socket is readable."""
@@ -335,13 +425,17 @@ class Zygote:
         return ends[1][1], ends[2][0], Forked(ends[0][0], ends[3][0])
 
     def close(self) -> None:
-        """End it: step processes forked already run on (or end, without their request)."""
-        self.socket.close()
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._reader.join()
-        self.process.stdout.close()
+        """The run's end: a zygote kept waits for the next run, any other ends. Step processes
+        forked already run on (or end, without their request); those it had still to fork never start."""
+        with contextlib.suppress(AttributeError, OSError):
+            self.socket.close()
+        if self._private is not None:
+            if self.process is not None:
+                if self.process.poll() is None:
+                    self.process.kill()
+                self.process.wait()
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
 
 
 def forking() -> bool:
@@ -451,7 +545,8 @@ class WarmSteps:
         if self.forking and self.pending:
             modules = list(dict.fromkeys(m.partition(":")[0] for s in self.pending for m in preload(s.function, s.source)))
             try:
-                self.zygote = Zygote(tuple(modules), _shell_environment(_step_environment(self.pending[0].env_vars)))
+                self.zygote = Zygote(tuple(modules), _shell_environment(_step_environment(self.pending[0].env_vars)),
+                                     keep())
             except (OSError, subprocess.SubprocessError):
                 self.zygote = None
         with self.changed:
@@ -551,11 +646,12 @@ class WarmSteps:
             process.discard()
             shutil.rmtree(program_path, ignore_errors=True)
             return original(full_command=full_command, env_vars=env_vars)
-        _note(function, f"{'forked' if process.zygote else 'warm'} (waited {waited:.2f}s for its imports)")
+        kept = "; a kept zygote" if process.zygote is not None and process.zygote.reused else ""
+        _note(function, f"{'forked' if process.zygote else 'warm'} (waited {waited:.2f}s for its imports{kept})")
         # as run_local_subprocess prints and ends a step's output
         with process.process as popen:
             if process.zygote is not None:  # what the imports it was forked with printed, if not yet
-                for line in process.zygote.printed():
+                for line in process.zygote.printed().splitlines(keepends=True):
                     print(line, end="")
             while (line := process.lines.get()) is not None:
                 print(line, end="")

@@ -151,12 +151,55 @@ def _fork_step(wanted: list[str], fds: list[int], closing: list[int]) -> None:
         os._exit(0)
 
 
+def _stamps(paths) -> dict:
+    stamps = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            stamps[path] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except OSError:
+            stamps[path] = None
+    return stamps
+
+
+def _imported_from() -> list[str]:
+    """The files its modules came from: what a later run checks for changes."""
+    files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}
+    return sorted(f for f in files if isinstance(f, str))
+
+
+def _found_at() -> dict[str, str]:
+    """Each top-level module's file, as a new interpreter's import would find it now (a module
+    added earlier on the path shadows one imported before)."""
+    import importlib
+
+    importlib.invalidate_caches()
+    found = {}
+    for name in sorted(n for n in list(sys.modules) if "." not in n):
+        if not isinstance(getattr(sys.modules.get(name), "__file__", None), str):
+            continue
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            try:
+                spec = find(name, None) if find is not None else None
+            except Exception:  # noqa: BLE001 - a finder that fails here: the import would not have used it
+                spec = None
+            if spec is not None:
+                found[name] = str(spec.origin)
+                break
+        else:
+            found[name] = ""
+    return found
+
+
 def _zygote() -> None:
-    """python -c SOURCE --zygote SOCKET_FD MODULE...: import the MODULEs in order (a MODULE:FUNCTION
-    entry only imports MODULE); between imports, take requests from SOCKET_FD (JSON: the "modules"
-    its step imports; four fds: see _fork_step) and fork a step process for each once the zygote
-    has imported the modules it names of its own. Says "settled" on the socket once it imported
-    them all; ends when the socket does."""
+    """python -c SOURCE --zygote LISTEN_FD KEEP MODULE...: import the MODULEs in order (a
+    MODULE:FUNCTION entry only imports MODULE) and serve the runs that connect to LISTEN_FD, one
+    at a time. A run says hello ("end" ends it); the zygote answers "ready", or "stale" (and ends) when a file it
+    imported from has changed since. Between imports it takes the run's requests (JSON: the
+    "modules" its step imports; four fds: see _fork_step) and forks a step process for each once it
+    has imported the modules named of its own; it says "settled" once it imported them all. When
+    the run goes, it waits KEEP seconds for the next one (0: it ends with its run)."""
     import importlib
     import json
     import select
@@ -164,38 +207,81 @@ def _zygote() -> None:
     import socket
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's end (or its caller) ends it
-    sock = socket.socket(fileno=int(sys.argv[2]))
+    listener = socket.socket(fileno=int(sys.argv[2]))
+    keep = float(sys.argv[3])
+    place = listener.getsockname()
+    bound = _stamps([place]).get(place)
     sys.path[0] = os.getcwd()
-    modules = [entry.partition(":")[0] for entry in sys.argv[3:]]
+    modules = [entry.partition(":")[0] for entry in sys.argv[4:]]
     done: set[str] = set()
     queued: list[tuple[list[str], list[int]]] = []
     index = 0
+    # once it imported everything: what a later run's hello is checked against
+    stamps: dict | None = None
+    found: dict[str, str] = {}
+    sock = None  # the run it serves
+
+    def end() -> None:
+        if _stamps([place]).get(place) == bound:  # not a newer zygote's, bound there since
+            _quietly(os.unlink, place)
+            _quietly(os.unlink, os.path.splitext(place)[0] + ".out")
+        os._exit(0)
+
     while True:
-        for wanted, fds in list(queued):
-            if all(entry.partition(":")[0] in done or entry.partition(":")[0] not in modules for entry in wanted):
-                queued.remove((wanted, fds))
-                _fork_step(wanted, fds, [sock.fileno()] + [fd for _, others in queued for fd in others])
-                for fd in fds:
-                    os.close(fd)
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:  # the waiters that ended
-                pass
-        except ChildProcessError:
-            pass
-        if index < len(modules) and not select.select([sock], [], [], 0)[0]:
-            try:
-                importlib.import_module(modules[index])
-            except BaseException:  # noqa: BLE001 - a step that needs it imports it itself, and fails as it would
-                pass
-            done.add(modules[index])
-            index += 1
+        if index < len(modules) and sock is None and not select.select([listener], [], [], 0)[0]:
+            pass  # importing while no run is there
+        elif sock is None:
+            idle = None if index < len(modules) else (keep if keep > 0 else None)
+            if not select.select([listener], [], [], idle)[0]:
+                end()
+            sock, _ = listener.accept()
+            if sock.recv(64) == b"end":
+                end()
+            if stamps is not None and (_stamps(list(stamps)) != stamps or _found_at() != found):
+                _quietly(sock.send, b"stale")
+                end()
+            _quietly(sock.send, b"ready")
             if index == len(modules):
                 _quietly(sock.send, b"settled")
             continue
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
-        if not message:
-            os._exit(0)
-        queued.append((json.loads(message)["modules"], fds))
+        else:
+            for wanted, fds in list(queued):
+                if all(entry.partition(":")[0] in done or entry.partition(":")[0] not in modules for entry in wanted):
+                    queued.remove((wanted, fds))
+                    closing = [listener.fileno(), sock.fileno()] + [fd for _, others in queued for fd in others]
+                    _fork_step(wanted, fds, closing)
+                    for fd in fds:
+                        os.close(fd)
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:  # the waiters that ended
+                    pass
+            except ChildProcessError:
+                pass
+            if index >= len(modules) or select.select([sock], [], [], 0)[0]:
+                message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+                if message:
+                    queued.append((json.loads(message)["modules"], fds))
+                    continue
+                # the run ended: the steps it did not take are not forked
+                for _, others in queued:
+                    for fd in others:
+                        _quietly(os.close, fd)
+                queued.clear()
+                sock.close()
+                sock = None
+                if keep <= 0:
+                    end()
+                continue
+        try:
+            importlib.import_module(modules[index])
+        except BaseException:  # noqa: BLE001 - a step that needs it imports it itself, and fails as it would
+            pass
+        done.add(modules[index])
+        index += 1
+        if index == len(modules):
+            stamps, found = _stamps(_imported_from()), _found_at()
+            if sock is not None:
+                _quietly(sock.send, b"settled")
 
 
 if __name__ == "__main__":
