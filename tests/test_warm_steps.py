@@ -360,6 +360,58 @@ def test_a_zygote_ends_with_its_run_under_kfkit_local_keep_0(runs, monkeypatch):
     assert ways(runs) == ["describe: forked"] * 2
 
 
+INTERRUPTED_RUN = """
+import sys
+from kfp import dsl, local
+from kfkit.runs import warm
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def blocks(pid_file: str):
+    import os
+    import threading
+
+    with open(pid_file + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.rename(pid_file + ".tmp", pid_file)
+    threading.Event().wait()
+
+@dsl.pipeline(name="blocks")
+def blocks_once(pid_file: str):
+    blocks(pid_file=pid_file)
+
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])
+with warm.warm_steps(blocks_once):
+    blocks_once(pid_file=sys.argv[1])
+"""
+
+
+def test_ctrl_c_interrupts_a_step_forked_by_a_kept_zygote(tmp_path, monkeypatch, kept):
+    import signal
+    import subprocess
+    import time
+
+    pid_file, script = tmp_path / "step.pid", tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_RUN)  # a file: kfp reads a component's source from it
+    run = subprocess.Popen([sys.executable, str(script), str(pid_file), str(tmp_path / "runs")],
+                           env={**os.environ, "KFKIT_LOCAL_WARM_LOG": str(tmp_path / "warm.log")},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the step's start: nothing to wait on but its file
+    step = int(pid_file.read_text())
+
+    run.send_signal(signal.SIGINT)  # as the terminal sends Ctrl-C to the run (the step is not in its group)
+    run.wait(timeout=60)
+
+    assert (tmp_path / "warm.log").read_text().startswith("blocks: forked")
+    assert os.getpgid(step) != os.getpgid(run.pid) if Path(f"/proc/{step}").exists() else True
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{step}").exists() and "Z" not in Path(f"/proc/{step}/stat").read_text().split()[2:3] \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{step}").exists() or Path(f"/proc/{step}/stat").read_text().split()[2] == "Z"
+
+
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():
     assert warm.preload("train_tensorflow_model", "from kfkit.components.train.train import train") == (
         "kfp.dsl", "kfkit.components.train.train", "tensorflow")

@@ -261,11 +261,11 @@ class Forked:
         self._hear(block=True)
         return self.returncode
 
-    def kill(self) -> None:
+    def kill(self, how: int = signal.SIGKILL) -> None:
         self._hear(block=False)
         if self.pid is not None and self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, how)
 
     def __enter__(self) -> Forked:
         return self
@@ -379,7 +379,8 @@ class Zygote:
                 self.process = subprocess.Popen(
                     [sys.executable, "-c", BOOT.read_text(), "--zygote", str(listener.fileno()), str(keep),
                      *self.modules],
-                    stdout=output, stderr=subprocess.STDOUT, env=dict(self.environ),
+                    stdin=subprocess.DEVNULL if keep > 0 else None, stdout=output, stderr=subprocess.STDOUT,
+                    env=dict(self.environ),
                     pass_fds=(listener.fileno(),), start_new_session=keep > 0)
         finally:
             listener.close()
@@ -653,8 +654,15 @@ class WarmSteps:
             if process.zygote is not None:  # what the imports it was forked with printed, if not yet
                 for line in process.zygote.printed().splitlines(keepends=True):
                     print(line, end="")
-            while (line := process.lines.get()) is not None:
-                print(line, end="")
+            try:
+                while (line := process.lines.get()) is not None:
+                    print(line, end="")
+            except KeyboardInterrupt:
+                # a kept zygote's steps are in its session, out of the terminal's reach: the step
+                # is interrupted as Ctrl-C interrupts an ordinary one
+                if process.zygote is not None:
+                    popen.kill(signal.SIGINT)
+                raise
             print("\n")
             return popen.wait()
 
