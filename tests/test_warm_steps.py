@@ -30,7 +30,8 @@ def describe(marker: str) -> str:
         "argv0": sys.argv[0], "args": sys.argv[1:], "orig_argv": sys.orig_argv[1:3], "path0": sys.path[0],
         "main": main.__spec__.name, "main_names": sorted(k for k in vars(main) if k.startswith("__")),
         "cwd": os.getcwd(), "leaked": leaked, "module_leak": module_leak,
-        "session": os.environ.get("_MLFLOW_TELEMETRY_SESSION_ID"), "pid": os.getpid(), "stdin": os.path.realpath("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "",
+        "session": os.environ.get("_MLFLOW_TELEMETRY_SESSION_ID"), "pid": os.getpid(),
+        "stdin": os.path.realpath("/proc/self/fd/0") if os.path.exists("/proc/self/fd/0") else "",
         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else [],
     })
 
@@ -183,7 +184,7 @@ def failing_step_output(out: str, task: str) -> list[str]:
     import re
 
     lines = out.splitlines()
-    first = next(i for i, line in enumerate(lines) if f"Executing task" in line and f"'{task}'" in line)
+    first = next(i for i, line in enumerate(lines) if "Executing task" in line and f"'{task}'" in line)
     last = next(i for i, line in enumerate(lines) if i > first and "finished with status" in line)
     return [re.sub(r"/tmp/tmp\.\w+", "PROGRAM", re.sub(r"\d{4}-\d\d-\d\d[ -]\d\d[:-]\d\d[:-]\d\d[,-]\d+", "TIME", line))
             for line in lines[first + 1:last + 1] if not re.match(r"^\d\d:\d\d:\d\d\.\d+ - INFO - Streamed", line)]
