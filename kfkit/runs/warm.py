@@ -20,8 +20,8 @@ running a Python thread forks nothing (its steps run the ordinary way). The thre
 libraries keep at that point (OpenBLAS's, Arrow's jemalloc) have their own fork handlers.
 `KFKIT_LOCAL_FORK=0` gives each warm step an interpreter of its own instead.
 
-`KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 3), of
-which as many as the machine has CPUs import at a time.
+`KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 3, and
+every planned step when they are forked), of which as many as the machine has CPUs import at a time.
 `KFKIT_LOCAL_WARM_LOG=FILE` appends a line per step to FILE: how it ran (warm, and how long its
 turn waited for its imports; or ordinary, and why).
 """
@@ -500,6 +500,10 @@ class WarmSteps:
         self.script = script(sys.executable)
         self.zygote: Zygote | None = None
         self.forking = forking() if fork is None else fork
+        if self.forking and not os.environ.get("KFKIT_LOCAL_WARM", "").strip():
+            # a forked process costs a fork, not an import: every planned step gets one, so the
+            # steps of a branch that does not run (tune, explain, the canary) hold no later step's place
+            self.count = max(count, len(steps))
         self.changed = threading.Condition()
         self.stopping = False
         self._wake_read, self._wake = os.pipe()
