@@ -43,6 +43,9 @@ def leftovers(directory: Path) -> list[str]:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# a local run's zygote ends with the run in tests (kfkit.runs.warm keeps it 10 minutes for a developer's
+# next run): tests of a kept zygote set KFKIT_LOCAL_KEEP themselves and end it
+os.environ.setdefault("KFKIT_LOCAL_KEEP", "0")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from kfkit import report
 from kfkit.config import local_path
@@ -93,6 +92,8 @@ def evaluate_model(model_dir: str | Path, test_data: str | Path, batch_rows: int
     """Predict the test split in batches and compute the task's metrics (and each slice's)."""
     from kfkit.components.evaluate import slices
     from kfkit.serving.model_io import LoadedModel
+
+    import pyarrow.dataset as pads  # here: register and the model card import this module for metric_values
 
     model = LoadedModel(model_dir)
     spec = model.spec
@@ -216,6 +217,8 @@ def evaluate_with_gate(model_dir: str | Path, test_data: str | Path, thresholds:
         if not champion_path.exists():
             raise ConfigError(f"champion model {str(champion_dir)!r} does not exist")
         champion_spec = ModelSpec.load(champion_path)
+        import pyarrow.dataset as pads
+
         columns = pads.dataset(str(test_data), format="parquet").schema.names
         problem = compatible(champion_spec, spec, columns)
         if problem is None:

@@ -100,4 +100,9 @@ def bigquery_query_to_dataset(
         destination_table.metadata.update({"backend": "local", "query": query})
     logging.getLogger("kfkit.ingest").info("ingest finished in %.2fs: %s, snapshot %s", result.seconds, result.rows,
                                            result.snapshot)
+    from kfkit import quick_exit
+
+    # forked from a local run's zygote, this process holds TensorFlow and MLflow too: skip their
+    # second of teardown
+    quick_exit.after_success()
     return result.snapshot

@@ -41,3 +41,9 @@ def write_model_card(
         handle.write(markdown(card))
     # the card's data: the run's HTML page renders it naming the version registered after this step
     model_card.metadata["card"] = card
+
+    from kfkit import quick_exit
+
+    # forked from a local run's zygote, this process holds TensorFlow and MLflow too: skip their
+    # second of teardown
+    quick_exit.after_success()

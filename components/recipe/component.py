@@ -225,3 +225,9 @@ def record_recipe(
     write_recipe(model.path, config)
     with open(recipe.path, "w") as handle:
         json.dump(config, handle, indent=1, sort_keys=True)
+
+    from kfkit import quick_exit
+
+    # forked from a local run's zygote, this process holds TensorFlow and MLflow too: skip their
+    # second of teardown
+    quick_exit.after_success()

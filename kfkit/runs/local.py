@@ -115,13 +115,12 @@ def run_local(pipeline_name: str, values: dict[str, Any], local_root: str | None
         chosen = local.SubprocessRunner(use_venv=False)
     local.init(runner=chosen, pipeline_root=str(runs), raise_on_error=True)
     before = {p.name for p in runs.iterdir()}
-    _preload_tracking()
     started = time.time()
     run_log = runs / f".run-{pipeline_name}-{started:.0f}.log"
     progress = run_output.Progress(progress_stream or sys.stdout)
     error: Exception | None = None
     try:
-        with without_retries(pipeline):
+        with without_retries(pipeline), warm_steps(pipeline, runner):
             if verbose:
                 pipeline(**values)
             else:
@@ -185,6 +184,18 @@ def without_retries(pipeline):
     finally:
         for task, policy in saved:
             task.retry_policy.CopyFrom(policy)
+
+
+def warm_steps(pipeline, runner: str):
+    """Each step's interpreter started, with its imports, while the steps before it run
+    (kfkit.runs.warm; the subprocess runner only); MLflow's import for recording the run starts
+    once those imports are under way (at once without them)."""
+    if runner != "subprocess":
+        _preload_tracking()
+        return contextlib.nullcontext()
+    from kfkit.runs import warm
+
+    return warm.warm_steps(pipeline, settled=_preload_tracking)
 
 
 def _preload_tracking() -> None:
