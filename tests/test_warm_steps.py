@@ -351,6 +351,19 @@ def test_a_kept_zygote_serves_the_next_run_until_what_it_imported_changes(runs, 
     assert (changed, changed_kept) == ("changed", False)
 
 
+def test_a_zygote_is_not_kept_where_another_user_could_listen(runs, monkeypatch, tmp_path, kept):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # as a directory any user may write to
+    monkeypatch.setattr(warm, "_place", lambda modules, environ: shared / "zygote.sock")
+
+    with warm.warm_steps(describe_twice) as steps:
+        describe_twice()
+
+    assert steps.zygote.process.wait(timeout=60) is not None
+    assert ways(runs) == ["describe: forked"] * 2 and list(shared.iterdir()) == []
+
+
 def test_a_zygote_ends_with_its_run_under_kfkit_local_keep_0(runs, monkeypatch):
     monkeypatch.setenv("KFKIT_LOCAL_KEEP", "0")
     monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)

@@ -318,6 +318,21 @@ def end_kept(place: Path) -> bool:
         peer.close()
 
 
+def _own_directory(directory: Path) -> bool:
+    """Whether `directory` (made here if missing) is this user's alone: a run hands its steps'
+    pipes to whatever listens there, so another user's directory (or one they may write to) is
+    never used; the zygote then ends with its run."""
+    import stat
+
+    with contextlib.suppress(OSError):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        found = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077
+
+
 class Zygote:
     """The process that imports every planned step's modules once, in the steps' order, and forks
     each step's process from itself (kfkit.runs.warm_boot's --zygote) once it has that step's
@@ -337,7 +352,7 @@ class Zygote:
         self._lock = threading.Lock()
         self._shown = 0  # how much of its output the steps' turns printed
         self._private: str | None = None  # its directory, when it ends with the run
-        place = _place(modules, environ) if keep > 0 else None
+        place = _place(modules, environ) if keep > 0 and _own_directory(_place((), []).parent) else None
         if place is not None and self._join(place):
             self.reused = True
             self.output = place.with_suffix(".out")
@@ -346,7 +361,7 @@ class Zygote:
             import tempfile
 
             self._private = tempfile.mkdtemp(prefix="kfkit-zygote-")
-            place = Path(self._private) / "zygote.sock"
+            place, keep = Path(self._private) / "zygote.sock", 0.0
         self.output = place.with_suffix(".out")
         self._start(place, keep)
 
@@ -367,7 +382,6 @@ class Zygote:
         return False
 
     def _start(self, place: Path, keep: float) -> None:
-        place.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             place.unlink()  # a zygote that ended, or one that is stale or busy: its run keeps it
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
