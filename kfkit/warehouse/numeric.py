@@ -267,6 +267,10 @@ def kind_of(node: exp.Expression) -> str | None:
     return None
 
 
+# string functions whose first argument's type (STRING or BYTES) picks their translation (strings.text_call)
+TEXT_NODES = (exp.Substring, exp.Left, exp.Right, exp.Reverse, exp.Translate, exp.Ascii)
+
+
 def annotate(tree: exp.Expression) -> dict[int, str | None]:
     """{id(node): kind} of the operands' type for each division and AVG, and of the value of each SPLIT, before
     the rewrite replaces them."""
@@ -275,14 +279,14 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower))]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower) + TEXT_NODES)]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
         pass
     kinds: dict[int, str | None] = {}
     for node, original in pairs:
-        if isinstance(node, (exp.Split, exp.Upper, exp.Lower)):
+        if isinstance(node, (exp.Split, exp.Upper, exp.Lower) + TEXT_NODES):
             kinds[id(original)] = kind_of(node.this)
         elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}

@@ -22,6 +22,34 @@ from kfkit.warehouse.json_functions import DECIMAL_TO_STRING_SQL
 EARTH_RADIUS_M = 6371010.0
 
 MACROS = [
+    # a hex INT64 string with its sign (conversion_functions: '-0x123' is -291); DuckDB casts only an unsigned one
+    """CREATE OR REPLACE MACRO bq_hex_int64(s) AS
+         CASE WHEN s[1] = '-' THEN -1 ELSE 1 END * CAST(regexp_replace(s, '^[+-]', '') AS BIGINT)""",
+    # CAST(STRING AS BOOL) takes 'true' and 'false' in any case, nothing else (ZetaSQL's StringToNumeric<bool>);
+    # DuckDB's also took '1', 't', 'yes'
+    """CREATE OR REPLACE MACRO bq_bool(x, what) AS CASE
+         WHEN typeof(x) <> 'VARCHAR' THEN TRY_CAST(x AS BOOLEAN)
+         WHEN lower(TRY_CAST(x AS VARCHAR)) = 'true' THEN true
+         WHEN lower(TRY_CAST(x AS VARCHAR)) = 'false' THEN false
+         ELSE error(what || ': Bad bool value: ' || TRY_CAST(x AS VARCHAR)) END""",
+    """CREATE OR REPLACE MACRO bq_safe_bool(x) AS CASE
+         WHEN typeof(x) <> 'VARCHAR' THEN TRY_CAST(x AS BOOLEAN)
+         WHEN lower(TRY_CAST(x AS VARCHAR)) = 'true' THEN true
+         WHEN lower(TRY_CAST(x AS VARCHAR)) = 'false' THEN false ELSE NULL END""",
+    # CAST of a TIMESTAMP, DATETIME or TIME to STRING writes 0, 3 or 6 fractional digits (ZetaSQL narrows the
+    # fraction to seconds, milliseconds or microseconds); DuckDB drops every trailing zero
+    """CREATE OR REPLACE MACRO bq_fraction_text(s) AS CASE
+         WHEN NOT contains(s, '.') THEN s
+         ELSE regexp_replace(s, '\\.[0-9]+', '.' || rpad(regexp_extract(s, '\\.([0-9]+)', 1),
+              CASE WHEN length(regexp_extract(s, '\\.([0-9]+)', 1)) <= 3 THEN 3 ELSE 6 END, '0')) END""",
+    # UNIX_SECONDS truncates to the start of the second, before 1970 too (DuckDB's CAST(EPOCH(t) AS BIGINT) rounded)
+    """CREATE OR REPLACE MACRO bq_unix_seconds(t) AS
+         (epoch_us(t) - ((epoch_us(t) % 1000000) + 1000000) % 1000000) // 1000000""",
+    # MIN and MAX take an orderable type: ARRAY and STRUCT are BigQuery's analyzer errors (DuckDB ordered them)
+    """CREATE OR REPLACE MACRO bq_orderable(x, what) AS CASE
+         WHEN typeof(x) LIKE 'STRUCT%' OR typeof(x) LIKE '%[]' THEN error(what || ': No matching signature for '
+              || 'aggregate function: it takes an orderable type, not ARRAY or STRUCT')
+         ELSE x END""",
     # Casting FLOAT64/NUMERIC to INT64 rounds half away from zero; a STRING must be an integer literal
     # (decimal or hex), never rounded. DuckDB's CAST rounds half to even and accepts '2.5'.
     """CREATE OR REPLACE MACRO bq_int64(x) AS CASE
@@ -31,21 +59,24 @@ MACROS = [
            WHEN regexp_full_match(TRY_CAST(x AS VARCHAR), '\\s*[+-]?[0-9]+\\s*')
              THEN CAST(TRY_CAST(x AS VARCHAR) AS BIGINT)
            WHEN regexp_full_match(TRY_CAST(x AS VARCHAR), '\\s*[+-]?0[xX][0-9a-fA-F]+\\s*')
-             THEN CAST(TRY_CAST(x AS VARCHAR) AS BIGINT)
+             THEN bq_hex_int64(regexp_replace(TRY_CAST(x AS VARCHAR), '\\s', '', 'g'))
            ELSE error('Bad int64 value: ' || TRY_CAST(x AS VARCHAR)) END
          ELSE CAST(x AS BIGINT) END""",
     """CREATE OR REPLACE MACRO bq_safe_int64(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN TRY_CAST(round(TRY_CAST(x AS DOUBLE)) AS BIGINT)
          WHEN typeof(x) LIKE 'DECIMAL%' THEN TRY_CAST(round(TRY_CAST(x AS DECIMAL(38, 9))) AS BIGINT)
          WHEN typeof(x) = 'VARCHAR' THEN CASE
-           WHEN regexp_full_match(TRY_CAST(x AS VARCHAR), '\\s*[+-]?(0[xX][0-9a-fA-F]+|[0-9]+)\\s*')
-             THEN TRY_CAST(TRY_CAST(x AS VARCHAR) AS BIGINT) ELSE NULL END
+           WHEN regexp_full_match(TRY_CAST(x AS VARCHAR), '\\s*[+-]?[0-9]+\\s*')
+             THEN TRY_CAST(TRY_CAST(x AS VARCHAR) AS BIGINT)
+           WHEN regexp_full_match(TRY_CAST(x AS VARCHAR), '\\s*[+-]?0[xX][0-9a-fA-F]+\\s*')
+             THEN TRY(bq_hex_int64(regexp_replace(TRY_CAST(x AS VARCHAR), '\\s', '', 'g'))) ELSE NULL END
          ELSE TRY_CAST(x AS BIGINT) END""",
     # CAST(FLOAT64 AS STRING) is ZetaSQL's RoundTripDoubleToString (%.15g unless it does not round-trip)
     f"""CREATE OR REPLACE MACRO bq_string(x) AS CASE
          WHEN typeof(x) IN ('DOUBLE', 'FLOAT') THEN bq_double_to_string(TRY_CAST(x AS DOUBLE))
          WHEN typeof(x) LIKE 'DECIMAL%' THEN {DECIMAL_TO_STRING_SQL.format(x="x")}
          WHEN typeof(x) = 'BLOB' THEN decode(TRY_CAST(x AS BLOB))
+         WHEN typeof(x) IN ('TIMESTAMP WITH TIME ZONE', 'TIMESTAMP', 'TIME') THEN bq_fraction_text(CAST(x AS VARCHAR))
          ELSE CAST(x AS VARCHAR) END""",
     # x / y is FLOAT64 and an error when y is 0 (IEEE_DIVIDE gives inf/NaN, SAFE_DIVIDE NULL)
     """CREATE OR REPLACE MACRO bq_divide(x, y) AS CASE
@@ -506,6 +537,9 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
 
     def fix(node: exp.Expression) -> exp.Expression:
         arguments.check(node, where)
+        if isinstance(node, (exp.Min, exp.Max)) and not node.expressions and not isinstance(node.this, exp.Distinct):
+            name = "MIN" if isinstance(node, exp.Min) else "MAX"
+            node.set("this", _call("bq_orderable", node.this, exp.Literal.string(where(name))))
         tail = long_tail.fix(node)
         if tail is not None:
             return tail
@@ -522,6 +556,9 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return strings.case_mapping(node, kinds.get(id(node)), where(node.sql_name()))
         if isinstance(node, exp.Initcap):
             return strings.initcap_call(node, where("INITCAP"))
+        text = strings.text_call(node, kinds.get(id(node)), where)
+        if text is not None:
+            return text
         if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
             average = numeric.window_average(node, kinds.get(id(node.this)))
             if average is not None:
@@ -636,6 +673,25 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 and not (isinstance(node.this, exp.Literal) and (node.this.is_string or node.this.this.isdigit())):
             # CAST(FLOAT64 AS NUMERIC) rounds the double's exact value (numeric.numeric_from_double)
             return _call("bq_safe_numeric" if isinstance(node, exp.TryCast) else "bq_numeric", node.this)
+        if isinstance(node, exp.Cast) and node.to.is_type("boolean"):
+            if isinstance(node, exp.TryCast):
+                return _call("bq_safe_bool", node.this)
+            return _call("bq_bool", node.this, exp.Literal.string(where("CAST")))
+        if isinstance(node, exp.Corr) and not isinstance(node.parent, exp.Window):
+            # statistical_aggregate_functions#corr: NULL for fewer than two pairs without a NULL (DuckDB gave NaN)
+            both = exp.and_(exp.Not(this=exp.Is(this=node.this.copy(), expression=exp.Null())),
+                            exp.Not(this=exp.Is(this=node.expression.copy(), expression=exp.Null())))
+            pairs = exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
+            return exp.Case(ifs=[exp.If(this=exp.LT(this=pairs, expression=exp.Literal.number(2)), true=exp.Null())],
+                            default=node.copy())
+        if type(node).__name__ == "UnixSeconds":
+            return _call("bq_unix_seconds", node.this)
+        if isinstance(node, (exp.TimestampAdd, exp.TimestampSub)):
+            unit, _ = _unit(node.args.get("unit"))
+            if unit not in _UNIT_US:
+                name = "TIMESTAMP_ADD" if isinstance(node, exp.TimestampAdd) else "TIMESTAMP_SUB"
+                raise QueryError(f"{where(name)}: {name} does not support the {unit} date part; it takes "
+                                 "MICROSECOND, MILLISECOND, SECOND, MINUTE, HOUR or DAY (use DATETIME_ADD on a DATETIME)")
         if isinstance(node, exp.TryCast) and node.to.is_type("bigint"):
             return _call("bq_safe_int64", node.this)
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):

@@ -67,9 +67,9 @@ def register_functions(con) -> None:
     con.execute(json_functions.DOUBLE_TO_STRING_MACRO)
     json_functions.register(con)
     numeric.register(con)  # its Python functions; its macros come with semantics.all_macros()
+    strings.register(con)  # before the macros: some call its Python functions
     for macro in semantics.all_macros():
         con.execute(macro)
-    strings.register(con)
 
 
 class _BigQuery(BigQuery):

@@ -183,7 +183,7 @@ def register(con) -> None:
     from duckdb.sqltypes import DuckDBPyType
 
     text, flag, blob = DuckDBPyType("VARCHAR"), DuckDBPyType("BOOLEAN"), DuckDBPyType("BLOB")
-    points = DuckDBPyType("BIGINT[]")
+    points, big = DuckDBPyType("BIGINT[]"), DuckDBPyType("BIGINT")
     for name, function, args, result in (("bq_normalize", normalize, [text, text, flag], text),
                                          ("bq_code_points", code_points, [text], points),
                                          ("bq_byte_values", byte_values, [blob], points),
@@ -193,12 +193,21 @@ def register(con) -> None:
                                          ("bq_lower_unicode", lower_unicode, [text, text], text),
                                          ("bq_upper_bytes", upper_bytes, [blob], blob),
                                          ("bq_lower_bytes", lower_bytes, [blob], blob),
-                                         ("bq_initcap_unicode", initcap, [text, text, text], text)):
+                                         ("bq_initcap_unicode", initcap, [text, text, text], text),
+                                         ("bq_substr_bytes", substr_bytes, [blob, big, big], blob),
+                                         ("bq_right_bytes", right_bytes, [blob, big], blob),
+                                         ("bq_reverse_bytes", reverse_bytes, [blob], blob),
+                                         ("bq_first_byte", first_byte, [blob], big),
+                                         ("bq_translate_bytes", translate_bytes, [blob, blob, blob, text], blob),
+                                         ("bq_soundex", soundex, [text], text),
+                                         ("bq_safe_convert_bytes_to_string", safe_convert_bytes_to_string, [blob],
+                                          text),
+                                         ("bq_code_points_to_bytes", code_points_to_bytes, [points], blob)):
         try:
             con.create_function(name, function, args, result, null_handling="special", side_effects=False)
         except (duckdb.NotImplementedException, duckdb.CatalogException):  # already registered
             pass
-    for macro in MACROS + [INITCAP_MACRO]:
+    for macro in MACROS + TEXT_MACROS + [INITCAP_MACRO]:
         con.execute(macro)
 
 
@@ -276,4 +285,187 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         return _call("bq_to_code_points", node.this)
     if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and node.to.is_type("binary", "varbinary"):
         return _call("bq_bytes", node.this)
+    return None
+
+
+# SUBSTR, LEFT, RIGHT, REPEAT, TRANSLATE, REVERSE, ASCII and CHR as string_functions documents them, where DuckDB's
+# own differ: a negative length or count is BigQuery's error (DuckDB gave ''), a position before the start counts
+# from 1 (DuckDB's SUBSTR('abcde', -10, 2) was ''), REVERSE reverses code points (DuckDB's keeps a letter and its
+# combining marks together), BYTES take the byte-wise reading (DuckDB had no signature for most of them)
+TEXT_MACROS = [
+    """CREATE OR REPLACE MACRO bq_substr_start(n, p) AS CASE
+         WHEN p = 0 OR p < -n THEN 1 WHEN p < 0 THEN n + p + 1 WHEN p > n THEN n + 1 ELSE p END""",
+]
+
+# a value of another type than STRING is left to DuckDB's binder, which refuses it before the query runs (a BYTES
+# value whose type the translation could not tell included)
+
+RAISING_MACROS += [
+    """CREATE OR REPLACE MACRO bq_substr(x, p, l, what) AS CASE
+         WHEN p IS NULL OR l IS NULL THEN NULL
+         WHEN l < 0 THEN error(what || ': Third argument in SUBSTR() cannot be negative')
+         ELSE substring(x, bq_substr_start(length(substring(x, 1)), p), least(l, length(x))) END""",
+    """CREATE OR REPLACE MACRO bq_substr_b(x, p, l, what) AS CASE
+         WHEN l < 0 THEN error(what || ': Third argument in SUBSTR() cannot be negative')
+         ELSE bq_substr_bytes(x, p, l) END""",
+    """CREATE OR REPLACE MACRO bq_left(x, n, what) AS CASE
+         WHEN n < 0 THEN error(what || ': Second argument in LEFT() cannot be negative')
+         ELSE left(x, least(n, length(left(x, 0)) + length(x))) END""",
+    """CREATE OR REPLACE MACRO bq_left_b(x, n, what) AS CASE
+         WHEN n < 0 THEN error(what || ': Second argument in LEFT() cannot be negative')
+         ELSE bq_substr_bytes(x, 1, n) END""",
+    """CREATE OR REPLACE MACRO bq_right(x, n, what) AS CASE
+         WHEN n < 0 THEN error(what || ': Second argument in RIGHT() cannot be negative')
+         ELSE right(x, least(n, length(right(x, 0)) + length(x))) END""",
+    """CREATE OR REPLACE MACRO bq_right_b(x, n, what) AS CASE
+         WHEN n < 0 THEN error(what || ': Second argument in RIGHT() cannot be negative')
+         ELSE bq_right_bytes(x, n) END""",
+    """CREATE OR REPLACE MACRO bq_repeat(x, n, what) AS CASE
+         WHEN n < 0 THEN error(what || ': Second argument (repeat count) for REPEAT cannot be negative')
+         ELSE repeat(x, n) END""",
+    """CREATE OR REPLACE MACRO bq_translate(x, s, t, what) AS CASE
+         WHEN length(list_distinct(string_split(s, ''))) < length(s)
+           THEN error(what || ': Duplicate character in TRANSLATE source characters: ' || s)
+         ELSE translate(x, s, t) END""",
+    """CREATE OR REPLACE MACRO bq_reverse(x, what) AS array_to_string(list_reverse(string_split(x, '')), '')""",
+    """CREATE OR REPLACE MACRO bq_ascii(x, what) AS CASE
+         WHEN x = '' THEN 0
+         WHEN unicode(x) > 127
+           THEN error(what || ': Argument to ASCII is not a structurally valid ASCII string: ' || x)
+         ELSE unicode(x) END""",
+    # CHR(0): the documentation gives '' where ZetaSQL's reference implementation writes the NUL character
+    """CREATE OR REPLACE MACRO bq_chr(x, what) AS CASE
+         WHEN x = 0 THEN error(what || ': CHR(0) is not supported by the local warehouse (BigQuery''s documentation '
+              || 'gives an empty string, its reference implementation the NUL character); run it on BigQuery')
+         WHEN x < 0 OR x > 1114111 OR x BETWEEN 55296 AND 57343 THEN error(what || ': Invalid codepoint ' || x)
+         ELSE chr(CAST(x AS INTEGER)) END""",
+]
+
+
+def substr_bytes(data, position, length):
+    """SUBSTR(BYTES, position, length) byte-wise, with the positions SUBSTR documents for STRING."""
+    if data is None or position is None or length is None:
+        return None
+    data = bytes(data)
+    n = len(data)
+    start = 1 if position == 0 or position < -n else (n + position + 1 if position < 0 else min(position, n + 1))
+    return data[start - 1:start - 1 + length]
+
+
+def right_bytes(data, length):
+    if data is None or length is None:
+        return None
+    data = bytes(data)
+    return data[len(data) - min(length, len(data)):]
+
+
+def reverse_bytes(data):
+    return None if data is None else bytes(data)[::-1]
+
+
+def first_byte(data):
+    return None if data is None else (bytes(data)[0] if data else 0)
+
+
+def translate_bytes(data, source, target, what):
+    """TRANSLATE(BYTES, ...) byte for byte; a byte twice in the source is an error, a source byte past the target's
+    end is removed."""
+    if data is None or source is None or target is None:
+        return None
+    source, target = bytes(source), bytes(target)
+    if len(set(source)) < len(source):
+        raise ValueError(f"{what}: Duplicate byte in TRANSLATE source bytes")
+    mapping = {s: (target[i:i + 1]) for i, s in enumerate(source)}
+    return b"".join(mapping.get(b, bytes([b])) for b in bytes(data))
+
+
+# SOUNDEX's digits for the ASCII letters (ZetaSQL's Soundex): vowels, H, W and Y are 0, every other byte is skipped
+_SOUNDEX = {c: d for d, letters in enumerate(("AEIOUYHW", "BFPV", "CGJKQSXZ", "DT", "L", "MN", "R"))
+            for c in letters + letters.lower()}
+
+
+def soundex(text):
+    """SOUNDEX (string_functions#soundex) as ZetaSQL's reference implementation computes it: the first ASCII letter
+    as written, then the digits of the following consonants, skipping a digit equal to the last one kept (a vowel
+    between them does not separate them), padded with 0 to four characters; no ASCII letter gives ''."""
+    if text is None:
+        return None
+    out, previous = "", None
+    for ch in text:
+        digit = _SOUNDEX.get(ch)
+        if digit is None:
+            continue
+        if not out:
+            out, previous = ch, digit
+        elif digit != 0 and digit != previous:
+            out += str(digit)
+            previous = digit
+        if len(out) == 4:
+            break
+    return out.ljust(4, "0") if out else ""
+
+
+def _each_byte_replaced(error: UnicodeDecodeError):
+    return "\ufffd" * (error.end - error.start), error.end
+
+
+import codecs  # noqa: E402
+
+codecs.register_error("kfkit_each_byte", _each_byte_replaced)
+
+
+def safe_convert_bytes_to_string(data):
+    """SAFE_CONVERT_BYTES_TO_STRING: every byte of an ill-formed UTF-8 sequence becomes U+FFFD (ZetaSQL's
+    SafeConvertBytes replaces each byte, not each sequence)."""
+    return None if data is None else bytes(data).decode("utf-8", errors="kfkit_each_byte")
+
+
+def code_points_to_bytes(points):
+    if points is None or any(p is None for p in points):
+        return None
+    for point in points:
+        if not 0 <= point <= 255:
+            raise ValueError(f"CODE_POINTS_TO_BYTES: Invalid ASCII value {point}")
+    return bytes(points)
+
+
+_LONG = exp.Literal.number(9223372036854775807)
+
+
+def text_call(node: exp.Expression, value_kind: str | None, where) -> exp.Expression | None:
+    """The BigQuery forms of SUBSTR, LEFT, RIGHT, REPEAT, TRANSLATE, REVERSE, ASCII, CHR, SOUNDEX,
+    SAFE_CONVERT_BYTES_TO_STRING and CODE_POINTS_TO_BYTES, by the value's type as the translation sees it ('bytes',
+    another, or None: a BYTES value is then an error where it runs)."""
+    blob = value_kind == "bytes"
+    if isinstance(node, exp.Substring):
+        length = node.args.get("length")
+        return _call("bq_substr_b" if blob else "bq_substr", node.this, node.args.get("start") or exp.Literal.number(1),
+                     length if length is not None else _LONG.copy(), exp.Literal.string(where("SUBSTR")))
+    if isinstance(node, (exp.Left, exp.Right)):
+        name = "LEFT" if isinstance(node, exp.Left) else "RIGHT"
+        return _call(f"bq_{name.lower()}{'_b' if blob else ''}", node.this, node.expression,
+                     exp.Literal.string(where(name)))
+    if isinstance(node, exp.Repeat):
+        return _call("bq_repeat", node.this, node.args.get("times"), exp.Literal.string(where("REPEAT")))
+    kind = type(node).__name__
+    if kind == "Translate":
+        if blob:
+            return _call("bq_translate_bytes", node.this, node.args.get("from_"), node.args.get("to"),
+                         exp.Literal.string(where("TRANSLATE")))
+        return _call("bq_translate", node.this, node.args.get("from_"), node.args.get("to"),
+                     exp.Literal.string(where("TRANSLATE")))
+    if kind == "Reverse":
+        return _call("bq_reverse_bytes", node.this) if blob else _call("bq_reverse", node.this,
+                                                                        exp.Literal.string(where("REVERSE")))
+    if kind == "Ascii":
+        return _call("bq_first_byte", node.this) if blob else _call("bq_ascii", node.this,
+                                                                     exp.Literal.string(where("ASCII")))
+    if kind == "Chr":
+        return _call("bq_chr", node.expressions[0] if node.expressions else node.this, exp.Literal.string(where("CHR")))
+    if kind == "Soundex":
+        return _call("bq_soundex", node.this)
+    if kind == "SafeConvertBytesToString":
+        return _call("bq_safe_convert_bytes_to_string", node.this)
+    if kind == "CodePointsToBytes":
+        return _call("bq_code_points_to_bytes", node.this)
     return None
