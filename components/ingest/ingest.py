@@ -131,14 +131,14 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
 def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
     """FARM_FINGERPRINT of each row's split key, as int64.
 
-    A key with a float column, over many rows, is spelled and hashed in one compiled pass
+    A key with a float column, over many rows (or any rows once the compiled pass is loaded), is spelled and hashed in one compiled pass
     (kfkit.warehouse.farmhash.fingerprint64_joined); the few rows whose float spelling that pass
     leaves to the reference (exact ties, subnormals) are spelled by key_strings, as every row
     of a small batch is.
     """
-    from kfkit.warehouse.farmhash import VECTOR_THRESHOLD, fingerprint64_arrow, fingerprint64_joined
+    from kfkit.warehouse.farmhash import fingerprint64_arrow, fingerprint64_joined, joined_is_worth
     names = key_columns if key_columns is not None else batch.schema.names
-    if batch.num_rows < VECTOR_THRESHOLD or not any(pa.types.is_floating(batch.schema.field(n).type) for n in names):
+    if not joined_is_worth(batch.num_rows) or not any(pa.types.is_floating(batch.schema.field(n).type) for n in names):
         return fingerprint64_arrow(key_strings(batch, key_columns))
     fingerprints, deferred = fingerprint64_joined(_key_parts(batch, key_columns, spell_floats=False), KEY_SEPARATOR)
     if len(deferred):
