@@ -231,34 +231,47 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
     names = list(split.fractions)
     temps: dict[str, Path] = {}
     writers: dict[str, ShardedParquetWriter] = {}
-    # one thread per split writes its Parquet (pyarrow releases the GIL) while the next batch is
-    # read and hashed; a bounded queue of pending writes keeps memory flat
+    # one thread per split writes its Parquet (pyarrow releases the GIL), and one keys the next batch
+    # (the compiled pass releases it too) while this one is routed: no core waits on another's step.
+    # Bounded queues of pending keys and writes keep memory flat.
     pools = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kfkit-write-{name}") for name in names}
+    keys = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfkit-key")
+    keyed: deque = deque()
     pending: deque = deque()
+    total = 0
+    digest = 0
+
+    def route(batch: pa.RecordBatch, fingerprints: np.ndarray) -> None:
+        nonlocal total, digest
+        # order-independent sum (mod 2^64) of the rows' fingerprints: names this data snapshot
+        digest = (digest + int(np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64))) % 2**64
+        which = np.searchsorted(bounds, bucket_of(fingerprints), side="right")
+        for index, name in enumerate(names):
+            mask = which == index
+            if mask.any():
+                pending.append(pools[name].submit(writers[name].write, batch.filter(pa.array(mask))))
+        while len(pending) > 2 * len(names):
+            pending.popleft().result()
+        total += batch.num_rows
+        if progress:
+            progress(total)
+
     try:
         for name in names:
             final = Path(outputs[name])
             final.parent.mkdir(parents=True, exist_ok=True)
             temps[name] = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
             writers[name] = ShardedParquetWriter(temps[name], schema, shard_rows)
-        total = 0
-        digest = 0
         for batch in batches:
             if batch.schema != schema:
                 batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
-            fingerprints = row_fingerprints(batch, split.key_columns)
-            # order-independent sum (mod 2^64) of the rows' fingerprints: names this data snapshot
-            digest = (digest + int(np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64))) % 2**64
-            which = np.searchsorted(bounds, bucket_of(fingerprints), side="right")
-            for index, name in enumerate(names):
-                mask = which == index
-                if mask.any():
-                    pending.append(pools[name].submit(writers[name].write, batch.filter(pa.array(mask))))
-            while len(pending) > 2 * len(names):
-                pending.popleft().result()
-            total += batch.num_rows
-            if progress:
-                progress(total)
+            keyed.append((batch, keys.submit(row_fingerprints, batch, split.key_columns)))
+            if len(keyed) > 1:
+                batch, fingerprints = keyed.popleft()
+                route(batch, fingerprints.result())
+        while keyed:
+            batch, fingerprints = keyed.popleft()
+            route(batch, fingerprints.result())
         while pending:
             pending.popleft().result()
         for writer in writers.values():
@@ -267,14 +280,14 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
             raise IngestError("the query returned no rows: check its WHERE clause and query parameters")
         commit_dirs([(temps[name], Path(outputs[name])) for name in names])
     except BaseException:
-        for future in pending:
+        for future in [*pending, *(f for _, f in keyed)]:
             future.cancel()
-        for pool in pools.values():  # no writer may still be writing into what is removed next
+        for pool in [keys, *pools.values()]:  # no writer may still be writing into what is removed next
             pool.shutdown(wait=True)
         for tmp in temps.values():
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for pool in pools.values():
+    for pool in [keys, *pools.values()]:
         pool.shutdown(wait=True)
     return ({name: writers[name].rows for name in names},
             {name: writers[name].shards for name in names}, f"{total}-{digest:016x}")
