@@ -318,8 +318,9 @@ def row_fingerprints(kinds, index, values, bits, value_valid, text, text_offsets
                      scratch, out, deferred, table, start, stop):
     """FarmHash Fingerprint64 of each row's key: its columns spelled and joined with U+001F.
 
-    Column j of the key is values[index[j]] (FLOAT64, spelled here) when kinds[j] == 0, else the
-    string column text_offsets[index[j]] into `text`; a null spells ''. Rows with a value the
+    Column j of the key is values[:, index[j]] (FLOAT64, spelled here) when kinds[j] == 0, else the
+    string column text_offsets[:, index[j]] into `text`; a null spells ''. Row-major, so a row's
+    values are adjacent: read column-major, each of 14 float columns was its own memory stream. Rows with a value the
     reference must spell are flagged in `deferred` (their fingerprint is left unset); returns their count.
     Only rows start to stop: threads share the work, each with its own scratch.
     """
@@ -334,15 +335,15 @@ def row_fingerprints(kinds, index, values, bits, value_valid, text, text_offsets
                 pos += 1
             c = index[j]
             if kinds[j] == 0:
-                if value_valid[c, i]:
-                    end = spell(values[c, i], bits[c, i], scratch, pos, table)
+                if value_valid[i, c]:
+                    end = spell(values[i, c], bits[i, c], scratch, pos, table)
                     if end < 0:
                         ok = False
                         break
                     pos = end
-            elif text_valid[c, i]:
-                start = text_offsets[c, i]
-                stop = text_offsets[c, i + 1]
+            elif text_valid[i, c]:
+                start = text_offsets[i, c]
+                stop = text_offsets[i + 1, c]
                 for b in range(start, stop):
                     scratch[pos] = text[b]
                     pos += 1
