@@ -247,9 +247,9 @@ def stream_to_splits(batches: Iterator[pa.RecordBatch], schema: pa.Schema, split
         digest = (digest + int(np.add.reduce(fingerprints.view(np.uint64), dtype=np.uint64))) % 2**64
         which = np.searchsorted(bounds, bucket_of(fingerprints), side="right")
         for index, name in enumerate(names):
-            mask = which == index
-            if mask.any():
-                pending.append(pools[name].submit(writers[name].write, batch.filter(pa.array(mask))))
+            rows = np.flatnonzero(which == index)
+            if len(rows):  # a take of the split's rows: half the time of a filter by a mask of all of them
+                pending.append(pools[name].submit(writers[name].write, batch.take(pa.array(rows))))
         while len(pending) > 2 * len(names):
             pending.popleft().result()
         total += batch.num_rows
