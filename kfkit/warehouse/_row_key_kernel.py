@@ -135,10 +135,9 @@ def _digits(out, p, n, precision):
     """The `precision` (15 or 17) digits of n (uint64) at out[p:p + precision]; for 15, out[p - 1] is overwritten."""
     if precision == 17:
         first = n // np.uint64(10 ** 16)
-        rest = n - first * np.uint64(10 ** 16)
-        a = rest // np.uint64(10 ** 8)
-        _eight(out, p + 1, a)
-        _eight(out, p + 9, rest - a * np.uint64(10 ** 8))
+        upper = n // np.uint64(10 ** 8)  # both divisions from n, side by side rather than one after the other
+        _eight(out, p + 1, upper - first * np.uint64(10 ** 8))
+        _eight(out, p + 9, n - upper * np.uint64(10 ** 8))
         out[p] = np.uint8(48 + np.int64(first))
     else:
         a = n // np.uint64(10 ** 8)  # 7 digits, written as 8 from p - 1
