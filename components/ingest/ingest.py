@@ -131,10 +131,10 @@ def key_strings(batch: pa.RecordBatch, key_columns: list[str] | None) -> pa.Arra
 def row_fingerprints(batch: pa.RecordBatch, key_columns: list[str] | None) -> np.ndarray:
     """FARM_FINGERPRINT of each row's split key, as int64.
 
-    A key with a float column, over many rows (or any rows once the compiled pass is loaded), is spelled and hashed in one compiled pass
-    (kfkit.warehouse.farmhash.fingerprint64_joined); the few rows whose float spelling that pass
-    leaves to the reference (exact ties, subnormals) are spelled by key_strings, as every row
-    of a small batch is.
+    A key with a float column, over many rows (or any number once the compiled pass is loaded), is
+    spelled and hashed in one compiled pass (kfkit.warehouse.farmhash.fingerprint64_joined); the few
+    rows whose float spelling that pass leaves to the reference (exact ties, subnormals) are spelled
+    by key_strings, as every row of a small batch before then is.
     """
     from kfkit.warehouse.farmhash import fingerprint64_arrow, fingerprint64_joined, joined_is_worth
     names = key_columns if key_columns is not None else batch.schema.names
