@@ -157,3 +157,18 @@ def test_snapshot_id_names_the_rows_whatever_their_order(shared_root, tmp_path):
 
     assert ordered[0].snapshot == ordered[1].snapshot and ordered[0].snapshot.startswith("342-")
     assert fewer.snapshot != ordered[0].snapshot
+
+
+def test_sample_data_is_loaded_once_and_a_dropped_sample_is_loaded_again(tmp_path):
+    from kfkit.warehouse.local import PENGUINS_TABLE, TAXI_SAMPLE_VIEW, TAXI_TABLE, LocalWarehouse
+    warehouse = LocalWarehouse(tmp_path)
+
+    first = warehouse.ensure_sample_data()
+    again = warehouse.ensure_sample_data()
+    with warehouse.connect() as con:
+        con.execute('DROP VIEW "kfkit-samples.chicago_taxi".trips')
+    after_drop = warehouse.ensure_sample_data()
+
+    assert sorted(first) == sorted([PENGUINS_TABLE, TAXI_TABLE, TAXI_SAMPLE_VIEW])
+    assert again == []
+    assert after_drop == [TAXI_SAMPLE_VIEW] and TAXI_SAMPLE_VIEW in warehouse.tables()

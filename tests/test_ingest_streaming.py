@@ -208,3 +208,27 @@ def test_a_local_ingest_reports_its_shards_schema_and_time(tmp_path, shared_root
     assert [c["name"] for c in result.schema][:2] == ["species", "island"]
     assert 0 < result.seconds < 600 and result.source_table is None
     assert any(m.startswith(f"ingest: {sum(result.rows.values())} rows streamed (") for m in caplog.messages)
+
+
+def test_a_splits_rows_keep_the_order_they_were_streamed_in_across_batches(tmp_path):
+    keys = [f"k{i}" for i in range(50)]
+    batches = [pa.record_batch({"key": keys[i:i + 7]}) for i in range(0, 50, 7)]
+
+    outputs, rows, _, _ = run(tmp_path, batches, split=SplitSpec({"train": 0.5, "test": 0.5}, key="key"))
+
+    train = pq.read_table(outputs["train"]).column("key").to_pylist()
+    test = pq.read_table(outputs["test"]).column("key").to_pylist()
+    assert sorted(train + test) == sorted(keys) and train and test
+    assert train == [k for k in keys if k in set(train)] and test == [k for k in keys if k in set(test)]
+
+
+def test_a_stream_that_fails_midway_leaves_no_output(tmp_path):
+    def batches():
+        yield pa.record_batch({"key": ["a", "b"]})
+        yield pa.record_batch({"key": ["c"]})
+        raise ConnectionError("connection reset")
+
+    with pytest.raises(ConnectionError, match="^connection reset$"):
+        stream_to_splits(batches(), pa.schema([("key", pa.string())]), ALL_TRAIN, {"train": tmp_path / "train"})
+
+    assert sorted(tmp_path.iterdir()) == []

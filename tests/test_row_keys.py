@@ -160,3 +160,27 @@ def test_the_fused_pass_hashes_every_row_as_the_reference_spelling_does(key):
     assert np.array_equal(bucket_of(fused), bucket_of(reference))  # so the split is the same
     sliced = batch.slice(1234, VECTOR_THRESHOLD + 17)  # an Arrow offset into every buffer
     assert np.array_equal(row_fingerprints(sliced, key), fingerprint64_arrow(key_strings(sliced, key)))
+
+
+def test_once_the_fused_pass_is_loaded_a_small_batch_goes_through_it_too(monkeypatch):
+    from kfkit.warehouse import farmhash as fh
+    row_fingerprints(mixed_table(VECTOR_THRESHOLD), None)  # loads the kernel
+    small = mixed_table(999)
+    reference = fingerprint64_arrow(key_strings(small, None))
+    fused_rows = []
+    joined = fh.fingerprint64_joined
+    monkeypatch.setattr(fh, "fingerprint64_joined", lambda parts, sep: fused_rows.append(len(parts[0])) or joined(parts, sep))
+
+    fingerprints = row_fingerprints(small, None)
+
+    assert fused_rows == [999]
+    assert np.array_equal(fingerprints, reference)
+
+
+def test_a_small_array_is_hashed_as_pyfarmhash_hashes_it_once_the_compiled_farmhash_is_loaded():
+    fingerprint64_arrow(pa.array(["x"] * VECTOR_THRESHOLD))  # loads the kernel
+    strings = [f"key {i}\u00e9" * (i % 9) for i in range(500)]
+
+    fingerprints = fingerprint64_arrow(pa.array(strings))
+
+    assert np.array_equal(fingerprints, np.array([farmhash.fingerprint64(s) for s in strings], np.uint64).view(np.int64))

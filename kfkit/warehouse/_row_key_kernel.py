@@ -22,6 +22,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
+from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import intrinsic
 
 from kfkit.warehouse._farmhash_kernel import hash64
@@ -105,6 +106,16 @@ def _store8(typingctx, array, index, word):
     return types.void(array, types.intp, types.uint64), codegen
 
 
+@intrinsic
+def _load8(typingctx, array, index):
+    """The uint64 at array[index:index + 8] (a uint8 array), unaligned, in the machine's byte order."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        source = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(source, align=1)
+    return types.uint64(array, types.intp), codegen
+
+
 @inline
 def _eight(out, p, v):
     """The 8 digits of v (< 10^8, uint64) at out[p:p + 8], as one store (P. Khuong's SWAR encode_ten_thousands:
@@ -124,10 +135,9 @@ def _digits(out, p, n, precision):
     """The `precision` (15 or 17) digits of n (uint64) at out[p:p + precision]; for 15, out[p - 1] is overwritten."""
     if precision == 17:
         first = n // np.uint64(10 ** 16)
-        rest = n - first * np.uint64(10 ** 16)
-        a = rest // np.uint64(10 ** 8)
-        _eight(out, p + 1, a)
-        _eight(out, p + 9, rest - a * np.uint64(10 ** 8))
+        upper = n // np.uint64(10 ** 8)  # both divisions from n, side by side rather than one after the other
+        _eight(out, p + 1, upper - first * np.uint64(10 ** 8))
+        _eight(out, p + 9, n - upper * np.uint64(10 ** 8))
         out[p] = np.uint8(48 + np.int64(first))
     else:
         a = n // np.uint64(10 ** 8)  # 7 digits, written as 8 from p - 1
@@ -138,7 +148,12 @@ def _digits(out, p, n, precision):
 @inline
 def _significant(out, start, precision):
     """How many of the digits at out[start:start + precision] remain without trailing zeros (at least 1)."""
-    count = precision
+    # the last 8 digits as one word, '0' bytes made zero: its leading zero bytes (little-endian: the last
+    # digits) are the trailing zeros, counted without a branch per digit (their count is data, unpredictable)
+    last = _load8(out, start + precision - 8) ^ np.uint64(0x3030303030303030)
+    if last != 0:
+        return precision - np.int64(leading_zeros(last)) // 8
+    count = precision - 8
     while count > 1 and out[start + count - 1] == 48:
         count -= 1
     return count
@@ -158,12 +173,10 @@ def _write_g(out, pos, digits, exponent, precision):
                 return pos + whole
             out[pos + whole] = 46
             return pos + 1 + count
-        lead = 1 - exponent  # 0.0...0d...d (the digits first: for 15 they overwrite the byte before them)
+        lead = 1 - exponent  # 0.0...0d...d: "0.000000" as one store, then the digits over its tail
+        _store8(out, pos, np.uint64(0x3030303030302E30))
         _digits(out, pos + lead, digits, precision)
-        out[pos] = 48
-        out[pos + 1] = 46
-        for j in range(2, lead):
-            out[pos + j] = 48
+        out[pos + 1] = 46  # for 15 digits, _digits wrote a '0' over the byte before them
         return pos + lead + _significant(out, pos + lead, precision)
     _digits(out, pos + 1, digits, precision)  # d[.d...d]e+XX
     out[pos] = out[pos + 1]
@@ -206,9 +219,8 @@ def spell(value, bits, out, pos, table):
         out[pos + 1] = 110
         out[pos + 2] = 102
         return pos + 3
-    if (bits >> np.uint64(63)) != 0:
-        out[pos] = 45
-        pos += 1
+    out[pos] = 45  # kept only when negative (a coin flip on real data: no branch); else written over
+    pos += np.int64(bits >> np.uint64(63))
     if field < MIN_EXPONENT_FIELD:
         if field == 0 and fraction == 0:
             out[pos] = 48
@@ -318,8 +330,9 @@ def row_fingerprints(kinds, index, values, bits, value_valid, text, text_offsets
                      scratch, out, deferred, table, start, stop):
     """FarmHash Fingerprint64 of each row's key: its columns spelled and joined with U+001F.
 
-    Column j of the key is values[index[j]] (FLOAT64, spelled here) when kinds[j] == 0, else the
-    string column text_offsets[index[j]] into `text`; a null spells ''. Rows with a value the
+    Column j of the key is values[:, index[j]] (FLOAT64, spelled here) when kinds[j] == 0, else the
+    string column text_offsets[:, index[j]] into `text`; a null spells ''. Row-major, so a row's
+    values are adjacent: read column-major, each of 14 float columns was its own memory stream. Rows with a value the
     reference must spell are flagged in `deferred` (their fingerprint is left unset); returns their count.
     Only rows start to stop: threads share the work, each with its own scratch.
     """
@@ -334,15 +347,15 @@ def row_fingerprints(kinds, index, values, bits, value_valid, text, text_offsets
                 pos += 1
             c = index[j]
             if kinds[j] == 0:
-                if value_valid[c, i]:
-                    end = spell(values[c, i], bits[c, i], scratch, pos, table)
+                if value_valid[i, c]:
+                    end = spell(values[i, c], bits[i, c], scratch, pos, table)
                     if end < 0:
                         ok = False
                         break
                     pos = end
-            elif text_valid[c, i]:
-                start = text_offsets[c, i]
-                stop = text_offsets[c, i + 1]
+            elif text_valid[i, c]:
+                start = text_offsets[i, c]
+                stop = text_offsets[i + 1, c]
                 for b in range(start, stop):
                     scratch[pos] = text[b]
                     pos += 1
