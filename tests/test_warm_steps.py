@@ -100,6 +100,19 @@ def reads_marker_once():
     reads_marker()
 
 
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def writes_at_exit(path: str):
+    import atexit
+
+    handle = open(path, "w")  # the step's first file: the lowest free fd
+    atexit.register(lambda: (handle.write("written at exit\n"), handle.close()))
+
+
+@dsl.pipeline(name="writes-at-exit")
+def writes_at_exit_once(path: str):
+    writes_at_exit(path=path)
+
+
 @dsl.pipeline(name="exits-second")
 def exits_second():
     exits_3(after=ok().output)
@@ -328,6 +341,7 @@ def test_a_kept_zygote_serves_the_next_run_until_what_it_imported_changes(runs, 
     marker.parent.mkdir()
     earlier.mkdir()
     marker.write_text('VALUE = "first"\n')
+    os.utime(marker, (1e9, 1e9))  # written long before (a file changed as the zygote starts is never kept)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(earlier), str(marker.parent),
                                                       os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setattr(warm, "preload", lambda function, source: ("kfp.dsl", "kfkit_test_marker"))
@@ -424,6 +438,43 @@ def test_ctrl_c_interrupts_a_step_forked_by_a_kept_zygote(tmp_path, monkeypatch,
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{step}").exists() or Path(f"/proc/{step}/stat").read_text().split()[2] == "Z"
+
+
+def test_a_warm_steps_exit_handlers_still_write_its_files(runs, monkeypatch, tmp_path, kind):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "2")
+    written = tmp_path / "at-exit.txt"
+
+    with warm.warm_steps(writes_at_exit_once):
+        writes_at_exit_once(path=str(written))
+
+    assert ways(runs) == [f"writes_at_exit: {kind}"]
+    assert written.read_text() == "written at exit\n"
+
+
+def test_a_zygote_is_stale_once_a_file_it_imported_changes_even_before_that_import(tmp_path, monkeypatch):
+    from kfkit.runs import warm_boot
+
+    old, edited = tmp_path / "kfkit_test_old.py", tmp_path / "kfkit_test_edited.py"
+    for module in (old, edited):
+        module.write_text("VALUE = 1\n")
+        os.utime(module, (1e9, 1e9))  # written long before the zygote
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imports = warm_boot._Imports()
+    edited.write_text("VALUE = 2\n")  # while the zygote imports other modules, before its own import
+
+    import kfkit_test_edited  # noqa: F401
+    import kfkit_test_old  # noqa: F401
+
+    imports.note()
+    stale_after_the_edit = imports.stale()
+    os.utime(edited, (1e9, 1e9))  # as if edited long before a later zygote
+    later = warm_boot._Imports()
+    later.note()
+    later_stale = later.stale()
+    old.write_text("VALUE = 3\n")
+
+    assert stale_after_the_edit and not later_stale
+    assert later.stale()
 
 
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():

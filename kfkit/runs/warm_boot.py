@@ -101,11 +101,17 @@ def _reseed() -> None:
         numpy.random.seed()
 
 
-def _fork_step(wanted: list[str], fds: list[int], closing: list[int]) -> None:
+class _BecomeStep(BaseException):
+    """Raised in a forked step's process: it leaves the zygote's frames (whose sockets and fds it
+    closed) before it runs the step, so nothing of theirs is freed, or closed, while the step runs."""
+
+
+def _fork_step(wanted: list[str], fds: list[int], sockets: list, closing: list[int], interrupt) -> None:
     """In the zygote: fork a waiter, which forks the step's process and reports how it ended.
 
     fds: the step's output (its stdout and stderr), its request, its control and its status (the
-    waiter writes the step's pid, then its wait status); closing: the fds no step may keep.
+    waiter writes the step's pid, then its wait status); sockets and closing: the zygote's sockets
+    and the fds no step may keep; interrupt: SIGINT's handler as the zygote found it.
     """
     import signal
 
@@ -124,17 +130,20 @@ def _fork_step(wanted: list[str], fds: list[int], closing: list[int]) -> None:
     step = os.fork()
     if step == 0:
         # the step's process: nothing of the zygote's but its imports
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, interrupt)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
+        for sock in sockets:
+            sock.close()  # through the object: closing its bare fd would let it close a reused one later
         for fd in closing + [out_fd, status_fd]:
             _quietly(os.close, fd)
         ready = _preload(wanted)
         _reseed()
         os.write(control_fd, b"ready\n" if ready else b"failed\n")
         os.close(control_fd)
-        _step(request_fd, ready)
-        sys.exit(0)  # as the interpreter ends after `python -m`: exit handlers, then status 0
+        raise _BecomeStep(request_fd, ready)
+    for sock in sockets:
+        sock.detach()  # the waiter ends with os._exit: its copies need no closing
     for fd in closing + [out_fd, request_fd, control_fd]:
         _quietly(os.close, fd)
     # the zygote's output pipe: the run reads it to its end once the zygote ends, which a waiter
@@ -162,50 +171,73 @@ def _stamps(paths) -> dict:
     return stamps
 
 
-def _imported_from() -> list[str]:
-    """The files its modules came from: what a later run checks for changes."""
-    files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}
-    return sorted(f for f in files if isinstance(f, str))
+def _origin(name: str) -> str:
+    """Where a new interpreter's import of top-level module `name` would find it now."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        try:
+            spec = find(name, None) if find is not None else None
+        except Exception:  # noqa: BLE001 - a finder that fails here: the import would not have used it
+            spec = None
+        if spec is not None:
+            return str(spec.origin)
+    return ""
 
 
-def _found_at() -> dict[str, str]:
-    """Each top-level module's file, as a new interpreter's import would find it now (a module
-    added earlier on the path shadows one imported before)."""
-    import importlib
+class _Imports:
+    """What the zygote imported, for a later run's hello: each module's file as it was when
+    imported, and where each top-level module was found (a module added earlier on the path would
+    shadow it). A file changed after the zygote started may have been read before or after the
+    change: it is never served again."""
 
-    importlib.invalidate_caches()
-    found = {}
-    for name in sorted(n for n in list(sys.modules) if "." not in n):
-        if not isinstance(getattr(sys.modules.get(name), "__file__", None), str):
-            continue
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            try:
-                spec = find(name, None) if find is not None else None
-            except Exception:  # noqa: BLE001 - a finder that fails here: the import would not have used it
-                spec = None
-            if spec is not None:
-                found[name] = str(spec.origin)
-                break
-        else:
-            found[name] = ""
-    return found
+    def __init__(self):
+        import time
+
+        self.started = time.time_ns()
+        self.stamps: dict = {}
+        self.found: dict[str, str] = {}
+        self.changed = False
+        self.note()
+
+    def note(self) -> None:
+        """Take in the modules imported since the last call."""
+        import importlib
+
+        importlib.invalidate_caches()
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str) and path not in self.stamps:
+                stamp = _stamps([path])[path]
+                self.stamps[path] = stamp
+                # the file clock is coarser than time_ns: a second's margin, as a change then counts too
+                self.changed = self.changed or (stamp is not None and stamp[0] >= self.started - 10**9)
+            if "." not in name and name not in self.found and isinstance(path, str):
+                self.found[name] = _origin(name)
+
+    def stale(self) -> bool:
+        import importlib
+
+        importlib.invalidate_caches()
+        return (self.changed or _stamps(list(self.stamps)) != self.stamps
+                or any(_origin(name) != origin for name, origin in self.found.items()))
 
 
 def _zygote() -> None:
     """python -c SOURCE --zygote LISTEN_FD KEEP MODULE...: import the MODULEs in order (a
     MODULE:FUNCTION entry only imports MODULE) and serve the runs that connect to LISTEN_FD, one
-    at a time. A run says hello ("end" ends it); the zygote answers "ready", or "stale" (and ends) when a file it
-    imported from has changed since. Between imports it takes the run's requests (JSON: the
-    "modules" its step imports; four fds: see _fork_step) and forks a step process for each once it
-    has imported the modules named of its own; it says "settled" once it imported them all. When
-    the run goes, it waits KEEP seconds for the next one (0: it ends with its run)."""
+    at a time. A run says hello ("end" ends it); the zygote answers "ready", or "stale" (and ends)
+    when what it imported changed since (_Imports). Between imports it takes the run's requests
+    (JSON: the "modules" its step imports; four fds: see _fork_step) and forks a step process for
+    each once it has imported the modules named of its own; it says "settled" once it imported them
+    all. When the run goes, the steps it did not take are not forked, and the zygote waits KEEP
+    seconds for the next run (0: it ends with its run)."""
     import importlib
     import json
     import select
     import signal
     import socket
 
+    interrupt = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's end (or its caller) ends it
     listener = socket.socket(fileno=int(sys.argv[2]))
     keep = float(sys.argv[3])
@@ -213,12 +245,10 @@ def _zygote() -> None:
     bound = _stamps([place]).get(place)
     sys.path[0] = os.getcwd()
     modules = [entry.partition(":")[0] for entry in sys.argv[4:]]
+    imports = _Imports()
     done: set[str] = set()
     queued: list[tuple[list[str], list[int]]] = []
     index = 0
-    # once it imported everything: what a later run's hello is checked against
-    stamps: dict | None = None
-    found: dict[str, str] = {}
     sock = None  # the run it serves
 
     def end() -> None:
@@ -227,43 +257,40 @@ def _zygote() -> None:
             _quietly(os.unlink, os.path.splitext(place)[0] + ".out")
         os._exit(0)
 
-    while True:
-        if index < len(modules) and sock is None and not select.select([listener], [], [], 0)[0]:
-            pass  # importing while no run is there
-        elif sock is None:
-            idle = None if index < len(modules) else (keep if keep > 0 else None)
-            if not select.select([listener], [], [], idle)[0]:
-                end()
-            sock, _ = listener.accept()
-            if sock.recv(64) == b"end":
-                end()
-            if stamps is not None and (_stamps(list(stamps)) != stamps or _found_at() != found):
-                _quietly(sock.send, b"stale")
-                end()
-            _quietly(sock.send, b"ready")
-            if index == len(modules):
-                _quietly(sock.send, b"settled")
-            continue
-        else:
-            for wanted, fds in list(queued):
-                if all(entry.partition(":")[0] in done or entry.partition(":")[0] not in modules for entry in wanted):
-                    queued.remove((wanted, fds))
-                    closing = [listener.fileno(), sock.fileno()] + [fd for _, others in queued for fd in others]
-                    _fork_step(wanted, fds, closing)
-                    for fd in fds:
-                        os.close(fd)
-            try:
-                while os.waitpid(-1, os.WNOHANG)[0]:  # the waiters that ended
-                    pass
-            except ChildProcessError:
+    def reap() -> None:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:  # the waiters that ended
                 pass
-            if index >= len(modules) or select.select([sock], [], [], 0)[0]:
+        except ChildProcessError:
+            pass
+
+    while True:
+        reap()
+        importing = index < len(modules)
+        if sock is None:
+            if importing and not select.select([listener], [], [], 0)[0]:
+                pass  # importing while no run is there
+            else:
+                if not select.select([listener], [], [], None if importing else keep if keep > 0 else 60)[0]:
+                    end()
+                sock, _ = listener.accept()
+                if sock.recv(64) == b"end":
+                    end()
+                if imports.stale():
+                    _quietly(sock.send, b"stale")
+                    end()
+                _quietly(sock.send, b"ready")
+                if not importing:
+                    _quietly(sock.send, b"settled")
+                continue
+        else:
+            # the run's requests, and its end, before anything queued is forked
+            while select.select([sock], [], [], 0 if importing or queued else None)[0]:
                 message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
                 if message:
                     queued.append((json.loads(message)["modules"], fds))
                     continue
-                # the run ended: the steps it did not take are not forked
-                for _, others in queued:
+                for _, others in queued:  # the run ended: the steps it did not take are not forked
                     for fd in others:
                         _quietly(os.close, fd)
                 queued.clear()
@@ -271,6 +298,17 @@ def _zygote() -> None:
                 sock = None
                 if keep <= 0:
                     end()
+                break
+            if sock is None:
+                continue
+            for wanted, fds in list(queued):
+                if all(entry.partition(":")[0] in done or entry.partition(":")[0] not in modules for entry in wanted):
+                    queued.remove((wanted, fds))
+                    _fork_step(wanted, fds, [listener, sock], [fd for _, others in queued for fd in others],
+                               interrupt)
+                    for fd in fds:
+                        os.close(fd)
+            if not importing:
                 continue
         try:
             importlib.import_module(modules[index])
@@ -278,14 +316,20 @@ def _zygote() -> None:
             pass
         done.add(modules[index])
         index += 1
-        if index == len(modules):
-            stamps, found = _stamps(_imported_from()), _found_at()
-            if sock is not None:
-                _quietly(sock.send, b"settled")
+        imports.note()
+        if index == len(modules) and sock is not None:
+            _quietly(sock.send, b"settled")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--zygote"]:
-        _zygote()
+        become = None
+        try:
+            _zygote()
+        except _BecomeStep as forked:
+            become = forked.args
+        if become is not None:  # a forked step's process, out of the zygote's frames
+            _step(*become)
+            sys.exit(0)  # as the interpreter ends after `python -m`: exit handlers, then status 0
     else:
         _boot()
