@@ -118,6 +118,14 @@ def exits_second():
     exits_3(after=ok().output)
 
 
+@pytest.fixture(autouse=True)
+def forks_test_components(monkeypatch):
+    """This file's components stand in for kfkit's: the zygote forks them too."""
+    real = warm.forkable
+    monkeypatch.setattr(warm, "forkable", lambda function, source: True)
+    return real
+
+
 @pytest.fixture(params=["forked", "warm"])
 def kind(request, monkeypatch):
     """How a warm step runs: forked from the run's zygote, or in an interpreter of its own (KFKIT_LOCAL_FORK=0)."""
@@ -407,6 +415,7 @@ def blocks(pid_file: str):
 def blocks_once(pid_file: str):
     blocks(pid_file=pid_file)
 
+warm.forkable = lambda function, source: True  # a stand-in for kfkit's own components
 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])
 with warm.warm_steps(blocks_once):
     blocks_once(pid_file=sys.argv[1])
@@ -475,6 +484,18 @@ def test_a_zygote_is_stale_once_a_file_it_imported_changes_even_before_that_impo
 
     assert stale_after_the_edit and not later_stale
     assert later.stale()
+
+
+def test_only_kfkit_components_are_forked_and_a_users_runs_warm(runs, monkeypatch, forks_test_components):
+    monkeypatch.setattr(warm, "forkable", forks_test_components)
+    monkeypatch.delenv("KFKIT_LOCAL_FORK", raising=False)
+    ingest = "from kfkit.components.ingest.ingest import run_ingest"
+
+    outputs = run(describe_twice, runs, monkeypatch, "warm")
+
+    assert ways(runs) == ["describe: warm"] * 2 and set(outputs) == {"describe", "describe-2"}
+    assert warm.forkable("bigquery_query_to_dataset", ingest)
+    assert not warm.forkable("bigquery_query_to_dataset", "def bigquery_query_to_dataset(): ...")
 
 
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():

@@ -185,6 +185,8 @@ class WarmProcess:
         for line in iter(self.process.stdout.readline, ""):
             self.lines.put(line)
         self.lines.put(None)
+        if self.zygote is not None:
+            self.process.stdout.close()
 
     def ready(self) -> bool:
         """Wait for its imports; whether it can take its step."""
@@ -214,6 +216,9 @@ class WarmProcess:
         if self._request is not None:
             os.close(self._request)
             self._request = None
+            if self.zygote is not None:
+                self.process.settle()
+                return
             if self.process.poll() is None:
                 self.process.kill()
             self.process.wait()
@@ -270,8 +275,25 @@ class Forked:
     def __enter__(self) -> Forked:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.stdout.close()
+    def __exit__(self, kind, *exc) -> None:
+        # the reader thread closes the output at its end; closing it here would wait on that thread
+        if kind is KeyboardInterrupt:
+            # as subprocess.Popen leaves a child on Ctrl-C: a moment to end, then the run goes on ending
+            if _wait_readable([self._status], 0.25):
+                self._hear(block=False)
+            return
+        self.wait()
+
+    def settle(self) -> None:
+        """End it if it was forked and runs on; one not forked yet never will be (its run's end drops it)."""
+        self._hear(block=False)
+        if self.returncode is not None:
+            return
+        if self.pid is None:
+            os.close(self._status)
+            self.returncode = -9
+            return
+        self.kill()
         self.wait()
 
 
@@ -453,6 +475,16 @@ class Zygote:
             self._private = None
 
 
+def forkable(function: str, source: str) -> bool:
+    """Whether a step is forked from the zygote: kfkit's own components only. A forked step also
+    holds every other step's imports and what they did on import (TensorFlow's environment
+    variables, exit handlers, warning filters): kfkit's steps are tested to answer the same with
+    them, a user's component runs warm in an interpreter of its own."""
+    from kfkit.components import COMPONENTS
+
+    return any(function == name for _, name in COMPONENTS.values()) and "kfkit." in source
+
+
 def forking() -> bool:
     """Whether steps are forked from a zygote (KFKIT_LOCAL_FORK, default on where fork and fd
     passing exist); KFKIT_LOCAL_FORK=0 starts each warm step's interpreter of its own."""
@@ -550,7 +582,8 @@ class WarmSteps:
     def _warm(self, step: Planned) -> None:
         try:
             environ = _shell_environment(_step_environment(step.env_vars))
-            zygote = self.zygote if self.zygote is not None and _stable(environ) == _stable(self.zygote.environ) else None
+            zygote = (self.zygote if self.zygote is not None and forkable(step.function, step.source)
+                      and _stable(environ) == _stable(self.zygote.environ) else None)
             process = WarmProcess(preload(step.function, step.source), environ, zygote)
         except (OSError, subprocess.SubprocessError):
             return
