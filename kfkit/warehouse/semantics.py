@@ -679,9 +679,12 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return _call("bq_bool", node.this, exp.Literal.string(where("CAST")))
         if isinstance(node, exp.Corr) and not isinstance(node.parent, exp.Window):
             # statistical_aggregate_functions#corr: NULL for fewer than two pairs without a NULL (DuckDB gave NaN)
-            both = exp.and_(exp.Not(this=exp.Is(this=node.this.copy(), expression=exp.Null())),
-                            exp.Not(this=exp.Is(this=node.expression.copy(), expression=exp.Null())))
-            pairs = exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
+            return exp.Case(ifs=[exp.If(this=exp.LT(this=_pairs(node), expression=exp.Literal.number(2)),
+                                        true=exp.Null())], default=node.copy())
+        if isinstance(node, exp.Window) and isinstance(node.this, exp.Corr):
+            # the same over a window frame: the pairs are counted over the same frame
+            pairs = node.copy()
+            pairs.set("this", _pairs(node.this))
             return exp.Case(ifs=[exp.If(this=exp.LT(this=pairs, expression=exp.Literal.number(2)), true=exp.Null())],
                             default=node.copy())
         if type(node).__name__ == "UnixSeconds":
@@ -722,6 +725,13 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     numeric.overflow_checks(tree)
     use_row_twins(tree, ROW_TWIN_NAMES)
     return tree
+
+
+def _pairs(corr: exp.Corr) -> exp.Expression:
+    """COUNT of the rows where neither argument of CORR is NULL."""
+    both = exp.and_(exp.Not(this=exp.Is(this=corr.this.copy(), expression=exp.Null())),
+                    exp.Not(this=exp.Is(this=corr.expression.copy(), expression=exp.Null())))
+    return exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
 
 
 def _array_agg(node: exp.Expression) -> exp.Expression | None:
