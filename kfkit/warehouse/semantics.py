@@ -45,6 +45,18 @@ MACROS = [
     # UNIX_SECONDS truncates to the start of the second, before 1970 too (DuckDB's CAST(EPOCH(t) AS BIGINT) rounded)
     """CREATE OR REPLACE MACRO bq_unix_seconds(t) AS
          (epoch_us(t) - ((epoch_us(t) % 1000000) + 1000000) % 1000000) // 1000000""",
+    # STRING_AGG's values joined (semantics._string_agg): NULL for none; a BYTES value the translation could not
+    # tell from a STRING is an error rather than its text
+    """CREATE OR REPLACE MACRO bq_join_text(l, separator, what) AS CASE
+         WHEN typeof(l) = 'BLOB[]' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
+              || 'here; CAST it AS BYTES where it is aggregated')
+         WHEN len(l) = 0 THEN NULL ELSE array_to_string(l, separator) END""",
+    """CREATE OR REPLACE MACRO bq_text_only(x, what) AS CASE
+         WHEN typeof(x) = 'BLOB' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
+              || 'here; CAST it AS BYTES where it is aggregated') ELSE x END""",
+    """CREATE OR REPLACE MACRO bq_join_bytes(l, separator) AS CASE
+         WHEN len(l) = 0 THEN NULL
+         ELSE unhex(array_to_string(list_transform(l, lambda e: hex(e)), hex(separator))) END""",
     # MIN and MAX take an orderable type: ARRAY and STRUCT are BigQuery's analyzer errors (DuckDB ordered them)
     """CREATE OR REPLACE MACRO bq_orderable(x, what) AS CASE
          WHEN typeof(x) LIKE 'STRUCT%' OR typeof(x) LIKE '%[]' THEN error(what || ': No matching signature for '
@@ -710,6 +722,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         if isinstance(node, exp.CurrentDatetime):
             zone = node.this.copy() if node.this is not None else exp.Literal.string("UTC")
             return _call("bq_current_datetime", zone)
+        if isinstance(node, exp.GroupConcat) and not isinstance(node.parent, exp.Window):
+            joined = _string_agg(node, kinds.get(id(node)), where("STRING_AGG"))
+            if joined is not None:
+                return joined
         if isinstance(node, (exp.ArrayAgg, exp.IgnoreNulls)) and _array_agg(node) is not None:
             return _array_agg(node)
         return node
@@ -732,6 +748,39 @@ def _pairs(corr: exp.Corr) -> exp.Expression:
     both = exp.and_(exp.Not(this=exp.Is(this=corr.this.copy(), expression=exp.Null())),
                     exp.Not(this=exp.Is(this=corr.expression.copy(), expression=exp.Null())))
     return exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
+
+
+def _string_agg(node: exp.GroupConcat, kind: str | None, what: str) -> exp.Expression | None:
+    """STRING_AGG with LIMIT, or of BYTES: the non-NULL values listed (DISTINCT, then ORDER BY, then LIMIT, as
+    ZetaSQL's reference implementation stacks its accumulators), then joined; DuckDB's STRING_AGG takes no LIMIT,
+    and made a BYTES value a STRING."""
+    inner = node.this
+    limit = inner.expression if isinstance(inner, exp.Limit) else None
+    if limit is None and kind != "bytes":
+        if kind is None:  # DuckDB's STRING_AGG of a BYTES value the translation cannot type gave a STRING
+            value = numeric.aggregated_value(inner)
+            value.replace(_call("bq_text_only", value.copy(), exp.Literal.string(what)))
+        return None
+    if limit is not None:
+        inner = inner.this
+    order = inner if isinstance(inner, exp.Order) else None
+    if order is not None:
+        inner = inner.this
+    distinct = isinstance(inner, exp.Distinct)
+    value = (inner.expressions[0] if distinct else inner).sql(dialect="duckdb")
+    call = f"list({'DISTINCT ' if distinct else ''}{value}"
+    if order is not None:
+        call += " ORDER BY " + ", ".join(o.sql(dialect="duckdb") for o in order.expressions)
+    call += f") FILTER (WHERE {value} IS NOT NULL)"
+    if limit is not None:
+        call = f"list_slice({call}, 1, {limit.sql(dialect='duckdb')})"
+    separator = node.args.get("separator")
+    if kind == "bytes":
+        separator_sql = separator.sql(dialect="duckdb") if separator is not None else "CAST(',' AS BLOB)"
+        return exp.maybe_parse(f"bq_join_bytes({call}, {separator_sql})", dialect="duckdb")
+    separator_sql = separator.sql(dialect="duckdb") if separator is not None else "','"
+    quoted = what.replace("'", "''")
+    return exp.maybe_parse(f"bq_join_text({call}, {separator_sql}, '{quoted}')", dialect="duckdb")
 
 
 def _array_agg(node: exp.Expression) -> exp.Expression | None:
