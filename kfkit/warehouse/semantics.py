@@ -51,6 +51,19 @@ MACROS = [
          WHEN typeof(l) = 'BLOB[]' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
               || 'here; CAST it AS BYTES where it is aggregated')
          WHEN len(l) = 0 THEN NULL ELSE array_to_string(l, separator) END""",
+    # a STRING cast to a DATE, DATETIME, TIME or TIMESTAMP in BigQuery's format only (semantics._TIME_TEXT)
+    """CREATE OR REPLACE MACRO bq_time_text(x, pattern, what, name) AS CASE
+         WHEN typeof(x) = 'VARCHAR' AND regexp_matches(TRY_CAST(x AS VARCHAR), ' UTC[+-]')
+           THEN error(what || ': a ' || name || ' string with a time zone written UTC+offset, which the local '
+                || 'warehouse does not take where the query reads it (BigQuery does); write the offset alone (+05:30)')
+         WHEN typeof(x) = 'VARCHAR' AND NOT regexp_full_match(TRY_CAST(x AS VARCHAR), pattern)
+           THEN error(what || ': Invalid ' || name || ': ''' || TRY_CAST(x AS VARCHAR) || '''') ELSE x END""",
+    """CREATE OR REPLACE MACRO bq_safe_time_text(x, pattern, what, name) AS CASE
+         WHEN typeof(x) = 'VARCHAR' AND regexp_matches(TRY_CAST(x AS VARCHAR), ' UTC[+-]')
+           THEN error(what || ': a ' || name || ' string with a time zone written UTC+offset, which the local '
+                || 'warehouse does not take where the query reads it (BigQuery does); write the offset alone (+05:30)')
+         WHEN typeof(x) = 'VARCHAR' AND NOT regexp_full_match(TRY_CAST(x AS VARCHAR), pattern) THEN NULL
+         ELSE x END""",
     """CREATE OR REPLACE MACRO bq_text_only(x, what) AS CASE
          WHEN typeof(x) = 'BLOB' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
               || 'here; CAST it AS BYTES where it is aggregated') ELSE x END""",
@@ -707,6 +720,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 name = "TIMESTAMP_ADD" if isinstance(node, exp.TimestampAdd) else "TIMESTAMP_SUB"
                 raise QueryError(f"{where(name)}: {name} does not support the {unit} date part; it takes "
                                  "MICROSECOND, MILLISECOND, SECOND, MINUTE, HOUR or DAY (use DATETIME_ADD on a DATETIME)")
+        if isinstance(node, exp.Cast) and node.to.this in _TIME_TEXT:
+            checked = _time_text(node, where)
+            if checked is not None:
+                return checked
         if isinstance(node, exp.TryCast) and node.to.is_type("bigint"):
             return _call("bq_safe_int64", node.this)
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
@@ -741,6 +758,66 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     numeric.overflow_checks(tree)
     use_row_twins(tree, ROW_TWIN_NAMES)
     return tree
+
+
+# The strings CAST (and a literal) takes as a DATE, DATETIME, TIME or TIMESTAMP: ZetaSQL's ConvertStringToDate,
+# ConvertStringToDatetime, ConvertStringToTime and ParseStringToTimestampParts (date_time_util.cc), nothing
+# around them; DuckDB's casts also took surrounding whitespace, and a time or a 'T' after a DATE
+_DATE_RE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+_TIME_RE = r"[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]{1,6})?"
+_OFFSET_RE = r"[+-][0-9]{1,2}(:?[0-9]{1,2})?"
+_TIME_TEXT = {
+    exp.DataType.Type.DATE: ("date", _DATE_RE),
+    exp.DataType.Type.TIMESTAMP: ("datetime", f"{_DATE_RE}([ Tt]{_TIME_RE})?"),
+    exp.DataType.Type.TIME: ("time", _TIME_RE),
+    exp.DataType.Type.TIMESTAMPTZ: ("timestamp", f"{_DATE_RE}([ Tt]({_TIME_RE}({_OFFSET_RE}|[Zz]| UTC({_OFFSET_RE})?"
+                                                 f"| [A-Za-z][A-Za-z0-9_/+-]*)?|{_OFFSET_RE}))?"),
+}
+_TIME_FORMATS = {"date": "'YYYY-[M]M-[D]D'", "datetime": "'YYYY-[M]M-[D]D[( |T)[H]H:[M]M:[S]S[.F]]'",
+                 "time": "'[H]H:[M]M:[S]S[.F]'",
+                 "timestamp": "'YYYY-[M]M-[D]D[( |T)[H]H:[M]M:[S]S[.F]][time zone]'"}
+
+
+def _canonical_time_text(text: str) -> str:
+    """A literal BigQuery takes with one-digit parts ('2008-1-5 1:2:3+5'), zero-padded as DuckDB requires."""
+    def two(match: re.Match) -> str:
+        return match.group(1) + ":".join(f"{int(part):02d}" for part in match.groups()[1:] if part is not None)
+
+    text = re.sub(r"^([0-9]{4}-)([0-9]{1,2})-([0-9]{1,2})", lambda m: f"{m.group(1)}{int(m.group(2)):02d}-"
+                  f"{int(m.group(3)):02d}", text)
+    text = re.sub(r"([ Tt])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})", two, text)
+    text = re.sub(r"(?<=[0-9])[tz]", lambda m: m.group(0).upper(), text)
+    text = re.sub(r"^([0-9:]+)$", lambda m: ":".join(f"{int(p):02d}" for p in m.group(1).split(":")), text)
+    text = re.sub(r" UTC(?=[+-])", "", text)  # DuckDB read 'UTC+05:30' as a POSIX zone, its sign reversed
+    return re.sub(r"([+-])([0-9]{1,2}):?([0-9]{1,2})?$", two, text)
+
+
+def _time_text(cast: exp.Cast, where) -> exp.Expression | None:
+    """A string literal outside BigQuery's format is an error (NULL for SAFE_CAST) before the query runs; another
+    value is checked where it runs, if it is a STRING."""
+    name, pattern = _TIME_TEXT[cast.to.this]
+    safe = isinstance(cast, exp.TryCast)
+    value = cast.this
+    if isinstance(value, exp.Literal) and value.is_string:
+        if re.fullmatch(pattern, value.this):
+            canonical = _canonical_time_text(value.this)
+            if canonical == value.this:
+                return None
+            copy = cast.copy()
+            copy.set("this", exp.Literal.string(canonical))
+            return copy
+        if safe:
+            return exp.Cast(this=exp.Null(), to=cast.to.copy())
+        construct = where("CAST") if where("CAST") != "CAST" else f"{where(name.upper())} literal"
+        raise QueryError(f"{construct}: Invalid {name}: {value.this!r} (BigQuery takes "
+                         f"{_TIME_FORMATS[name]}, nothing around it)")
+    if not isinstance(value, (exp.Column, exp.Func, exp.Paren, exp.Subquery, exp.Case, exp.Binary)):
+        return None
+    checked = _call("bq_safe_time_text" if safe else "bq_time_text", value.copy(), exp.Literal.string(pattern),
+                    exp.Literal.string(where("SAFE_CAST" if safe else "CAST")), exp.Literal.string(name))
+    copy = cast.copy()
+    copy.set("this", checked)
+    return copy
 
 
 def _pairs(corr: exp.Corr) -> exp.Expression:
