@@ -159,3 +159,29 @@ def test_a_bignumeric_column_is_refused_when_loaded_naming_bignumeric_and_the_co
 
     assert "decimal256" in str(refused.value) and "Unsupported Internal Arrow Type" not in str(refused.value)
     assert "ds.payments" not in [t.split(".", 1)[-1] for t in warehouse.tables()]
+
+
+# DuckDB's own wording of errors BigQuery raises, each as the local warehouse words it: the BigQuery function or
+# operator, and the query line it is on (never DuckDB's type names: INT128, HUGEINT)
+ERRORS_IN_BIGQUERY_TERMS = {
+    "(SELECT x + 1 FROM UNNEST([9223372036854775807]) AS x)": r"^line 2: int64 overflow in the \+ operator",
+    "(SELECT x * 2 FROM UNNEST([9223372036854775807]) AS x)": r"^line 2: int64 overflow in the \* operator",
+    "(SELECT -x - 2 FROM UNNEST([9223372036854775807]) AS x)": r"^line 2: int64 overflow in the - operator",
+    "1 / 0": r"^line 2: division by zero: 1 / 0",
+    "(SELECT SUM(x) FROM UNNEST([9223372036854775807, 1]) AS x)": r"^line 2: SUM: int64 overflow",
+    "CAST(b'\\xff' AS STRING)": r"^line 2: CAST: the BYTES value is not valid UTF-8",
+    "PARSE_DATE('%Y-%m-%d', '2008-02-30')": r"^line 2: PARSE_DATE: the text gives no valid date",
+    "TIMESTAMP '2008-12-25 15:30:00+00' AT TIME ZONE '+05:30'": r"^line 2: time zone '\+05:30' is not known",
+    "(SELECT STRING_AGG(x LIMIT 1) FROM (SELECT FROM_BASE64('eA==') AS x))": r"^line 2: STRING_AGG: STRING_AGG of a "
+                                                                            r"BYTES value",
+}
+
+
+@pytest.mark.parametrize("expression", sorted(ERRORS_IN_BIGQUERY_TERMS))
+def test_errors_name_the_bigquery_construct_and_its_line_not_duckdbs_terms(expression):
+    from tests.sql_conformance.conformance import connection, run
+
+    with pytest.raises(QueryError, match=ERRORS_IN_BIGQUERY_TERMS[expression]) as raised:
+        run(connection(), f"SELECT\n  {expression} AS v")
+
+    assert not re.search(r"INT128|HUGEINT|DECIMAL\(38|LISTAGG|decode|rejected the query", str(raised.value))

@@ -309,6 +309,29 @@ def explain_error(exc: Exception, query: str) -> str:
     overflow = re.search(r"Overflow in (addition|subtraction|multiplication) of DECIMAL", message)
     if overflow:  # operators#arithmetic_operators: NUMERIC arithmetic beyond NUMERIC's range is an error
         return f"numeric overflow: NUMERIC {overflow.group(1)} outside NUMERIC's range"
+    if message.startswith("division by zero"):  # operators#arithmetic_operators, as BigQuery words it
+        return f"{_line_naming(query, '/')}{message}"
+    integer = re.search(r"Overflow in (addition|subtraction|multiplication|negation) of (?:INT64|numeric value)"
+                        r"(?: \((.*)\))?", message)
+    if integer:  # operators#arithmetic_operators: INT64 arithmetic beyond INT64's range is an error
+        operator = {"addition": "+", "subtraction": "-", "multiplication": "*", "negation": "-"}[integer.group(1)]
+        operands = f": {integer.group(2)}" if integer.group(2) else ""
+        return f"{_line_naming(query, operator)}int64 overflow in the {operator} operator{operands}"
+    if "INT128" in message and "out of range for the destination type INT64" in message:
+        # DuckDB sums INT64 in 128 bits and fails casting the result; BigQuery's SUM of INT64 is an overflow error
+        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        return f"{_line_naming(query, name)}{name}: int64 overflow: the sum of INT64 values is outside INT64's range"
+    if "could not convert blob to UTF8 string" in message:  # conversion_functions#cast_as_string
+        return (f"{_line_naming(query, 'CAST')}CAST: the BYTES value is not valid UTF-8, so it has no STRING "
+                "(SAFE_CONVERT_BYTES_TO_STRING replaces the invalid bytes)")
+    bad_date = re.search(r"Date out of range: (\S+)", message)
+    if bad_date:  # date_functions#parse_date: a date that does not exist is an error
+        name = next((f for f in ("PARSE_DATE", "PARSE_DATETIME", "PARSE_TIMESTAMP") if line_of(query, f)), "PARSE_DATE")
+        return f"{_line_naming(query, name)}{name}: the text gives no valid date ({bad_date.group(1)})"
+    zone = re.search(r"Unknown TimeZone '([^']*)'", message)
+    if zone:
+        return (f"{_line_naming(query, 'TIME ZONE')}time zone {zone.group(1)!r} is not known to the local warehouse: "
+                "it takes tz database names (America/Los_Angeles), UTC, and offsets in TIMESTAMP strings")
     python = re.search(r"Python exception occurred while executing the UDF: (?:ValueError|OverflowError): (.*)",
                        message)
     if python:  # a BigQuery error a Python function of the translation raises (json_functions, numeric)

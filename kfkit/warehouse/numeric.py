@@ -271,6 +271,13 @@ def kind_of(node: exp.Expression) -> str | None:
 TEXT_NODES = (exp.Substring, exp.Left, exp.Right, exp.Reverse, exp.Translate, exp.Ascii)
 
 
+def aggregated_value(inner: exp.Expression) -> exp.Expression:
+    """The value an aggregate's argument aggregates, under its LIMIT, ORDER BY and DISTINCT."""
+    while isinstance(inner, (exp.Limit, exp.Order, exp.Distinct)):
+        inner = inner.expressions[0] if isinstance(inner, exp.Distinct) else inner.this
+    return inner
+
+
 def annotate(tree: exp.Expression) -> dict[int, str | None]:
     """{id(node): kind} of the operands' type for each division and AVG, and of the value of each SPLIT, before
     the rewrite replaces them."""
@@ -279,7 +286,7 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
     # on a copy: annotate_types may reshape what it types, and sqlglot's DuckDB output must stay as it was
     copy = tree.copy()
     pairs = [(mine, original) for mine, original in zip(copy.walk(), tree.walk())
-             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower) + TEXT_NODES)]
+             if isinstance(original, (exp.Div, exp.Avg, exp.Split, exp.Upper, exp.Lower, exp.GroupConcat) + TEXT_NODES)]
     try:
         annotate_types(copy, dialect="bigquery")
     except Exception:  # an expression sqlglot cannot type: every kind stays unknown
@@ -288,6 +295,8 @@ def annotate(tree: exp.Expression) -> dict[int, str | None]:
     for node, original in pairs:
         if isinstance(node, (exp.Split, exp.Upper, exp.Lower) + TEXT_NODES):
             kinds[id(original)] = kind_of(node.this)
+        elif isinstance(node, exp.GroupConcat):
+            kinds[id(original)] = kind_of(aggregated_value(node.this))
         elif isinstance(node, exp.Div):
             pair = {kind_of(node.this), kind_of(node.expression)}
             if "float" in pair:

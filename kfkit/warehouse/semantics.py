@@ -45,6 +45,31 @@ MACROS = [
     # UNIX_SECONDS truncates to the start of the second, before 1970 too (DuckDB's CAST(EPOCH(t) AS BIGINT) rounded)
     """CREATE OR REPLACE MACRO bq_unix_seconds(t) AS
          (epoch_us(t) - ((epoch_us(t) % 1000000) + 1000000) % 1000000) // 1000000""",
+    # STRING_AGG's values joined (semantics._string_agg): NULL for none; a BYTES value the translation could not
+    # tell from a STRING is an error rather than its text
+    """CREATE OR REPLACE MACRO bq_join_text(l, separator, what) AS CASE
+         WHEN typeof(l) = 'BLOB[]' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
+              || 'here; CAST it AS BYTES where it is aggregated')
+         WHEN len(l) = 0 THEN NULL ELSE array_to_string(l, separator) END""",
+    # a STRING cast to a DATE, DATETIME, TIME or TIMESTAMP in BigQuery's format only (semantics._TIME_TEXT)
+    """CREATE OR REPLACE MACRO bq_time_text(x, pattern, what, name) AS CASE
+         WHEN typeof(x) = 'VARCHAR' AND regexp_matches(TRY_CAST(x AS VARCHAR), ' UTC[+-]')
+           THEN error(what || ': a ' || name || ' string with a time zone written UTC+offset, which the local '
+                || 'warehouse does not take where the query reads it (BigQuery does); write the offset alone (+05:30)')
+         WHEN typeof(x) = 'VARCHAR' AND NOT regexp_full_match(TRY_CAST(x AS VARCHAR), pattern)
+           THEN error(what || ': Invalid ' || name || ': ''' || TRY_CAST(x AS VARCHAR) || '''') ELSE x END""",
+    """CREATE OR REPLACE MACRO bq_safe_time_text(x, pattern, what, name) AS CASE
+         WHEN typeof(x) = 'VARCHAR' AND regexp_matches(TRY_CAST(x AS VARCHAR), ' UTC[+-]')
+           THEN error(what || ': a ' || name || ' string with a time zone written UTC+offset, which the local '
+                || 'warehouse does not take where the query reads it (BigQuery does); write the offset alone (+05:30)')
+         WHEN typeof(x) = 'VARCHAR' AND NOT regexp_full_match(TRY_CAST(x AS VARCHAR), pattern) THEN NULL
+         ELSE x END""",
+    """CREATE OR REPLACE MACRO bq_text_only(x, what) AS CASE
+         WHEN typeof(x) = 'BLOB' THEN error(what || ': STRING_AGG of a BYTES value the local warehouse cannot type '
+              || 'here; CAST it AS BYTES where it is aggregated') ELSE x END""",
+    """CREATE OR REPLACE MACRO bq_join_bytes(l, separator) AS CASE
+         WHEN len(l) = 0 THEN NULL
+         ELSE unhex(array_to_string(list_transform(l, lambda e: hex(e)), hex(separator))) END""",
     # MIN and MAX take an orderable type: ARRAY and STRUCT are BigQuery's analyzer errors (DuckDB ordered them)
     """CREATE OR REPLACE MACRO bq_orderable(x, what) AS CASE
          WHEN typeof(x) LIKE 'STRUCT%' OR typeof(x) LIKE '%[]' THEN error(what || ': No matching signature for '
@@ -679,9 +704,12 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
             return _call("bq_bool", node.this, exp.Literal.string(where("CAST")))
         if isinstance(node, exp.Corr) and not isinstance(node.parent, exp.Window):
             # statistical_aggregate_functions#corr: NULL for fewer than two pairs without a NULL (DuckDB gave NaN)
-            both = exp.and_(exp.Not(this=exp.Is(this=node.this.copy(), expression=exp.Null())),
-                            exp.Not(this=exp.Is(this=node.expression.copy(), expression=exp.Null())))
-            pairs = exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
+            return exp.Case(ifs=[exp.If(this=exp.LT(this=_pairs(node), expression=exp.Literal.number(2)),
+                                        true=exp.Null())], default=node.copy())
+        if isinstance(node, exp.Window) and isinstance(node.this, exp.Corr):
+            # the same over a window frame: the pairs are counted over the same frame
+            pairs = node.copy()
+            pairs.set("this", _pairs(node.this))
             return exp.Case(ifs=[exp.If(this=exp.LT(this=pairs, expression=exp.Literal.number(2)), true=exp.Null())],
                             default=node.copy())
         if type(node).__name__ == "UnixSeconds":
@@ -692,6 +720,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 name = "TIMESTAMP_ADD" if isinstance(node, exp.TimestampAdd) else "TIMESTAMP_SUB"
                 raise QueryError(f"{where(name)}: {name} does not support the {unit} date part; it takes "
                                  "MICROSECOND, MILLISECOND, SECOND, MINUTE, HOUR or DAY (use DATETIME_ADD on a DATETIME)")
+        if isinstance(node, exp.Cast) and node.to.this in _TIME_TEXT:
+            checked = _time_text(node, where)
+            if checked is not None:
+                return checked
         if isinstance(node, exp.TryCast) and node.to.is_type("bigint"):
             return _call("bq_safe_int64", node.this)
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast):
@@ -707,6 +739,10 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
         if isinstance(node, exp.CurrentDatetime):
             zone = node.this.copy() if node.this is not None else exp.Literal.string("UTC")
             return _call("bq_current_datetime", zone)
+        if isinstance(node, exp.GroupConcat) and not isinstance(node.parent, exp.Window):
+            joined = _string_agg(node, kinds.get(id(node)), where("STRING_AGG"))
+            if joined is not None:
+                return joined
         if isinstance(node, (exp.ArrayAgg, exp.IgnoreNulls)) and _array_agg(node) is not None:
             return _array_agg(node)
         return node
@@ -722,6 +758,106 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     numeric.overflow_checks(tree)
     use_row_twins(tree, ROW_TWIN_NAMES)
     return tree
+
+
+# The strings CAST (and a literal) takes as a DATE, DATETIME, TIME or TIMESTAMP: ZetaSQL's ConvertStringToDate,
+# ConvertStringToDatetime, ConvertStringToTime and ParseStringToTimestampParts (date_time_util.cc), nothing
+# around them; DuckDB's casts also took surrounding whitespace, and a time or a 'T' after a DATE
+_DATE_RE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+_TIME_RE = r"[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]{1,6})?"
+_OFFSET_RE = r"[+-][0-9]{1,2}(:?[0-9]{1,2})?"
+_TIME_TEXT = {
+    exp.DataType.Type.DATE: ("date", _DATE_RE),
+    exp.DataType.Type.TIMESTAMP: ("datetime", f"{_DATE_RE}([ Tt]{_TIME_RE})?"),
+    exp.DataType.Type.TIME: ("time", _TIME_RE),
+    exp.DataType.Type.TIMESTAMPTZ: ("timestamp", f"{_DATE_RE}([ Tt]({_TIME_RE}({_OFFSET_RE}|[Zz]| UTC({_OFFSET_RE})?"
+                                                 f"| [A-Za-z][A-Za-z0-9_/+-]*)?|{_OFFSET_RE}))?"),
+}
+_TIME_FORMATS = {"date": "'YYYY-[M]M-[D]D'", "datetime": "'YYYY-[M]M-[D]D[( |T)[H]H:[M]M:[S]S[.F]]'",
+                 "time": "'[H]H:[M]M:[S]S[.F]'",
+                 "timestamp": "'YYYY-[M]M-[D]D[( |T)[H]H:[M]M:[S]S[.F]][time zone]'"}
+
+
+def _canonical_time_text(text: str) -> str:
+    """A literal BigQuery takes with one-digit parts ('2008-1-5 1:2:3+5'), zero-padded as DuckDB requires."""
+    def two(match: re.Match) -> str:
+        return match.group(1) + ":".join(f"{int(part):02d}" for part in match.groups()[1:] if part is not None)
+
+    text = re.sub(r"^([0-9]{4}-)([0-9]{1,2})-([0-9]{1,2})", lambda m: f"{m.group(1)}{int(m.group(2)):02d}-"
+                  f"{int(m.group(3)):02d}", text)
+    text = re.sub(r"([ Tt])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})", two, text)
+    text = re.sub(r"(?<=[0-9])[tz]", lambda m: m.group(0).upper(), text)
+    text = re.sub(r"^([0-9:]+)$", lambda m: ":".join(f"{int(p):02d}" for p in m.group(1).split(":")), text)
+    text = re.sub(r" UTC(?=[+-])", "", text)  # DuckDB read 'UTC+05:30' as a POSIX zone, its sign reversed
+    return re.sub(r"([+-])([0-9]{1,2}):?([0-9]{1,2})?$", two, text)
+
+
+def _time_text(cast: exp.Cast, where) -> exp.Expression | None:
+    """A string literal outside BigQuery's format is an error (NULL for SAFE_CAST) before the query runs; another
+    value is checked where it runs, if it is a STRING."""
+    name, pattern = _TIME_TEXT[cast.to.this]
+    safe = isinstance(cast, exp.TryCast)
+    value = cast.this
+    if isinstance(value, exp.Literal) and value.is_string:
+        if re.fullmatch(pattern, value.this):
+            canonical = _canonical_time_text(value.this)
+            if canonical == value.this:
+                return None
+            copy = cast.copy()
+            copy.set("this", exp.Literal.string(canonical))
+            return copy
+        if safe:
+            return exp.Cast(this=exp.Null(), to=cast.to.copy())
+        construct = where("CAST") if where("CAST") != "CAST" else f"{where(name.upper())} literal"
+        raise QueryError(f"{construct}: Invalid {name}: {value.this!r} (BigQuery takes "
+                         f"{_TIME_FORMATS[name]}, nothing around it)")
+    if not isinstance(value, (exp.Column, exp.Func, exp.Paren, exp.Subquery, exp.Case, exp.Binary)):
+        return None
+    checked = _call("bq_safe_time_text" if safe else "bq_time_text", value.copy(), exp.Literal.string(pattern),
+                    exp.Literal.string(where("SAFE_CAST" if safe else "CAST")), exp.Literal.string(name))
+    copy = cast.copy()
+    copy.set("this", checked)
+    return copy
+
+
+def _pairs(corr: exp.Corr) -> exp.Expression:
+    """COUNT of the rows where neither argument of CORR is NULL."""
+    both = exp.and_(exp.Not(this=exp.Is(this=corr.this.copy(), expression=exp.Null())),
+                    exp.Not(this=exp.Is(this=corr.expression.copy(), expression=exp.Null())))
+    return exp.Count(this=exp.Case(ifs=[exp.If(this=both, true=exp.Literal.number(1))]))
+
+
+def _string_agg(node: exp.GroupConcat, kind: str | None, what: str) -> exp.Expression | None:
+    """STRING_AGG with LIMIT, or of BYTES: the non-NULL values listed (DISTINCT, then ORDER BY, then LIMIT, as
+    ZetaSQL's reference implementation stacks its accumulators), then joined; DuckDB's STRING_AGG takes no LIMIT,
+    and made a BYTES value a STRING."""
+    inner = node.this
+    limit = inner.expression if isinstance(inner, exp.Limit) else None
+    if limit is None and kind != "bytes":
+        if kind is None:  # DuckDB's STRING_AGG of a BYTES value the translation cannot type gave a STRING
+            value = numeric.aggregated_value(inner)
+            value.replace(_call("bq_text_only", value.copy(), exp.Literal.string(what)))
+        return None
+    if limit is not None:
+        inner = inner.this
+    order = inner if isinstance(inner, exp.Order) else None
+    if order is not None:
+        inner = inner.this
+    distinct = isinstance(inner, exp.Distinct)
+    value = (inner.expressions[0] if distinct else inner).sql(dialect="duckdb")
+    call = f"list({'DISTINCT ' if distinct else ''}{value}"
+    if order is not None:
+        call += " ORDER BY " + ", ".join(o.sql(dialect="duckdb") for o in order.expressions)
+    call += f") FILTER (WHERE {value} IS NOT NULL)"
+    if limit is not None:
+        call = f"list_slice({call}, 1, {limit.sql(dialect='duckdb')})"
+    separator = node.args.get("separator")
+    if kind == "bytes":
+        separator_sql = separator.sql(dialect="duckdb") if separator is not None else "CAST(',' AS BLOB)"
+        return exp.maybe_parse(f"bq_join_bytes({call}, {separator_sql})", dialect="duckdb")
+    separator_sql = separator.sql(dialect="duckdb") if separator is not None else "','"
+    quoted = what.replace("'", "''")
+    return exp.maybe_parse(f"bq_join_text({call}, {separator_sql}, '{quoted}')", dialect="duckdb")
 
 
 def _array_agg(node: exp.Expression) -> exp.Expression | None:
