@@ -422,7 +422,8 @@ with warm.warm_steps(blocks_once):
 """
 
 
-def test_ctrl_c_interrupts_a_step_forked_by_a_kept_zygote(tmp_path, monkeypatch, kept):
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_step_forked_by_a_kept_zygote_ends_with_its_interrupted_or_killed_run(tmp_path, monkeypatch, kept, how):
     import signal
     import subprocess
     import time
@@ -437,11 +438,11 @@ def test_ctrl_c_interrupts_a_step_forked_by_a_kept_zygote(tmp_path, monkeypatch,
         time.sleep(0.05)  # the step's start: nothing to wait on but its file
     step = int(pid_file.read_text())
 
-    run.send_signal(signal.SIGINT)  # as the terminal sends Ctrl-C to the run (the step is not in its group)
+    # as the terminal's Ctrl-C, timeout or a cancelled job reach the run (the step is not in its group)
+    run.send_signal(getattr(signal, how))
     run.wait(timeout=60)
 
     assert (tmp_path / "warm.log").read_text().startswith("blocks: forked")
-    assert os.getpgid(step) != os.getpgid(run.pid) if Path(f"/proc/{step}").exists() else True
     deadline = time.monotonic() + 60
     while Path(f"/proc/{step}").exists() and "Z" not in Path(f"/proc/{step}/stat").read_text().split()[2:3] \
             and time.monotonic() < deadline:
@@ -496,6 +497,39 @@ def test_only_kfkit_components_are_forked_and_a_users_runs_warm(runs, monkeypatc
     assert ways(runs) == ["describe: warm"] * 2 and set(outputs) == {"describe", "describe-2"}
     assert warm.forkable("bigquery_query_to_dataset", ingest)
     assert not warm.forkable("bigquery_query_to_dataset", "def bigquery_query_to_dataset(): ...")
+
+
+def test_a_kept_zygote_is_only_for_runs_under_the_same_umask():
+    modules, environ = ("kfp.dsl",), [("HOME", "/root")]
+    before = warm._place(modules, environ)
+    previous = os.umask(0o077)
+    try:
+        under_077 = warm._place(modules, environ)
+    finally:
+        os.umask(previous)
+
+    assert under_077 != before and warm._place(modules, environ) == before
+
+
+def test_a_run_leaves_a_busy_zygote_be_and_starts_one_of_its_own(tmp_path, monkeypatch, kept):
+    import socket
+
+    assert not tmp_path.stat().st_mode & 0o077  # a directory a zygote may be kept in
+
+    place = tmp_path / "busy.sock"
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # listens, never answers: serving another run
+    busy.bind(str(place))
+    busy.listen(4)
+    monkeypatch.setattr(warm, "_place", lambda modules, environ: place)
+
+    zygote = warm.Zygote(("kfp.dsl",), warm._shell_environment(None), keep=60)
+    try:
+        own = zygote._private is not None and not zygote.reused
+    finally:
+        zygote.close()
+        busy.close()
+
+    assert own and place.exists()
 
 
 def test_a_kfkit_step_is_warmed_with_its_own_imports_only_when_its_source_names_them():

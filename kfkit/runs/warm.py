@@ -310,12 +310,33 @@ def keep() -> float:
         return KEEP
 
 
+def _settings() -> list:
+    """What a process inherits besides its environment: a zygote kept from a run started under
+    another umask, limits, priority, CPUs or cgroup serves no run started under these."""
+    import resource
+
+    settings: list = []
+    with contextlib.suppress(OSError):
+        settings.append(Path("/proc/self/status").read_text().partition("Umask:")[2].split("\n")[0].strip())
+    with contextlib.suppress(OSError):
+        settings.append(Path("/proc/self/cgroup").read_text())
+    for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")):
+        with contextlib.suppress(OSError, ValueError):
+            settings.append([name, *resource.getrlimit(getattr(resource, name))])
+    with contextlib.suppress(OSError, AttributeError):
+        settings.append(os.getpriority(os.PRIO_PROCESS, 0))
+    with contextlib.suppress(OSError, AttributeError):
+        settings.append(sorted(os.sched_getaffinity(0)))
+    return settings
+
+
 def _place(modules: tuple[str, ...], environ: list[tuple[str, str]]) -> Path:
     """Where the zygote for these imports, this interpreter, directory and environment listens."""
     import hashlib
     import tempfile
 
-    key = json.dumps([sys.executable, os.getcwd(), list(modules), sorted(_stable(environ))])
+    key = json.dumps([sys.executable, os.getcwd(), list(modules), sorted(_stable(environ)), _settings(),
+                      hashlib.sha256(BOOT.read_bytes()).hexdigest()])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     # a short path: a socket's may not exceed 107 bytes
     return Path(tempfile.gettempdir()) / f"kfkit-zygotes-{os.getuid()}" / f"{digest}.sock"
@@ -375,10 +396,13 @@ class Zygote:
         self._shown = 0  # how much of its output the steps' turns printed
         self._private: str | None = None  # its directory, when it ends with the run
         place = _place(modules, environ) if keep > 0 and _own_directory(_place((), []).parent) else None
-        if place is not None and self._join(place):
+        said = self._join(place) if place is not None else None
+        if said == b"ready":
             self.reused = True
             self.output = place.with_suffix(".out")
             return
+        if said == b"":  # it is alive but serving another run (or still importing): leave it be
+            place = None
         if place is None:
             import tempfile
 
@@ -387,21 +411,29 @@ class Zygote:
         self.output = place.with_suffix(".out")
         self._start(place, keep)
 
-    def _join(self, place: Path) -> bool:
-        """Whether the zygote listening at `place` takes this run (it may be busy, gone or stale)."""
+    def _join(self, place: Path, wait: float = 2.0) -> bytes | None:
+        """What the zygote listening at `place` says to this run's hello: "ready" (it takes the
+        run), "stale", b"" when it does not answer (busy with another run), None when none listens."""
         peer = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            peer.settimeout(2.0)  # one serving another run does not answer
             peer.connect(str(place))
-            peer.send(b"hello")
-            if peer.recv(64) == b"ready":
-                peer.settimeout(None)
-                self.socket = peer
-                return True
         except OSError:
-            pass
-        peer.close()
-        return False
+            peer.close()
+            return None
+        try:
+            peer.settimeout(wait)  # one serving another run does not answer
+            peer.send(b"hello")
+            said = peer.recv(64) or None  # it ended without a word
+        except (TimeoutError, socket.timeout):
+            said = b""
+        except OSError:
+            said = b"stale"  # it went while answering: a new one takes its place
+        if said == b"ready":
+            peer.settimeout(None)
+            self.socket = peer
+        else:
+            peer.close()
+        return said
 
     def _start(self, place: Path, keep: float) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -420,7 +452,7 @@ class Zygote:
                     pass_fds=(listener.fileno(),), start_new_session=keep > 0)
         finally:
             listener.close()
-        if not self._join(place):
+        if self._join(place, wait=60.0) != b"ready":  # it answers between its first imports
             self.close()
             raise OSError(f"the zygote at {place} did not answer")
 

@@ -154,10 +154,30 @@ def _fork_step(wanted: list[str], fds: list[int], sockets: list, closing: list[i
     os.close(devnull)
     try:
         os.write(status_fd, f"{step}\n".encode())
-        _, status = os.waitpid(step, 0)
+        status = _await(step, status_fd)
         os.write(status_fd, f"{status}\n".encode())
     finally:
         os._exit(0)
+
+
+def _await(step: int, status_fd: int) -> int:
+    """The step's wait status. Should the run go first (killed, its terminal closed: its end of
+    the status pipe closes), the step is terminated: a kept zygote's steps are out of reach of
+    the signals that ended the run."""
+    import select
+    import signal
+
+    try:
+        pidfd = os.pidfd_open(step)
+    except (AttributeError, OSError):
+        return os.waitpid(step, 0)[1]
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(status_fd, 0)  # its error (no reader left) is always reported
+    while not any(fd == pidfd for fd, _ in poller.poll()):
+        _quietly(os.kill, step, signal.SIGTERM)
+        poller.unregister(status_fd)
+    return os.waitpid(step, 0)[1]
 
 
 def _stamps(paths) -> dict:
