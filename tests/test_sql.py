@@ -174,6 +174,21 @@ ERRORS_IN_BIGQUERY_TERMS = {
     "TIMESTAMP '2008-12-25 15:30:00+00' AT TIME ZONE '+05:30'": r"^line 2: time zone '\+05:30' is not known",
     "(SELECT STRING_AGG(x LIMIT 1) FROM (SELECT FROM_BASE64('eA==') AS x))": r"^line 2: STRING_AGG: STRING_AGG of a "
                                                                             r"BYTES value",
+    "SUBSTR('abc', 1.5)": r"^line 2: SUBSTR: No matching signature for function SUBSTR for argument types: "
+                          r"STRING, FLOAT64",
+    "SUBSTR('abc', '1')": r"^line 2: SUBSTR: No matching signature",
+    "LEFT('abc', 1.5)": r"^line 2: LEFT: No matching signature",
+    "STRPOS(b'abc', b'b')": r"^line 2: STRPOS of BYTES is not supported",
+    "LTRIM(b'xa', b'x')": r"^line 2: LTRIM of BYTES is not supported",
+    "STRPOS('abc', 1)": r"^line 2: no matching signature for function STRPOS for argument types: STRING, INT64",
+    "FORMAT_TIME('%Y', TIME '01:02:03')": r"^line 2: FORMAT_TIME: the format",
+    "DATETIME(TIMESTAMP '2020-01-01 00:00:00+00', '+05:30')": r"^line 2: DATETIME: the time zone '\+05:30' is an "
+                                                              r"offset",
+    "TIMESTAMP('2020-01-01 00:00:00', '-08')": r"^line 2: TIMESTAMP: the time zone '-08' is an offset",
+    "FORMAT('%p', JSON '[1]')": r"^FORMAT: %p \(JSON as printable text\) is not supported",
+    "(SELECT SUM('a') FROM UNNEST([1]))": r"^line 2: SUM: the local warehouse could not run this as BigQuery would",
+    "(SELECT CAST(s AS TIMESTAMP) FROM UNNEST(['2020-1-2 3:4:5+1']) AS s)": r"^line 2: CAST: the local warehouse "
+                                                                           r"cannot read the timestamp string",
 }
 
 
@@ -184,4 +199,15 @@ def test_errors_name_the_bigquery_construct_and_its_line_not_duckdbs_terms(expre
     with pytest.raises(QueryError, match=ERRORS_IN_BIGQUERY_TERMS[expression]) as raised:
         run(connection(), f"SELECT\n  {expression} AS v")
 
-    assert not re.search(r"INT128|HUGEINT|DECIMAL\(38|LISTAGG|decode|rejected the query", str(raised.value))
+    assert not re.search(r"INT128|HUGEINT|DECIMAL\(38|LISTAGG|decode|rejected the query|INSTR|SUBSTRING|STRFTIME|"
+                         r"STR_SPLIT|BLOB|_LITERAL|VARCHAR|Candidate|LINE \d", str(raised.value))
+
+
+def test_no_error_of_the_sweep_carries_duckdbs_wording():
+    """Every error and refused conformance case, and wrong argument types and counts for common functions
+    (tests/sql_conformance/error_sweep.py), gives a message in BigQuery's terms."""
+    from tests.sql_conformance.error_sweep import sweep
+
+    _, _, found = sweep()
+
+    assert found == []

@@ -11,6 +11,8 @@ the type is right (no cost then), and that raises an error naming the construct 
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from kfkit.errors import QueryError
@@ -119,9 +121,83 @@ def _boolean_leaves(node: exp.Expression, what: str, where) -> None:
         _replace(node, key, lambda v: _bool_operand(v, what, where))
 
 
+# Arguments BigQuery's signatures type INT64 (string_functions#substr, #left, #right, #repeat, #lpad, #rpad,
+# #instr; mathematical_functions#round, #trunc): a STRING literal coerces only to a date/time type and a FLOAT64
+# to nothing narrower (conversion_rules#coercion, #literal_coercion), so '1' or 1.5 there is "No matching
+# signature"; DuckDB would cast the STRING and name its own function (SUBSTRING) and types for the FLOAT64.
+# GENERATE_ARRAY (array_functions#generate_array) takes INT64, NUMERIC or FLOAT64 bounds, so only a STRING or BOOL.
+_INT64 = ("STRING", "BOOL", "FLOAT64")
+_ARGUMENTS = {exp.Substring: (("start", "length"), _INT64), exp.Left: (("expression",), _INT64),
+              exp.Right: (("expression",), _INT64), exp.Repeat: (("times",), _INT64),
+              exp.Pad: (("expression",), _INT64), exp.StrPosition: (("position", "occurrence"), _INT64),
+              exp.Round: (("decimals",), _INT64), exp.Trunc: (("decimals",), _INT64),
+              exp.GenerateSeries: (("start", "end", "step"), ("STRING", "BOOL"))}
+
+
+def _bigquery_name(node: exp.Expression, where) -> str:
+    if isinstance(node, exp.Substring):
+        return "SUBSTRING" if where("SUBSTR") == "SUBSTR" and where("SUBSTRING") != "SUBSTRING" else "SUBSTR"
+    if isinstance(node, exp.Pad):
+        return "LPAD" if node.args.get("is_left") else "RPAD"
+    if isinstance(node, exp.StrPosition):
+        return "INSTR"
+    if isinstance(node, exp.GenerateSeries):
+        return "GENERATE_ARRAY"
+    return node.sql_name()
+
+
+def _shown(node: exp.Expression) -> exp.Expression:
+    """The literal as the query wrote it (the rewrite has made 1.5 a CAST(1.5 AS DOUBLE) by now)."""
+    node = _unwrap(node)
+    return node.this if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) else node
+
+
+def _argument_types(node: exp.Expression) -> str:
+    return ", ".join(_literal_kind(_unwrap(value)) or "..." for value in node.args.values()
+                     if isinstance(value, exp.Expression) and not isinstance(value, exp.Var))
+
+
+def _typed_arguments(node: exp.Expression, where) -> None:
+    keys, rejected = _ARGUMENTS.get(type(node), ((), ()))
+    if isinstance(node, exp.Substring) and node.args.get("start") is None:
+        # string_functions#substr: the position is not optional; DuckDB's SUBSTRING(x) is not BigQuery's
+        name = _bigquery_name(node, where)
+        raise QueryError(f"{where(name)}: No matching signature for function {name} for argument types: "
+                         f"{_argument_types(node)} (SUBSTR takes a value, a position and an optional length)")
+    for key in keys:
+        value = node.args.get(key)
+        kind = _literal_kind(_unwrap(value)) if isinstance(value, exp.Expression) else None
+        if kind in rejected:
+            name = _bigquery_name(node, where)
+            wanted = "an INT64" if rejected is _INT64 else "a number"
+            raise QueryError(f"{where(name)}: No matching signature for function {name} for argument types: "
+                             f"{_argument_types(node)} (the {kind} {_shown(value).sql(dialect='bigquery')} is where "
+                             f"{wanted} goes, and BigQuery does not convert it: CAST it)")
+
+
+# A time zone written as an offset ('+05:30', '-08', 'UTC+3': timestamp_functions#timezone_definitions) is
+# BigQuery's, but DuckDB's time zones are tz database names only: DuckDB failed on it with its own parse or cast
+# error (DATETIME(ts, '+05:30') even read the offset as a TIME of day), so it is refused by the function's name
+_ZONED = {exp.Datetime: ("DATETIME", "expression"), exp.Date: ("DATE", "zone"), exp.Time: ("TIME", "zone"),
+          exp.Timestamp: ("TIMESTAMP", "zone"), exp.TimestampTrunc: ("TIMESTAMP_TRUNC", "zone"),
+          exp.TimeToStr: ("FORMAT_TIMESTAMP", "zone"), exp.StrToTime: ("PARSE_TIMESTAMP", "zone")}
+_OFFSET = re.compile(r"^\s*(UTC)?\s*[+-]\d", re.I)
+
+
+def _offset_zone(node: exp.Expression, where) -> None:
+    name, key = _ZONED.get(type(node), (None, None))
+    zone = node.args.get(key) if key else None
+    if isinstance(zone, exp.Literal) and zone.is_string and _OFFSET.match(zone.this):
+        raise QueryError(f"{where(name)}: the time zone {zone.this!r} is an offset, which the local warehouse does "
+                         "not support as a time zone argument (it takes tz database names such as "
+                         "America/Los_Angeles, and UTC); write the zone by name, or run it on BigQuery")
+
+
 def check(node: exp.Expression, where) -> None:
     """Refuse, or guard in place, the arguments of `node` whose type BigQuery would reject; `where(name)` is
     the construct's name with its line in the query (semantics)."""
+    _typed_arguments(node, where)
+    _offset_zone(node, where)
     if isinstance(node, (exp.And, exp.Or)):
         _boolean_leaves(node, "AND" if isinstance(node, exp.And) else "OR", where)
     elif isinstance(node, exp.Not):

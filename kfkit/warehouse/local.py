@@ -352,12 +352,106 @@ def explain_error(exc: Exception, query: str) -> str:
     ambiguous = re.search(r'[Aa]mbiguous reference to column name "?([\w]+)"?', message)
     if ambiguous:
         return f"{_line_naming(query, ambiguous.group(1))}column name {ambiguous.group(1)} is ambiguous ({message})"
-    no_match = re.search(r"No function matches the given name and argument types '([\w]+)\(([^)]*)\)'", message)
+    no_match = re.search(r"No function matches the given name and argument types '([^(']+)\(([^)]*)\)'", message)
     if no_match:
-        name = _BIGQUERY_NAMES.get(no_match.group(1).upper(), no_match.group(1).upper())
+        name = _bigquery_function(no_match.group(1), query)
+        if name in _BYTES_REFUSED and "BLOB" in no_match.group(2):
+            # string_functions#strpos, #trim: BigQuery takes BYTES too, DuckDB's functions text only
+            return (f"{_line_naming(query, name)}{name} of BYTES is not supported by the local warehouse; CAST the "
+                    "values AS STRING (if they are UTF-8), or run it on BigQuery")
         return (f"{_line_naming(query, name)}no matching signature for function "
-                f"{name} for argument types: {no_match.group(2)}")
+                f"{name} for argument types: {_bigquery_types(no_match.group(2))}")
+    timestamp = re.search(r'invalid timestamp field format: "([^"]*)"', message)
+    if timestamp:  # conversion_functions#cast_as_timestamp: BigQuery reads it (one-digit parts, offset hour)
+        name = next((f for f in ("SAFE_CAST", "CAST", "TIMESTAMP") if line_of(query, f)), "CAST")
+        return (f"{_line_naming(query, name)}{name}: the local warehouse cannot read the timestamp string "
+                f"{timestamp.group(1)!r} as BigQuery does (outside a literal, DuckDB reads two-digit parts and offsets "
+                "only); write it zero-padded, or run it on BigQuery")
+    if _DUCKDB_WORDING.search(message):
+        return _unexplained(message, query)
+    own = re.match(r"(?:line \d+: )?([A-Z][A-Z0-9_]*)\b", message)
+    if own and message.startswith("line "):
+        return message
+    if own and line_of(query, own.group(1)):  # an error the translation's own macros raise, naming the function
+        return f"{_line_naming(query, own.group(1))}{message}"
+    for pattern, names in _OWN_CONSTRUCTS:  # the translation's macros' BigQuery errors that name no function
+        if re.match(pattern, message):
+            name = next((n for n in names if line_of(query, n)), names[0])
+            return f"{_line_naming(query, name)}{name}: {message}"
     return f"the local warehouse rejected the query: {message}"
+
+
+_OWN_CONSTRUCTS = ((r"Bad \w+ value", ("CAST", "SAFE_CAST")), (r"Array index", ("OFFSET", "ORDINAL")),
+                   (r"floating point overflow", ("+", "-", "*", "/")))
+
+# DuckDB's name for a function that runs a BigQuery one, and the BigQuery functions it may stand for (the first
+# the query names is the one meant)
+_DUCKDB_FUNCTIONS = {
+    "SUBSTRING": ("SUBSTR", "SUBSTRING"), "INSTR": ("STRPOS", "INSTR"), "STRPOS": ("STRPOS", "INSTR"),
+    "STRFTIME": ("FORMAT_TIME", "FORMAT_DATE", "FORMAT_DATETIME", "FORMAT_TIMESTAMP"),
+    "STRPTIME": ("PARSE_TIME", "PARSE_DATE", "PARSE_DATETIME", "PARSE_TIMESTAMP"), "STR_SPLIT": ("SPLIT",),
+    "STRING_SPLIT": ("SPLIT", "REVERSE"), "DATE_PART": ("EXTRACT",),
+    "TIME_BUCKET": ("DATE_TRUNC", "DATETIME_TRUNC", "TIMESTAMP_TRUNC"), "REGEXP_EXTRACT_ALL": ("REGEXP_EXTRACT_ALL",
+                                                                                               "REGEXP_EXTRACT"),
+    "GENERATE_SERIES": ("GENERATE_DATE_ARRAY", "GENERATE_TIMESTAMP_ARRAY", "GENERATE_ARRAY"), "~~": ("LIKE",),
+    "LIST_VALUE": ("ARRAY_CONCAT", "ARRAY"), "ARRAY_SLICE": ("ARRAY_REVERSE",), "SUM": ("SUM",), "AVG": ("AVG",),
+    "/": ("SAFE_DIVIDE", "IEEE_DIVIDE", "DIV", "/"), "-": ("OFFSET", "ORDINAL", "-"), "+": ("+",),
+}
+_BYTES_REFUSED = ("STRPOS", "INSTR", "TRIM", "LTRIM", "RTRIM")
+# what marks a message as DuckDB's own (the translation's macros raise BigQuery's wording)
+_DUCKDB_WORDING = re.compile(
+    r"LINE \d+:|Candidate functions|_LITERAL\b|Could not convert string|Could not choose a best candidate|"
+    r"Unimplemented type for cast|Cannot deduce template type|syntax error at or near|Could not find key|"
+    r"Cannot extract field|can only be applied to|can only operate on|field value out of range|\bINT32\b|\bBLOB\b|"
+    r"HUGEINT|INT128|Overflow on abs")
+
+
+def _bigquery_function(duck_name: str, query: str) -> str:
+    upper = duck_name.upper()
+    if upper.startswith("BQ_"):  # one of the translation's macros, named for the BigQuery function it runs
+        upper = upper[3:]
+    candidates = _DUCKDB_FUNCTIONS.get(upper, (_BIGQUERY_NAMES.get(upper, upper),))
+    return next((name for name in candidates if line_of(query, name)), candidates[-1])
+
+
+def _bigquery_types(text: str) -> str:
+    """DuckDB's type names in `text` as BigQuery's (a literal's type is its type)."""
+    text = re.sub(r"TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ", "\0", text)
+    text = re.sub(r"\bTIMESTAMP\b", "DATETIME", text)
+    for duck, bigquery in (("\0", "TIMESTAMP"), ("BLOB", "BYTES"), ("INTEGER", "INT64"), ("BIGINT", "INT64"),
+                           ("HUGEINT", "INT64"), ("INT128", "INT64"), ("INT32", "INT64"), ("VARCHAR", "STRING"),
+                           ("DOUBLE", "FLOAT64"), ("BOOLEAN", "BOOL"), ("DECIMAL(38,9)", "NUMERIC")):
+        text = text.replace(duck, bigquery)
+    return re.sub(r"\b([A-Z0-9]+)_LITERAL\b", r"\1", text)
+
+
+def _unexplained(message: str, query: str) -> str:
+    """A DuckDB error no rule above explains: the BigQuery construct it came from and its line, then DuckDB's
+    reason in BigQuery's type names, without DuckDB's SQL (its LINE context) or its candidate signatures."""
+    reason, _, context = message.partition(" LINE ")
+    reason = re.sub(r"\s*(You might need|In order to select one|Candidate functions|Candidate Entries).*$", "",
+                    reason)
+    named = re.search(r"function call \\?\"([^\s(\"]+)\(", reason) or re.search(r"'([^\s(']+)\(", reason)
+    reason = re.sub(r" in function: '[^']*'", "", reason).replace("[]'", " ARRAY'")
+    construct = _bigquery_function(named.group(1), query) if named else None
+    if construct is None:
+        # the translation writes the construct's name and line into its macros' calls ('line 2: CHR'); else the
+        # first function call of DuckDB's SQL around the error that the query names
+        where = re.search(r"'(line \d+: [A-Z_]+)'", context)
+        if where:
+            return f"{where.group(1)}: {_bigquery_types(reason)}"
+        calls = (_bigquery_function(name, query) for name in re.findall(r"([A-Za-z_]\w*)\(", context))
+        construct = next((name for name in calls if line_of(query, name) and name not in ("CAST", "SELECT")), None)
+    if construct is None and "cast" in reason.lower():
+        construct = next((name for name in ("CAST", "SAFE_CAST") if line_of(query, name)), None)
+    literal = re.search(r"Could not convert string '([^']*)' to", reason)
+    if literal:  # conversion_rules#literal_coercion: a STRING literal is no number
+        reason = (f"No matching signature: the STRING '{literal.group(1)}' is where a number goes, and BigQuery "
+                  "does not convert a STRING to a number; write the value without quotes or CAST it")
+        construct = construct or next((line_of(query, f"'{literal.group(1)}'") and f"'{literal.group(1)}'",), None)
+    prefix = f"{_line_naming(query, construct)}{construct}: " if construct else ""
+    return (f"{prefix}the local warehouse could not run this as BigQuery would: {_bigquery_types(reason).rstrip('. ')}"
+            + ("" if construct else " (the construct could not be told from DuckDB's error; see docs/sql.md)"))
 
 
 def load_file(warehouse: LocalWarehouse, table: str, path: str | Path) -> str:

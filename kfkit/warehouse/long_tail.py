@@ -147,6 +147,9 @@ def _format(node: exp.Format) -> exp.Expression:
         if spec in ("t", "T"):
             raise QueryError(f"FORMAT: {whole} is not supported by the local warehouse (its text differs from "
                              "any DuckDB rendering); use %s with CAST(x AS STRING)")
+        if spec in ("p", "P"):  # string_functions#p_and_p_behavior: JSON as one line (%p) or indented lines (%P)
+            raise QueryError(f"FORMAT: {whole} (JSON as printable text) is not supported by the local warehouse; "
+                             "use TO_JSON_STRING, or run it on BigQuery")
         if spec not in _CHECK:
             # "If a format specifier is invalid ... an error is produced" (u takes unsigned types BigQuery lacks)
             raise QueryError(f"FORMAT: invalid format specifier {whole!r} in {text!r}")

@@ -667,6 +667,17 @@ def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
                 value = exp.Cast(this=value.this, to=exp.DataType.build("TIMESTAMP"))
             elif isinstance(value, exp.TsOrDsToDate):
                 value = exp.Cast(this=value.this, to=exp.DataType.build("DATE"))
+            elif isinstance(value, exp.TsOrDsToTime):
+                # time_functions#format_time: DuckDB's strftime takes no TIME, so the time is put on a day and
+                # formatted as a DATETIME, exact for the time-of-day elements; any other element is refused
+                if re.search(r"%(?!E[0-6*]S)[^HIMSpRTklX%]", fmt):
+                    raise QueryError(f"{where('FORMAT_TIME')}: the format {fmt!r} has an element the local warehouse "
+                                     "does not format for a TIME (it takes %H %I %k %l %M %S %E<n>S %p %R %T %X "
+                                     "and %%); run it on BigQuery")
+                day = exp.Cast(this=exp.Literal.string("1970-01-01"), to=exp.DataType.build("DATE"))
+                value = exp.Cast(this=exp.Add(this=day, expression=exp.Cast(this=value.this,
+                                                                            to=exp.DataType.build("TIME"))),
+                                 to=exp.DataType.build("TIMESTAMP"))
             return _format_pieces(fmt, value, what)
         if isinstance(node, (exp.StrToTime, exp.StrToDate)) or type(node).__name__ == "ParseDatetime":
             fmt = _parse_format(_literal_format(node, what), what)
