@@ -12,13 +12,16 @@ status; the process merely did its imports before the step's turn. A warm proces
 reused, and whatever does not fit (another command, another environment, an import that failed)
 runs the ordinary way.
 
-Where fork exists (Linux), the steps' processes come from one zygote per run rather than each
+Where fork exists (Linux), kfkit's own steps come from a zygote (class Zygote) rather than each
 importing for itself: it imports every planned step's modules once, in the steps' order, and forks
 each step's process once it has that step's imports, so TensorFlow and MLflow are imported once a
-run. A forked step reseeds numpy's global random state, as a new interpreter would; a zygote
-running a Python thread forks nothing (its steps run the ordinary way). The threads native
-libraries keep at that point (OpenBLAS's, Arrow's jemalloc) have their own fork handlers.
-`KFKIT_LOCAL_FORK=0` gives each warm step an interpreter of its own instead.
+run (a user's component, which would then hold every other step's imports, runs warm instead). A
+forked step reseeds numpy's global random state, as a new interpreter would, and ends with its run
+however the run ends; a zygote running a Python thread forks nothing (its steps run the ordinary
+way). The threads native libraries keep at that point (OpenBLAS's, Arrow's jemalloc) have their
+own fork handlers. The zygote is kept KFKIT_LOCAL_KEEP seconds (default 600) for the next run
+with the same imports, interpreter, directory, environment and process settings, while nothing it
+imported has changed. `KFKIT_LOCAL_FORK=0` gives each warm step an interpreter of its own instead.
 
 `KFKIT_LOCAL_WARM=0` turns it off; `KFKIT_LOCAL_WARM=N` keeps N steps ahead warm (default 3, and
 every planned step when they are forked), of which as many as the machine has CPUs import at a time.
