@@ -268,34 +268,32 @@ def test_a_step_whose_imports_failed_runs_the_ordinary_way(runs, monkeypatch):
     assert ways(runs) == ["describe: ordinary (its imports failed)"] * 2
 
 
-def test_the_processes_not_needed_end_with_the_run(runs, monkeypatch):
-    monkeypatch.setenv("KFKIT_LOCAL_WARM", "5")
-    started = []
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """The processes the run's warm steps start, as they start."""
+    processes = []
     original = warm.WarmProcess.__init__
 
     def record(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        started.append(self.process)
+        processes.append(self.process)
 
     monkeypatch.setattr(warm.WarmProcess, "__init__", record)
+    return processes
+
+
+def test_the_processes_not_needed_end_with_the_run(runs, monkeypatch, started):
+    monkeypatch.setenv("KFKIT_LOCAL_WARM", "5")
     with warm.warm_steps(fails_second):
         fails_second()
 
     assert started and all(process.poll() is not None for process in started)
 
 
-def test_a_run_ends_when_the_steps_warmed_ahead_never_get_their_turn(runs, monkeypatch, kind):
+def test_a_run_ends_when_the_steps_warmed_ahead_never_get_their_turn(runs, monkeypatch, kind, started):
     import threading
 
     monkeypatch.setenv("KFKIT_LOCAL_WARM", "5")
-    started = []
-    original = warm.WarmProcess.__init__
-
-    def record(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        started.append(self.process)
-
-    monkeypatch.setattr(warm.WarmProcess, "__init__", record)
 
     def run_it():
         with warm.warm_steps(fails_before_two):
