@@ -232,11 +232,6 @@ def check(node: exp.Expression, where) -> None:
                 name = node.sql_name()
                 raise QueryError(f"{where(name)}: No matching signature for function {name} with the "
                                  f"{_literal_kind(_unwrap(child))} argument {_unwrap(child).sql(dialect='bigquery')}")
-    elif isinstance(node, exp.Coalesce):
-        kinds = {_literal_kind(_unwrap(v)) for v in [node.this, *node.expressions]} - {None}
-        if len(kinds) > 1 and kinds != {"INT64", "FLOAT64"}:
-            raise QueryError(f"{where('COALESCE')}: No matching signature: the arguments {', '.join(sorted(kinds))} "
-                             "have no common supertype")
 
 
 _SYMBOLS = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Neg: "-", exp.Mod: "MOD",
@@ -357,6 +352,7 @@ _SIGNATURES = {
     exp.FromBase64: (("FROM_BASE64",), False, (("this", _S),)),
     exp.Unhex: (("FROM_HEX",), False, (("this", _S),)),
     exp.ByteLength: (("BYTE_LENGTH",), False, (("this", _TEXTUAL),)),
+    exp.Length: (("LENGTH",), False, (("this", _TEXTUAL),)),
     exp.MD5: (("MD5",), False, (("this", _TEXTUAL),)),
     exp.SHA: (("SHA1",), False, (("this", _TEXTUAL),)),
     exp.SHA2: (("SHA256", "SHA512"), False, (("this", _TEXTUAL),)),
@@ -376,6 +372,7 @@ _SIGNATURES = {
     exp.Int64: (("INT64",), False, (("this", _J),)),
     exp.Float64: (("FLOAT64",), False, (("this", _J),)),
     exp.String: (("STRING",), False, (("this", _TS | _J),)),
+    exp.JSONBool: (("BOOL",), False, (("this", _J),)),
     exp.LogicalAnd: (("LOGICAL_AND",), True, (("this", _BOOLS),)),
     exp.LogicalOr: (("LOGICAL_OR",), True, (("this", _BOOLS),)),
     exp.CountIf: (("COUNTIF",), True, (("this", _BOOLS),)),
@@ -385,7 +382,6 @@ _SIGNATURES = {
     exp.Sum: (("SUM",), True, (("this", _NUMBERS | {"INTERVAL"}),)),
     exp.GroupConcat: (("STRING_AGG",), True, (("this", _TEXTUAL), ("separator", _TEXTUAL))),
     "IEEE_DIVIDE": (("IEEE_DIVIDE",), False, ((0, _NUMBERS), (1, _NUMBERS))),
-    "BOOL": (("BOOL",), False, ((0, _J),)),
     "LAX_INT64": (("LAX_INT64",), False, ((0, _J),)),
     "LAX_FLOAT64": (("LAX_FLOAT64",), False, ((0, _J),)),
     "LAX_BOOL": (("LAX_BOOL",), False, ((0, _J),)),
@@ -508,6 +504,8 @@ def signatures(node: exp.Expression, where) -> None:
         groups.append(("operator CASE", values))
         if node.this is not None:
             groups.append(("operator CASE", [node.this] + [b.this for b in node.args.get("ifs") or []]))
+    elif isinstance(node, exp.Coalesce):
+        groups.append((f"function {_named(where, ('COALESCE', 'IFNULL'))}", [node.this, *node.expressions]))
     elif isinstance(node, exp.Nullif):
         groups.append(("function NULLIF", [node.this, node.expression]))
     elif isinstance(node, (exp.Greatest, exp.Least)):
