@@ -198,6 +198,7 @@ def check(node: exp.Expression, where) -> None:
     the construct's name with its line in the query (semantics)."""
     _typed_arguments(node, where)
     _offset_zone(node, where)
+    signatures(node, where)
     if isinstance(node, (exp.And, exp.Or)):
         _boolean_leaves(node, "AND" if isinstance(node, exp.And) else "OR", where)
     elif isinstance(node, exp.Not):
@@ -231,11 +232,6 @@ def check(node: exp.Expression, where) -> None:
                 name = node.sql_name()
                 raise QueryError(f"{where(name)}: No matching signature for function {name} with the "
                                  f"{_literal_kind(_unwrap(child))} argument {_unwrap(child).sql(dialect='bigquery')}")
-    elif isinstance(node, exp.Coalesce):
-        kinds = {_literal_kind(_unwrap(v)) for v in [node.this, *node.expressions]} - {None}
-        if len(kinds) > 1 and kinds != {"INT64", "FLOAT64"}:
-            raise QueryError(f"{where('COALESCE')}: No matching signature: the arguments {', '.join(sorted(kinds))} "
-                             "have no common supertype")
 
 
 _SYMBOLS = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Neg: "-", exp.Mod: "MOD",
@@ -268,3 +264,357 @@ def _comparison(node: exp.Expression, where) -> None:
             continue
         macro = "bq_text_comparable" if kind == "STRING" else "bq_bool_comparable"
         node.set(other_key, _call(macro, other.copy(), exp.Literal.string(f"operator {symbol}")))
+
+
+# ---- signatures ---------------------------------------------------------------------------------------------
+# The types BigQuery gives a value the translation can see: a literal, a typed literal (DATE '...', b'...',
+# JSON '...'), an array literal, or a column of an UNNEST of an array literal. Unknown (None) is never refused.
+_DTYPES = {exp.DataType.Type.BIGINT: "INT64", exp.DataType.Type.INT: "INT64", exp.DataType.Type.DOUBLE: "FLOAT64",
+           exp.DataType.Type.FLOAT: "FLOAT64", exp.DataType.Type.DECIMAL: "NUMERIC",
+           exp.DataType.Type.BIGDECIMAL: "BIGNUMERIC", exp.DataType.Type.VARCHAR: "STRING",
+           exp.DataType.Type.TEXT: "STRING", exp.DataType.Type.VARBINARY: "BYTES", exp.DataType.Type.BINARY: "BYTES",
+           exp.DataType.Type.BLOB: "BYTES", exp.DataType.Type.BOOLEAN: "BOOL", exp.DataType.Type.DATE: "DATE",
+           exp.DataType.Type.TIME: "TIME", exp.DataType.Type.TIMESTAMP: "DATETIME",
+           exp.DataType.Type.DATETIME: "DATETIME", exp.DataType.Type.TIMESTAMPTZ: "TIMESTAMP",
+           exp.DataType.Type.JSON: "JSON"}
+_NUMBERS = frozenset({"INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC"})
+_TIMES = frozenset({"DATE", "DATETIME", "TIME", "TIMESTAMP"})
+
+
+def value_type(node: exp.Expression) -> tuple[str | None, bool]:
+    """(BigQuery type or None, whether the value is a literal) of a value the translation can type."""
+    node = _unwrap(node)
+    kind = _literal_kind(node)
+    if kind is not None:
+        return kind, True
+    if isinstance(node, exp.Null):
+        return "NULL", True
+    if isinstance(node, exp.ByteString):
+        return "BYTES", True
+    if isinstance(node, exp.ParseJSON) and node.args.get("is_literal"):
+        return "JSON", True
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        return _DTYPES.get(node.to.this), False  # DATE '...' and the like: typed, no longer coercible
+    if isinstance(node, exp.Array) and node.expressions:
+        elements = {value_type(e)[0] for e in node.expressions} - {"NULL"}
+        if len(elements) == 1 and None not in elements:
+            return f"ARRAY<{elements.pop()}>", True
+        return None, False
+    if isinstance(node, exp.Column) and not node.table:
+        return _unnest_type(node), False
+    return None, False
+
+
+def _unnest_type(column: exp.Column) -> str | None:
+    """The element type of the array literal that `FROM UNNEST([...]) AS name` names this column by."""
+    select = column.find_ancestor(exp.Select)
+    if select is None:
+        return None
+    for unnest in select.find_all(exp.Unnest):
+        alias = unnest.args.get("alias")
+        if unnest.find_ancestor(exp.Select) is not select or alias is None or unnest.args.get("offset"):
+            continue
+        names = [c.name for c in alias.args.get("columns") or []] or [alias.name]
+        if column.name in names and unnest.expressions:
+            array, _ = value_type(unnest.expressions[0])
+            if array and array.startswith("ARRAY<"):
+                return array[len("ARRAY<"):-1]
+    return None
+
+
+def _coerces(kind: str | None, literal: bool, allowed: frozenset[str]) -> bool:
+    """conversion_rules#coercion and #literal_coercion: INT64 to FLOAT64 and NUMERIC, NUMERIC to FLOAT64,
+    DATE to DATETIME, a STRING literal to a date/time type; NULL to anything."""
+    if kind is None or kind == "NULL" or kind in allowed or "ANY" in allowed:
+        return True
+    if kind.startswith("ARRAY<") and "ARRAY" in allowed:
+        return True
+    if kind == "INT64" and allowed & {"FLOAT64", "NUMERIC", "BIGNUMERIC"}:
+        return True
+    if kind in ("NUMERIC", "FLOAT64") and allowed & {"FLOAT64", "BIGNUMERIC"}:
+        return kind == "NUMERIC" or literal and "NUMERIC" in allowed or "FLOAT64" in allowed
+    if kind == "DATE" and "DATETIME" in allowed:
+        return True
+    return kind == "STRING" and literal and bool(allowed & _TIMES)
+
+
+_TEXTUAL = frozenset({"STRING", "BYTES"})
+_S, _B, _I, _J = frozenset({"STRING"}), frozenset({"BYTES"}), frozenset({"INT64"}), frozenset({"JSON"})
+_BOOLS, _TS = frozenset({"BOOL"}), frozenset({"TIMESTAMP"})
+# function -> (BigQuery names as queries write it, aggregate?, ((argument key, types it takes), ...)), from each
+# function's signature list in the GoogleSQL reference (string_functions, timestamp_functions, json_functions,
+# array_functions, aggregate_functions, conversion_functions, mathematical_functions)
+_SIGNATURES = {
+    exp.ToBase64: (("TO_BASE64",), False, (("this", _B),)),
+    exp.ToBase32: (("TO_BASE32",), False, (("this", _B),)),
+    exp.LowerHex: (("TO_HEX",), False, (("this", _B),)),
+    exp.Hex: (("TO_HEX",), False, (("this", _B),)),
+    exp.FromBase64: (("FROM_BASE64",), False, (("this", _S),)),
+    exp.Unhex: (("FROM_HEX",), False, (("this", _S),)),
+    exp.ByteLength: (("BYTE_LENGTH",), False, (("this", _TEXTUAL),)),
+    exp.Length: (("LENGTH",), False, (("this", _TEXTUAL),)),
+    exp.MD5: (("MD5",), False, (("this", _TEXTUAL),)),
+    exp.SHA: (("SHA1",), False, (("this", _TEXTUAL),)),
+    exp.SHA2: (("SHA256", "SHA512"), False, (("this", _TEXTUAL),)),
+    exp.StartsWith: (("STARTS_WITH",), False, (("this", _TEXTUAL), ("expression", _TEXTUAL))),
+    exp.EndsWith: (("ENDS_WITH",), False, (("this", _TEXTUAL), ("expression", _TEXTUAL))),
+    exp.UnixToTime: (("TIMESTAMP_SECONDS", "TIMESTAMP_MILLIS", "TIMESTAMP_MICROS"), False, (("this", _I),)),
+    exp.DateFromUnixDate: (("DATE_FROM_UNIX_DATE",), False, (("this", _I),)),
+    exp.UnixSeconds: (("UNIX_SECONDS",), False, (("this", _TS),)),
+    exp.UnixMillis: (("UNIX_MILLIS",), False, (("this", _TS),)),
+    exp.UnixMicros: (("UNIX_MICROS",), False, (("this", _TS),)),
+    exp.UnixDate: (("UNIX_DATE",), False, (("this", frozenset({"DATE"})),)),
+    exp.JSONExtractScalar: (("JSON_VALUE", "JSON_EXTRACT_SCALAR"), False, (("this", _S | _J),)),
+    exp.JSONExtract: (("JSON_QUERY", "JSON_EXTRACT"), False, (("this", _S | _J),)),
+    exp.ArrayToString: (("ARRAY_TO_STRING",), False, (("this", frozenset({"ARRAY<STRING>", "ARRAY<BYTES>"})),
+                                                      ("expression", _TEXTUAL))),
+    exp.ArraySize: (("ARRAY_LENGTH",), False, (("this", frozenset({"ARRAY"})),)),
+    exp.Int64: (("INT64",), False, (("this", _J),)),
+    exp.Float64: (("FLOAT64",), False, (("this", _J),)),
+    exp.String: (("STRING",), False, (("this", _TS | _J),)),
+    exp.JSONBool: (("BOOL",), False, (("this", _J),)),
+    exp.LogicalAnd: (("LOGICAL_AND",), True, (("this", _BOOLS),)),
+    exp.LogicalOr: (("LOGICAL_OR",), True, (("this", _BOOLS),)),
+    exp.CountIf: (("COUNTIF",), True, (("this", _BOOLS),)),
+    exp.BitwiseAndAgg: (("BIT_AND",), True, (("this", _I),)),
+    exp.BitwiseOrAgg: (("BIT_OR",), True, (("this", _I),)),
+    exp.BitwiseXorAgg: (("BIT_XOR",), True, (("this", _I),)),
+    exp.Sum: (("SUM",), True, (("this", _NUMBERS | {"INTERVAL"}),)),
+    exp.GroupConcat: (("STRING_AGG",), True, (("this", _TEXTUAL), ("separator", _TEXTUAL))),
+    "IEEE_DIVIDE": (("IEEE_DIVIDE",), False, ((0, _NUMBERS), (1, _NUMBERS))),
+    "LAX_INT64": (("LAX_INT64",), False, ((0, _J),)),
+    "LAX_FLOAT64": (("LAX_FLOAT64",), False, ((0, _J),)),
+    "LAX_BOOL": (("LAX_BOOL",), False, ((0, _J),)),
+    "LAX_STRING": (("LAX_STRING",), False, ((0, _J),)),
+    "CODE_POINTS_TO_STRING": (("CODE_POINTS_TO_STRING",), False, ((0, frozenset({"ARRAY<INT64>"})),)),
+    "CODE_POINTS_TO_BYTES": (("CODE_POINTS_TO_BYTES",), False, ((0, frozenset({"ARRAY<INT64>"})),)),
+}
+
+
+def _named(where, names: tuple[str, ...]) -> str:
+    """The name among `names` the query writes (JSON_VALUE or JSON_EXTRACT_SCALAR parse alike)."""
+    for name in names:
+        if where(name) != name:
+            return name
+    return names[0]
+
+
+def _argument(node: exp.Expression, key) -> exp.Expression | None:
+    if isinstance(key, int):
+        values = node.expressions
+        return values[key] if key < len(values) else None
+    value = node.args.get(key)
+    if isinstance(node, exp.GroupConcat) and key == "this" and isinstance(value, exp.Expression):
+        while isinstance(value, (exp.Limit, exp.Order, exp.Distinct)):
+            value = value.expressions[0] if isinstance(value, exp.Distinct) else value.this
+    return value if isinstance(value, exp.Expression) else None
+
+
+def _signature(node: exp.Expression, where) -> None:
+    key = node.name.upper() if isinstance(node, exp.Anonymous) else type(node)
+    entry = _SIGNATURES.get(key)
+    if entry is None:
+        return
+    names, aggregate, positions = entry
+    for position, allowed in positions:
+        value = _argument(node, position)
+        if value is None:
+            continue
+        kind, literal = value_type(value)
+        if _coerces(kind, literal, allowed):
+            continue
+        name = _named(where, names)
+        shown = [value_type(v)[0] or "..." for _, v in ((p, _argument(node, p)) for p, _ in positions)
+                 if v is not None]
+        raise QueryError(f"{where(name)}: No matching signature for {'aggregate ' if aggregate else ''}function "
+                         f"{name} for argument types: {', '.join(shown)} (the {kind} "
+                         f"{_shown(value).sql(dialect='bigquery')} is where {name} takes "
+                         f"{' or '.join(sorted(allowed))})")
+
+
+# conversion_rules#casting: what CAST (and SAFE_CAST, which only turns a failing value into NULL) converts each
+# type to; any other pair is an analysis error, "Invalid cast from X to Y"
+_CASTS = {"INT64": {"BOOL", "INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64", "STRING"},
+          "FLOAT64": {"INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64", "STRING"},
+          "NUMERIC": {"INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64", "STRING"},
+          "BOOL": {"BOOL", "INT64", "STRING"},
+          "BYTES": {"BYTES", "STRING"},
+          "DATE": {"STRING", "DATE", "DATETIME", "TIMESTAMP"},
+          "DATETIME": {"STRING", "DATE", "DATETIME", "TIME", "TIMESTAMP"},
+          "TIME": {"STRING", "TIME"},
+          "TIMESTAMP": {"STRING", "DATE", "DATETIME", "TIME", "TIMESTAMP"}}
+
+
+def _cast(node: exp.Cast, where) -> None:
+    source, _ = value_type(node.this)
+    target = _DTYPES.get(node.to.this)
+    if source in _CASTS and target is not None and target not in _CASTS[source]:
+        name = "SAFE_CAST" if isinstance(node, exp.TryCast) else "CAST"
+        raise QueryError(f"{where(name)}: Invalid cast from {source} to {target}")
+
+
+def _supertype(values: list[exp.Expression]) -> list[str] | None:
+    """The values' types if they have no common supertype (conversion_rules#supertypes), else None."""
+    typed = [value_type(v) for v in values]
+    known = [(kind, literal) for kind, literal in typed if kind not in (None, "NULL")]
+    for candidate, _ in known:
+        if all(_coerces(kind, literal, frozenset({candidate})) for kind, literal in known):
+            return None
+    return [kind or "..." for kind, _ in typed] if known else None
+
+
+# interval arguments (date_functions#date_add, datetime_functions, time_functions, timestamp_functions): the
+# value of INTERVAL n part is an INT64; INTERVAL '1' DAY there is "Interval value must be coercible to INT64 type"
+_INTERVAL_ADDS = {exp.DateAdd: "DATE_ADD", exp.DateSub: "DATE_SUB", exp.DatetimeAdd: "DATETIME_ADD",
+                  exp.DatetimeSub: "DATETIME_SUB", exp.TimestampAdd: "TIMESTAMP_ADD", exp.TimestampSub: "TIMESTAMP_SUB",
+                  exp.TimeAdd: "TIME_ADD", exp.TimeSub: "TIME_SUB"}
+
+
+def _interval_value(node: exp.Expression, where) -> None:
+    name = _INTERVAL_ADDS.get(type(node))
+    value = node.args.get("expression")
+    if name is None or not isinstance(value, exp.Expression):
+        return
+    if isinstance(_unwrap(value), exp.Literal):
+        return  # sqlglot reads INTERVAL 1 DAY as INTERVAL '1' DAY: the query's text decides (calls)
+    kind, literal = value_type(value)
+    if not _coerces(kind, literal, _I):
+        raise QueryError(f"{where(name)}: Interval value must be coercible to INT64 type (INTERVAL "
+                         f"{_shown(value).sql(dialect='bigquery')} is a {kind}; {name} takes INTERVAL int64 part)")
+
+
+def signatures(node: exp.Expression, where) -> None:
+    """Refuse what BigQuery's analyzer rejects by type: a function argument outside its signatures, a CAST
+    between types with no conversion, IF/CASE/NULLIF/GREATEST/LEAST/IN/array/UNION values of no common
+    supertype, an interval value that is no INT64."""
+    _signature(node, where)
+    _interval_value(node, where)
+    if isinstance(node, exp.Cast):
+        _cast(node, where)
+    if isinstance(node, exp.GenerateSeries) and any(
+            _literal_kind(_unwrap(v)) == "FLOAT64" for v in (node.args.get(k) for k in ("start", "end", "step"))
+            if isinstance(v, exp.Expression)):
+        raise QueryError(f"{where('GENERATE_ARRAY')}: GENERATE_ARRAY over FLOAT64 is not supported by the local "
+                         "warehouse (its elements' rounding may differ); generate integers and divide them")
+    groups: list[tuple[str, list[exp.Expression]]] = []
+    if isinstance(node, exp.If) and not isinstance(node.parent, exp.Case):
+        groups.append(("function IF", [node.args.get("true"), node.args.get("false")]))
+    elif isinstance(node, exp.Case):
+        values = [branch.args.get("true") for branch in node.args.get("ifs") or []] + [node.args.get("default")]
+        groups.append(("operator CASE", values))
+        if node.this is not None:
+            groups.append(("operator CASE", [node.this] + [b.this for b in node.args.get("ifs") or []]))
+    elif isinstance(node, exp.Coalesce):
+        groups.append((f"function {_named(where, ('COALESCE', 'IFNULL'))}", [node.this, *node.expressions]))
+    elif isinstance(node, exp.Nullif):
+        groups.append(("function NULLIF", [node.this, node.expression]))
+    elif isinstance(node, (exp.Greatest, exp.Least)):
+        groups.append((f"function {node.sql_name()}", [node.this, *node.expressions]))
+    elif isinstance(node, exp.In) and node.expressions:
+        groups.append(("operator IN", [node.this, *node.expressions]))
+    elif isinstance(node, exp.Array) and node.expressions:
+        groups.append(("array", node.expressions))
+    for what, values in groups:
+        kinds = _supertype([v for v in values if isinstance(v, exp.Expression)])
+        if kinds is None:
+            continue
+        name = what.split()[-1]
+        if what == "array":
+            raise QueryError(f"{where('ARRAY')}: Array elements of types {{{', '.join(sorted(set(kinds)))}}} do not "
+                             "have a common supertype")
+        raise QueryError(f"{where(name)}: No matching signature for {what} for argument types: {', '.join(kinds)} "
+                         "(they have no common supertype)")
+    if isinstance(node, exp.Union):
+        _set_operation(node, where)
+
+
+def _set_operation(node: exp.Union, where) -> None:
+    left, right = node.this, node.expression
+    if not isinstance(left, exp.Select) or not isinstance(right, exp.Select):
+        return
+    if len(left.expressions) != len(right.expressions):
+        return
+    word = "UNION ALL" if not node.args.get("distinct") else "UNION DISTINCT"
+    for index, (a, b) in enumerate(zip(left.expressions, right.expressions), start=1):
+        a, b = (v.this if isinstance(v, exp.Alias) else v for v in (a, b))
+        kinds = _supertype([a, b])
+        if kinds is not None:
+            raise QueryError(f"{where('UNION')}: Column {index} in {word} has incompatible types: {', '.join(kinds)}")
+
+
+# Calls whose shape the parse loses: ARRAY_AGG(1, 2) parses as ARRAY_AGG(1), INTERVAL 1 DAY as INTERVAL '1' DAY
+_ONE_VALUE = ("ARRAY_AGG", "MAX", "MIN", "ANY_VALUE", "LOGICAL_AND", "LOGICAL_OR", "COUNTIF", "ARRAY_CONCAT_AGG",
+              "BIT_AND", "BIT_OR", "BIT_XOR", "AVG", "SUM", "COUNT")
+# aggregate_functions: each takes one value (STRING_AGG a value and a delimiter) ahead of its ORDER BY, LIMIT,
+# HAVING MAX/MIN and NULLS modifiers
+_ARITY = {**{name: (1, 1) for name in _ONE_VALUE}, "STRING_AGG": (1, 2)}
+_MODIFIERS = {"ORDER", "LIMIT", "HAVING", "IGNORE", "RESPECT"}
+
+
+def _token_type(tokens) -> str:
+    from sqlglot.tokens import TokenType
+
+    if len(tokens) != 1:
+        return "..."
+    token = tokens[0]
+    if token.token_type == TokenType.STRING:
+        return "STRING"
+    if token.token_type == TokenType.NUMBER:
+        return "FLOAT64" if any(c in token.text for c in ".eE") else "INT64"
+    if token.token_type in (TokenType.TRUE, TokenType.FALSE):
+        return "BOOL"
+    return "..."
+
+
+def calls(sql: str) -> None:
+    """Refuse an aggregate given more values than its signature takes, and a DATE_ADD-like INTERVAL whose value
+    is a STRING or FLOAT64 literal, from the query's tokens (with the line each is on)."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = sqlglot.tokenize(sql, read="bigquery")
+    except Exception:  # noqa: BLE001 - the parse reports what cannot be tokenized
+        return
+    for index, token in enumerate(tokens[:-1]):
+        name = token.text.upper()
+        if tokens[index + 1].token_type != TokenType.L_PAREN or (index and tokens[index - 1].token_type == TokenType.DOT):
+            continue
+        if name not in _ARITY and name not in _INTERVAL_ADDS.values():
+            continue
+        depth, arguments, current, modified = 0, [], [], False
+        for inner in tokens[index + 2:]:
+            if inner.token_type == TokenType.L_PAREN:
+                depth += 1
+            elif inner.token_type == TokenType.R_PAREN:
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and inner.text.upper().split(" ")[0] in _MODIFIERS:
+                modified = True
+            elif depth == 0 and inner.token_type == TokenType.COMMA and not modified:
+                arguments.append(current)
+                current = []
+                continue
+            if not modified:
+                current.append(inner)
+        arguments.append(current)
+        where = f"line {token.line}: {name}"
+        if name in _ARITY:
+            low, high = _ARITY[name]
+            if arguments and arguments[0] and arguments[0][0].text.upper() == "DISTINCT":
+                arguments[0] = arguments[0][1:]
+            if not low <= len(arguments) <= high and not (name == "COUNT" and len(arguments) == 1):
+                types = ", ".join(_token_type(a) for a in arguments)
+                takes = "a value and a delimiter" if high == 2 else "one value"
+                raise QueryError(f"{where}: No matching signature for aggregate function {name} for argument types: "
+                                 f"{types} ({name} takes {takes})")
+        elif len(arguments) == 2 and len(arguments[1]) >= 3 and arguments[1][0].token_type == TokenType.INTERVAL:
+            value = arguments[1][1:-1]
+            if value and value[0].token_type == TokenType.DASH:
+                value = value[1:]
+            kind = _token_type(value)
+            if kind in ("STRING", "FLOAT64", "BOOL"):
+                raise QueryError(f"{where}: Interval value must be coercible to INT64 type (INTERVAL "
+                                 f"{' '.join(t.text if t.token_type != TokenType.STRING else repr(t.text) for t in value)}"
+                                 f" is a {kind}; {name} takes INTERVAL int64_expression date_part)")

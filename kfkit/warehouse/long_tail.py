@@ -215,13 +215,6 @@ def _approx_top_count(node: exp.Expression) -> exp.Expression:
         f"{int(number.this)}), lambda e: {{'value': e.v, 'count': e.c}}) END", dialect="duckdb")
 
 
-def _float_literal(node: exp.Expression | None) -> bool:
-    """A FLOAT64 literal, also once rewritten to CAST(literal AS DOUBLE) (semantics.rewrite is bottom-up)."""
-    if isinstance(node, exp.Cast) and node.to.is_type("double"):
-        node = node.this
-    return isinstance(node, exp.Literal) and not node.is_string and bool(re.search(r"[.eE]", node.this))
-
-
 def _int64(node: exp.Expression) -> exp.Expression:
     """An integer literal as INT64 (BigQuery's type for it; DuckDB would make it a 32-bit INTEGER)."""
     if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.this):
@@ -422,10 +415,6 @@ def fix(node: exp.Expression) -> exp.Expression | None:
         arrays = [node.this, *node.expressions]
         any_null = exp.or_(*[exp.Is(this=a.copy(), expression=exp.Null()) for a in arrays])
         return exp.If(this=any_null, true=exp.Null(), false=_call("flatten", exp.Array(expressions=[a.copy() for a in arrays])))
-    if isinstance(node, exp.GenerateSeries) and any(
-            _float_literal(v) for v in (node.args.get("start"), node.args.get("end"), node.args.get("step"))):
-        raise QueryError("GENERATE_ARRAY over FLOAT64 is not supported by the local warehouse (its elements' "
-                         "rounding may differ); generate integers and divide them")
     if isinstance(node, exp.ArrayToString) and not isinstance(node.expression, exp.Literal):
         # array_functions#array_to_string: a NULL delimiter gives NULL (DuckDB would join with ',')
         return exp.If(this=exp.Is(this=node.expression.copy(), expression=exp.Null()),

@@ -545,6 +545,7 @@ def _offset_rewrite(select: exp.Select) -> None:
 def rewrite(tree: exp.Expression, sql: str) -> exp.Expression:
     """Apply every BigQuery-semantics rewrite to a parsed BigQuery query."""
     refusals(tree, sql)
+    arguments.calls(sql)
     kinds = numeric.annotate(tree)
     long_tail.distinct_windows(tree, sql, line_of)
     long_tail.using_offsets(tree, sql, line_of)
