@@ -266,6 +266,16 @@ def refusals(tree: exp.Expression, sql: str) -> None:
             name = node.sql_name()
         elif isinstance(node, exp.JSONFormat) and node.args.get("to_json"):
             name = "TO_JSON"
+        elif (isinstance(node, (exp.Int64, exp.JSONBool)) and not isinstance(node.this, (exp.Literal, exp.Boolean))
+              or isinstance(node, exp.String) and isinstance(node.this, (exp.ParseJSON, exp.JSONExtract))):
+            # (a literal of another type is BigQuery's signature error: arguments.check names it)
+            # json_functions#int64_for_json, #bool_for_json, #string_for_json: a JSON string, a number
+            # with a fraction or JSON null is an error or NULL there; DuckDB's cast gave 1 for '"1"',
+            # 2 for 1.5 and the quoted text for STRING
+            function = {exp.Int64: "INT64", exp.JSONBool: "BOOL"}.get(type(node), "STRING")
+            raise QueryError(f"line {_line_of(node, sql)}: {function}(JSON) is not supported by the local "
+                             f"warehouse (it cannot give BigQuery's value); write JSON_VALUE(json) (a STRING, "
+                             f"NULL for a non-scalar) and CAST it, or run it on BigQuery")
         elif isinstance(node, exp.ParseJSON) and isinstance(node.expression, exp.Kwarg) \
                 and node.expression.this.name.lower() == "wide_number_mode" \
                 and node.expression.expression.name.lower() != "exact":
