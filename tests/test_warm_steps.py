@@ -375,6 +375,7 @@ def test_a_zygote_is_not_kept_where_another_user_could_listen(runs, monkeypatch,
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)  # as a directory any user may write to
+    monkeypatch.setattr(warm, "_kept_directory", lambda: shared)
     monkeypatch.setattr(warm, "_place", lambda modules, environ: shared / "zygote.sock")
 
     with warm.warm_steps(describe_twice) as steps:
@@ -518,6 +519,7 @@ def test_a_run_leaves_a_busy_zygote_be_and_starts_one_of_its_own(tmp_path, monke
     busy = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # listens, never answers: serving another run
     busy.bind(str(place))
     busy.listen(4)
+    monkeypatch.setattr(warm, "_kept_directory", lambda: tmp_path)
     monkeypatch.setattr(warm, "_place", lambda modules, environ: place)
 
     zygote = warm.Zygote(("kfp.dsl",), warm._shell_environment(None), keep=60)

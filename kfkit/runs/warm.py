@@ -336,18 +336,23 @@ def _settings() -> list:
 def _place(modules: tuple[str, ...], environ: list[tuple[str, str]]) -> Path:
     """Where the zygote for these imports, this interpreter, directory and environment listens."""
     import hashlib
-    import tempfile
 
     key = json.dumps([sys.executable, os.getcwd(), list(modules), sorted(_stable(environ)), _settings(),
                       hashlib.sha256(BOOT.read_bytes()).hexdigest()])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     # a short path: a socket's may not exceed 107 bytes
-    return Path(tempfile.gettempdir()) / f"kfkit-zygotes-{os.getuid()}" / f"{digest}.sock"
+    return _kept_directory() / f"{digest}.sock"
+
+
+def _kept_directory() -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"kfkit-zygotes-{os.getuid()}"
 
 
 def kept_places() -> list[Path]:
     """Where this user's kept zygotes listen."""
-    return sorted(_place((), []).parent.glob("*.sock"))
+    return sorted(_kept_directory().glob("*.sock"))
 
 
 def end_kept(place: Path) -> bool:
@@ -386,8 +391,8 @@ class Zygote:
 
     With `keep` seconds, it outlives the run by that long, waiting for the next run with the same
     imports, interpreter, directory and environment, which then finds them done: a developer's
-    next run imports nothing. It serves that run only if no file it imported from has changed
-    since (kfkit's, a library's, a directory imports search); else it ends and a new one starts."""
+    next run imports nothing. It serves that run only if nothing it imported has changed since
+    (kfkit.runs.warm_boot._Imports); else it ends and a new one starts."""
 
     def __init__(self, modules: tuple[str, ...], environ: list[tuple[str, str]], keep: float = 0.0):
         self.modules = modules
@@ -398,10 +403,10 @@ class Zygote:
         self._lock = threading.Lock()
         self._shown = 0  # how much of its output the steps' turns printed
         self._private: str | None = None  # its directory, when it ends with the run
-        place = _place(modules, environ) if keep > 0 and _own_directory(_place((), []).parent) else None
+        place = _place(modules, environ) if keep > 0 and _own_directory(_kept_directory()) else None
         said = self._join(place) if place is not None else None
         if said == b"ready":
-            self.reused = True
+            self.reused = self.kept = True
             self.output = place.with_suffix(".out")
             return
         if said == b"":  # it is alive but serving another run (or still importing): leave it be
@@ -411,6 +416,7 @@ class Zygote:
 
             self._private = tempfile.mkdtemp(prefix="kfkit-zygote-")
             place, keep = Path(self._private) / "zygote.sock", 0.0
+        self.kept = keep > 0  # then in a session of its own, out of the terminal's reach
         self.output = place.with_suffix(".out")
         self._start(place, keep)
 
@@ -575,7 +581,6 @@ class WarmSteps:
         self.pending = list(steps)  # planned steps neither warmed nor run yet
         self.count = count
         self.importing = importing or os.cpu_count() or 1
-        self.branched: set[str] = set()  # functions of conditional steps warmed or run: their twins are not
         self.warm: list[WarmProcess] = []  # started, not yet taken
         self.all: list[WarmProcess] = []
         self.script = script(sys.executable)
@@ -592,8 +597,7 @@ class WarmSteps:
 
     def _done(self, step: Planned) -> None:
         self.pending.remove(step)
-        if step.conditional:
-            self.branched.add(step.function)
+        if step.conditional:  # of a branch's twins, one runs: the others are not warmed
             self.pending = [s for s in self.pending if not (s.conditional and s.function == step.function)]
 
     def wake(self) -> None:
@@ -745,8 +749,8 @@ class WarmSteps:
                     print(line, end="")
             except KeyboardInterrupt:
                 # a kept zygote's steps are in its session, out of the terminal's reach: the step
-                # is interrupted as Ctrl-C interrupts an ordinary one
-                if process.zygote is not None:
+                # is interrupted as Ctrl-C interrupts an ordinary one (any other's step had it already)
+                if process.zygote is not None and process.zygote.kept:
                     popen.kill(signal.SIGINT)
                 raise
             print("\n")

@@ -9,6 +9,10 @@ becomes the step: `python -m kfp.dsl.executor_main ARGS...`, as kfp.local's comm
 it, in a process of its own that nothing else ever ran in. An empty request (the run ended
 without this step, or the step runs the ordinary way) ends the process at once.
 
+    python -c SOURCE --zygote LISTEN_FD KEEP MODULE...
+
+runs the zygote instead (_zygote): it imports the modules once and forks each step's process.
+
 Nothing here writes to stdout or stderr: those are the step's own, read by kfkit.runs.warm.
 """
 
@@ -96,9 +100,10 @@ def _quietly(call, *args) -> None:
 def _reseed() -> None:
     """numpy's global random state from fresh entropy, as a new interpreter seeds it: forked steps
     would otherwise all draw the zygote's numbers (Python's own random module reseeds itself at fork)."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+    # numpy.random made its state on import: one not imported yet seeds itself in the step
+    random = sys.modules.get("numpy.random")
+    if random is not None:
+        random.seed()
 
 
 class _BecomeStep(BaseException):
