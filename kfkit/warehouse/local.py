@@ -286,24 +286,32 @@ def _line_naming(query: str, name: str) -> str:
 _BIGQUERY_NAMES = {**bqsql.BIGQUERY_NAMES, "STR_SPLIT": "SPLIT"}
 
 
+# DuckDB's type names as BigQuery's
+_TYPE_NAMES = (("DECIMAL(38,9)", "NUMERIC"), ("DECIMAL(38, 9)", "NUMERIC"), ("DOUBLE", "FLOAT64"), ("BIGINT", "INT64"),
+               ("INTEGER", "INT64"), ("VARCHAR", "STRING"), ("BOOLEAN", "BOOL"))
+
+
+def _first_named(query: str, names: tuple[str, ...], default: str | None = None) -> str:
+    """Of the BigQuery constructs `names` one error may come from, the first the query names (else `default`,
+    or the first)."""
+    return next((name for name in names if line_of(query, name)), default or names[0])
+
+
 def explain_error(exc: Exception, query: str) -> str:
     """DuckDB's error in BigQuery's terms: the function or column by name, and its line in the query."""
     message = re.sub(r"\s+", " ", str(exc)).strip()
     message = re.sub(r"^(Catalog|Binder|Parser|Conversion|Invalid Input|Out of Range) Error: ", "", message)
-    # DuckDB's type names as BigQuery's
-    for duck, bigquery in (("DECIMAL(38,9)", "NUMERIC"), ("DECIMAL(38, 9)", "NUMERIC"), ("DOUBLE", "FLOAT64"),
-                           ("BIGINT", "INT64"), ("INTEGER", "INT64"), ("VARCHAR", "STRING"),
-                           ("BOOLEAN", "BOOL")):
+    for duck, bigquery in _TYPE_NAMES:
         message = message.replace(duck, bigquery)
     if "Overflow in HUGEINT addition" in message:
         # DuckDB sums a DECIMAL(38, 9) in a 128-bit integer of billionths, which overflows past about 1.7e29;
         # BigQuery's SUM of NUMERIC fails only where the final sum is outside NUMERIC's range (aggregate_functions#sum)
-        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        name = _first_named(query, ("SUM", "AVG"))
         return (f"{_line_naming(query, name)}{name} of NUMERIC: the running total passed what the local warehouse "
                 "can hold (about 1.7e29) before the end of the group, where BigQuery answers if the final sum is "
                 "within NUMERIC's range; CAST the values AS FLOAT64, or run it on BigQuery")
     if "Overflow in SUM of DECIMAL" in message:
-        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        name = _first_named(query, ("SUM", "AVG"))
         return (f"{_line_naming(query, name)}{name} of NUMERIC: numeric overflow: the sum is outside NUMERIC's range "
                 "(-99999999999999999999999999999.999999999 to 99999999999999999999999999999.999999999)")
     overflow = re.search(r"Overflow in (addition|subtraction|multiplication) of DECIMAL", message)
@@ -319,14 +327,14 @@ def explain_error(exc: Exception, query: str) -> str:
         return f"{_line_naming(query, operator)}int64 overflow in the {operator} operator{operands}"
     if "INT128" in message and "out of range for the destination type INT64" in message:
         # DuckDB sums INT64 in 128 bits and fails casting the result; BigQuery's SUM of INT64 is an overflow error
-        name = next((f for f in ("SUM", "AVG") if line_of(query, f)), "SUM")
+        name = _first_named(query, ("SUM", "AVG"))
         return f"{_line_naming(query, name)}{name}: int64 overflow: the sum of INT64 values is outside INT64's range"
     if "could not convert blob to UTF8 string" in message:  # conversion_functions#cast_as_string
         return (f"{_line_naming(query, 'CAST')}CAST: the BYTES value is not valid UTF-8, so it has no STRING "
                 "(SAFE_CONVERT_BYTES_TO_STRING replaces the invalid bytes)")
     bad_date = re.search(r"Date out of range: (\S+)", message)
     if bad_date:  # date_functions#parse_date: a date that does not exist is an error
-        name = next((f for f in ("PARSE_DATE", "PARSE_DATETIME", "PARSE_TIMESTAMP") if line_of(query, f)), "PARSE_DATE")
+        name = _first_named(query, ("PARSE_DATE", "PARSE_DATETIME", "PARSE_TIMESTAMP"))
         return f"{_line_naming(query, name)}{name}: the text gives no valid date ({bad_date.group(1)})"
     zone = re.search(r"Unknown TimeZone '([^']*)'", message)
     if zone:
@@ -363,7 +371,7 @@ def explain_error(exc: Exception, query: str) -> str:
                 f"{name} for argument types: {_bigquery_types(no_match.group(2))}")
     timestamp = re.search(r'invalid timestamp field format: "([^"]*)"', message)
     if timestamp:  # conversion_functions#cast_as_timestamp: BigQuery reads it (one-digit parts, offset hour)
-        name = next((f for f in ("SAFE_CAST", "CAST", "TIMESTAMP") if line_of(query, f)), "CAST")
+        name = _first_named(query, ("SAFE_CAST", "CAST", "TIMESTAMP"), "CAST")
         return (f"{_line_naming(query, name)}{name}: the local warehouse cannot read the timestamp string "
                 f"{timestamp.group(1)!r} as BigQuery does (outside a literal, DuckDB reads two-digit parts and offsets "
                 "only); write it zero-padded, or run it on BigQuery")
@@ -376,7 +384,7 @@ def explain_error(exc: Exception, query: str) -> str:
         return f"{_line_naming(query, own.group(1))}{message}"
     for pattern, names in _OWN_CONSTRUCTS:  # the translation's macros' BigQuery errors that name no function
         if re.match(pattern, message):
-            name = next((n for n in names if line_of(query, n)), names[0])
+            name = _first_named(query, names)
             return f"{_line_naming(query, name)}{name}: {message}"
     return f"the local warehouse rejected the query: {message}"
 
@@ -411,16 +419,15 @@ def _bigquery_function(duck_name: str, query: str) -> str:
     if upper.startswith("BQ_"):  # one of the translation's macros, named for the BigQuery function it runs
         upper = upper[3:]
     candidates = _DUCKDB_FUNCTIONS.get(upper, (_BIGQUERY_NAMES.get(upper, upper),))
-    return next((name for name in candidates if line_of(query, name)), candidates[-1])
+    return _first_named(query, candidates, candidates[-1])
 
 
 def _bigquery_types(text: str) -> str:
     """DuckDB's type names in `text` as BigQuery's (a literal's type is its type)."""
     text = re.sub(r"TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ", "\0", text)
     text = re.sub(r"\bTIMESTAMP\b", "DATETIME", text)
-    for duck, bigquery in (("\0", "TIMESTAMP"), ("BLOB", "BYTES"), ("INTEGER", "INT64"), ("BIGINT", "INT64"),
-                           ("HUGEINT", "INT64"), ("INT128", "INT64"), ("INT32", "INT64"), ("VARCHAR", "STRING"),
-                           ("DOUBLE", "FLOAT64"), ("BOOLEAN", "BOOL"), ("DECIMAL(38,9)", "NUMERIC")):
+    for duck, bigquery in (("\0", "TIMESTAMP"), ("BLOB", "BYTES"), ("HUGEINT", "INT64"), ("INT128", "INT64"),
+                           ("INT32", "INT64"), *_TYPE_NAMES):
         text = text.replace(duck, bigquery)
     return re.sub(r"\b([A-Z0-9]+)_LITERAL\b", r"\1", text)
 
