@@ -409,3 +409,92 @@ def test_each_request_is_one_structured_access_log_line(live, caplog):
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "kfkit.access"]
     assert [(line["method"], line["status"]) for line in lines] == [("POST", 200), ("PUT", 405)]
     assert lines[0]["deployed_model"].startswith("penguins-v1") and lines[0]["ms"] > 0
+
+
+# A lone prediction whose body came with its headers is answered by GuardedProtocol itself, on the
+# loop's thread (http_app's `fast`); everything else takes the ASGI round. Both must answer alike.
+
+def answered_here(server, monkeypatch) -> list:
+    """The bodies of the requests the protocol answered itself, from now on."""
+    app, bodies = server.config.kfkit_app, []
+    original = app.fast
+
+    def counted(headers, raw, client):
+        bodies.append(raw)
+        return original(headers, raw, client)
+
+    monkeypatch.setattr(app, "fast", counted)
+    return bodies
+
+
+def post(body: bytes, target: bytes = b"/predict", close: bool = True) -> bytes:
+    return (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n" + (b"Connection: close\r\n" if close else b"") + b"\r\n" + body)
+
+
+def split_answers(response: bytes) -> list[tuple[bytes, dict, bytes]]:
+    """(status line, headers, body) of each HTTP/1.1 answer in a byte stream (Content-Length framed)."""
+    answers = []
+    while response:
+        head, _, rest = response.partition(b"\r\n\r\n")
+        status, *lines = head.split(b"\r\n")
+        headers = dict(line.split(b": ", 1) for line in lines)
+        length = int(headers[b"content-length"])
+        answers.append((status, headers, rest[:length]))
+        response = rest[length:]
+    return answers
+
+
+@pytest.mark.parametrize("body", [
+    VALID,
+    json.dumps({"instances": [{**PENGUIN, "island": 3}]}).encode(),
+    b'{"instances": [',
+    json.dumps({"instances": "all"}).encode(),
+    json.dumps({"instances": [{**PENGUIN, "body_mass_g": 1e300}]}).encode(),
+])
+def test_a_lone_prediction_answered_on_the_loop_is_the_answer_of_the_asgi_round(live, monkeypatch, body):
+    port, _, server = live
+    here = answered_here(server, monkeypatch)
+
+    fast = split_answers(raw(port, post(body), half_close=False))
+    # a query string takes the ASGI round to the same route
+    asgi = split_answers(raw(port, post(body, b"/predict?round=asgi"), half_close=False))
+
+    assert here == [body]
+    assert fast == asgi and len(fast) == 1
+    assert fast[0][1][b"connection"] == b"close"
+
+
+def test_pipelined_requests_are_answered_in_order_whichever_way_each_goes(live, monkeypatch):
+    port, _, server = live
+    here = answered_here(server, monkeypatch)
+    bad = json.dumps({"instances": [{**PENGUIN, "sex": 1}]}).encode()
+    stream = (post(VALID, close=False) + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + post(bad, close=False)
+              + post(VALID, close=False) + post(VALID, b"/predict?last=1"))
+
+    answers = split_answers(raw(port, stream, read_timeout=10, half_close=False))
+
+    assert [int(status.split()[1]) for status, _, _ in answers] == [200, 200, 400, 200, 200]
+    assert b"predictions" in answers[0][2] and json.loads(answers[1][2])["status"] == "ok"
+    assert b"'sex'" in answers[2][2] and b"predictions" in answers[3][2]
+    assert here[0] == VALID  # the first was answered on the loop; the others waited their turn
+    assert answered_after(port)
+
+
+def test_a_body_still_arriving_takes_the_asgi_round_and_is_answered_whole(live, monkeypatch):
+    port, _, server = live
+    here = answered_here(server, monkeypatch)
+    request = post(VALID)
+    half = len(request) - len(VALID) // 2
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request[:half])
+        deadline = time.monotonic() + 10
+        # the ASGI round has begun once the protocol holds a task for this request
+        while not any(c.tasks for c in server.server_state.connections) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sock.sendall(request[half:])
+        answers = split_answers(b"".join(iter(lambda: sock.recv(65536), b"")))
+
+    assert here == [] and len(answers) == 1
+    assert answers[0][0] == b"HTTP/1.1 200 OK" and json.loads(answers[0][2])["predictions"]

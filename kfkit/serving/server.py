@@ -481,6 +481,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
                             timeout_graceful_shutdown=25, access_log=False, log_level="warning",
                             server_header=False, date_header=False)
     config.max_connections_per_client = max_connections_per_client
+    config.kfkit_app = app  # GuardedProtocol answers a lone prediction itself (app.fast)
 
     class _Server(uvicorn.Server):
         model_server = server
