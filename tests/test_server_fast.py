@@ -180,3 +180,95 @@ def test_the_same_seed_routes_the_same_way_and_the_revision_is_kept():
 
     assert [first.pick().id for _ in range(50)] == [second.pick().id for _ in range(50)]
     assert (first.revision, second.revision) == (7, 0)
+
+
+# Requests GuardedProtocol reads in one turn of the event loop wait for its end and are predicted
+# together (http_app's wait_turn / answer_waiting): each must get what it gets alone.
+
+class Waiting:
+    """What answer_waiting uses of a connection: its client, and where its answer is written."""
+
+    client = ("127.0.0.1", 1)
+
+    def __init__(self):
+        self.answers = []
+
+    def write_answer(self, status, body, extra, keep_alive):
+        self.answers.append((status, json.loads(body), extra))
+
+
+def one_turn(app, bodies: list[bytes]) -> list[tuple[int, dict, list | None]]:
+    connections = [Waiting() for _ in bodies]
+
+    async def turn():
+        for connection, body in zip(connections, bodies):
+            app.wait_turn(connection, [(b"content-length", str(len(body)).encode())], body, True)
+        await asyncio.sleep(0)  # the loop's turn ends: the waiting are answered
+
+    asyncio.run(turn())
+    assert all(len(c.answers) == 1 for c in connections)
+    return [c.answers[0] for c in connections]
+
+
+def penguins(*masses: float) -> bytes:
+    return json.dumps({"instances": [{**PENGUIN, "body_mass_g": m} for m in masses]}).encode()
+
+
+TURN = [penguins(4950.0), penguins(3000.0, 6000.0, 4200.0), json.dumps({"instances": [{**PENGUIN, "sex": 1}]}).encode(),
+        b'{"instances": [', penguins(3500.0), json.dumps({"instances": [{**PENGUIN, "island": None}]}).encode()]
+
+
+def test_requests_read_in_one_turn_are_predicted_in_one_call_each_answered_as_alone(penguin_model, tmp_path,
+                                                                                     monkeypatch):
+    LocalEndpoints(tmp_path).deploy("penguins", "penguins", "1", str(penguin_model))
+    server = ModelServer(endpoint="penguins", local_root=str(tmp_path), seed=1)
+    app = http_app.make_app(server)
+    alone = [call(app, "POST", "/predict", body) for body in TURN]
+    loaded = server.router.deployed[0].loaded
+    calls = []
+    predict_arrays = loaded.predict_arrays
+    monkeypatch.setattr(loaded, "predict_arrays", lambda features: calls.append(len(features["sex"]))
+                        or predict_arrays(features))
+
+    together = one_turn(app, TURN)
+
+    assert calls == [6]  # the four valid requests' 1 + 3 + 1 + 1 instances, in one call
+    assert [(status, payload) for status, payload, _ in together] == [(status, payload) for status, _, payload in alone]
+    assert [status for status, _, _ in together] == [200, 200, 400, 400, 200, 200]
+    assert "'sex'" in together[2][1]["error"] and "not valid JSON" in together[3][1]["error"]
+    logged = [r for path in sorted((tmp_path / "request_logs" / "penguins").glob("*.jsonl"))
+              for r in map(json.loads, path.read_text().splitlines())]
+    # each request its own record, the turn's after the ones alone: 4 answered and 1 refused by the model each time
+    turn_records = logged[len(logged) // 2:]
+    assert [len(r.get("instances", [])) for r in turn_records if r["status"] == 200] == [1, 3, 1, 1]
+    assert [r["status"] for r in turn_records] .count(400) == 1
+
+
+def test_a_turn_whose_one_call_fails_is_predicted_request_by_request(model_server, monkeypatch):
+    app = http_app.make_app(model_server)
+    alone = [call(app, "POST", "/predict", body) for body in TURN]
+    loaded = model_server.router.deployed[0].loaded
+    predict_arrays = loaded.predict_arrays
+
+    def refuse_batches(features):
+        if len(features["sex"]) > 3:
+            raise RuntimeError("the batch failed")
+        return predict_arrays(features)
+
+    monkeypatch.setattr(loaded, "predict_arrays", refuse_batches)
+
+    together = one_turn(app, TURN)
+
+    assert [(status, payload) for status, payload, _ in together] == [(status, payload) for status, _, payload in alone]
+
+
+def test_a_turn_with_a_replaced_predict_calls_it_for_each_request(model_server, monkeypatch):
+    app = http_app.make_app(model_server)
+    seen = []
+    monkeypatch.setattr(model_server, "predict", lambda body: seen.append(len(body["instances"])) or 1 / 0)
+
+    together = one_turn(app, TURN[:2])
+
+    assert seen == [1, 3]
+    assert [status for status, _, _ in together] == [500, 500]
+    assert together[0][1] == {"error": "prediction failed: ZeroDivisionError: division by zero"}

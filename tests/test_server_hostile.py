@@ -419,9 +419,9 @@ def answered_here(server, monkeypatch) -> list:
     app, bodies = server.config.kfkit_app, []
     original = app.fast
 
-    def counted(headers, raw, client):
-        bodies.append(raw)
-        return original(headers, raw, client)
+    def counted(requests):
+        bodies.extend(raw for _, raw, _ in requests)
+        return original(requests)
 
     monkeypatch.setattr(app, "fast", counted)
     return bodies
@@ -498,3 +498,29 @@ def test_a_body_still_arriving_takes_the_asgi_round_and_is_answered_whole(live, 
 
     assert here == [] and len(answers) == 1
     assert answers[0][0] == b"HTTP/1.1 200 OK" and json.loads(answers[0][2])["predictions"]
+
+
+def test_concurrent_clients_each_get_the_answer_they_get_alone(live):
+    port, _, _ = live
+    bodies = [json.dumps({"instances": [{**PENGUIN, "body_mass_g": 3000.0 + 100 * i}] * (1 + i % 3)}).encode()
+              for i in range(24)]
+    alone = [json.loads(request(port, body=body)[2]) for body in bodies]
+    got: dict[int, list] = {}
+    start = threading.Barrier(len(bodies))
+
+    def client(i):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start.wait()
+        for _ in range(5):
+            conn.request("POST", "/predict", body=bodies[i], headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            got.setdefault(i, []).append((response.status, json.loads(response.read())))
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert all(got[i] == [(200, alone[i])] * 5 for i in range(len(bodies)))

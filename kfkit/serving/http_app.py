@@ -17,6 +17,7 @@ itself (GuardedProtocol._answers_here), with the ASGI app's answer and without i
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import json
@@ -136,16 +137,11 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return  # refused and closing: what else arrives is not read
-        self._answered = False
         super().data_received(data)
         if self._fast_body is not None:
             # a predict request whose body is still arriving: the ASGI round reads the rest, with
             # its limits in time (408)
             self._to_cycle()
-        if self._answered and not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
-                                                                self.timeout_keep_alive_handler)
         if self._in_headers and self._refusal is None:
             # headers still incomplete after this chunk: all of it was header bytes, held by the parser
             self._header_bytes += len(data)
@@ -182,19 +178,22 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         self._in_headers = False
+        if self._waiting:
+            self.config.kfkit_app.answer_waiting()  # an answer before this request's goes out first
         if self._answers_here():
             self._fast_body, self._fast_keep_alive = [], self.parser.should_keep_alive()
             return
         super().on_headers_complete()
 
     # A POST to the predict route whose body arrives with its headers, while no other prediction runs,
-    # is answered here, on the loop's thread, without the ASGI round (a task, a scope, two writes):
-    # a third of what a one-at-a-time request cost beyond its prediction (benchmarks/serve.py). The
-    # app's `fast` answers it as the ASGI app would. Anything else, or a body still arriving when the
+    # is answered by the app's `fast` on the loop's thread without the ASGI round (a task, a scope,
+    # two writes): a third of what a one-at-a-time request cost beyond its prediction
+    # (benchmarks/serve.py). Such requests read in one turn of the loop wait for its end and are
+    # predicted together, in one call of the model. Anything else, or a body still arriving when the
     # bytes read so far are parsed, goes the ASGI way.
     _fast_body: list | None = None
     _fast_keep_alive = True
-    _answered = False
+    _waiting = False  # a request of this connection waits for the end of the loop's turn
 
     def _answers_here(self) -> bool:
         app = getattr(self.config, "kfkit_app", None)
@@ -227,9 +226,16 @@ class GuardedProtocol(HttpToolsProtocol):
             return super().on_message_complete()
         raw = b"".join(self._fast_body)
         self._fast_body = None
-        status, body, extra, done = self.config.kfkit_app.fast(self.headers, raw, self.client)
+        self._waiting = True
+        self.config.kfkit_app.wait_turn(self, self.headers, raw, self._fast_keep_alive)
+
+    def write_answer(self, status: int, body: bytes, extra: list | None, keep_alive: bool) -> None:
+        """A waiting request's answer, as uvicorn writes the ASGI app's (one write, not two)."""
+        self._waiting = False
+        if self.transport.is_closing():
+            return
         content = [STATUS_LINE[status]]
-        close = not self._fast_keep_alive
+        close = not keep_alive
         for name, value in self.server_state.default_headers + [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] + (extra or []):
             content += [name, b": ", value, b"\r\n"]
@@ -239,10 +245,17 @@ class GuardedProtocol(HttpToolsProtocol):
         content += [b"\r\n", body]
         self.transport.write(b"".join(content))
         self.server_state.total_requests += 1
-        self._answered = True
         if close:
             self.transport.close()
-        done()
+        elif self.cycle is None or self.cycle.response_complete:
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+    def shutdown(self) -> None:
+        if self._waiting:
+            self.config.kfkit_app.answer_waiting()  # a graceful shutdown answers what was read
+        super().shutdown()
 
     def _to_cycle(self) -> None:
         chunks, self._fast_body = self._fast_body, None
@@ -673,36 +686,82 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             observe(route[1] if route else "unknown", deployed, status, error, started,
                     scope.get("client"), method, path)
 
-    def fast(headers: list, raw: bytes, client) -> tuple[int, bytes, list | None, Any]:
-        """A POST to the predict route, its body whole, answered on the loop's thread without the ASGI
-        round (GuardedProtocol calls this while nothing else predicts): (status, body, extra headers,
-        what to call once the answer is written). The answer is the ASGI app's to the same request."""
-        started = time.perf_counter()
-        status, deployed, error = 500, "", ""
-        try:
-            if token_bytes and not bearer_ok({"headers": headers}, token_bytes):
-                raise BadRequest(401, "this endpoint needs its token: Authorization: Bearer TOKEN")
-            body, instances_json = accepted(raw, False)
-            inflight[0] += 1
+    waiting: list[tuple[Any, list, bytes, bool]] = []  # (protocol, headers, body, keep-alive)
+
+    def wait_turn(protocol, headers: list, raw: bytes, keep_alive: bool) -> None:
+        """A request for `fast`, answered at the end of this turn of the loop with the others read in it."""
+        if not waiting:
+            asyncio.get_running_loop().call_soon(answer_waiting)
+        waiting.append((protocol, headers, raw, keep_alive))
+
+    def answer_waiting() -> None:
+        while waiting:
+            turn, count = [], 0
+            while waiting and (not turn or count + len(waiting[0][2]) <= MAX_BODY_BYTES):
+                turn.append(waiting.pop(0))  # a batch of at most one request's worth of bytes
+                count += len(turn[-1][2])
             try:
-                result = predict(body, instances_json)
-            except RequestError as exc:
-                raise BadRequest(400, str(exc)) from exc
-            finally:
-                inflight[0] -= 1
-            deployed = result.get("deployedModelId", "")
-            answer, status = answer_bytes(result, False, False), 200
-            return 200, answer, None, lambda: observe("predict", deployed, 200, "", started, client, "POST",
-                                                      predict_route)
-        except BadRequest as exc:
-            status, error = exc.status, exc.message
-            answer, extra = ENCODER.encode({"error": exc.message}).encode(), refusal_headers(exc.status)
-        except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
-            log.exception("request failed")
-            status, error = 500, f"{type(exc).__name__}: {exc}"
-            answer, extra = ENCODER.encode({"error": f"prediction failed: {error}"}).encode(), None
-        return status, answer, extra, lambda: observe("predict", deployed, status, error, started, client, "POST",
-                                                      predict_route)
+                answers = app.fast([(headers, raw, protocol.client) for protocol, headers, raw, _ in turn])
+            except Exception as exc:  # noqa: BLE001 - a bug here must not leave the turn's clients waiting
+                log.error("requests failed", exc_info=exc)
+                body = ENCODER.encode({"error": f"prediction failed: {type(exc).__name__}: {exc}"}).encode()
+                answers = [(500, body, None, lambda: None)] * len(turn)
+            for (protocol, _, _, keep_alive), (status, body, extra, _) in zip(turn, answers):
+                protocol.write_answer(status, body, extra, keep_alive)
+            for *_, done in answers:
+                done()  # metrics and the access log, once every answer is written
+
+    def fast(requests: list[tuple[list, bytes, Any]]) -> list[tuple[int, bytes, list | None, Any]]:
+        """POSTs to the predict route, each (headers, body, client), their bodies whole, answered
+        without the ASGI round, the valid ones predicted together: for each, (status, body, extra
+        headers, what to call once the answer is written), the ASGI app's answer to that request."""
+        started = time.perf_counter()
+        outcomes: list[Any] = [None] * len(requests)
+        bodies = []
+        for i, (headers, raw, _) in enumerate(requests):
+            try:
+                if token_bytes and not bearer_ok({"headers": headers}, token_bytes):
+                    raise BadRequest(401, "this endpoint needs its token: Authorization: Bearer TOKEN")
+                bodies.append((i, *accepted(raw, False)))
+            except Exception as exc:  # noqa: BLE001 - answered below, as the ASGI app answers it
+                outcomes[i] = exc
+        inflight[0] += 1
+        try:
+            many = getattr(server, "predict_many", None)
+            if len(bodies) > 1 and many is not None and getattr(server.predict, "__func__", None) is \
+                    getattr(type(server), "predict", None):
+                results = many([(body, text) for _, body, text in bodies])
+            else:  # one request, or a server whose predict was replaced (tests): each on its own
+                results = []
+                for _, body, text in bodies:
+                    try:
+                        results.append(predict(body, text))
+                    except Exception as exc:  # noqa: BLE001 - its own answer
+                        results.append(exc)
+        finally:
+            inflight[0] -= 1
+        for (i, _, _), result in zip(bodies, results):
+            outcomes[i] = result
+        answers = []
+        for (_, _, client), outcome in zip(requests, outcomes):
+            status, deployed, error, extra = 500, "", "", None
+            try:
+                if isinstance(outcome, RequestError):
+                    raise BadRequest(400, str(outcome))
+                if isinstance(outcome, Exception):
+                    raise outcome
+                deployed = outcome.get("deployedModelId", "")
+                body, status = answer_bytes(outcome, False, False), 200
+            except BadRequest as exc:
+                status, error = exc.status, exc.message
+                body, extra = ENCODER.encode({"error": exc.message}).encode(), refusal_headers(exc.status)
+            except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
+                log.error("request failed", exc_info=exc)
+                status, error = 500, f"{type(exc).__name__}: {exc}"
+                body = ENCODER.encode({"error": f"prediction failed: {error}"}).encode()
+            answers.append((status, body, extra, functools.partial(
+                observe, "predict", deployed, status, error, started, client, "POST", predict_route)))
+        return answers
 
     def accepted(raw: bytes, v1: bool) -> tuple[Any, str | None]:
         """A predict or explain body, parsed and checked (BadRequest naming what is wrong), with its
@@ -745,6 +804,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
 
     app.metrics = metrics
     app.fast = fast
+    app.wait_turn = wait_turn
+    app.answer_waiting = answer_waiting
     app.predict_target = predict_route.encode()
     app.idle = lambda: inflight[0] == 0
     return app

@@ -208,12 +208,45 @@ class LoadedModel:
         return self.predict_arrays(features_to_numpy(table, self.spec))
 
     def predict_instances(self, instances: list[Any]) -> list[dict[str, Any]]:
-        outputs = self.predict_arrays(instances_to_arrays(instances, self.signature))
-        rows = _rows_fast(outputs, len(instances))
+        return self._rows(self.predict_arrays(instances_to_arrays(instances, self.signature)), len(instances))
+
+    def predict_instance_lists(self, lists: list[list[Any]]) -> list[list[dict[str, Any]] | Exception]:
+        """predict_instances of each list, the valid ones in one call of the model (a server's
+        concurrent requests): each list's rows, or its RequestError. A model whose outputs are not
+        one row per instance, or a call that fails, has each list predicted on its own instead."""
+        results: list[Any] = [None] * len(lists)
+        arrays = {}
+        for i, instances in enumerate(lists):
+            try:
+                arrays[i] = instances_to_arrays(instances, self.signature)
+            except RequestError as exc:
+                results[i] = exc
+        counts = {i: len(lists[i]) for i in arrays}
+        total = sum(counts.values())
+        try:
+            outputs = self.predict_arrays({name: np.concatenate([arrays[i][name] for i in arrays])
+                                           for name in self.signature}) if len(arrays) > 1 else None
+        except Exception:  # noqa: BLE001 - each list again on its own: its own answer or error
+            outputs = None
+        if outputs is None or not all(v.ndim >= 1 and len(v) == total for v in outputs.values()):
+            for i in arrays:
+                try:
+                    results[i] = self._rows(self.predict_arrays(arrays[i]), counts[i])
+                except Exception as exc:  # noqa: BLE001 - one list's failure is its own
+                    results[i] = exc
+            return results
+        start = 0
+        for i, count in counts.items():
+            results[i] = self._rows({k: v[start:start + count] for k, v in outputs.items()}, count)
+            start += count
+        return results
+
+    def _rows(self, outputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+        rows = _rows_fast(outputs, count)
         if rows is not None:
             return rows
         predictions = []
-        for i in range(len(instances)):
+        for i in range(count):
             row = {}
             for name, values in outputs.items():
                 value = values[i]

@@ -404,11 +404,44 @@ class ModelServer:
         try:
             predictions = deployed.loaded.predict_instances(instances)
         except Exception as exc:
-            # a failure counts against the version that failed: the canary analysis compares error rates
-            status = 400 if isinstance(exc, RequestError) else 500
-            self.request_log.submit(deployed, None, None, latency_ms=(time.perf_counter() - started) * 1000,
-                                    status=status, error=str(exc))
+            self._failed(deployed, exc, started)
             raise
+        return self._answer(deployed, instances, predictions, started, instances_json)
+
+    def predict_many(self, requests: list[tuple[dict[str, Any], str | None]]) -> list[Answer | Exception]:
+        """predict() of each (body, instances_json), requests routed to the same model predicted in
+        one call of it (concurrent requests, batched): each request's Answer, or the error predict()
+        would raise for it, with its own record in the request log."""
+        results: list[Any] = [None] * len(requests)
+        router = self.router
+        groups: dict[int, tuple[Deployed, list[int]]] = {}
+        for i, (body, _) in enumerate(requests):
+            if not isinstance(body, dict) or "instances" not in body:
+                results[i] = RequestError("the request body must be a JSON object with an 'instances' list")
+            elif not router.deployed:
+                results[i] = RequestError("no model is deployed on this endpoint")
+            else:
+                deployed = router.pick()
+                groups.setdefault(id(deployed), (deployed, []))[1].append(i)
+        for deployed, members in groups.values():
+            started = time.perf_counter()
+            outcomes = deployed.loaded.predict_instance_lists([requests[i][0]["instances"] for i in members])
+            for i, outcome in zip(members, outcomes):
+                if isinstance(outcome, Exception):
+                    self._failed(deployed, outcome, started)
+                    results[i] = outcome
+                else:
+                    results[i] = self._answer(deployed, requests[i][0]["instances"], outcome, started, requests[i][1])
+        return results
+
+    def _failed(self, deployed: Deployed, exc: Exception, started: float) -> None:
+        # a failure counts against the version that failed: the canary analysis compares error rates
+        status = 400 if isinstance(exc, RequestError) else 500
+        self.request_log.submit(deployed, None, None, latency_ms=(time.perf_counter() - started) * 1000,
+                                status=status, error=str(exc))
+
+    def _answer(self, deployed: Deployed, instances: list, predictions: list, started: float,
+                instances_json: str | None) -> Answer:
         latency_ms = (time.perf_counter() - started) * 1000
         answer = Answer(predictions=predictions, deployedModelId=deployed.id, model=deployed.model,
                         modelVersionId=deployed.version)
