@@ -21,7 +21,8 @@ the last answer is read; plain sockets, so the client costs each server the same
 drives each server at concurrency 1, 8 and 32 with 1, 8 and 64 instances per request. Passes are
 interleaved: every pass runs every configuration on every server, in a rotated order, and a row
 is all passes together. The floor: the model's own predict called in-process (kfkit's
-LoadedModel.predict_instances, which kfkit's answer is built on) at each batch size. The other
+LoadedModel.predict_instances, which kfkit's answer is built on) at each batch size, in a process
+of its own with TensorFlow set up as kfkit serve sets it up (serve_peers/floor.py). The other
 limit: the HTTP exchange alone (serve_peers/exchange_server.py: kfkit's HTTP stack answering each
 body with kfkit's answer to it, unread), what one request costs the load generator, the loopback
 and the stack; one request at a time, no server can beat the predict and the exchange in turn.
@@ -219,12 +220,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def turns(port: int) -> tuple[int, int]:
+    """kfkit serve's turns of the loop whose requests were predicted together, and their requests (/metrics)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        text = read_response(sock, bytearray())[1].decode()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return int(values["kfkit_predict_turns_total"]), int(values["kfkit_predict_turn_requests_total"])
+
+
 def load_with_cpu(server: dict, body: bytes, concurrency: int, seconds: float) -> dict:
-    """load(), with the server's CPU seconds over the run (kfkit's servers: their process is the server)."""
+    """load(), with the server's CPU seconds over the run (kfkit's servers: their process is the server)
+    and its requests per model call (the turns of its loop that predicted requests together)."""
     pid = server["process"].pid
+    turns_before = turns(server["port"])
     before = cpu_seconds(pid)
     result = load(server["port"], server["predict"], body, concurrency, seconds)
     result["cpu"] = cpu_seconds(pid) - before
+    turns_after = turns(server["port"])
+    result["turns"] = turns_after[0] - turns_before[0]
+    result["turn_requests"] = turns_after[1] - turns_before[1]
     return result
 
 
@@ -443,9 +458,22 @@ def main() -> None:
         wait_healthy(port, "/health", processes[-1], EXCHANGE)
         exchange = {"port": port, "predict": "/predict", "body": v1_body}
 
-        from kfkit.serving.model_io import LoadedModel
+        # the floor runs in its own process, with TensorFlow set up as kfkit serve sets it up
+        floor = subprocess.Popen([sys.executable, str(PEERS_DIR / "floor.py"), meta["model_dir"]], cwd=REPO, env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file(FLOOR), text=True,
+                                 start_new_session=True)
+        processes.append(floor)
 
-        model = LoadedModel(meta["model_dir"])
+        def in_process_floor(batch: int, seconds: float) -> dict:
+            floor.stdin.write(f"{batch} {seconds}\n")
+            floor.stdin.flush()
+            answer = floor.stdout.readline()
+            if not answer:
+                raise SystemExit(f"the floor's process ended; its log is in {scratch}")
+            return json.loads(answer)
+
+        for batch in BATCHES:
+            in_process_floor(batch, 0.3)  # the first calls trace the model
         runs: dict[tuple[str, int, int], list[dict]] = {}
         names = list(servers)
         for n in range(args.passes):
@@ -462,7 +490,7 @@ def main() -> None:
                             lambda srv, b, c, t: load(srv["port"], srv["predict"], b, c, t))
                         runs.setdefault((name, batch, concurrency), []).append(
                             measure(server, body, concurrency, args.seconds))
-                runs.setdefault((FLOOR, batch, 1), []).append(in_process(model, batch, args.seconds))
+                runs.setdefault((FLOOR, batch, 1), []).append(in_process_floor(batch, args.seconds))
                 body = v1_body(batch)
                 load(exchange["port"], exchange["predict"], body, 1, 0.3)
                 runs.setdefault((EXCHANGE, batch, 1), []).append(load(exchange["port"], "/predict", body, 1, args.seconds))
@@ -556,6 +584,15 @@ def main() -> None:
                   f"{results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
         say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
             f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
+
+        def per_call(batch, concurrency):
+            found = runs[(KFKIT, batch, concurrency)]
+            return sum(r["turn_requests"] for r in found) / max(sum(r["turns"] for r in found), 1)
+
+        say("kfkit predicts the requests it reads in one turn of its event loop together, in one model call "
+            "(requests per call, all passes): " + "; ".join(
+                f"batch {b}: " + ", ".join(f"{per_call(b, c):.1f} at concurrency {c}" for c in CONCURRENCY)
+                for b in BATCHES))
         say(f"with 1,000 idle connections: req/s {idle['rps'] / around['rps']:.0%}, p99 "
             f"{idle['p99'] / around['p99']:.0%} of the runs just before and after without them (target within 20%)")
         say("Vertex's Custom Prediction Routines server: not measured here (its local run needs a Docker "

@@ -226,7 +226,8 @@ def _serve(args) -> int:
     serve(endpoint=args.endpoint, local_root=args.local_root, model_dir=args.model_dir, host=args.host,
           port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
           token_file=args.token_file, max_connections_per_client=args.max_connections_per_client,
-          model_name=args.model_name, workers=args.workers, log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
+          model_name=args.model_name, workers=args.workers, intra_op_threads=args.intra_op_threads,
+          log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
                       "max_total_bytes": int(args.log_max_total_mb * 1024 * 1024),
                       "max_age_days": args.log_max_age_days})
     return 0
@@ -422,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http_port", dest="port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--predictor_host", help=argparse.SUPPRESS)  # kfkit serve loads the model itself
     p.add_argument("--workers", type=int, default=4, help="threads that run predictions (4)")
+    p.add_argument("--intra-op-threads", type=int, default=1,
+                   help="TensorFlow's threads within one operation (default 1: requests, batched, use the "
+                        "cores; 0: TensorFlow's choice, one per core)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
     p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
     p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")

@@ -11,6 +11,8 @@ AIP_HTTP_PORT and the model in AIP_STORAGE_URI
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -233,6 +235,8 @@ def test_requests_read_in_one_turn_are_predicted_in_one_call_each_answered_as_al
     together = one_turn(app, TURN)
 
     assert calls == [6]  # the four valid requests' 1 + 3 + 1 + 1 instances, in one call
+    assert "kfkit_predict_turns_total 1\nkfkit_predict_turn_requests_total 6" in "".join(
+        line + "\n" for line in app.metrics.render().splitlines() if not line.startswith("#"))
     assert [(status, payload) for status, payload, _ in together] == [(status, payload) for status, _, payload in alone]
     assert [status for status, _, _ in together] == [200, 200, 400, 400, 200, 200]
     assert "'sex'" in together[2][1]["error"] and "not valid JSON" in together[3][1]["error"]
@@ -272,3 +276,29 @@ def test_a_turn_with_a_replaced_predict_calls_it_for_each_request(model_server, 
     assert seen == [1, 3]
     assert [status for status, _, _ in together] == [500, 500]
     assert together[0][1] == {"error": "prediction failed: ZeroDivisionError: division by zero"}
+
+
+def test_serve_runs_each_tensorflow_operation_on_its_calling_thread_unless_tensorflow_already_ran():
+    code = ("from kfkit.cli import build_parser\n"
+            "from kfkit.serving.model_io import serving_threads, tensorflow_runtime\n"
+            "tf = tensorflow_runtime()\n"
+            "default = build_parser().parse_args(['serve']).intra_op_threads\n"
+            "print(default, serving_threads(default), tf.config.threading.get_intra_op_parallelism_threads())\n"
+            "tf.constant(1.0) + 1\n"
+            "print(serving_threads(3), tf.config.threading.get_intra_op_parallelism_threads())\n")
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert run.stdout.split("\n")[:2] == ["1 True 1", "False 1"], run.stderr[-2000:]
+
+
+def test_serve_passes_its_intra_op_threads_to_the_server(monkeypatch):
+    from kfkit import cli
+    from kfkit.serving import server as serving
+
+    got = {}
+    monkeypatch.setattr(serving, "serve", lambda **kwargs: got.update(kwargs))
+
+    cli.main(["serve", "--endpoint", "penguins", "--intra-op-threads", "0"])
+
+    assert got["intra_op_threads"] == 0

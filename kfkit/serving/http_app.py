@@ -398,6 +398,8 @@ class Metrics:
         self.buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_sum = 0.0
         self.latency_count = 0
+        self.turns = 0          # turns of the loop whose waiting requests were predicted together
+        self.turn_requests = 0  # the requests those turns answered
 
     def observe(self, route: str, deployed: str, status: int, seconds: float) -> None:
         key = (route, deployed, status)
@@ -421,6 +423,12 @@ class Metrics:
         lines.append(f'kfkit_predict_latency_seconds_bucket{{le="+Inf"}} {self.latency_count}')
         lines.append(f"kfkit_predict_latency_seconds_sum {self.latency_sum}")
         lines.append(f"kfkit_predict_latency_seconds_count {self.latency_count}")
+        lines += ["# HELP kfkit_predict_turns_total Turns of the event loop whose prediction requests were "
+                  "predicted together, one model call each.",
+                  "# TYPE kfkit_predict_turns_total counter", f"kfkit_predict_turns_total {self.turns}",
+                  "# HELP kfkit_predict_turn_requests_total Requests answered by those turns.",
+                  "# TYPE kfkit_predict_turn_requests_total counter",
+                  f"kfkit_predict_turn_requests_total {self.turn_requests}"]
         return "\n".join(lines) + "\n"
 
 
@@ -700,6 +708,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             while waiting and (not turn or count + len(waiting[0][2]) <= MAX_BODY_BYTES):
                 turn.append(waiting.pop(0))  # a batch of at most one request's worth of bytes
                 count += len(turn[-1][2])
+            metrics.turns += 1
+            metrics.turn_requests += len(turn)
             try:
                 answers = app.fast([(headers, raw, protocol.client) for protocol, headers, raw, _ in turn])
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave the turn's clients waiting

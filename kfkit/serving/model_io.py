@@ -135,6 +135,24 @@ def tensorflow_runtime():
     return tf
 
 
+def serving_threads(intra_op: int) -> bool:
+    """TensorFlow's intra-op threads for a model server: 1 (kfkit serve's default) runs each operation
+    on the thread that calls it. A server's requests are small, and concurrent ones are predicted
+    together: a pool's threads handing one small operation around cost more than they share
+    (benchmarks/serve.py: the same predictions for about 15% less of the server's CPU, faster at
+    every batch size up to 4096 rows on 2 cores), and waiting for work they take CPU from the
+    clients. 0 leaves TensorFlow's choice (one per core). Whether it took effect: TensorFlow
+    fixes it when it first runs, so a process that already ran TensorFlow keeps what it had."""
+    tf = tensorflow_runtime()
+    if intra_op <= 0 or tf.config.threading.get_intra_op_parallelism_threads() == intra_op:
+        return intra_op > 0
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    except RuntimeError:  # "cannot be modified after initialization"
+        return False
+    return True
+
+
 def _rows_fast(outputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]] | None:
     """predict_instances' rows made a column at a time (tolist in C rather than an item per value);
     the same values: a 1-D column's bytes decoded, a wider column's rows as lists. None for a shape

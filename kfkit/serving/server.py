@@ -30,7 +30,7 @@ from typing import Any
 from kfkit.errors import KfkitError
 from kfkit.serving.fast_json import ENCODER, dumps
 from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
-from kfkit.serving.model_io import LoadedModel, RequestError
+from kfkit.serving.model_io import LoadedModel, RequestError, serving_threads
 from kfkit.serving.request_logs import SETTLE_S
 
 log = logging.getLogger("kfkit.server")
@@ -483,14 +483,17 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
                      host: str = "127.0.0.1", port: int | None = None, log_sample_rate: float = 1.0,
                      ready: threading.Event | None = None, max_connections: int = 2048, workers: int = 4,
                      log_limits: dict[str, float] | None = None, token_file: str | None = None,
-                     max_connections_per_client: int = 0, model_name: str | None = None):
+                     max_connections_per_client: int = 0, model_name: str | None = None, intra_op_threads: int = 1):
     """The uvicorn server of `kfkit serve` (call .run(); set .should_exit to stop and drain).
 
     max_connections_per_client is off by default: on Vertex AI and KServe every request arrives
     through the platform's proxy, one address for all clients.
 
     model_name: the name KServe's v1 routes answer for (/v1/models/<name>:predict and :explain; KServe
-    sends its InferenceService's name); default: the endpoint's name."""
+    sends its InferenceService's name); default: the endpoint's name.
+
+    intra_op_threads: TensorFlow's threads within one operation (model_io.serving_threads); 0 leaves
+    TensorFlow's choice."""
     import uvicorn
 
     from kfkit.serving.http_app import GuardedProtocol, make_app, read_token
@@ -500,6 +503,8 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     health_route = os.environ.get("AIP_HEALTH_ROUTE", "/health")
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
     explain_route = explain_route_for(predict_route)
+    if not serving_threads(intra_op_threads) and intra_op_threads > 0:
+        log.debug("TensorFlow already ran in this process: its intra-op threads stay as they were")
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
                          log_sample_rate=log_sample_rate, log_limits=log_limits, log_buffered=True)
     app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file),
