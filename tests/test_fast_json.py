@@ -94,3 +94,39 @@ def test_dumps_writes_what_json_writes_where_orjson_would_differ(value):
 def test_dumps_refuses_what_json_cannot_write():
     with pytest.raises(TypeError):
         fast_json.dumps([{1, 2}])
+
+
+CHECKED = BODIES + [
+    b'{"instances": [{"x": 9223372036854775807}, {"y": 9223372036854775808}]}',
+    b'{"instances": [{"x": 18446744073709551615}]}',
+    b'{"instances": [{"x": -9223372036854775809}]}',
+    b'{"instances": [{"x": 999999999999999999}, {"x": -999999999999999999}]}',
+    b'{"instances": [{"x": 1e400}]}',
+    b'{"instances": [{"x": -1e309, "y": 1}]}',
+    b'{"instances": [{"s": "\\ud800"}]}',
+    b'{"instances": [{"s": "\\udfff x"}]}',
+    b'{"instances": [{"nested": {"a": [1, 2, {"b": 1e400}]}}]}',
+    b'{"instances": [{"deep": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}]}",
+    b'{"instances": [{"deep": ' + b"[" * 29 + b"1" + b"]" * 29 + b"}]}",
+    b'{"instances": [1, "a", null, {"x": 1}]}',
+    b'{"instances": [{"t": true, "f": false, "n": null, "s": "", "i": 0, "x": 0.0}]}',
+]
+
+
+@pytest.mark.parametrize("raw", CHECKED)
+def test_the_server_judges_instances_as_json_and_the_full_walk_would(raw):
+    from kfkit.serving.http_app import BadRequest, check_values, checked_instances, parse_body, parse_predict_request
+
+    def outcome(parse, check):
+        try:
+            instances = parse(raw)["instances"]
+            check(instances)
+        except BadRequest as exc:
+            return exc.status, exc.message
+        return "accepted", _typed(instances)
+
+    served = outcome(lambda r: parse_predict_request(r)[0],
+                     lambda i: checked_instances(i, parse_predict_request(raw)[2]))
+    walked = outcome(parse_body, lambda i: check_values(i, "instances"))
+
+    assert served == walked

@@ -45,6 +45,23 @@ def test_a_record_line_is_the_bytes_json_dumps_made_before():
     assert line == (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
 
 
+@pytest.mark.parametrize("now, latency_ms", [(1700000000.25, 1.2345), (1e22, 0.0), (1.5, 5e-324), (1e9 + 0.1, 123456.78951),
+                                             (1796534146.597927, 1e300)])
+def test_a_record_line_with_the_texts_spliced_in_is_the_bytes_json_dumps_makes(now, latency_ms):
+    request_log = RequestLog(None, "e\u00e9\"")
+    deployed = Deployed("d\u00e9", "pen\"guins", "3\n", 100, None)
+    instances, predictions = [PENGUIN, dict(PENGUIN, sex="\u00e9")], [PREDICTION, PREDICTION]
+    record = {"timestamp": now, "endpoint": "e\u00e9\"", "deployed_model_id": "d\u00e9", "model": "pen\"guins",
+              "model_version": "3\n", "status": 200, "latency_ms": round(latency_ms, 3), "instances": instances,
+              "predictions": predictions}
+    texts = [json.dumps(v, separators=(",", ":")) for v in (instances, predictions)]
+
+    lines = [request_log.line(deployed, instances, predictions, now=now, latency_ms=latency_ms, instances_json=texts[0],
+                              predictions_json=texts[1]) for _ in range(2)]
+
+    assert lines[0] == lines[1] == (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+
+
 def test_a_failed_request_line_carries_its_status_and_error_and_no_payload():
     line = RequestLog(None, "e").line(DEPLOYED, None, None, now=5.0, status=400, error="x" * 900)
 

@@ -302,3 +302,17 @@ def test_serve_passes_its_intra_op_threads_to_the_server(monkeypatch):
     cli.main(["serve", "--endpoint", "penguins", "--intra-op-threads", "0"])
 
     assert got["intra_op_threads"] == 0
+
+
+def test_a_prediction_logged_later_writes_its_record_only_when_its_caller_says(penguin_model, tmp_path):
+    LocalEndpoints(tmp_path).deploy("penguins", "penguins", "1", str(penguin_model))
+    server = ModelServer(endpoint="penguins", local_root=str(tmp_path), seed=1)
+    log_dir = tmp_path / "request_logs" / "penguins"
+
+    answer = server.predict({"instances": [PENGUIN]}, log_later=True)
+    before = sorted(log_dir.glob("*.jsonl"))
+    answer.log()
+
+    assert answer["predictions"] and not any(p.stat().st_size for p in before)
+    records = [json.loads(line) for p in sorted(log_dir.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    assert [r["instances"] for r in records] == [[PENGUIN]]

@@ -490,8 +490,9 @@ def test_a_body_still_arriving_takes_the_asgi_round_and_is_answered_whole(live, 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request[:half])
         deadline = time.monotonic() + 10
-        # the ASGI round has begun once the protocol holds a task for this request
-        while not any(c.tasks for c in server.server_state.connections) and time.monotonic() < deadline:
+        # the ASGI round has begun once a connection holds a request cycle not yet answered
+        while not any(c.cycle is not None and not c.cycle.response_complete
+                      for c in list(server.server_state.connections)) and time.monotonic() < deadline:
             time.sleep(0.005)
         sock.sendall(request[half:])
         answers = split_answers(b"".join(iter(lambda: sock.recv(65536), b"")))

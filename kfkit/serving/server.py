@@ -16,8 +16,10 @@ The HTTP side (uvicorn, guards, metrics) is kfkit.serving.http_app.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -60,6 +62,7 @@ class Answer(dict):
     are not JSON, e.g. NaN) so the HTTP layer and the request log encode them once between them."""
 
     predictions_json: str | None = None
+    log = None  # with predict(log_later=True): writes the request's record (the caller calls it once sent)
 
 
 @dataclass
@@ -119,6 +122,7 @@ class RequestLog:
         self._pending_lock = threading.Lock()
         self._closed = threading.Event()
         self._writer: threading.Thread | None = None
+        self._middles: dict[str, tuple[tuple[str, str], str]] = {}  # line()'s fixed text per deployed model
         self.written_at_cap = 0  # records a request wrote itself because the buffer was full
         self.lost = 0            # records a failed write lost, each also logged as an error
         if self.buffered:
@@ -173,6 +177,17 @@ class RequestLog:
         """One record as its line, or None when it holds a value JSON cannot carry. instances_json
         and predictions_json, when given, are those lists already encoded (strict, ASCII JSON without
         line breaks): spliced in rather than encoded again."""
+        if (status == 200 and latency_ms is not None and instances_json is not None and predictions_json is not None
+                and type(now) is float and math.isfinite(now) and math.isfinite(latency_ms)):
+            # the common record, the same bytes as below: the fields of its deployed model encoded once
+            middle = self._middles.get(deployed.id)
+            if middle is None or middle[0] != (deployed.model, deployed.version):
+                fields = ENCODER.encode({"endpoint": self.endpoint, "deployed_model_id": deployed.id,
+                                         "model": deployed.model, "model_version": deployed.version, "status": 200})
+                middle = self._middles[deployed.id] = ((deployed.model, deployed.version),
+                                                       "," + fields[1:-1] + ',"latency_ms":')
+            return (f'{{"timestamp":{float.__repr__(now)}{middle[1]}{float.__repr__(round(latency_ms, 3))}'
+                    f',"instances":{instances_json},"predictions":{predictions_json}}}\n').encode("ascii")
         record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
                   "model": deployed.model, "model_version": deployed.version, "status": status}
         if latency_ms is not None:
@@ -390,9 +405,11 @@ class ModelServer:
         """A model is loaded and takes traffic."""
         return bool(self.router.deployed)
 
-    def predict(self, body: dict[str, Any], instances_json: str | None = None) -> Answer:
+    def predict(self, body: dict[str, Any], instances_json: str | None = None, *, log_later: bool = False) -> Answer:
         """instances_json: body["instances"] as the client's own JSON text, when the HTTP layer has it
-        (strict, ASCII, no line breaks), for the request log to keep rather than encode again."""
+        (strict, ASCII, no line breaks), for the request log to keep rather than encode again.
+        log_later: the answer's request-log record is left to its caller (Answer.log), to write once
+        the answer is sent."""
         if not isinstance(body, dict) or "instances" not in body:
             raise RequestError("the request body must be a JSON object with an 'instances' list")
         router = self.router  # one table for the whole request, even if a reload happens now
@@ -406,9 +423,10 @@ class ModelServer:
         except Exception as exc:
             self._failed(deployed, exc, started)
             raise
-        return self._answer(deployed, instances, predictions, started, instances_json)
+        return self._answer(deployed, instances, predictions, started, instances_json, log_later)
 
-    def predict_many(self, requests: list[tuple[dict[str, Any], str | None]]) -> list[Answer | Exception]:
+    def predict_many(self, requests: list[tuple[dict[str, Any], str | None]], *,
+                     log_later: bool = False) -> list[Answer | Exception]:
         """predict() of each (body, instances_json), requests routed to the same model predicted in
         one call of it (concurrent requests, batched): each request's Answer, or the error predict()
         would raise for it, with its own record in the request log."""
@@ -431,7 +449,8 @@ class ModelServer:
                     self._failed(deployed, outcome, started)
                     results[i] = outcome
                 else:
-                    results[i] = self._answer(deployed, requests[i][0]["instances"], outcome, started, requests[i][1])
+                    results[i] = self._answer(deployed, requests[i][0]["instances"], outcome, started, requests[i][1],
+                                              log_later)
         return results
 
     def _failed(self, deployed: Deployed, exc: Exception, started: float) -> None:
@@ -441,7 +460,7 @@ class ModelServer:
                                 status=status, error=str(exc))
 
     def _answer(self, deployed: Deployed, instances: list, predictions: list, started: float,
-                instances_json: str | None) -> Answer:
+                instances_json: str | None, log_later: bool = False) -> Answer:
         latency_ms = (time.perf_counter() - started) * 1000
         answer = Answer(predictions=predictions, deployedModelId=deployed.id, model=deployed.model,
                         modelVersionId=deployed.version)
@@ -451,8 +470,12 @@ class ModelServer:
             # not JSON (NaN): the HTTP layer refuses the answer, and there is no record to write
             log.warning("request not logged: it holds a value JSON cannot carry")
         else:
-            self.request_log.submit(deployed, instances, predictions, latency_ms=latency_ms,
-                                    instances_json=instances_json, predictions_json=answer.predictions_json)
+            record = functools.partial(self.request_log.submit, deployed, instances, predictions, latency_ms=latency_ms,
+                                       instances_json=instances_json, predictions_json=answer.predictions_json)
+            if log_later:
+                answer.log = record
+            else:
+                record()
         return answer
 
     def explain(self, body: dict[str, Any]) -> dict[str, Any]:
