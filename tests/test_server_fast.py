@@ -316,3 +316,30 @@ def test_a_prediction_logged_later_writes_its_record_only_when_its_caller_says(p
     assert answer["predictions"] and not any(p.stat().st_size for p in before)
     records = [json.loads(line) for p in sorted(log_dir.glob("*.jsonl")) for line in p.read_text().splitlines()]
     assert [r["instances"] for r in records] == [[PENGUIN]]
+
+
+def test_serve_exempts_its_loaded_heap_from_the_garbage_collector(penguin_model):
+    code = ("import gc, threading\n"
+            "from kfkit.serving.server import make_http_server\n"
+            "ready = threading.Event()\n"
+            f"server = make_http_server(model_dir={str(penguin_model)!r}, port=0, ready=ready, freeze_heap=True)\n"
+            "threading.Thread(target=server.run, daemon=True).start()\n"
+            "assert ready.wait(120)\n"
+            "print(gc.get_freeze_count() > 100000)\n"
+            "server.should_exit = True\n")
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+
+    assert run.stdout.split("\n")[-2:] == ["True", ""], run.stderr[-2000:]
+
+
+def test_serve_is_the_one_that_freezes_the_heap(monkeypatch):
+    from kfkit.serving import server as serving
+
+    got = {}
+    monkeypatch.setattr(serving, "make_http_server", lambda **kwargs: got.update(kwargs) or type(
+        "Stub", (), {"run": lambda self: None})())
+
+    serving.serve(endpoint="penguins")
+
+    assert got == {"endpoint": "penguins", "freeze_heap": True}
