@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from kfkit.serving import fast_json
-from kfkit.serving.http_app import parse_predict_body
+from kfkit.serving.http_app import parse_predict_request
 
 BODIES = [
     b'{"instances": [{"x": 0.1000000000000000055511151231257827, "y": 4.9e-324, "z": -0.0}]}',
@@ -42,7 +42,7 @@ def _leaves(value):
 def test_a_body_read_fast_is_the_value_json_reads(raw):
     expected = json.loads(raw)
 
-    body, instances_json = parse_predict_body(raw)
+    body, instances_json, _ = parse_predict_request(raw)
 
     assert _typed(body) == _typed(expected)
     if instances_json is not None:
@@ -54,7 +54,7 @@ def test_a_body_is_read_fast_unless_it_holds_a_long_run_of_digits():
     assert fast_json.loads_fast(b'{"instances": [{"x": 123456789012345678}]}') == {"instances": [{"x": 123456789012345678}]}
     # orjson reads 2**64 as a float; json keeps the integer, which the server refuses by name
     assert fast_json.loads_fast(b'{"instances": [{"x": 18446744073709551616}]}') is NotImplemented
-    assert parse_predict_body(b'{"instances": [{"x": 18446744073709551616}]}')[0]["instances"][0]["x"] == 2 ** 64
+    assert parse_predict_request(b'{"instances": [{"x": 18446744073709551616}]}')[0]["instances"][0]["x"] == 2 ** 64
 
 
 @pytest.mark.parametrize("raw", [b'{"instances": [NaN]}', b'{"instances": [1e999]}', b'{"instances": ["\\ud800"]}',
@@ -69,7 +69,7 @@ def test_random_doubles_come_back_exactly_from_both_directions():
     values = [v for v in values if math.isfinite(v)] + [5e-324, -0.0, 2.0 ** 53 + 2, 1e16, 1e-7, 0.1]
 
     encoded = fast_json.dumps(values)
-    body, _ = parse_predict_body(json.dumps({"instances": values}).encode())
+    body, _, _ = parse_predict_request(json.dumps({"instances": values}).encode())
 
     assert [struct.pack("<d", v) for v in json.loads(encoded)] == [struct.pack("<d", v) for v in values]
     assert [struct.pack("<d", v) for v in body["instances"]] == [struct.pack("<d", v) for v in values]

@@ -71,7 +71,7 @@ def test_a_failed_request_line_carries_its_status_and_error_and_no_payload():
 
 def test_the_instances_text_a_client_sent_is_kept_and_reads_back_as_the_same_instances():
     raw = b'{"parameters": {},\r\n "instances": [ {"island": "Biscoe", "culmen_length_mm": 47.50,\n "x": "\\u00e9"} ]}'
-    body, text = http_app.parse_predict_body(raw)
+    body, text, _ = http_app.parse_predict_request(raw)
 
     line = RequestLog(None, "e").line(DEPLOYED, body["instances"], [PREDICTION], now=5.0, instances_json=text)
 
@@ -92,7 +92,7 @@ def test_parsing_for_the_log_answers_every_body_as_parse_body_does(raw):
         except http_app.BadRequest as exc:
             return exc.status, exc.message
 
-    fast = outcome(lambda r: http_app.parse_predict_body(r)[0])
+    fast = outcome(lambda r: http_app.parse_predict_request(r)[0])
 
     assert fast == outcome(http_app.parse_body)
 

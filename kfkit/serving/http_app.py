@@ -347,20 +347,14 @@ def _clean(value: Any, depth: int) -> bool:
     return True
 
 
-def parse_predict_body(raw: bytes) -> tuple[Any, str | None]:
-    """parse_body, and the JSON text of the body's "instances" value (compact ASCII) when the body is
+def parse_predict_request(raw: bytes) -> tuple[Any, str | None, bool]:
+    """parse_body, with the JSON text of the body's "instances" value (compact ASCII) when the body is
     an object orjson reads as json does (fast_json.loads_fast): the request log splices that text in
     rather than encoding the instances again. Every other body goes to parse_body, which answers it
-    as before, and the log encodes its instances itself."""
-    body, text, _ = parse_predict_request(raw)
-    return body, text
-
-
-def parse_predict_request(raw: bytes) -> tuple[Any, str | None, bool]:
-    """parse_predict_body, and whether orjson read the body. What orjson reads has every number
-    finite (it refuses 1e400), every string valid Unicode (it refuses a lone surrogate) and every
-    integer under 19 digits (loads_fast leaves longer runs of digits to json), so within int64:
-    check_values has only the nesting left to judge (checked_instances)."""
+    as before, and the log encodes its instances itself. Third, whether orjson read the body: what it
+    reads has every number finite (it refuses 1e400), every string valid Unicode (it refuses a lone
+    surrogate) and every integer under 19 digits (loads_fast leaves longer runs of digits to json),
+    so within int64: check_values has only the nesting left to judge (checked_instances)."""
     body = loads_fast(raw)
     if type(body) is dict:
         instances = body.get("instances")
@@ -746,9 +740,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             try:
                 answers = app.fast([(headers, raw, protocol.client) for protocol, headers, raw, _ in turn])
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave the turn's clients waiting
-                log.error("requests failed", exc_info=exc)
-                body = ENCODER.encode({"error": f"prediction failed: {type(exc).__name__}: {exc}"}).encode()
-                answers = [(500, body, None, lambda: None)] * len(turn)
+                status, _, body, extra = failure(exc)
+                answers = [(status, body, extra, lambda: None)] * len(turn)
             for (protocol, _, _, keep_alive), (status, body, extra, _) in zip(turn, answers):
                 protocol.write_answer(status, body, extra, keep_alive)
             for *_, done in answers:
@@ -787,21 +780,15 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
             outcomes[i] = result
         answers = []
         for (_, _, client), outcome in zip(requests, outcomes):
-            status, deployed, error, extra = 500, "", "", None
-            try:
-                if isinstance(outcome, RequestError):
-                    raise BadRequest(400, str(outcome))
-                if isinstance(outcome, Exception):
-                    raise outcome
+            deployed = ""
+            if isinstance(outcome, Exception):
+                status, error, body, extra = failure(outcome)
+            else:
                 deployed = outcome.get("deployedModelId", "")
-                body, status = answer_bytes(outcome, False, False), 200
-            except BadRequest as exc:
-                status, error = exc.status, exc.message
-                body, extra = ENCODER.encode({"error": exc.message}).encode(), refusal_headers(exc.status)
-            except Exception as exc:  # noqa: BLE001 - the server must outlive any single request
-                log.error("request failed", exc_info=exc)
-                status, error = 500, f"{type(exc).__name__}: {exc}"
-                body = ENCODER.encode({"error": f"prediction failed: {error}"}).encode()
+                try:
+                    status, error, body, extra = 200, "", answer_bytes(outcome, False, False), None
+                except BadRequest as exc:
+                    status, error, body, extra = failure(exc)
             answers.append((status, body, extra, functools.partial(
                 done, outcome, deployed, status, error, started, client)))
         return answers
@@ -857,6 +844,19 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
     app.predict_target = predict_route.encode()
     app.idle = lambda: inflight[0] == 0
     return app
+
+
+def failure(exc: Exception) -> tuple[int, str, bytes, list | None]:
+    """A lone prediction's failed answer, as the ASGI app answers it: (status, error, body, extra
+    headers). A BadRequest or the model's RequestError is the client's (400 naming it), anything
+    else a logged 500."""
+    if isinstance(exc, RequestError):
+        exc = BadRequest(400, str(exc))
+    if isinstance(exc, BadRequest):
+        return exc.status, exc.message, ENCODER.encode({"error": exc.message}).encode(), refusal_headers(exc.status)
+    log.error("request failed", exc_info=exc)
+    error = f"{type(exc).__name__}: {exc}"
+    return 500, error, ENCODER.encode({"error": f"prediction failed: {error}"}).encode(), None
 
 
 def refusal_headers(status: int) -> list | None:

@@ -411,12 +411,7 @@ class ModelServer:
         (strict, ASCII, no line breaks), for the request log to keep rather than encode again.
         log_later: the answer's request-log record is left to its caller (Answer.log), to write once
         the answer is sent."""
-        if not isinstance(body, dict) or "instances" not in body:
-            raise RequestError("the request body must be a JSON object with an 'instances' list")
-        router = self.router  # one table for the whole request, even if a reload happens now
-        if not router.deployed:
-            raise RequestError("no model is deployed on this endpoint")
-        deployed = router.pick()
+        deployed = self._route(body, self.router)  # one table for the whole request, even if a reload happens now
         instances = body["instances"]
         started = time.perf_counter()
         try:
@@ -435,12 +430,11 @@ class ModelServer:
         router = self.router
         groups: dict[int, tuple[Deployed, list[int]]] = {}
         for i, (body, _) in enumerate(requests):
-            if not isinstance(body, dict) or "instances" not in body:
-                results[i] = RequestError("the request body must be a JSON object with an 'instances' list")
-            elif not router.deployed:
-                results[i] = RequestError("no model is deployed on this endpoint")
+            try:
+                deployed = self._route(body, router)
+            except RequestError as exc:
+                results[i] = exc
             else:
-                deployed = router.pick()
                 groups.setdefault(id(deployed), (deployed, []))[1].append(i)
         for deployed, members in groups.values():
             started = time.perf_counter()
@@ -453,6 +447,15 @@ class ModelServer:
                     results[i] = self._answer(deployed, requests[i][0]["instances"], outcome, started, requests[i][1],
                                               log_later)
         return results
+
+    @staticmethod
+    def _route(body: Any, router: Router) -> Deployed:
+        """The deployed model a request body goes to, or the RequestError it gets."""
+        if not isinstance(body, dict) or "instances" not in body:
+            raise RequestError("the request body must be a JSON object with an 'instances' list")
+        if not router.deployed:
+            raise RequestError("no model is deployed on this endpoint")
+        return router.pick()
 
     def _failed(self, deployed: Deployed, exc: Exception, started: float) -> None:
         # a failure counts against the version that failed: the canary analysis compares error rates
