@@ -343,3 +343,19 @@ def test_serve_is_the_one_that_freezes_the_heap(monkeypatch):
     serving.serve(endpoint="penguins")
 
     assert got == {"endpoint": "penguins", "freeze_heap": True}
+
+
+@pytest.mark.parametrize("size, calls", [(http_app.MAX_BODY_BYTES // 2, [2]), (http_app.MAX_BODY_BYTES // 2 + 1, [1, 1])],
+                         ids=["two-at-the-bound", "one-byte-over"])
+def test_a_turn_predicts_at_most_one_bodys_worth_of_bytes_in_one_call(model_server, monkeypatch, size, calls):
+    app = http_app.make_app(model_server)
+    loaded = model_server.router.deployed[0].loaded
+    seen = []
+    predict_arrays = loaded.predict_arrays
+    monkeypatch.setattr(loaded, "predict_arrays", lambda features: seen.append(len(features["sex"]))
+                        or predict_arrays(features))
+
+    together = one_turn(app, [body_of_size(size), body_of_size(size)])
+
+    assert seen == calls
+    assert [status for status, _, _ in together] == [200, 200]
