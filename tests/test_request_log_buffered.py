@@ -146,6 +146,35 @@ def test_at_the_byte_cap_the_request_writes_the_buffer_and_its_own_record(tmp_pa
     request_log.close()
 
 
+def test_an_answered_record_buffered_as_its_parts_is_written_as_the_line_a_request_would_make(tmp_path, monkeypatch):
+    request_log = buffered_log(tmp_path)
+    texts = [json.dumps(v, separators=(",", ":")) for v in ([PENGUIN], [PREDICTION])]
+    monkeypatch.setattr(time, "time", lambda: 1700000000.25)
+
+    request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION], latency_ms=1.5, instances_json=texts[0],
+                       predictions_json=texts[1])
+    buffered = request_log._pending[0][1]
+    request_log.close()
+
+    assert type(buffered) is tuple  # made into its line by the writer, not by the request
+    assert lines(tmp_path / "logs") == [request_log.line(DEPLOYED, [PENGUIN], [PREDICTION], now=1700000000.25,
+                                                         latency_ms=1.5)[:-1]]
+
+
+def test_records_buffered_as_parts_count_their_texts_against_the_byte_cap(tmp_path):
+    texts = [json.dumps(v, separators=(",", ":")) for v in ([PENGUIN] * 20, [PREDICTION] * 20)]
+    one = len(texts[0]) + len(texts[1]) + 512
+    request_log = buffered_log(tmp_path, max_buffer_bytes=2 * one + 10)
+    for _ in range(3):  # the third does not fit
+        request_log.submit(DEPLOYED, [PENGUIN] * 20, [PREDICTION] * 20, latency_ms=1.0, instances_json=texts[0],
+                           predictions_json=texts[1])
+
+    assert request_log.written_at_cap == 1 and request_log._pending_bytes == 0
+    assert len(lines(tmp_path / "logs")) == 3 and all(json.loads(line)["instances"] == [PENGUIN] * 20
+                                                      for line in lines(tmp_path / "logs"))
+    request_log.close()
+
+
 def test_the_background_writer_writes_without_a_flush_call(tmp_path):
     request_log = RequestLog(tmp_path / "logs", "e", buffered=True, flush_interval_s=0.01)
     request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
