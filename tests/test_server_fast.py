@@ -188,19 +188,23 @@ def test_the_same_seed_routes_the_same_way_and_the_revision_is_kept():
 # together (http_app's wait_turn / answer_waiting): each must get what it gets alone.
 
 class Waiting:
-    """What answer_waiting uses of a connection: its client, and where its answer is written."""
+    """What answer_waiting uses of a connection: its client, the server's open connections, and where
+    its answer is written."""
 
     client = ("127.0.0.1", 1)
 
-    def __init__(self):
+    def __init__(self, connections: set):
         self.answers = []
+        self.connections = connections
+        connections.add(self)
 
     def write_answer(self, status, body, extra, keep_alive):
         self.answers.append((status, json.loads(body), extra))
 
 
 def one_turn(app, bodies: list[bytes]) -> list[tuple[int, dict, list | None]]:
-    connections = [Waiting() for _ in bodies]
+    server_connections: set = set()
+    connections = [Waiting(server_connections) for _ in bodies]
 
     async def turn():
         for connection, body in zip(connections, bodies):
@@ -246,6 +250,32 @@ def test_requests_read_in_one_turn_are_predicted_in_one_call_each_answered_as_al
     turn_records = logged[len(logged) // 2:]
     assert [len(r.get("instances", [])) for r in turn_records if r["status"] == 200] == [1, 3, 1, 1]
     assert [r["status"] for r in turn_records] .count(400) == 1
+
+
+def test_a_request_on_the_servers_only_connection_is_answered_without_waiting_for_the_turns_end(model_server):
+    # no other connection can have a request read in this turn: waiting would only add a turn of the loop
+    app = http_app.make_app(model_server)
+    status, _, payload = call(app, "POST", "/predict", TURN[0])
+    only = Waiting(set())
+    shared: set = set()
+    first, second = Waiting(shared), Waiting(shared)
+    length = [(b"content-length", str(len(TURN[0])).encode())]
+
+    async def turn():
+        app.wait_turn(only, length, TURN[0], True)
+        answered_at_once = list(only.answers)
+        app.wait_turn(first, length, TURN[0], True)
+        app.wait_turn(second, length, TURN[0], True)
+        waited = first.answers + second.answers
+        await asyncio.sleep(0)
+        return answered_at_once, waited
+
+    answered_at_once, waited = asyncio.run(turn())
+
+    assert answered_at_once == [(status, payload, None)] and status == 200
+    assert waited == [] and first.answers == second.answers == [(status, payload, None)]
+    assert "kfkit_predict_turns_total 2\nkfkit_predict_turn_requests_total 3" in "".join(
+        line + "\n" for line in app.metrics.render().splitlines() if not line.startswith("#"))
 
 
 def test_a_turn_whose_one_call_fails_is_predicted_request_by_request(model_server, monkeypatch):

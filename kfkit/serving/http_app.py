@@ -724,8 +724,12 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
     waiting: list[tuple[Any, list, bytes, bool]] = []  # (protocol, headers, body, keep-alive)
 
     def wait_turn(protocol, headers: list, raw: bytes, keep_alive: bool) -> None:
-        """A request for `fast`, answered at the end of this turn of the loop with the others read in it."""
+        """A request for `fast`, answered at the end of this turn of the loop with the others read in it;
+        at once when its connection is the server's only one (no other can be read in this turn)."""
         if not waiting:
+            if len(protocol.connections) == 1:
+                waiting.append((protocol, headers, raw, keep_alive))
+                return answer_waiting()
             asyncio.get_running_loop().call_soon(answer_waiting)
         waiting.append((protocol, headers, raw, keep_alive))
 
