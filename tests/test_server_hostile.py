@@ -209,6 +209,49 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off(live, monkeypatch):
     assert answered_after(port)
 
 
+def keep_alive_requests(sock, until: float) -> int:
+    """Predictions one after another on one kept-alive connection until the monotonic time `until`."""
+    answered = 0
+    while time.monotonic() < until:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(VALID), VALID))
+        response = b""
+        while b"\r\n\r\n" not in response or len(response.split(b"\r\n\r\n", 1)[1]) < int(
+                response.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]):
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed a busy connection after {answered} answers"
+            response += chunk
+        assert statuses(response) == [200]
+        answered += 1
+    return answered
+
+
+def test_a_busy_connection_outlives_its_header_and_keep_alive_deadlines_and_is_closed_once_idle(live, monkeypatch):
+    # the timers are armed once and move their deadlines with each request: when one fires on a busy
+    # connection it must wait again, not close it; once the connection idles, it closes it
+    port, _, server = live
+    monkeypatch.setattr(http_app, "HEADER_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(server.config, "timeout_keep_alive", 0.3)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        answered = keep_alive_requests(sock, time.monotonic() + 1.5)  # five times either deadline
+        idle_from = time.monotonic()
+        assert sock.recv(1024) == b""  # closed once idle
+        idled = time.monotonic() - idle_from
+    assert answered > 10 and idled < 5
+    assert answered_after(port)
+
+
+def test_a_later_requests_stalled_headers_on_a_kept_alive_connection_are_cut_off(live, monkeypatch):
+    port, _, server = live
+    monkeypatch.setattr(http_app, "HEADER_TIMEOUT_S", 0.3)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        keep_alive_requests(sock, time.monotonic() + 0.5)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        started = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - started < 4  # the keep-alive deadline (5 s) did not close it
+    assert answered_after(port)
+
+
 def test_a_client_that_stalls_its_body_gets_408(live, monkeypatch):
     port, _, _ = live
     monkeypatch.setattr(http_app, "BODY_TIMEOUT_S", 0.5)

@@ -90,18 +90,29 @@ class GuardedProtocol(HttpToolsProtocol):
     _in_headers = True
     _header_bytes = 0        # what arrived while a request's headers were incomplete
     _header_count = 0
+    # The deadlines on a request's headers and on an idle keep-alive connection move with every
+    # request, their timers do not: a timer armed once finds, when it fires, its deadline cleared (the
+    # connection moved on), later (it waits again for the rest) or passed. Armed and cancelled per
+    # request, the two timers were a tenth of a one-at-a-time request's time beyond its prediction.
+    _header_deadline: float | None = None  # the loop's time by which this request's headers are whole
+    _idle_deadline: float | None = None    # keep-alive: the loop's time by which the next request begins
 
     def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._header_timeout)
+        self._header_deadline = self.loop.time() + HEADER_TIMEOUT_S
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._header_timeout)
 
     def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._header_deadline = None
 
     def _header_timeout(self) -> None:
         self._header_timer = None
+        if self._header_deadline is None:
+            return  # the headers came whole; the next request's begin arms it again
+        left = self._header_deadline - self.loop.time()
+        if left > 0:
+            self._header_timer = self.loop.call_later(left, self._header_timeout)
+            return
         if self.transport is not None and not self.transport.is_closing():
             log.debug("closing a connection that sent no complete request headers in %.0f s", HEADER_TIMEOUT_S)
             self.transport.close()
@@ -150,10 +161,17 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._refuse(431, f"request headers are over {MAX_HEADER_BYTES} bytes")
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, less the ASGI scope: made by _scoped for a request that takes the ASGI way
+        self.url, self.expect_100_continue, self.headers, self.scope = b"", False, [], None
         self._in_headers, self._header_bytes, self._header_count = True, 0, 0
-        if self._header_timer is None:
-            self._arm_header_timer()
+        self._arm_header_timer()
+
+    def _scoped(self) -> None:
+        """The request's ASGI scope, as uvicorn's on_message_begin makes it, around what was parsed."""
+        url, expect, headers = self.url, self.expect_100_continue, self.headers
+        HttpToolsProtocol.on_message_begin(self)
+        self.url, self.expect_100_continue, self.headers = url, expect, headers
+        self.scope["headers"] = headers
 
     def on_url(self, url: bytes) -> None:
         self._header_bytes += len(url)
@@ -165,9 +183,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         self._header_bytes += len(name) + len(value) + 4
-        label = name[:64].decode("latin-1")
         if len(name) + len(value) > MAX_HEADER_LINE_BYTES:
-            self._refusal = (431, f"header {label!r} is over {MAX_HEADER_LINE_BYTES} bytes")
+            self._refusal = (431, f"header {name[:64].decode('latin-1')!r} is over {MAX_HEADER_LINE_BYTES} bytes")
         elif self._header_count > MAX_HEADERS:
             self._refusal = (431, f"a request may have at most {MAX_HEADERS} headers")
         elif self._header_bytes > MAX_HEADER_BYTES:
@@ -184,6 +201,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._answers_here():
             self._fast_body, self._fast_keep_alive = [], self.parser.should_keep_alive()
             return
+        self._scoped()
         super().on_headers_complete()
 
     # A POST to the predict route whose body arrives with its headers, while no other prediction runs,
@@ -249,9 +267,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if close:
             self.transport.close()
         elif self.cycle is None or self.cycle.response_complete:
-            self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
-                                                                self.timeout_keep_alive_handler)
+            self._idle_from_now()
 
     def shutdown(self) -> None:
         if self._waiting:
@@ -262,12 +278,50 @@ class GuardedProtocol(HttpToolsProtocol):
         chunks, self._fast_body = self._fast_body, None
         if self.transport.is_closing():
             return
+        self._scoped()
         HttpToolsProtocol.on_headers_complete(self)  # the cycle and its ASGI task, as uvicorn makes them
         if chunks:
             HttpToolsProtocol.on_body(self, b"".join(chunks))
 
+    def _idle_from_now(self) -> None:
+        """Keep-alive: the next request begins within timeout_keep_alive seconds, or the connection closes."""
+        self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+    def _unset_keepalive_if_required(self) -> None:  # uvicorn's, called as a request's bytes arrive
+        self._idle_deadline = None
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_deadline is None:
+            return  # a request came; the next answer arms it again
+        left = self._idle_deadline - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+            return
+        super().timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive deadline above."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_from_now()
+
     def connection_lost(self, exc) -> None:
-        self._cancel_header_timer()
+        self._header_deadline = self._idle_deadline = None
+        for timer in (self._header_timer, self.timeout_keep_alive_task):
+            if timer is not None:
+                timer.cancel()  # a closed connection's protocol is not held until its timers fire
+        self._header_timer = self.timeout_keep_alive_task = None
         super().connection_lost(exc)
 
 
