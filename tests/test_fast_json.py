@@ -46,8 +46,41 @@ def test_a_body_read_fast_is_the_value_json_reads(raw):
 
     assert _typed(body) == _typed(expected)
     if instances_json is not None:
-        assert instances_json.isascii() and "\n" not in instances_json
+        assert instances_json.isascii() and b"\n" not in instances_json and b"\r" not in instances_json
         assert _typed(json.loads(instances_json)) == _typed(expected["instances"])
+
+
+@pytest.mark.parametrize("raw, kept", [
+    (b'{"instances": [{"x": 1E2, "s": "a b"}]}', b'[{"x": 1E2, "s": "a b"}]'),
+    (b' \t{ "instances"\t:  [ 1 , 2 ]  \t}\t ', b'[ 1 , 2 ]'),
+    (b'{"instances":[]}', b'[]'),
+])
+def test_the_instances_a_client_wrote_alone_in_its_body_are_kept_as_it_wrote_them(raw, kept):
+    body, instances_json, _ = parse_predict_request(raw)
+
+    assert instances_json == kept
+    assert json.loads(instances_json) == body["instances"] == json.loads(raw)["instances"]
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"instances": [[1]], "instances": [{"last": 1}]}',        # the key twice: the text would hold both
+    b'{"\\u0069nstances": [[1]], "instances": [{"last": 1}]}',  # ... once spelled with an escape
+    b'{"instances": [{"s": "instances"}]}',                      # the key's spelling inside a value
+    b'{"instances": [{"s": "a\\\\"}]}',                        # a backslash anywhere
+    b'{"instances": [1,\n 2]}', b'{"instances": [1,\r 2]}',      # a line break: a record is one line
+    '{"instances": ["\u00e9"]}'.encode(),                      # not ASCII: the log's lines are
+    b'{"parameters": {}, "instances": [1]}', b'{"instances": [1], "parameters": {}}',
+])
+def test_instances_the_log_cannot_keep_as_written_are_encoded_and_read_back_the_same(raw):
+    body, instances_json, _ = parse_predict_request(raw)
+
+    assert fast_json.instances_text(raw, json.loads(raw)) is None
+    assert instances_json == fast_json.dumps_bytes(body["instances"])
+    assert instances_json.isascii() and json.loads(instances_json) == json.loads(raw)["instances"]
+
+
+def test_no_text_is_kept_for_a_log_that_will_not_record_it():
+    assert parse_predict_request(b'{"instances": [1]}', keep_text=False) == ({"instances": [1]}, None, True)
 
 
 def test_a_body_is_read_fast_unless_it_holds_a_long_run_of_digits():

@@ -278,6 +278,19 @@ def test_a_request_on_the_servers_only_connection_is_answered_without_waiting_fo
         line + "\n" for line in app.metrics.render().splitlines() if not line.startswith("#"))
 
 
+@pytest.mark.parametrize("rate, kept", [(1.0, True), (0.0, False)])
+def test_a_requests_instances_text_is_kept_only_when_the_request_log_may_record_it(penguin_model, tmp_path,
+                                                                                   monkeypatch, rate, kept):
+    LocalEndpoints(tmp_path).deploy("penguins", "penguins", "1", str(penguin_model))
+    server = ModelServer(endpoint="penguins", local_root=str(tmp_path), seed=1, log_sample_rate=rate)
+    read = []
+    monkeypatch.setattr(http_app, "instances_text", lambda raw, body: read.append(raw))
+
+    status, _, _ = call(http_app.make_app(server), "POST", "/predict", TURN[0])
+
+    assert status == 200 and read == ([TURN[0]] if kept else [])
+
+
 def test_a_turn_whose_one_call_fails_is_predicted_request_by_request(model_server, monkeypatch):
     app = http_app.make_app(model_server)
     alone = [call(app, "POST", "/predict", body) for body in TURN]

@@ -14,6 +14,7 @@ Numbers spelled differently (1e-7 for 1e-07) are the same JSON values.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 try:
@@ -31,6 +32,12 @@ _LONG_DIGITS = b"0" * 19
 
 def dumps(value: Any) -> str:
     """ENCODER.encode(value): compact, ASCII, ValueError for NaN or an infinity."""
+    return dumps_bytes(value).decode("ascii")
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """dumps(value) as ASCII bytes, orjson's own where they are the same: the server's answers and the
+    request log's lines are bytes, and a 64-instance answer's text is about 12 KB to copy twice."""
     if orjson is not None:
         try:
             encoded = orjson.dumps(value)
@@ -39,8 +46,32 @@ def dumps(value: Any) -> str:
         else:
             # null also stands for NaN and the infinities: json decides whether it was one
             if encoded.isascii() and b"null" not in encoded:
-                return encoded.decode("ascii")
-    return ENCODER.encode(value)
+                return encoded
+    return ENCODER.encode(value).encode("ascii")
+
+
+# a body that is {"instances": VALUE} and nothing else: where VALUE begins
+_INSTANCES_FIRST = re.compile(rb'[ \t]*\{[ \t]*"instances"[ \t]*:[ \t]*')
+
+
+def instances_text(raw: bytes, body: Any) -> bytes | None:
+    """The text of VALUE in a body `{"instances": VALUE}` (raw, read whole as `body`: a dict of that one
+    key), as the client wrote it, when the request log can keep it as it is: ASCII, no
+    line break (a record is one line), no backslash (so no key is spelled with an escape) and the
+    key written once (a repeated key would take the text up to the last one). None otherwise: the
+    log encodes the parsed instances instead. Kept, the client's text saves encoding them again."""
+    if type(body) is not dict or len(body) != 1 or "instances" not in body:
+        return None
+    if not raw.isascii() or b"\n" in raw or b"\r" in raw or b"\\" in raw or raw.count(b'"instances"') != 1:
+        return None
+    first = _INSTANCES_FIRST.match(raw)
+    closing = len(raw.rstrip(b" \t")) - 1
+    if first is None or closing < first.end() or raw[closing] != 0x7D:  # "}"
+        return None
+    end = closing
+    while end > first.end() and raw[end - 1] in (0x20, 0x09):  # the blanks before "}"
+        end -= 1
+    return raw[first.end():end]
 
 
 def loads_fast(raw: bytes) -> Any:

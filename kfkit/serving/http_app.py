@@ -33,7 +33,7 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from kfkit.errors import ConfigError
-from kfkit.serving.fast_json import ENCODER, dumps, loads_fast
+from kfkit.serving.fast_json import ENCODER, dumps_bytes, instances_text, loads_fast
 from kfkit.serving.model_io import RequestError
 
 log = logging.getLogger("kfkit.server")
@@ -401,18 +401,23 @@ def _clean(value: Any, depth: int) -> bool:
     return True
 
 
-def parse_predict_request(raw: bytes) -> tuple[Any, str | None, bool]:
-    """parse_body, with the JSON text of the body's "instances" value (compact ASCII) when the body is
-    an object orjson reads as json does (fast_json.loads_fast): the request log splices that text in
-    rather than encoding the instances again. Every other body goes to parse_body, which answers it
-    as before, and the log encodes its instances itself. Third, whether orjson read the body: what it
-    reads has every number finite (it refuses 1e400), every string valid Unicode (it refuses a lone
-    surrogate) and every integer under 19 digits (loads_fast leaves longer runs of digits to json),
-    so within int64: check_values has only the nesting left to judge (checked_instances)."""
+def parse_predict_request(raw: bytes, keep_text: bool = True) -> tuple[Any, bytes | None, bool]:
+    """parse_body, with the JSON text of the body's "instances" value (ASCII, one line) when the body is
+    an object orjson reads as json does (fast_json.loads_fast) and keep_text (the request log may
+    record it): the request log splices that text in rather than encoding the instances again. The
+    client's own text where the body is {"instances": ...} alone (fast_json.instances_text), else
+    the instances encoded. Every other body goes to parse_body, which answers it as before, and the
+    log encodes its instances itself. Third, whether orjson read the body: what it reads has every
+    number finite (it refuses 1e400), every string valid Unicode (it refuses a lone surrogate) and
+    every integer under 19 digits (loads_fast leaves longer runs of digits to json), so within
+    int64: check_values has only the nesting left to judge (checked_instances)."""
     body = loads_fast(raw)
     if type(body) is dict:
         instances = body.get("instances")
-        return body, None if instances is None else dumps(instances), True
+        if instances is None or not keep_text:
+            return body, None, True
+        text = instances_text(raw, body)
+        return body, dumps_bytes(instances) if text is None else text, True
     return parse_body(raw), None, False
 
 
@@ -505,10 +510,12 @@ class Metrics:
 
 
 
-def encode_answer(answer: dict, predictions_json: str) -> bytes:
+def encode_answer(answer: dict, predictions_json: bytes | str) -> bytes:
     """send_json's body for an answer whose first key is "predictions", with those already encoded."""
-    rest = ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"})
-    return ('{"predictions":' + predictions_json + ("," + rest[1:] if len(rest) > 2 else "}")).encode()
+    if type(predictions_json) is str:
+        predictions_json = predictions_json.encode()
+    rest = ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"}).encode()
+    return b"".join((b'{"predictions":', predictions_json, b"," + rest[1:] if len(rest) > 2 else b"}"))
 
 
 async def send_body(send, status: int, body: bytes) -> None:
@@ -859,7 +866,7 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
     def accepted(raw: bytes, v1: bool) -> tuple[Any, str | None]:
         """A predict or explain body, parsed and checked (BadRequest naming what is wrong), with its
         instances' JSON text when the request log can splice it in."""
-        body, instances_json, read_by_orjson = parse_predict_request(raw)
+        body, instances_json, read_by_orjson = parse_predict_request(raw, logs_text())
         if v1 and isinstance(body, dict) and "instances" not in body and "inputs" in body:
             body, instances_json = kserve_v1_instances(body), None
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
@@ -868,6 +875,11 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
         if not server.ready():
             raise BadRequest(503, "no model is deployed on this endpoint yet")
         return body, instances_json
+
+    def logs_text() -> bool:
+        """Whether the request log may record a request (its text is then kept for it)."""
+        request_log = getattr(server, "request_log", None)
+        return request_log is None or (request_log.directory is not None and request_log.sample_rate > 0)
 
     def answer_bytes(result, v1: bool, explaining: bool) -> bytes:
         try:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError
-from kfkit.serving.fast_json import ENCODER, dumps
+from kfkit.serving.fast_json import ENCODER, dumps_bytes
 from kfkit.serving.http_app import MAX_BODY_BYTES  # noqa: F401 (the limit, re-exported for callers)
 from kfkit.serving.model_io import LoadedModel, RequestError, serving_threads
 from kfkit.serving.request_logs import SETTLE_S
@@ -62,7 +62,7 @@ class Answer(dict):
     """ModelServer.predict's answer, carrying its predictions already encoded as JSON (None when they
     are not JSON, e.g. NaN) so the HTTP layer and the request log encode them once between them."""
 
-    predictions_json: str | None = None
+    predictions_json: bytes | None = None
     log = None  # with predict(log_later=True): writes the request's record (the caller calls it once sent)
 
 
@@ -123,7 +123,7 @@ class RequestLog:
         self._pending_lock = threading.Lock()
         self._closed = threading.Event()
         self._writer: threading.Thread | None = None
-        self._middles: dict[str, tuple[tuple[str, str], str]] = {}  # line()'s fixed text per deployed model
+        self._middles: dict[str, tuple[tuple[str, str], bytes]] = {}  # line()'s fixed text per deployed model
         self.written_at_cap = 0  # records a request wrote itself because the buffer was full
         self.lost = 0            # records a failed write lost, each also logged as an error
         if self.buffered:
@@ -174,10 +174,14 @@ class RequestLog:
 
     def line(self, deployed: Deployed, instances: list | None, predictions: list | None, *, now: float,
              latency_ms: float | None = None, status: int = 200, error: str = "",
-             instances_json: str | None = None, predictions_json: str | None = None) -> bytes | None:
+             instances_json: bytes | str | None = None, predictions_json: bytes | str | None = None) -> bytes | None:
         """One record as its line, or None when it holds a value JSON cannot carry. instances_json
         and predictions_json, when given, are those lists already encoded (strict, ASCII JSON without
         line breaks): spliced in rather than encoded again."""
+        if type(instances_json) is str:
+            instances_json = instances_json.encode("ascii")
+        if type(predictions_json) is str:
+            predictions_json = predictions_json.encode("ascii")
         if (status == 200 and latency_ms is not None and instances_json is not None and predictions_json is not None
                 and type(now) is float and math.isfinite(now) and math.isfinite(latency_ms)):
             # the common record, the same bytes as below: the fields of its deployed model encoded once
@@ -186,9 +190,10 @@ class RequestLog:
                 fields = ENCODER.encode({"endpoint": self.endpoint, "deployed_model_id": deployed.id,
                                          "model": deployed.model, "model_version": deployed.version, "status": 200})
                 middle = self._middles[deployed.id] = ((deployed.model, deployed.version),
-                                                       "," + fields[1:-1] + ',"latency_ms":')
-            return (f'{{"timestamp":{float.__repr__(now)}{middle[1]}{float.__repr__(round(latency_ms, 3))}'
-                    f',"instances":{instances_json},"predictions":{predictions_json}}}\n').encode("ascii")
+                                                       ("," + fields[1:-1] + ',"latency_ms":').encode("ascii"))
+            return b"".join((b'{"timestamp":', float.__repr__(now).encode(), middle[1],
+                             float.__repr__(round(latency_ms, 3)).encode(), b',"instances":', instances_json,
+                             b',"predictions":', predictions_json, b"}\n"))
         record = {"timestamp": now, "endpoint": self.endpoint, "deployed_model_id": deployed.id,
                   "model": deployed.model, "model_version": deployed.version, "status": status}
         if latency_ms is not None:
@@ -198,8 +203,9 @@ class RequestLog:
                 # the same bytes json.dumps(record) makes with instances and predictions as its last keys
                 head = ENCODER.encode(record)
                 text = (f'{head[:-1]},"instances":'
-                        f'{ENCODER.encode(instances) if instances_json is None else instances_json},"predictions":'
-                        f'{ENCODER.encode(predictions) if predictions_json is None else predictions_json}}}\n')
+                        f'{ENCODER.encode(instances) if instances_json is None else instances_json.decode()},'
+                        f'"predictions":'
+                        f'{ENCODER.encode(predictions) if predictions_json is None else predictions_json.decode()}}}\n')
             else:
                 record["error"] = error[:500]
                 text = ENCODER.encode(record) + "\n"
@@ -227,7 +233,7 @@ class RequestLog:
 
     def submit(self, deployed: Deployed, instances: list | None, predictions: list | None, *,
                latency_ms: float | None = None, status: int = 200, error: str = "",
-               instances_json: str | None = None, predictions_json: str | None = None) -> bool:
+               instances_json: bytes | str | None = None, predictions_json: bytes | str | None = None) -> bool:
         """write(), from a request: into the buffer when the log is buffered. At the buffer's cap the
         request writes the buffer and its own record itself (and counts in written_at_cap): slower
         for that request, never a record lost; a failed write raises, as write() does."""
@@ -438,7 +444,8 @@ class ModelServer:
         """A model is loaded and takes traffic."""
         return bool(self.router.deployed)
 
-    def predict(self, body: dict[str, Any], instances_json: str | None = None, *, log_later: bool = False) -> Answer:
+    def predict(self, body: dict[str, Any], instances_json: bytes | str | None = None, *,
+                log_later: bool = False) -> Answer:
         """instances_json: body["instances"] as the client's own JSON text, when the HTTP layer has it
         (strict, ASCII, no line breaks), for the request log to keep rather than encode again.
         log_later: the answer's request-log record is left to its caller (Answer.log), to write once
@@ -496,12 +503,12 @@ class ModelServer:
                                 status=status, error=str(exc))
 
     def _answer(self, deployed: Deployed, instances: list, predictions: list, started: float,
-                instances_json: str | None, log_later: bool = False) -> Answer:
+                instances_json: bytes | str | None, log_later: bool = False) -> Answer:
         latency_ms = (time.perf_counter() - started) * 1000
         answer = Answer(predictions=predictions, deployedModelId=deployed.id, model=deployed.model,
                         modelVersionId=deployed.version)
         try:
-            answer.predictions_json = dumps(predictions)
+            answer.predictions_json = dumps_bytes(predictions)
         except (ValueError, TypeError):
             # not JSON (NaN): the HTTP layer refuses the answer, and there is no record to write
             log.warning("request not logged: it holds a value JSON cannot carry")
