@@ -6,6 +6,7 @@ import math
 import os
 import random
 import signal
+import threading
 import time
 
 import numpy as np
@@ -349,3 +350,37 @@ def test_prediction_rows_made_a_column_at_a_time_match_the_item_by_item_rows():
 
     assert _rows_fast(outputs, 2) == slow
     assert _rows_fast({"scalar": np.array(1.0)}, 1) is None and _rows_fast({"short": np.array([1.0])}, 2) is None
+
+
+# --- the writer thread, as the OS shows it ------------------------------------------------------------------
+
+def test_a_thread_named_for_the_os_shows_that_name_in_proc():
+    from kfkit.serving.server import name_os_thread
+
+    seen = []
+
+    def named():
+        seen.append((name_os_thread("kfkit-test-name-too-long"),
+                     open(f"/proc/self/task/{threading.get_native_id()}/comm").read().strip()))
+
+    thread = threading.Thread(target=named)
+    thread.start()
+    thread.join()
+
+    assert seen == [(True, "kfkit-test-name")]  # the OS keeps 15 bytes
+
+
+def test_the_buffered_logs_writer_thread_names_itself_for_the_os(tmp_path, monkeypatch):
+    from kfkit.serving import server
+
+    named = threading.Event()
+    names = []
+    monkeypatch.setattr(server, "name_os_thread", lambda name: names.append(name) or named.set())
+
+    request_log = buffered_log(tmp_path)
+    try:
+        assert named.wait(10)
+    finally:
+        request_log.close()
+
+    assert names == [server.WRITER_THREAD] == ["kfkit-log"]
