@@ -193,11 +193,11 @@ def test_a_failed_write_keeps_the_records_for_the_next_flush(tmp_path, monkeypat
     request_log = buffered_log(tmp_path)
     for _ in range(5):
         request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
-    real_write = os.write
-    monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
 
     request_log.flush()
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "writev", real_writev)
     request_log.flush()
 
     assert len(lines(tmp_path / "logs")) == 5 and request_log.lost == 0
@@ -209,13 +209,57 @@ def test_a_short_write_counts_the_records_it_cut_as_lost_and_says_so(tmp_path, m
     request_log = buffered_log(tmp_path)
     for _ in range(4):
         request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION])
-    real_write = os.write
-    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, data: real_writev(fd, [bytes(data[0])[:10]]))
 
     request_log.flush()
 
     assert request_log.lost == 4 and "4 records lost" in caplog.text
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "writev", real_writev)
+    request_log.close()
+
+
+def test_a_write_failing_after_some_whole_lines_loses_only_the_rest_and_never_writes_a_line_twice(tmp_path, monkeypatch,
+                                                                                                   caplog):
+    from kfkit.serving import server
+
+    monkeypatch.setattr(server, "WRITEV_PARTS", 2)  # two one-piece lines a call
+    request_log = buffered_log(tmp_path)
+    for i in range(5):
+        request_log.submit(DEPLOYED, [dict(PENGUIN, n=i)], [PREDICTION])
+    real_writev, calls = os.writev, []
+
+    def second_call_fails(fd, data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_writev(fd, data)
+
+    monkeypatch.setattr(os, "writev", second_call_fails)
+    request_log.flush()
+    monkeypatch.setattr(os, "writev", real_writev)
+    request_log.flush()
+
+    assert calls == [2, 2] and request_log.lost == 3 and "3 records lost" in caplog.text
+    assert [json.loads(line)["instances"][0]["n"] for line in lines(tmp_path / "logs")] == [0, 1]
+    request_log.close()
+
+
+def test_records_kept_as_parts_are_written_as_the_lines_line_makes_over_many_writev_calls(tmp_path, monkeypatch):
+    from kfkit.serving import server
+
+    monkeypatch.setattr(server, "WRITEV_PARTS", 7)  # a record is five pieces: one record a call
+    request_log = buffered_log(tmp_path)
+    texts = [(json.dumps([dict(PENGUIN, n=i)]).encode(), json.dumps([PREDICTION]).encode()) for i in range(4)]
+    for instances, predictions in texts:
+        request_log.submit(DEPLOYED, None, None, latency_ms=1.25, instances_json=instances, predictions_json=predictions)
+    stamps = [stamp for stamp, _ in request_log._pending]
+
+    request_log.flush()
+
+    assert lines(tmp_path / "logs") == [
+        request_log.line(DEPLOYED, None, None, now=stamp, latency_ms=1.25, instances_json=instances,
+                         predictions_json=predictions)[:-1] for stamp, (instances, predictions) in zip(stamps, texts)]
     request_log.close()
 
 
