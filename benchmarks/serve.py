@@ -1,6 +1,6 @@
 """Online serving: kfkit's model server against the Python model servers, on the same SavedModel, one run.
 
-    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--only kfkit,KServe,...]
+    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--rounds 8] [--only kfkit,KServe,...]
 
 Trains the penguins model, registers it in a scratch MLflow registry and deploys it to a scratch
 local endpoint, then serves that one SavedModel with, each as one worker on 127.0.0.1:
@@ -27,6 +27,13 @@ limit: the HTTP exchange alone (serve_peers/exchange_server.py: kfkit's HTTP sta
 body with kfkit's answer to it, unread), what one request costs the load generator, the loopback
 and the stack; one request at a time, no server can beat the predict and the exchange in turn.
 Also kfkit at concurrency 8 while 1,000 idle connections are held open.
+
+The targets' ratios are measured a second way, closely paired (--rounds, 8 by default): this
+machine's speed drifts over seconds, and a pass runs a configuration and its counterpart seconds
+apart. Each round runs them 0.3 s each back to back in a rotated order (the floor, kfkit one
+request at a time and the exchange; kfkit with and without its request log on each row), so a slow
+moment falls on both, and a figure is the mean of the rounds' ratios with its 95% interval. The
+request log's writer thread is also measured on its own (its CPU, read from /proc by its name).
 
 Targets: kfkit ahead of every peer on every row; request logging costs at most 5% of throughput at
 any batch size; one request at a time >= 0.7 of the in-process rate; 64 instances at concurrency 8
@@ -61,6 +68,7 @@ PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0
 BATCHES = (1, 8, 64)
 CONCURRENCY = (1, 8, 32)
 KFKIT, KFKIT_NO_LOG = "kfkit serve", "kfkit serve, no request log"
+PAIRED_S = 0.3  # seconds of each configuration in a closely paired round
 FLOOR = "in-process predict (floor)"
 EXCHANGE = "HTTP exchange alone (limit)"
 
@@ -216,8 +224,20 @@ def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) ->
 
 
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far, every thread's, user and system (/proc/PID/stat): what a request
-    costs the server, which other processes on a busy machine change far less than its throughput."""
+    """A process's CPU time so far, every thread's, user and system: what a request costs the server,
+    which other processes on a busy machine change far less than its throughput. In nanoseconds from
+    each thread's /proc/PID/task/TID/schedstat where the kernel keeps it (its threads live as long
+    as it does), else /proc/PID/stat's 10 ms ticks (too coarse for a 0.3 s round)."""
+    total, tasks = 0, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+            tasks += 1
+        except (OSError, ValueError, IndexError):
+            tasks = 0
+            break
+    if tasks:
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -228,8 +248,7 @@ def thread_cpu_seconds(pid: int, name: str) -> float:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             if (task / "comm").read_text().strip() == name:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
         except OSError:  # the thread ended meanwhile
             pass
     return total
@@ -382,6 +401,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="load duration per configuration and pass")
     parser.add_argument("--passes", type=int, default=4, help="interleaved passes over every configuration")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="closely paired rounds per row for the one-at-a-time ratio and the request log's cost")
     parser.add_argument("--only", default="", help="comma-separated servers to run besides kfkit (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-serve.txt"),
                         help="where the full output is written too ('' for nowhere)")
@@ -519,6 +540,40 @@ def main() -> None:
         after = load(kfkit_port, "/predict", single, 8, args.seconds)
         around = merged([before, after])
 
+        # The targets' ratios, paired closely: a pass runs each configuration 1.5 s apart from its
+        # counterpart, with minutes between passes, and this shared machine's speed drifts on that
+        # scale. Here each round runs the counterparts PAIRED_S each, back to back, in a rotated
+        # order, so a slow moment falls on both; a row's figure is the mean of its rounds' ratios.
+        print("closely paired rounds ...", flush=True)
+        alone: dict[int, list[tuple[float, float]]] = {}  # batch -> (kfkit / floor, kfkit / floor + exchange)
+        for batch in BATCHES:
+            body = v1_body(batch)
+            for r in range(args.rounds):
+                got = {}
+                steps = [("floor", lambda: in_process_floor(batch, PAIRED_S)),
+                         ("kfkit", lambda: load(kfkit_port, "/predict", body, 1, PAIRED_S)),
+                         ("exchange", lambda: load(exchange["port"], "/predict", body, 1, PAIRED_S))]
+                for key, step in steps[r % 3:] + steps[:r % 3]:
+                    result = step()
+                    got[key] = result["n"] / result["seconds"]
+                limit = 1 / (1 / got["floor"] + 1 / got["exchange"])
+                alone.setdefault(batch, []).append((got["kfkit"] / got["floor"], got["kfkit"] / limit))
+        logged: dict[tuple[int, int], list[tuple[float, float]]] = {}  # row -> (CPU per request on/off, rps off/on)
+        for batch in BATCHES:
+            for concurrency in CONCURRENCY:
+                body = v1_body(batch)
+                for name in (KFKIT, KFKIT_NO_LOG):  # each settles at this row's load
+                    load(servers[name]["port"], "/predict", body, concurrency, 0.2)
+                for r in range(args.rounds):
+                    pair = {}
+                    for name in ((KFKIT, KFKIT_NO_LOG) if r % 2 == 0 else (KFKIT_NO_LOG, KFKIT)):
+                        pair[name] = load_with_cpu(servers[name], body, concurrency, PAIRED_S)
+                    on, off = pair[KFKIT], pair[KFKIT_NO_LOG]
+                    if on["n"] and off["n"] and off["cpu"] > 0:
+                        logged.setdefault((batch, concurrency), []).append((
+                            (on["cpu"] / on["n"]) / (off["cpu"] / off["n"]),
+                            (off["n"] / off["seconds"]) / (on["n"] / on["seconds"])))
+
         results = {key: merged(value) for key, value in runs.items()}
         say(f"kfkit serve against the Python model servers: the penguins SavedModel, one worker each, "
             f"{args.passes} interleaved passes of {args.seconds:g} s per row")
@@ -573,8 +628,8 @@ def main() -> None:
             found = runs[(name, batch, concurrency)]
             return sum(r["cpu"] for r in found) / max(sum(r["n"] for r in found), 1)
 
-        say("the same cost as the server's CPU time per request (all passes; /proc's 10 ms ticks over "
-            "thousands of requests), which a busy machine disturbs far less than throughput:")
+        say("the same cost as the server's CPU time per request (all passes; each thread's run time "
+            "from /proc), which a busy machine disturbs far less than throughput:")
         for batch in BATCHES:
             parts = []
             for c in CONCURRENCY:
@@ -606,6 +661,29 @@ def main() -> None:
                 + f"; in-process predict + the exchange alone, one after the other: "
                   f"{limit / results[(FLOOR, batch, 1)]['rps']:.0%} of in-process, kfkit at "
                   f"{results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
+        def mean_interval(values) -> str:
+            values = np.array(values, dtype=float)
+            half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            return f"{values.mean():.0%} (95% interval {values.mean() - half:.0%} to {values.mean() + half:.0%})"
+
+        for batch in BATCHES:
+            say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, floor, kfkit and exchange back to "
+                f"back): kfkit one request at a time, batch {batch} / in-process predict: "
+                f"{mean_interval([a for a, _ in alone[batch]])}" + (" (target >= 70%)" if batch == 1 else "")
+                + f"; of in-process predict + the exchange: {mean_interval([b for _, b in alone[batch]])}")
+
+        def signed(values) -> str:
+            values = np.array(values, dtype=float) - 1
+            half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            return f"{values.mean():+.1%} (95% interval {values.mean() - half:+.1%} to {values.mean() + half:+.1%})"
+
+        for batch in BATCHES:
+            say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, the two kfkit servers back to back): "
+                f"the request log's cost at batch {batch}, CPU per request: "
+                + ", ".join(f"{signed([a for a, _ in logged[(batch, c)]])} at concurrency {c}" for c in CONCURRENCY))
+        every = [pair for c in logged.values() for pair in c]
+        say(f"closely paired, every row together ({len(every)} rounds): the request log's cost in CPU per request "
+            f"{signed([a for a, _ in every])}, in throughput {signed([b for _, b in every])} (target <= 5%)")
         say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
             f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
 
