@@ -30,14 +30,10 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
 
 
-def dumps(value: Any) -> str:
-    """ENCODER.encode(value): compact, ASCII, ValueError for NaN or an infinity."""
-    return dumps_bytes(value).decode("ascii")
-
-
 def dumps_bytes(value: Any) -> bytes:
-    """dumps(value) as ASCII bytes, orjson's own where they are the same: the server's answers and the
-    request log's lines are bytes, and a 64-instance answer's text is about 12 KB to copy twice."""
+    """ENCODER.encode(value) as ASCII bytes (compact, ValueError for NaN or an infinity), orjson's own
+    where they are the same: the server's answers and the request log's lines are bytes, and a
+    64-instance answer's text is about 12 KB to copy twice."""
     if orjson is not None:
         try:
             encoded = orjson.dumps(value)

@@ -510,10 +510,8 @@ class Metrics:
 
 
 
-def encode_answer(answer: dict, predictions_json: bytes | str) -> bytes:
+def encode_answer(answer: dict, predictions_json: bytes) -> bytes:
     """send_json's body for an answer whose first key is "predictions", with those already encoded."""
-    if type(predictions_json) is str:
-        predictions_json = predictions_json.encode()
     rest = ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"}).encode()
     return b"".join((b'{"predictions":', predictions_json, b"," + rest[1:] if len(rest) > 2 else b"}"))
 

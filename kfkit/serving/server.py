@@ -178,10 +178,7 @@ class RequestLog:
         """One record as its line, or None when it holds a value JSON cannot carry. instances_json
         and predictions_json, when given, are those lists already encoded (strict, ASCII JSON without
         line breaks): spliced in rather than encoded again."""
-        if type(instances_json) is str:
-            instances_json = instances_json.encode("ascii")
-        if type(predictions_json) is str:
-            predictions_json = predictions_json.encode("ascii")
+        instances_json, predictions_json = _ascii(instances_json), _ascii(predictions_json)
         if status == 200 and latency_ms is not None and instances_json is not None and predictions_json is not None:
             parts = self._parts(deployed, latency_ms, instances_json, predictions_json, now)
             if parts is not None:
@@ -255,6 +252,7 @@ class RequestLog:
             # an answered request's record, its JSON already encoded: the writer thread makes its line,
             # a batch of them at a time (made one by one between predictions, each took 3x as long,
             # with the model's call between them evicting what the last one had in the CPU's caches)
+            instances_json, predictions_json = _ascii(instances_json), _ascii(predictions_json)
             line: bytes | tuple = (deployed, latency_ms, instances_json, predictions_json,
                                    len(instances_json) + len(predictions_json) + RECORD_ROOM)
         else:
@@ -343,11 +341,7 @@ class RequestLog:
         made = []
         for stamp, line in entries:
             if type(line) is tuple:
-                deployed, latency_ms, instances_json, predictions_json, _ = line
-                if type(instances_json) is str:
-                    instances_json = instances_json.encode("ascii")
-                if type(predictions_json) is str:
-                    predictions_json = predictions_json.encode("ascii")
+                deployed, latency_ms, instances_json, predictions_json, _ = line  # bytes: submit() made them so
                 parts = self._parts(deployed, latency_ms, instances_json, predictions_json, stamp)
                 if parts is None:
                     made_line = self.line(deployed, None, None, now=stamp, latency_ms=latency_ms,
@@ -424,6 +418,11 @@ WRITEV_PARTS = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else
 # a record's bytes besides its instances and predictions (timestamp, endpoint, ids, latency), to
 # count what submit() buffers as parts against max_buffer_bytes
 RECORD_ROOM = 512
+
+
+def _ascii(text: bytes | str | None) -> bytes | None:
+    """A record's JSON text as the bytes a line is made of (callers may hand it as str)."""
+    return text.encode("ascii") if type(text) is str else text
 
 
 def _size(line: bytes | tuple) -> int:
