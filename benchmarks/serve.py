@@ -278,6 +278,15 @@ def load_with_cpu(server: dict, body: bytes, concurrency: int, seconds: float) -
     return result
 
 
+def with_interval(values, spec: str, more: str = "") -> str:
+    """The mean of values and its 95% interval (normal, from their spread), each formatted by spec;
+    `more` goes inside the parentheses, after the interval."""
+    values = np.array(values, dtype=float)
+    mean = values.mean()
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{mean:{spec}} (95% interval {mean - half:{spec}} to {mean + half:{spec}}{more})"
+
+
 def in_process(model, batch: int, seconds: float) -> dict:
     instances = [PENGUIN] * batch
     for _ in range(10):
@@ -640,10 +649,8 @@ def main() -> None:
         ratios = np.array([(on["cpu"] / max(on["n"], 1)) / (off["cpu"] / max(off["n"], 1))
                            for b in BATCHES for c in CONCURRENCY
                            for on, off in zip(runs[(KFKIT, b, c)], runs[(KFKIT_NO_LOG, b, c)]) if off["cpu"] > 0])
-        spread = 1.96 * ratios.std(ddof=1) / np.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
         say(f"request logging's CPU cost per request, every row and pass together ({len(ratios)} paired runs): "
-            f"{ratios.mean() - 1:+.1%} (95% interval {ratios.mean() - 1 - spread:+.1%} to "
-            f"{ratios.mean() - 1 + spread:+.1%}; target <= 5%)")
+            + with_interval(ratios - 1, "+.1%", "; target <= 5%"))
         parts = []
         for batch in BATCHES:
             found = [r for c in CONCURRENCY for r in runs[(KFKIT, batch, c)]]
@@ -662,9 +669,7 @@ def main() -> None:
                   f"{limit / results[(FLOOR, batch, 1)]['rps']:.0%} of in-process, kfkit at "
                   f"{results[(KFKIT, batch, 1)]['rps'] / limit:.0%} of that")
         def mean_interval(values) -> str:
-            values = np.array(values, dtype=float)
-            half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-            return f"{values.mean():.0%} (95% interval {values.mean() - half:.0%} to {values.mean() + half:.0%})"
+            return with_interval(values, ".0%")
 
         for batch in BATCHES:
             say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, floor, kfkit and exchange back to "
@@ -672,10 +677,8 @@ def main() -> None:
                 f"{mean_interval([a for a, _ in alone[batch]])}" + (" (target >= 70%)" if batch == 1 else "")
                 + f"; of in-process predict + the exchange: {mean_interval([b for _, b in alone[batch]])}")
 
-        def signed(values) -> str:
-            values = np.array(values, dtype=float) - 1
-            half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-            return f"{values.mean():+.1%} (95% interval {values.mean() - half:+.1%} to {values.mean() + half:+.1%})"
+        def signed(ratios) -> str:
+            return with_interval(np.array(ratios, dtype=float) - 1, "+.1%")
 
         for batch in BATCHES:
             say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, the two kfkit servers back to back): "
