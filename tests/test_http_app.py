@@ -216,6 +216,25 @@ def test_each_request_is_one_json_access_log_line(app, caplog):
     assert bad["status"] == 400 and bad["error"].startswith("the request body is not valid JSON")
 
 
+@pytest.mark.parametrize("client, method, path, status, ms, deployed, error", [
+    ("127.0.0.1", "POST", "/predict", 200, 0.52, "penguins-v1-85da8d", ""),
+    ("::1", "GET", "/v1/models/m:predict", 404, 1e-05, "", "no route /x; use GET /health"),
+    ("", "POST", "/p\u00e9/\"q\"\\", 400, 12345.67, "d\u2603", "bad \"value\"\n\t\x00 \ud800 \u00e9"),
+    ("127.0.0.1", "POST", "/predict", 500, 0.0, "a", "ValueError: x"),
+    (None, "POST", "/predict", 200, 1.5, "a", ""),           # not a str: json.dumps itself
+    ("127.0.0.1", "POST", "/predict", True, 1.5, "a", ""),   # a bool is no status code: json.dumps
+    ("127.0.0.1", "POST", "/predict", 200, 3, "a", ""),      # an int for ms: json.dumps
+    ("127.0.0.1", "POST", "/predict", 200, float("nan"), "a", ""),
+])
+def test_an_access_line_is_the_text_json_dumps_makes_of_its_fields(client, method, path, status, ms, deployed, error):
+    import json
+
+    fields = {"client": client, "method": method, "path": path, "status": status, "ms": ms, "deployed_model": deployed,
+              **({"error": error} if error else {})}
+
+    assert http_app.access_line(client, method, path, status, ms, deployed, error) == json.dumps(fields)
+
+
 def test_the_lifespan_starts_and_drains_on_shutdown(app):
     messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent = []

@@ -901,9 +901,8 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
         seconds = time.perf_counter() - started
         metrics.observe(route, deployed, status, seconds)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(json.dumps({"client": (client or ("", 0))[0], "method": method, "path": path,
-                                        "status": status, "ms": round(seconds * 1000, 2), "deployed_model": deployed,
-                                        **({"error": error} if error else {})}))
+            access_log.info(access_line((client or ("", 0))[0], method, path, status, round(seconds * 1000, 2),
+                                        deployed, error))
 
     app.metrics = metrics
     app.fast = fast
@@ -912,6 +911,22 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
     app.predict_target = predict_route.encode()
     app.idle = lambda: inflight[0] == 0
     return app
+
+
+_quoted = json.encoder.encode_basestring_ascii  # a str as json.dumps spells it (ensure_ascii)
+
+
+def access_line(client, method, path, status, ms, deployed, error) -> str:
+    """A request's access-log message: json.dumps of {"client", "method", "path", "status", "ms",
+    "deployed_model"[, "error"]}, the same text, spelled here from its known fields (json.dumps of
+    the dict was a fifth of a logged line's cost, about 2.6 us). Other types: json.dumps itself."""
+    if (type(client) is str and type(method) is str and type(path) is str and type(status) is int
+            and type(ms) is float and math.isfinite(ms) and type(deployed) is str and type(error) is str):
+        return (f'{{"client": {_quoted(client)}, "method": {_quoted(method)}, "path": {_quoted(path)}, '
+                f'"status": {int.__repr__(status)}, "ms": {float.__repr__(ms)}, "deployed_model": {_quoted(deployed)}'
+                + (f', "error": {_quoted(error)}}}' if error else "}"))
+    return json.dumps({"client": client, "method": method, "path": path, "status": status, "ms": ms,
+                       "deployed_model": deployed, **({"error": error} if error else {})})
 
 
 def failure(exc: Exception) -> tuple[int, str, bytes, list | None]:
