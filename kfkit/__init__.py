@@ -1,6 +1,6 @@
 """kfkit: reusable KFP v2 components and pipelines, on Vertex AI or on one machine."""
 
-__version__ = "0.12.0"
+__version__ = "0.13.0"
 
 # In a checkout, components/ and pipelines/ sit beside kfkit/: that directory on the package path
 # makes them kfkit.components and kfkit.pipelines here too, as in an installed wheel (pyproject's

@@ -227,7 +227,7 @@ def _serve(args) -> int:
           port=args.port, log_sample_rate=args.log_sample_rate, max_connections=args.max_connections,
           token_file=args.token_file, max_connections_per_client=args.max_connections_per_client,
           model_name=args.model_name, workers=args.workers, intra_op_threads=args.intra_op_threads,
-          log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
+          log_access=not args.no_access_log, log_limits={"max_file_bytes": int(args.log_max_file_mb * 1024 * 1024),
                       "max_total_bytes": int(args.log_max_total_mb * 1024 * 1024),
                       "max_age_days": args.log_max_age_days})
     return 0
@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
     p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
     p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no JSON line per request on the kfkit.access logger (stderr); /metrics and the request "
+                        "log still count every request")
     p.add_argument("--log-max-file-mb", type=float, default=64, help="request log file size before rotation (64)")
     p.add_argument("--log-max-total-mb", type=float, default=1024, help="request logs kept in all (1024 MB)")
     p.add_argument("--log-max-age-days", type=float, default=30, help="request logs older than this are deleted (30)")

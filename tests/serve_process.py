@@ -12,10 +12,11 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def kfkit_serve(model_dir: Path, local_root: Path, kserve_explainer: str = ""):
+def kfkit_serve(model_dir: Path, local_root: Path, kserve_explainer: str = "", args: tuple[str, ...] = ()):
     """(process, port) of a `kfkit serve` listening on 127.0.0.1, its output in local_root/serve.log;
     killed on the way out if it is still running. kserve_explainer: an InferenceService name, to start it
-    with the arguments KServe appends to a custom explainer's (explainer_custom.go)."""
+    with the arguments KServe appends to a custom explainer's (explainer_custom.go). args: more of
+    `serve`'s arguments."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -24,7 +25,7 @@ def kfkit_serve(model_dir: Path, local_root: Path, kserve_explainer: str = ""):
     port_args = (["--model_name", kserve_explainer, "--predictor_host", f"{kserve_explainer}-predictor.default",
                   "--http_port", str(port)] if kserve_explainer else ["--port", str(port)])
     process = subprocess.Popen([sys.executable, "-m", "kfkit.cli", "serve", "--model-dir", str(model_dir),
-                                "--local-root", str(local_root), *port_args],
+                                "--local-root", str(local_root), *port_args, *args],
                                stdout=log, stderr=subprocess.STDOUT, text=True,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     try:

@@ -4,6 +4,7 @@ JSON) and that a valid request right after it is answered."""
 
 import http.client
 import json
+import signal
 import resource
 import socket
 import threading
@@ -445,6 +446,28 @@ def test_over_the_connection_limit_new_requests_get_503_and_then_recover(tmp_pat
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.mark.parametrize("args, lines", [((), 4), (("--no-access-log",), 0)])  # 3 predictions, /metrics
+def test_serve_writes_an_access_line_per_request_unless_told_not_to_and_counts_them_either_way(
+        penguin_model, tmp_path, args, lines):
+    import http.client
+
+    with kfkit_serve(penguin_model, tmp_path, args=args) as (process, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(3):
+            conn.request("POST", "/predict", body=json.dumps({"instances": [PENGUIN]}),
+                         headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            assert answer.read() and answer.status == 200
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) in (0, -15)
+
+    written = (tmp_path / "serve.log").read_text()
+    assert written.count(" kfkit.access INFO ") == lines
+    assert 'kfkit_requests_total{route="predict",deployed_model="0",status="200"} 3' in metrics
 
 
 def test_each_request_is_one_structured_access_log_line(live, caplog):

@@ -668,11 +668,14 @@ def kserve_v1_instances(body: dict) -> dict:
 
 
 def make_app(server, health_route: str = "/health", predict_route: str = "/predict", workers: int = 4,
-             token: str = "", explain_route: str = "/explain", kserve_model: str = ""):
+             token: str = "", explain_route: str = "/explain", kserve_model: str = "", log_access: bool = True):
     """The ASGI app around a ModelServer; with a token, predictions need it (health and metrics do not).
 
     kserve_model: the model name KServe's v1 routes answer for (/v1/models/<name>:predict, :explain, ...);
-    empty: no v1 routes."""
+    empty: no v1 routes.
+
+    log_access: a line per request on the kfkit.access logger (at INFO); without it, /metrics and the
+    request log still count every request."""
     token_bytes = token.encode()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kfkit-predict")
     metrics = Metrics()
@@ -900,7 +903,7 @@ def make_app(server, health_route: str = "/health", predict_route: str = "/predi
                 path: str) -> None:
         seconds = time.perf_counter() - started
         metrics.observe(route, deployed, status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        if log_access and access_log.isEnabledFor(logging.INFO):
             access_log.info(access_line((client or ("", 0))[0], method, path, status, round(seconds * 1000, 2),
                                         deployed, error))
 
