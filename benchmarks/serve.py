@@ -6,6 +6,7 @@ Trains the penguins model, registers it in a scratch MLflow registry and deploys
 local endpoint, then serves that one SavedModel with, each as one worker on 127.0.0.1:
   kfkit serve                      (request logging on: every request's record written)
   kfkit serve, no request log      (--log-sample-rate 0: what the log costs)
+  kfkit serve --no-access-log      (closely paired rounds only: what the access log's line costs)
   KServe ModelServer               (kserve.Model subclass, V1 protocol {"instances": [...]})
   Seldon MLServer                  (custom runtime, an MLModel subclass; V2 protocol, Pandas codec)
   BentoML                          (@bentoml.service, workers=1, one @bentoml.api)
@@ -31,8 +32,9 @@ Also kfkit at concurrency 8 while 1,000 idle connections are held open.
 The targets' ratios are measured a second way, closely paired (--rounds, 8 by default): this
 machine's speed drifts over seconds, and a pass runs a configuration and its counterpart seconds
 apart. Each round runs them 0.3 s each back to back in a rotated order (the floor, kfkit one
-request at a time and the exchange; kfkit with and without its request log on each row), so a slow
-moment falls on both, and a figure is the mean of the rounds' ratios with its 95% interval. The
+request at a time and the exchange; kfkit with its logs, without its request log and without its
+access log on each row), so a slow moment falls on all of them, and a figure is the mean of the
+rounds' ratios with its 95% interval. The
 request log's writer thread is also measured on its own (its CPU, read from /proc by its name).
 
 Targets: kfkit ahead of every peer on every row; request logging costs at most 5% of throughput at
@@ -68,6 +70,7 @@ PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0
 BATCHES = (1, 8, 64)
 CONCURRENCY = (1, 8, 32)
 KFKIT, KFKIT_NO_LOG = "kfkit serve", "kfkit serve, no request log"
+KFKIT_NO_ACCESS = "kfkit serve --no-access-log"  # closely paired with kfkit serve only, not in the table
 PAIRED_S = 0.3  # seconds of each configuration in a closely paired round
 FLOOR = "in-process predict (floor)"
 EXCHANGE = "HTTP exchange alone (limit)"
@@ -459,14 +462,15 @@ def main() -> None:
         def log_file(name: str):
             return open(scratch / f"{name.split()[0].lower()}-{len(servers)}.log", "w")
 
-        for name, rate in ((KFKIT, "1.0"), (KFKIT_NO_LOG, "0")):
+        quiet: dict[str, dict] = {}
+        for name, flags in ((KFKIT, ["--log-sample-rate", "1.0"]), (KFKIT_NO_LOG, ["--log-sample-rate", "0"]),
+                            (KFKIT_NO_ACCESS, ["--log-sample-rate", "1.0", "--no-access-log"])):
             port = free_port()
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port),
-                 "--log-sample-rate", rate], cwd=REPO, env=env, stdout=log_file(name), stderr=subprocess.STDOUT,
-                start_new_session=True))
-            servers[name] = {"port": port, "health": "/health", "predict": "/predict", "body": v1_body,
-                             "process": processes[-1]}
+                [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port), *flags],
+                cwd=REPO, env=env, stdout=log_file(name), stderr=subprocess.STDOUT, start_new_session=True))
+            (quiet if name == KFKIT_NO_ACCESS else servers)[name] = {
+                "port": port, "health": "/health", "predict": "/predict", "body": v1_body, "process": processes[-1]}
         for name, python in pythons.items():
             servers[name] = start_peer(name, python, scratch, meta["model_dir"], env, log_file(name))
             processes.append(servers[name]["process"])
@@ -487,6 +491,7 @@ def main() -> None:
                 del servers[name]
         if KFKIT not in servers:
             raise SystemExit(f"kfkit serve did not start; its log is in {scratch}")
+        wait_healthy(quiet[KFKIT_NO_ACCESS]["port"], "/health", quiet[KFKIT_NO_ACCESS]["process"], KFKIT_NO_ACCESS)
 
         # the exchange alone answers each body with kfkit's own answer to it, so the bytes are the same
         answers = {}
@@ -567,21 +572,26 @@ def main() -> None:
                     got[key] = result["n"] / result["seconds"]
                 limit = 1 / (1 / got["floor"] + 1 / got["exchange"])
                 alone.setdefault(batch, []).append((got["kfkit"] / got["floor"], got["kfkit"] / limit))
-        logged: dict[tuple[int, int], list[tuple[float, float]]] = {}  # row -> (CPU per request on/off, rps off/on)
+        # row -> (CPU per request on/off, rps off/on): the request log; the access log
+        logged: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        accessed: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        three = {**servers, **quiet}
         for batch in BATCHES:
             for concurrency in CONCURRENCY:
                 body = v1_body(batch)
-                for name in (KFKIT, KFKIT_NO_LOG):  # each settles at this row's load
-                    load(servers[name]["port"], "/predict", body, concurrency, 0.2)
+                trio = [KFKIT, KFKIT_NO_LOG, KFKIT_NO_ACCESS]
+                for name in trio:  # each settles at this row's load
+                    load(three[name]["port"], "/predict", body, concurrency, 0.2)
                 for r in range(args.rounds):
-                    pair = {}
-                    for name in ((KFKIT, KFKIT_NO_LOG) if r % 2 == 0 else (KFKIT_NO_LOG, KFKIT)):
-                        pair[name] = load_with_cpu(servers[name], body, concurrency, PAIRED_S)
-                    on, off = pair[KFKIT], pair[KFKIT_NO_LOG]
-                    if on["n"] and off["n"] and off["cpu"] > 0:
-                        logged.setdefault((batch, concurrency), []).append((
-                            (on["cpu"] / on["n"]) / (off["cpu"] / off["n"]),
-                            (off["n"] / off["seconds"]) / (on["n"] / on["seconds"])))
+                    got = {}
+                    for name in trio[r % 3:] + trio[:r % 3]:
+                        got[name] = load_with_cpu(three[name], body, concurrency, PAIRED_S)
+                    for off_name, into in ((KFKIT_NO_LOG, logged), (KFKIT_NO_ACCESS, accessed)):
+                        on, off = got[KFKIT], got[off_name]
+                        if on["n"] and off["n"] and off["cpu"] > 0:
+                            into.setdefault((batch, concurrency), []).append((
+                                (on["cpu"] / on["n"]) / (off["cpu"] / off["n"]),
+                                (off["n"] / off["seconds"]) / (on["n"] / on["seconds"])))
 
         results = {key: merged(value) for key, value in runs.items()}
         say(f"kfkit serve against the Python model servers: the penguins SavedModel, one worker each, "
@@ -681,12 +691,18 @@ def main() -> None:
             return with_interval(np.array(ratios, dtype=float) - 1, "+.1%")
 
         for batch in BATCHES:
-            say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, the two kfkit servers back to back): "
-                f"the request log's cost at batch {batch}, CPU per request: "
+            say(f"closely paired ({args.rounds} rounds of {PAIRED_S:g} s each, kfkit with and without its request "
+                f"log in each round): the request log's cost at batch {batch}, CPU per request: "
                 + ", ".join(f"{signed([a for a, _ in logged[(batch, c)]])} at concurrency {c}" for c in CONCURRENCY))
         every = [pair for c in logged.values() for pair in c]
         say(f"closely paired, every row together ({len(every)} rounds): the request log's cost in CPU per request "
             f"{signed([a for a, _ in every])}, in throughput {signed([b for _, b in every])} (target <= 5%)")
+        for batch in BATCHES:
+            say(f"closely paired ({args.rounds} rounds, kfkit serve and {KFKIT_NO_ACCESS} back to back): the access "
+                f"log's cost at batch {batch} (a JSON line per request on stderr), CPU per request: "
+                + ", ".join(f"{signed([a for a, _ in accessed[(batch, c)]])} at concurrency {c}" for c in CONCURRENCY)
+                + "; throughput: "
+                + ", ".join(f"{signed([b for _, b in accessed[(batch, c)]])} at concurrency {c}" for c in CONCURRENCY))
         say(f"kfkit 64 instances at concurrency 8 / in-process predict of 64: "
             f"{results[(KFKIT, 64, 8)]['rps'] / results[(FLOOR, 64, 1)]['rps']:.0%} (target >= 70%)")
 
