@@ -625,9 +625,9 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     TensorFlow's choice.
 
     log_access: a JSON line per request on the kfkit.access logger (`serve --no-access-log`: none).
-    At one instance a request and concurrency 32 the line was about 19 us of the server's 111 us of
-    CPU per request (Python's logging, written to stderr): off, 17% more requests a second
-    (benchmarks/serve.py's server, closely paired).
+    At one instance a request and concurrency 32 the line (Python's logging, written to stderr) added
+    29% to the server's CPU per request; off, 29% more requests a second (benchmarks/serve.py,
+    closely paired).
 
     freeze_heap: once the model is loaded, exempt everything alive then (TensorFlow, the model) from
     Python's garbage collector (gc.freeze; `serve` sets it, the process being the server's own). Each
