@@ -1,6 +1,7 @@
 """The request log off the request path (kfkit.serving.server.RequestLog, buffered) and the fast paths
 the server takes for plainly valid requests: each must give exactly what the slow path gives."""
 
+import errno
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from kfkit.serving import http_app, request_logs
+from kfkit.serving import http_app, request_logs, server
 from kfkit.serving.model_io import RequestError, _rows_fast, instances_to_arrays
 from kfkit.serving.server import Deployed, RequestLog
 from tests.serve_process import kfkit_serve
@@ -283,6 +284,77 @@ def test_records_of_one_batch_go_to_the_file_of_their_own_day(tmp_path):
     request_log.close()
 
     assert sorted(p.name for p in (tmp_path / "logs").glob("*.jsonl")) == ["2024-10-03.jsonl", "2024-10-04.jsonl"]
+
+
+def reserving(monkeypatch, answer=None):
+    """server._reserve_blocks, its calls recorded: the real fallocate, or one answering `answer` (an errno)."""
+    calls, real = [], server._reserve_blocks
+
+    def reserve(fd, offset, length):
+        calls.append((os.fstat(fd).st_size, offset, length))
+        return real(fd, offset, length) if answer is None else answer
+
+    monkeypatch.setattr(server, "_reserve_blocks", reserve)
+    return calls
+
+
+@pytest.mark.skipif(server._reserve_blocks is None, reason="no fallocate in this C library (not Linux)")
+def test_blocks_reserved_ahead_of_a_log_file_keep_its_size_and_bytes_and_are_taken_once_per_reserve(
+        tmp_path, monkeypatch):
+    calls = reserving(monkeypatch)
+    request_log = buffered_log(tmp_path)
+    expected = []
+    for batch in range(3):
+        for i in range(20):
+            request_log.submit(DEPLOYED, [dict(PENGUIN, n=i)], [PREDICTION], latency_ms=1.0)
+        request_log.flush()
+        expected += [batch] * 20
+
+    (path,) = (tmp_path / "logs").glob("*.jsonl")
+    content = path.read_bytes()
+    if not request_log._reserve:
+        pytest.skip(f"the filesystem under {tmp_path} reserves no blocks")
+    assert os.stat(path).st_size == len(content) and content.endswith(b"\n")
+    assert len(content.splitlines()) == 60 and all(json.loads(line)["status"] == 200 for line in content.splitlines())
+    assert calls == [(0, 0, server.LOG_RESERVE_BYTES)]  # one reserve covered all three flushes
+    assert os.stat(path).st_blocks * 512 >= server.LOG_RESERVE_BYTES > len(content)
+    request_log.close()
+
+
+def test_reserving_never_goes_past_the_file_size_limit_and_starts_again_in_each_new_file(tmp_path, monkeypatch):
+    calls = reserving(monkeypatch, answer=0)
+    request_log = buffered_log(tmp_path, max_file_bytes=3000, max_total_bytes=10 ** 9)
+    for i in range(40):
+        request_log.submit(DEPLOYED, [{"x": i}], [{"classes": "a"}])
+        if i % 5 == 4:
+            request_log.flush()
+
+    request_log.close()
+
+    files = sorted((tmp_path / "logs").glob("*.jsonl"), key=lambda p: int(p.suffixes[0][1:]) if len(p.suffixes) > 1 else 0)  # day, day.1, ...
+    starts = [i for i, (_, offset, _) in enumerate(calls) if offset == 0]
+    assert len(files) >= 2 and len(lines(tmp_path / "logs")) == 40
+    assert len(starts) == len(files)  # each file reserved from its start
+    for path, first, last in zip(files, starts, starts[1:] + [len(calls)]):
+        # past the limit only as far as the file itself goes (its last line passes it, as unbuffered writing does)
+        assert all(size == offset and offset + length <= max(3000, path.stat().st_size)
+                   for size, offset, length in calls[first:last])
+
+
+@pytest.mark.parametrize("refusal, tried_again", [(errno.EOPNOTSUPP, False), (errno.ENOSPC, True)])
+def test_a_refused_reserve_still_writes_every_record_and_only_a_full_disk_is_tried_again(
+        tmp_path, monkeypatch, refusal, tried_again):
+    calls = reserving(monkeypatch, answer=refusal)
+    request_log = buffered_log(tmp_path)
+    for batch in range(3):
+        request_log.submit(DEPLOYED, [PENGUIN], [PREDICTION], latency_ms=1.0)
+        request_log.flush()
+
+    request_log.close()
+
+    assert len(lines(tmp_path / "logs")) == 3
+    assert len(calls) == (3 if tried_again else 1)
+    assert request_log._reserve is tried_again
 
 
 def test_a_reader_of_a_window_that_just_ended_waits_out_the_flush_bound(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ The HTTP side (uvicorn, guards, metrics) is kfkit.serving.http_app.
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import gc
 import json
@@ -49,6 +50,12 @@ LOG_MAX_AGE_DAYS = 30
 # behind) is written by the request that finds it full, so memory stays bounded and no record is lost.
 LOG_FLUSH_INTERVAL_S = 0.1
 LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024
+# A log file's disk blocks are reserved this far ahead of what it holds (fallocate, its size kept):
+# appending into reserved blocks skips the filesystem's block reservation on each write (ext4's
+# delayed allocation). At 64 instances and concurrency 32 the writer thread's kernel time went from
+# 8.6-11.2 to 5.9-8.4 us per record (4 alternating runs). Never past max_file_bytes; a file closed
+# before it fills (a new day, a restart) keeps at most this much reserved past its end until pruned.
+LOG_RESERVE_BYTES = 4 * 1024 * 1024
 assert LOG_FLUSH_INTERVAL_S * 3 <= SETTLE_S
 
 
@@ -118,6 +125,8 @@ class RequestLog:
         self._path: Path | None = None
         self._size = 0
         self._fd: int | None = None
+        self._reserved = 0  # the current file's blocks are reserved up to this offset
+        self._reserve = _reserve_blocks is not None  # off for good once the filesystem refuses
         self._pending: list[tuple[float, bytes]] = []
         self._pending_bytes = 0
         self._pending_lock = threading.Lock()
@@ -149,6 +158,7 @@ class RequestLog:
             if self._fd is not None:
                 os.close(self._fd)
             self._path, self._size, self._fd = candidate, size, fd
+            self._reserved = size
             self.prune(now)
         return self._path
 
@@ -360,6 +370,8 @@ class RequestLog:
         64 instances a second a copy of about 17 KB per request). A call that fails before any line
         is written raises as it is (the caller keeps the records to retry); a short call, or one
         failing after lines were written, raises _PartialWrite counting the lines not written whole."""
+        if self._reserve and self._size + size > self._reserved:
+            self._reserve_ahead(size)
         written_lines, written_bytes = 0, 0
         start = 0
         while start < len(chunk):
@@ -383,6 +395,18 @@ class RequestLog:
                                     left - written_lines)
             written_lines += end - start
             start = end
+
+    def _reserve_ahead(self, size: int) -> None:
+        """Reserve the current file's blocks for the next `size` bytes and up to LOG_RESERVE_BYTES
+        beyond (never past max_file_bytes), its size and content unchanged. A filesystem that cannot
+        (tmpfs before Linux 3.5, NFS, not Linux) turns reserving off; any other refusal (a full disk)
+        only skips it: the write that follows says what is wrong."""
+        length = max(size, min(LOG_RESERVE_BYTES, self.max_file_bytes - self._size))
+        error = _reserve_blocks(self._fd, self._size, length)
+        if error == 0:
+            self._reserved = self._size + length
+        elif error in _CANNOT_RESERVE:
+            self._reserve = False
 
     def close(self) -> None:
         """Write what is buffered, stop the writer, close the file: every record submitted before is on disk."""
@@ -409,6 +433,29 @@ def name_os_thread(name: str) -> bool:
         return ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0) == 0  # PR_SET_NAME
     except (OSError, AttributeError):
         return False
+
+
+def _libc_fallocate():
+    """fallocate(2) with FALLOC_FL_KEEP_SIZE as reserve(fd, offset, length) -> errno (0: reserved),
+    or None where the C library has none (not Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = getattr(libc, "fallocate64", None) or libc.fallocate  # the one taking a 64-bit offset
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    fallocate.restype = ctypes.c_int
+
+    def reserve(fd: int, offset: int, length: int) -> int:
+        return 0 if fallocate(fd, 1, offset, length) == 0 else ctypes.get_errno()  # 1: FALLOC_FL_KEEP_SIZE
+
+    return reserve
+
+
+_reserve_blocks = _libc_fallocate()
+_CANNOT_RESERVE = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV, errno.EPERM})
 
 
 # pieces per os.writev call: within every system's IOV_MAX (Linux: 1024)
