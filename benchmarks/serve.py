@@ -463,8 +463,13 @@ def main() -> None:
             return open(scratch / f"{name.split()[0].lower()}-{len(servers)}.log", "w")
 
         quiet: dict[str, dict] = {}
+        # each server that keeps a request log writes its own files, as one server of an endpoint
+        # does: two appending to one file would share its blocks and its rotation
+        own_root = scratch / "no-access-log"
+        shutil.copytree(scratch / "endpoints", own_root / "endpoints")
         for name, flags in ((KFKIT, ["--log-sample-rate", "1.0"]), (KFKIT_NO_LOG, ["--log-sample-rate", "0"]),
-                            (KFKIT_NO_ACCESS, ["--log-sample-rate", "1.0", "--no-access-log"])):
+                            (KFKIT_NO_ACCESS, ["--log-sample-rate", "1.0", "--no-access-log",
+                                               "--local-root", str(own_root)])):
             port = free_port()
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port), *flags],
