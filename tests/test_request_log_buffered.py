@@ -163,6 +163,39 @@ def test_an_answered_record_buffered_as_its_parts_is_written_as_the_line_a_reque
                                                          latency_ms=1.5)[:-1]]
 
 
+def test_numbers_spelled_together_are_spelled_as_json_spells_each():
+    # json spells a float with float.__repr__ (CPython's Lib/json/encoder.py, floatstr): the expected
+    # values come from json.dumps itself
+    rng = random.Random(11)
+    at_least = [rng.uniform(1, 10) * 10 ** rng.randint(-4, 300) * rng.choice((1, -1)) for _ in range(20000)] + [
+        1e-4, -1e-4, 1e16, 1e22, 1.7976931348623157e308, 9999999999999998.0, 1796534146.597927, 0.001, 0.1 + 0.2]
+    below = [1e-5, 0.99999e-4, 5e-324, 1.6996526076898652e-05, 0.0, -0.0]
+
+    for numbers in (at_least, at_least[:5] + below[:1], below, [], [0.5]):
+        assert server._spelled(numbers) == [json.dumps(x).encode() for x in numbers]
+
+
+@pytest.mark.parametrize("stamps, latencies", [
+    ([1796534146.597927, 1796534146.6, 1796534147.0], [1.2345, 0.0, 123456.78951]),  # spelled together
+    ([1796534146.597927, 1.5, 1e9 + 0.1], [1e-5, 5e-324, 1e300]),                    # every way there is
+    ([1796534146.25, 1796534146.5], [0.0004, 0.00051]),                              # latencies rounding to 0
+])
+def test_a_batch_of_answered_records_is_written_as_json_dumps_writes_each(tmp_path, stamps, latencies):
+    request_log = buffered_log(tmp_path)
+    texts = [json.dumps(v, separators=(",", ":")).encode() for v in ([PENGUIN], [PREDICTION])]
+    for stamp, latency_ms in zip(stamps, latencies):
+        request_log._pending.append((stamp, (DEPLOYED, latency_ms, *texts, 700)))
+
+    request_log.close()
+
+    expected = sorted(json.dumps({"timestamp": stamp, "endpoint": "e", "deployed_model_id": "d1", "model": "penguins",
+                                  "model_version": "3", "status": 200, "latency_ms": round(latency_ms, 3),
+                                  "instances": [PENGUIN], "predictions": [PREDICTION]},
+                                 separators=(",", ":"), allow_nan=False).encode()
+                      for stamp, latency_ms in zip(stamps, latencies))
+    assert sorted(lines(tmp_path / "logs")) == expected
+
+
 def test_records_buffered_as_parts_count_their_texts_against_the_byte_cap(tmp_path):
     texts = [json.dumps(v, separators=(",", ":")) for v in ([PENGUIN] * 20, [PREDICTION] * 20)]
     one = len(texts[0]) + len(texts[1]) + 512
