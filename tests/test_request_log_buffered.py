@@ -533,3 +533,44 @@ def test_the_buffered_logs_writer_thread_names_itself_for_the_os(tmp_path, monke
         request_log.close()
 
     assert names == [server.WRITER_THREAD] == ["kfkit-log"]
+
+
+def thread_nice(tid: int) -> int:
+    return int(open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux: a thread's own nice value")
+def test_a_thread_lowers_its_own_priority_and_no_other_threads():
+    from kfkit.serving.server import lower_os_thread_priority
+
+    seen = []
+
+    def lowered():
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + 2)
+        before = thread_nice(threading.get_native_id())
+        seen.append((before, lower_os_thread_priority(7), thread_nice(threading.get_native_id())))
+        seen.append((lower_os_thread_priority(30), thread_nice(threading.get_native_id())))
+
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    thread.join()
+
+    (before, done, after), (done_again, capped) = seen
+    assert before > 0 and done and after == min(19, before + 7) and done_again and capped == 19
+    assert thread_nice(threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)  # this thread kept its own
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux: a thread's own nice value")
+def test_the_buffered_logs_writer_thread_runs_below_the_servers_priority(tmp_path, monkeypatch):
+    from kfkit.serving import server
+
+    lowered, real = threading.Event(), server.lower_os_thread_priority
+    monkeypatch.setattr(server, "lower_os_thread_priority", lambda by: (real(by), lowered.set())[0])
+    request_log = buffered_log(tmp_path)
+    try:
+        assert lowered.wait(10)
+        nice = thread_nice(request_log._writer.native_id)
+    finally:
+        request_log.close()
+
+    assert server.WRITER_NICE > 0 and nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + server.WRITER_NICE)
