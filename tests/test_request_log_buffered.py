@@ -364,7 +364,8 @@ def test_reserving_never_goes_past_the_file_size_limit_and_starts_again_in_each_
 
     request_log.close()
 
-    files = sorted((tmp_path / "logs").glob("*.jsonl"), key=lambda p: int(p.suffixes[0][1:]) if len(p.suffixes) > 1 else 0)  # day, day.1, ...
+    # in the order written: day, day.1, day.2, ...
+    files = sorted((tmp_path / "logs").glob("*.jsonl"), key=lambda p: int(p.suffixes[0][1:]) if len(p.suffixes) > 1 else 0)
     starts = [i for i, (_, offset, _) in enumerate(calls) if offset == 0]
     assert len(files) >= 2 and len(lines(tmp_path / "logs")) == 40
     assert len(starts) == len(files)  # each file reserved from its start
