@@ -443,9 +443,9 @@ WRITER_THREAD = "kfkit-log"
 
 # The writer thread yields the CPU to the threads answering requests: its nice value is this much
 # above the server's (Linux, where a thread has its own). On the 2 busy cores of benchmarks/serve.py
-# the request log's cost in CPU per request went from +12.1% to +9.2% on average over 8 runs (30-80
-# closely paired rounds each, at 1, 8 or 64 instances and concurrency 8 or 32): lower in 6 of them,
-# the difference's 95% interval -5.6 to -0.2 points; what fell was the requests' own thread. A
+# the request log's cost in CPU per request went from +11.7% to +8.8% on average over 9 runs (30-80
+# closely paired rounds each, at 1, 8 or 64 instances and concurrency 8 or 32): lower in 7 of them,
+# the difference's 95% interval -5.2 to -0.7 points; what fell was the requests' own thread. A
 # thread at nice +10 still gets about a tenth of a CPU that nice-0 threads keep busy (the kernel's
 # weights 110 and 1024), far more than the writer needs (under 5%), so records still reach the disk
 # within the flush bound; a buffer it fell behind on is written by the requests at its cap, as before.
