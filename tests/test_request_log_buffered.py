@@ -179,6 +179,8 @@ def test_numbers_spelled_together_are_spelled_as_json_spells_each():
     ([1796534146.597927, 1796534146.6, 1796534147.0], [1.2345, 0.0, 123456.78951]),  # spelled together
     ([1796534146.597927, 1.5, 1e9 + 0.1], [1e-5, 5e-324, 1e300]),                    # every way there is
     ([1796534146.25, 1796534146.5], [0.0004, 0.00051]),                              # latencies rounding to 0
+    ([1796534146.25, 1796534146.5, 1796534146.75], [2, 0.5, True]),                  # not floats: line()'s way
+    ([1796534146.25, 1796534146.5, 1796534146.75], [math.nan, 0.5, math.inf]),       # not JSON: not written
 ])
 def test_a_batch_of_answered_records_is_written_as_json_dumps_writes_each(tmp_path, stamps, latencies):
     request_log = buffered_log(tmp_path)
@@ -192,7 +194,7 @@ def test_a_batch_of_answered_records_is_written_as_json_dumps_writes_each(tmp_pa
                                   "model_version": "3", "status": 200, "latency_ms": round(latency_ms, 3),
                                   "instances": [PENGUIN], "predictions": [PREDICTION]},
                                  separators=(",", ":"), allow_nan=False).encode()
-                      for stamp, latency_ms in zip(stamps, latencies))
+                      for stamp, latency_ms in zip(stamps, latencies) if math.isfinite(latency_ms))
     assert sorted(lines(tmp_path / "logs")) == expected
 
 

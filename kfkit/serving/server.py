@@ -219,7 +219,7 @@ class RequestLog:
         """An answered request's line as its pieces (their join is the line, the same bytes line() makes
         for it), its texts not copied: the writer hands the pieces to the kernel as they are. None where
         the numbers need line()'s general way (not finite, not floats)."""
-        if not (type(now) is float and math.isfinite(now) and type(latency_ms) is float and math.isfinite(latency_ms)):
+        if not _plain(now, latency_ms):
             return None
         return (self._head(deployed, float.__repr__(now).encode(), float.__repr__(round(latency_ms, 3)).encode()),
                 instances_json, b',"predictions":', predictions_json, b"}\n")
@@ -355,27 +355,25 @@ class RequestLog:
         its parts (deployed model, latency, texts), a line made otherwise is one piece. The numbers of
         a batch's records are spelled together (_spelled): one at a time, repr took a third of the
         writer's Python."""
+        plain = [type(line) is tuple and _plain(stamp, line[1]) for stamp, line in entries]
         numbers = []
-        for stamp, line in entries:
-            if type(line) is tuple:
-                latency_ms = line[1]
-                if type(stamp) is float and math.isfinite(stamp) and type(latency_ms) is float and math.isfinite(latency_ms):
-                    numbers += (stamp, round(latency_ms, 3))
+        for (stamp, line), fast in zip(entries, plain):
+            if fast:
+                numbers += (stamp, round(line[1], 3))
         spelled = iter(_spelled(numbers))
         made = []
-        for stamp, line in entries:
-            if type(line) is tuple:
-                deployed, latency_ms, instances_json, predictions_json, _ = line  # bytes: submit() made them so
-                if type(stamp) is float and math.isfinite(stamp) and type(latency_ms) is float and math.isfinite(latency_ms):
-                    head = self._head(deployed, next(spelled), next(spelled))
-                    made.append((stamp, (head, instances_json, b',"predictions":', predictions_json, b"}\n"),
-                                 len(head) + len(instances_json) + len(predictions_json) + 17))
-                    continue
+        for (stamp, line), fast in zip(entries, plain):
+            if fast:
+                deployed, _, instances_json, predictions_json, _ = line  # bytes: submit() made them so
+                head = self._head(deployed, next(spelled), next(spelled))
+                made.append((stamp, (head, instances_json, b',"predictions":', predictions_json, b"}\n"),
+                             len(head) + len(instances_json) + len(predictions_json) + 17))
+            elif type(line) is tuple:
+                deployed, latency_ms, instances_json, predictions_json, _ = line
                 made_line = self.line(deployed, None, None, now=stamp, latency_ms=latency_ms,
                                       instances_json=instances_json, predictions_json=predictions_json)
-                if made_line is None:  # not for JSON texts already encoded; as submit() would have dropped it
-                    continue
-                made.append((stamp, (made_line,), len(made_line)))
+                if made_line is not None:  # None not for JSON texts already encoded; as submit() would drop it
+                    made.append((stamp, (made_line,), len(made_line)))
             else:
                 made.append((stamp, (line,), len(line)))
         return made
@@ -505,6 +503,12 @@ WRITEV_PARTS = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else
 # a record's bytes besides its instances and predictions (timestamp, endpoint, ids, latency), to
 # count what submit() buffers as parts against max_buffer_bytes
 RECORD_ROOM = 512
+
+
+def _plain(now: Any, latency_ms: Any) -> bool:
+    """A record's two numbers are finite floats: its line is made the fast way (_parts, _made), else
+    line()'s general way."""
+    return type(now) is float and math.isfinite(now) and type(latency_ms) is float and math.isfinite(latency_ms)
 
 
 def _spelled(numbers: list[float]) -> list[bytes]:
