@@ -402,3 +402,34 @@ def test_a_turn_predicts_at_most_one_bodys_worth_of_bytes_in_one_call(model_serv
 
     assert seen == calls
     assert [status for status, _, _ in together] == [200, 200]
+
+
+@pytest.mark.parametrize("answer", [
+    {"predictions": [{"classes": ["a"], "scores": [0.5]}], "deployedModelId": "1", "model": "m", "modelVersionId": "2"},
+    {"predictions": [1.5], "deployedModelId": "é \" \\ \u2028", "model": "", "modelVersionId": "10"},
+    {"predictions": [], "deployedModelId": "1", "model": None, "modelVersionId": 2},  # not all str: made each time
+    {"predictions": [3], "deployedModelId": "1", "model": ["a", {"b": 1.25}], "modelVersionId": "2"},
+    {"predictions": [3]},
+    {"predictions": [3], "model": "m", "deployedModelId": "1"},  # the same fields in another order
+], ids=["answer", "escapes", "not-str", "unhashable", "predictions-alone", "other-order"])
+def test_an_answers_text_is_the_encoders_whether_its_end_was_kept_or_made(answer):
+    http_app._ANSWER_ENDS.clear()
+    predictions_json = http_app.ENCODER.encode(answer["predictions"]).encode()
+    expected = http_app.ENCODER.encode(answer).encode()
+
+    first, second = (http_app.encode_answer(answer, predictions_json) for _ in range(2))
+
+    assert first == second == expected
+    kept = all(type(v) is str for k, v in answer.items() if k != "predictions")
+    assert len(http_app._ANSWER_ENDS) == (1 if kept else 0)
+
+
+def test_the_kept_answer_ends_are_bounded_and_an_answer_past_the_bound_is_still_exact(monkeypatch):
+    monkeypatch.setattr(http_app, "ANSWER_ENDS_KEPT", 3)
+    http_app._ANSWER_ENDS.clear()
+    answers = [{"predictions": [i], "deployedModelId": str(i), "model": "m", "modelVersionId": "1"} for i in range(7)]
+
+    texts = [http_app.encode_answer(a, http_app.ENCODER.encode(a["predictions"]).encode()) for a in answers]
+
+    assert texts == [http_app.ENCODER.encode(a).encode() for a in answers]
+    assert 1 <= len(http_app._ANSWER_ENDS) <= 3

@@ -510,10 +510,31 @@ class Metrics:
 
 
 
+# the text after an answer's predictions, by its fields: a deployed model's answers all end alike
+_ANSWER_ENDS: dict[tuple, bytes] = {}
+ANSWER_ENDS_KEPT = 256  # far more than an endpoint's deployed models; past it, the texts are made anew
+
+
 def encode_answer(answer: dict, predictions_json: bytes) -> bytes:
-    """send_json's body for an answer whose first key is "predictions", with those already encoded."""
-    rest = ENCODER.encode({k: v for k, v in answer.items() if k != "predictions"}).encode()
-    return b"".join((b'{"predictions":', predictions_json, b"," + rest[1:] if len(rest) > 2 else b"}"))
+    """send_json's body for an answer whose first key is "predictions", with those already encoded.
+    The rest (deployedModelId, model, modelVersionId) is the same for every answer of a deployed model:
+    where each of its values is a str, its text is made once and kept (made per answer, the encoder's
+    round took a sixth of a one-at-a-time request's own time beyond its prediction)."""
+    fields = tuple([item for item in answer.items() if item[0] != "predictions"])
+    end = None
+    if all([type(value) is str for _, value in fields]):
+        end = _ANSWER_ENDS.get(fields)
+        if end is None:
+            if len(_ANSWER_ENDS) >= ANSWER_ENDS_KEPT:
+                _ANSWER_ENDS.clear()
+            end = _ANSWER_ENDS[fields] = _answer_end(fields)
+    return b"".join((b'{"predictions":', predictions_json, _answer_end(fields) if end is None else end))
+
+
+def _answer_end(fields: tuple) -> bytes:
+    """An answer's text after its predictions' text: its other fields, then the closing brace."""
+    rest = ENCODER.encode(dict(fields)).encode()
+    return b"," + rest[1:] if len(rest) > 2 else b"}"
 
 
 async def send_body(send, status: int, body: bytes) -> None:
