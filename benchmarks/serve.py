@@ -7,6 +7,8 @@ local endpoint, then serves that one SavedModel with, each as one worker on 127.
   kfkit serve                      (request logging on: every request's record written)
   kfkit serve, no request log      (--log-sample-rate 0: what the log costs)
   kfkit serve --no-access-log      (closely paired rounds only: what the access log's line costs)
+  kfkit serve, no request log, again  (closely paired rounds only: a second process of the same
+                                   server, how far two processes of one server differ)
   KServe ModelServer               (kserve.Model subclass, V1 protocol {"instances": [...]})
   Seldon MLServer                  (custom runtime, an MLModel subclass; V2 protocol, Pandas codec)
   BentoML                          (@bentoml.service, workers=1, one @bentoml.api)
@@ -32,9 +34,12 @@ Also kfkit at concurrency 8 while 1,000 idle connections are held open.
 The targets' ratios are measured a second way, closely paired (--rounds, 8 by default): this
 machine's speed drifts over seconds, and a pass runs a configuration and its counterpart seconds
 apart. Each round runs them 0.3 s each back to back in a rotated order (the floor, kfkit one
-request at a time and the exchange; kfkit with its logs, without its request log and without its
-access log on each row), so a slow moment falls on all of them, and a figure is the mean of the
-rounds' ratios with its 95% interval. The
+request at a time and the exchange; kfkit with its logs, without its request log (twice, in two
+processes) and without its access log on each row), so a slow moment falls on all of them, and a
+figure is the mean of the rounds' ratios with its 95% interval. Two processes of the very same
+server differ by a few percent on this kind of machine (where each lands in memory and on the
+cores): the second one without the request log measures that spread, the control for the log's
+cost, which is also given against both. The
 request log's writer thread is also measured on its own (its CPU, read from /proc by its name).
 
 Targets: kfkit ahead of every peer on every row; request logging costs at most 5% of throughput at
@@ -71,6 +76,7 @@ BATCHES = (1, 8, 64)
 CONCURRENCY = (1, 8, 32)
 KFKIT, KFKIT_NO_LOG = "kfkit serve", "kfkit serve, no request log"
 KFKIT_NO_ACCESS = "kfkit serve --no-access-log"  # closely paired with kfkit serve only, not in the table
+KFKIT_TWIN = "kfkit serve, no request log, again"  # the same, a second process: the paired rounds' control
 PAIRED_S = 0.3  # seconds of each configuration in a closely paired round
 FLOOR = "in-process predict (floor)"
 EXCHANGE = "HTTP exchange alone (limit)"
@@ -469,12 +475,13 @@ def main() -> None:
         shutil.copytree(scratch / "endpoints", own_root / "endpoints")
         for name, flags in ((KFKIT, ["--log-sample-rate", "1.0"]), (KFKIT_NO_LOG, ["--log-sample-rate", "0"]),
                             (KFKIT_NO_ACCESS, ["--log-sample-rate", "1.0", "--no-access-log",
-                                               "--local-root", str(own_root)])):
+                                               "--local-root", str(own_root)]),
+                            (KFKIT_TWIN, ["--log-sample-rate", "0"])):
             port = free_port()
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "kfkit.cli", "serve", "--endpoint", "penguins", "--port", str(port), *flags],
                 cwd=REPO, env=env, stdout=log_file(name), stderr=subprocess.STDOUT, start_new_session=True))
-            (quiet if name == KFKIT_NO_ACCESS else servers)[name] = {
+            (quiet if name in (KFKIT_NO_ACCESS, KFKIT_TWIN) else servers)[name] = {
                 "port": port, "health": "/health", "predict": "/predict", "body": v1_body, "process": processes[-1]}
         for name, python in pythons.items():
             servers[name] = start_peer(name, python, scratch, meta["model_dir"], env, log_file(name))
@@ -496,7 +503,8 @@ def main() -> None:
                 del servers[name]
         if KFKIT not in servers:
             raise SystemExit(f"kfkit serve did not start; its log is in {scratch}")
-        wait_healthy(quiet[KFKIT_NO_ACCESS]["port"], "/health", quiet[KFKIT_NO_ACCESS]["process"], KFKIT_NO_ACCESS)
+        for name, server in quiet.items():
+            wait_healthy(server["port"], "/health", server["process"], name)
 
         # the exchange alone answers each body with kfkit's own answer to it, so the bytes are the same
         answers = {}
@@ -577,26 +585,34 @@ def main() -> None:
                     got[key] = result["n"] / result["seconds"]
                 limit = 1 / (1 / got["floor"] + 1 / got["exchange"])
                 alone.setdefault(batch, []).append((got["kfkit"] / got["floor"], got["kfkit"] / limit))
-        # row -> (CPU per request on/off, rps off/on): the request log; the access log
+        # row -> (CPU per request on/off, rps off/on): the request log; the access log; the second
+        # process without the request log against the first (the control); the log against both
         logged: dict[tuple[int, int], list[tuple[float, float]]] = {}
         accessed: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        twins: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        logged_both: dict[tuple[int, int], list[tuple[float, float]]] = {}
         three = {**servers, **quiet}
         for batch in BATCHES:
             for concurrency in CONCURRENCY:
                 body = v1_body(batch)
-                trio = [KFKIT, KFKIT_NO_LOG, KFKIT_NO_ACCESS]
+                trio = [KFKIT, KFKIT_NO_LOG, KFKIT_NO_ACCESS, KFKIT_TWIN]
                 for name in trio:  # each settles at this row's load
                     load(three[name]["port"], "/predict", body, concurrency, 0.2)
                 for r in range(args.rounds):
                     got = {}
-                    for name in trio[r % 3:] + trio[:r % 3]:
+                    for name in trio[r % len(trio):] + trio[:r % len(trio)]:
                         got[name] = load_with_cpu(three[name], body, concurrency, PAIRED_S)
-                    for off_name, into in ((KFKIT_NO_LOG, logged), (KFKIT_NO_ACCESS, accessed)):
-                        on, off = got[KFKIT], got[off_name]
-                        if on["n"] and off["n"] and off["cpu"] > 0:
-                            into.setdefault((batch, concurrency), []).append((
-                                (on["cpu"] / on["n"]) / (off["cpu"] / off["n"]),
-                                (off["n"] / off["seconds"]) / (on["n"] / on["seconds"])))
+                    if not all(got[name]["n"] and got[name]["cpu"] > 0 for name in trio):
+                        continue
+                    cpu = {name: got[name]["cpu"] / got[name]["n"] for name in trio}
+                    rps = {name: got[name]["n"] / got[name]["seconds"] for name in trio}
+                    for on_name, off_name, into in ((KFKIT, KFKIT_NO_LOG, logged), (KFKIT, KFKIT_NO_ACCESS, accessed),
+                                                    (KFKIT_TWIN, KFKIT_NO_LOG, twins)):
+                        into.setdefault((batch, concurrency), []).append((
+                            cpu[on_name] / cpu[off_name], rps[off_name] / rps[on_name]))
+                    logged_both.setdefault((batch, concurrency), []).append((
+                        cpu[KFKIT] / ((cpu[KFKIT_NO_LOG] + cpu[KFKIT_TWIN]) / 2),
+                        (rps[KFKIT_NO_LOG] + rps[KFKIT_TWIN]) / 2 / rps[KFKIT]))
 
         results = {key: merged(value) for key, value in runs.items()}
         say(f"kfkit serve against the Python model servers: the penguins SavedModel, one worker each, "
@@ -702,6 +718,14 @@ def main() -> None:
         every = [pair for c in logged.values() for pair in c]
         say(f"closely paired, every row together ({len(every)} rounds): the request log's cost in CPU per request "
             f"{signed([a for a, _ in every])}, in throughput {signed([b for _, b in every])} (target <= 5%)")
+        same = [pair for c in twins.values() for pair in c]
+        say(f"closely paired, the control ({len(same)} rounds): two processes of the same server without the "
+            f"request log differ in CPU per request by {signed([a for a, _ in same])}, in throughput by "
+            f"{signed([b for _, b in same])} (the second against the first)")
+        both = [pair for c in logged_both.values() for pair in c]
+        say(f"closely paired, the request log's cost against both processes without it ({len(both)} rounds): "
+            f"in CPU per request {signed([a for a, _ in both])}, in throughput {signed([b for _, b in both])} "
+            "(target <= 5%)")
         for batch in BATCHES:
             say(f"closely paired ({args.rounds} rounds, kfkit serve and {KFKIT_NO_ACCESS} back to back): the access "
                 f"log's cost at batch {batch} (a JSON line per request on stderr), CPU per request: "
