@@ -1,6 +1,6 @@
 """Online serving: kfkit's model server against the Python model servers, on the same SavedModel, one run.
 
-    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--rounds 8] [--only kfkit,KServe,...]
+    python benchmarks/serve.py [--seconds 1.5] [--passes 4] [--rounds 16] [--only kfkit,KServe,...]
 
 Trains the penguins model, registers it in a scratch MLflow registry and deploys it to a scratch
 local endpoint, then serves that one SavedModel with, each as one worker on 127.0.0.1:
@@ -31,7 +31,7 @@ body with kfkit's answer to it, unread), what one request costs the load generat
 and the stack; one request at a time, no server can beat the predict and the exchange in turn.
 Also kfkit at concurrency 8 while 1,000 idle connections are held open.
 
-The targets' ratios are measured a second way, closely paired (--rounds, 8 by default): this
+The targets' ratios are measured a second way, closely paired (--rounds, 16 by default): this
 machine's speed drifts over seconds, and a pass runs a configuration and its counterpart seconds
 apart. Each round runs them 0.3 s each back to back in a rotated order (the floor, kfkit one
 request at a time and the exchange; kfkit with its logs, without its request log (twice, in two
@@ -419,7 +419,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="load duration per configuration and pass")
     parser.add_argument("--passes", type=int, default=4, help="interleaved passes over every configuration")
-    parser.add_argument("--rounds", type=int, default=8,
+    parser.add_argument("--rounds", type=int, default=16,
                         help="closely paired rounds per row for the one-at-a-time ratio and the request log's cost")
     parser.add_argument("--only", default="", help="comma-separated servers to run besides kfkit (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-serve.txt"),
