@@ -519,7 +519,7 @@ def encode_answer(answer: dict, predictions_json: bytes) -> bytes:
     """send_json's body for an answer whose first key is "predictions", with those already encoded.
     The rest (deployedModelId, model, modelVersionId) is the same for every answer of a deployed model:
     where each of its values is a str, its text is made once and kept (made per answer, the encoder's
-    round took a sixth of a one-at-a-time request's own time beyond its prediction)."""
+    round took a fifth of a one-at-a-time request's own time beyond its prediction)."""
     fields = tuple([item for item in answer.items() if item[0] != "predictions"])
     end = None
     if all([type(value) is str for _, value in fields]):
