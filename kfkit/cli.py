@@ -522,11 +522,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class SecondFormatter(logging.Formatter):
+    """logging.Formatter's text, with each second's time of day spelled once (strftime) and each line
+    adding its milliseconds: under `kfkit serve`, which logs a line per request, strftime per line was
+    a tenth of the line's cost. A format of its own (datefmt) is spelled per line, as before."""
+
+    _second: tuple = (None, "")  # (the second, its converter and format; its text), replaced whole
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        # converter(created) ignores the fraction (time.localtime floors it): one text per second
+        key = (record.created // 1, self.converter, self.default_time_format)
+        second, text = self._second
+        if second != key:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (key, text)
+        return self.default_msec_format % (text, record.msecs) if self.default_msec_format else text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(SecondFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

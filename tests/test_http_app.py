@@ -216,6 +216,27 @@ def test_each_request_is_one_json_access_log_line(app, caplog):
     assert bad["status"] == 400 and bad["error"].startswith("the request body is not valid JSON")
 
 
+def test_access_lines_go_through_the_loggers_filters_and_handlers_as_logger_info_sends_them(app, caplog):
+    import logging
+
+    access = logging.getLogger("kfkit.access")
+    dropped = []
+    access.addFilter(lambda record: dropped.append(record) and False)  # drops every line
+    try:
+        with caplog.at_level("INFO", logger="kfkit.access"):
+            call(app, "POST", "/predict", body_of_size(300))
+    finally:
+        access.filters.clear()
+    with caplog.at_level("INFO", logger="kfkit.access"):
+        call(app, "POST", "/predict", body_of_size(300))
+
+    [filtered] = dropped
+    [record] = [r for r in caplog.records if r.name == "kfkit.access"]
+    assert (record.levelno, record.args, record.exc_info) == (logging.INFO, (), None)
+    assert filtered.getMessage().startswith('{"client": "127.0.0.1", "method": "POST"')
+    assert record.getMessage().startswith('{"client": "127.0.0.1", "method": "POST"')
+
+
 @pytest.mark.parametrize("client, method, path, status, ms, deployed, error", [
     ("127.0.0.1", "POST", "/predict", 200, 0.52, "penguins-v1-85da8d", ""),
     ("::1", "GET", "/v1/models/m:predict", 404, 1e-05, "", "no route /x; use GET /health"),
