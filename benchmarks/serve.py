@@ -591,21 +591,21 @@ def main() -> None:
         accessed: dict[tuple[int, int], list[tuple[float, float]]] = {}
         twins: dict[tuple[int, int], list[tuple[float, float]]] = {}
         logged_both: dict[tuple[int, int], list[tuple[float, float]]] = {}
-        three = {**servers, **quiet}
+        kfkits = {**servers, **quiet}
         for batch in BATCHES:
             for concurrency in CONCURRENCY:
                 body = v1_body(batch)
-                trio = [KFKIT, KFKIT_NO_LOG, KFKIT_NO_ACCESS, KFKIT_TWIN]
-                for name in trio:  # each settles at this row's load
-                    load(three[name]["port"], "/predict", body, concurrency, 0.2)
+                paired = [KFKIT, KFKIT_NO_LOG, KFKIT_NO_ACCESS, KFKIT_TWIN]
+                for name in paired:  # each settles at this row's load
+                    load(kfkits[name]["port"], "/predict", body, concurrency, 0.2)
                 for r in range(args.rounds):
                     got = {}
-                    for name in trio[r % len(trio):] + trio[:r % len(trio)]:
-                        got[name] = load_with_cpu(three[name], body, concurrency, PAIRED_S)
-                    if not all(got[name]["n"] and got[name]["cpu"] > 0 for name in trio):
+                    for name in paired[r % len(paired):] + paired[:r % len(paired)]:
+                        got[name] = load_with_cpu(kfkits[name], body, concurrency, PAIRED_S)
+                    if not all(got[name]["n"] and got[name]["cpu"] > 0 for name in paired):
                         continue
-                    cpu = {name: got[name]["cpu"] / got[name]["n"] for name in trio}
-                    rps = {name: got[name]["n"] / got[name]["seconds"] for name in trio}
+                    cpu = {name: got[name]["cpu"] / got[name]["n"] for name in paired}
+                    rps = {name: got[name]["n"] / got[name]["seconds"] for name in paired}
                     for on_name, off_name, into in ((KFKIT, KFKIT_NO_LOG, logged), (KFKIT, KFKIT_NO_ACCESS, accessed),
                                                     (KFKIT_TWIN, KFKIT_NO_LOG, twins)):
                         into.setdefault((batch, concurrency), []).append((

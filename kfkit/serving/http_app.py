@@ -521,14 +521,15 @@ def encode_answer(answer: dict, predictions_json: bytes) -> bytes:
     where each of its values is a str, its text is made once and kept (made per answer, the encoder's
     round took a fifth of a one-at-a-time request's own time beyond its prediction)."""
     fields = tuple([item for item in answer.items() if item[0] != "predictions"])
-    end = None
     if all([type(value) is str for _, value in fields]):
         end = _ANSWER_ENDS.get(fields)
         if end is None:
             if len(_ANSWER_ENDS) >= ANSWER_ENDS_KEPT:
                 _ANSWER_ENDS.clear()
             end = _ANSWER_ENDS[fields] = _answer_end(fields)
-    return b"".join((b'{"predictions":', predictions_json, _answer_end(fields) if end is None else end))
+    else:
+        end = _answer_end(fields)
+    return b"".join((b'{"predictions":', predictions_json, end))
 
 
 def _answer_end(fields: tuple) -> bytes:

@@ -222,7 +222,7 @@ class RequestLog:
         if not _plain(now, latency_ms):
             return None
         return (self._head(deployed, float.__repr__(now).encode(), float.__repr__(round(latency_ms, 3)).encode()),
-                instances_json, b',"predictions":', predictions_json, b"}\n")
+                instances_json, PREDICTIONS_KEY, predictions_json, LINE_END)
 
     def _head(self, deployed: Deployed, now: bytes, latency_ms: bytes) -> bytes:
         """An answered request's line up to its instances, its two numbers already spelled."""
@@ -366,8 +366,8 @@ class RequestLog:
             if fast:
                 deployed, _, instances_json, predictions_json, _ = line  # bytes: submit() made them so
                 head = self._head(deployed, next(spelled), next(spelled))
-                made.append((stamp, (head, instances_json, b',"predictions":', predictions_json, b"}\n"),
-                             len(head) + len(instances_json) + len(predictions_json) + 17))
+                made.append((stamp, (head, instances_json, PREDICTIONS_KEY, predictions_json, LINE_END),
+                             len(head) + len(instances_json) + len(predictions_json) + _JOINS_BYTES))
             elif type(line) is tuple:
                 deployed, latency_ms, instances_json, predictions_json, _ = line
                 made_line = self.line(deployed, None, None, now=stamp, latency_ms=latency_ms,
@@ -503,6 +503,9 @@ WRITEV_PARTS = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else
 # a record's bytes besides its instances and predictions (timestamp, endpoint, ids, latency), to
 # count what submit() buffers as parts against max_buffer_bytes
 RECORD_ROOM = 512
+# an answered record's line, as pieces: head, instances, PREDICTIONS_KEY, predictions, LINE_END
+PREDICTIONS_KEY, LINE_END = b',"predictions":', b"}\n"
+_JOINS_BYTES = len(PREDICTIONS_KEY) + len(LINE_END)
 
 
 def _plain(now: Any, latency_ms: Any) -> bool:
