@@ -57,7 +57,10 @@ def test_global_importance_is_the_mean_absolute_attribution(penguin_explained):
 
     assert penguin_explained["rows"] == 12 == len(rows)
     assert penguin_explained["feature_importance"] == pytest.approx(expected)
-    assert list(penguin_explained["feature_importance"].values()) == sorted(expected.values(), reverse=True)
+    # most important first; the sum's order may differ from np.mean's in the last bit, so the order is
+    # read from the component's own values, each already matched to the mean above
+    importance = list(penguin_explained["feature_importance"].values())
+    assert importance == sorted(importance, reverse=True) and len(set(importance)) == len(importance)
     json.dumps(penguin_explained)  # the component writes it as JSON
 
 

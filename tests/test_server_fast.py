@@ -20,6 +20,7 @@ import pytest
 from kfkit.serving import http_app
 from kfkit.serving.endpoints import LocalEndpoints
 from kfkit.serving.server import Deployed, ModelServer, Router, make_http_server
+from tests.answers import as_answered
 
 PENGUIN = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0, "flipper_length_mm": 218.0,
            "body_mass_g": 4950.0, "sex": "FEMALE"}
@@ -241,7 +242,10 @@ def test_requests_read_in_one_turn_are_predicted_in_one_call_each_answered_as_al
     assert calls == [6]  # the four valid requests' 1 + 3 + 1 + 1 instances, in one call
     assert "kfkit_predict_turns_total 1\nkfkit_predict_turn_requests_total 6" in "".join(
         line + "\n" for line in app.metrics.render().splitlines() if not line.startswith("#"))
-    assert [(status, payload) for status, payload, _ in together] == [(status, payload) for status, _, payload in alone]
+    assert [(status, payload) for status, payload, _ in together] == [
+        (status, as_answered(payload)) for status, _, payload in alone]
+    # the rounding allowed is far finer than what tells two instances apart
+    assert alone[0][2] != as_answered(alone[4][2])
     assert [status for status, _, _ in together] == [200, 200, 400, 400, 200, 200]
     assert "'sex'" in together[2][1]["error"] and "not valid JSON" in together[3][1]["error"]
     logged = [r for path in sorted((tmp_path / "request_logs" / "penguins").glob("*.jsonl"))
@@ -273,7 +277,8 @@ def test_a_request_on_the_servers_only_connection_is_answered_without_waiting_fo
     answered_at_once, waited = asyncio.run(turn())
 
     assert answered_at_once == [(status, payload, None)] and status == 200
-    assert waited == [] and first.answers == second.answers == [(status, payload, None)]
+    # the pair is one model call of 2 instances: its scores equal the lone call's to float rounding
+    assert waited == [] and first.answers == second.answers == [(status, as_answered(payload), None)]
     assert "kfkit_predict_turns_total 2\nkfkit_predict_turn_requests_total 3" in "".join(
         line + "\n" for line in app.metrics.render().splitlines() if not line.startswith("#"))
 
@@ -306,7 +311,8 @@ def test_a_turn_whose_one_call_fails_is_predicted_request_by_request(model_serve
 
     together = one_turn(app, TURN)
 
-    assert [(status, payload) for status, payload, _ in together] == [(status, payload) for status, _, payload in alone]
+    assert [(status, payload) for status, payload, _ in together] == [
+        (status, as_answered(payload)) for status, _, payload in alone]
 
 
 def test_a_turn_with_a_replaced_predict_calls_it_for_each_request(model_server, monkeypatch):
