@@ -341,6 +341,63 @@ def test_serve_runs_each_tensorflow_operation_on_its_calling_thread_unless_tenso
     assert run.stdout.split("\n")[:2] == ["1 True 1", "False 1"], run.stderr[-2000:]
 
 
+def test_a_model_loaded_after_serve_sets_its_threads_runs_on_the_single_threaded_executor_with_the_same_answers(
+        penguin_model):
+    # a fresh process: TensorFlow's threads are fixed by its first run, and pytest's has run it
+    code = ("import json, sys, numpy as np\n"
+            "from kfkit.serving.model_io import LoadedModel, serving_threads, SINGLE_THREADED_EXECUTOR\n"
+            "serving_threads(1)\n"
+            "served, default = LoadedModel(sys.argv[1]), LoadedModel(sys.argv[1])\n"
+            "print(default._flat_fn is default.fn)\n"
+            "default._flat_fn = default.fn  # the signature's function, called flat on the default executor\n"
+            "nodes = [n for n in served._flat_fn.graph.as_graph_def().node if 'PartitionedCall' in n.op]\n"
+            "rows = json.loads(sys.argv[2])\n"
+            "arrays = default.predict_arrays({k: np.array([r[k] for r in rows]) for k in default.signature})\n"
+            "got = served.predict_arrays({k: np.array([r[k] for r in rows]) for k in served.signature})\n"
+            "print(served._flat_fn is served.fn,\n"
+            "      [n.attr['executor_type'].s.decode() == SINGLE_THREADED_EXECUTOR for n in nodes],\n"
+            "      all(np.array_equal(got[k], arrays[k]) for k in arrays) and got.keys() == arrays.keys(),\n"
+            "      sorted(set(arrays['classes'].tolist())) != [arrays['classes'][0]])\n")
+
+    adelie = {"island": "Torgersen", "culmen_length_mm": 39.1, "culmen_depth_mm": 18.7, "flipper_length_mm": 181.0,
+              "body_mass_g": 3750.0, "sex": "MALE"}
+    rows = [PENGUIN, adelie, dict(PENGUIN, body_mass_g=3000.0), dict(adelie, island="Dream", sex="FEMALE")]
+
+    run = subprocess.run([sys.executable, "-c", code, str(penguin_model), json.dumps(rows)], capture_output=True,
+                         text=True, timeout=180)
+
+    # both loaded after serving_threads(1) take it; the second is then put back on the default executor
+    assert run.stdout.split("\n")[:2] == ["False", "False [True] True True"], run.stderr[-2000:]
+
+
+def test_a_function_the_single_threaded_executor_answers_otherwise_is_left_on_the_default_one():
+    import tensorflow as tf
+
+    from kfkit.serving.model_io import on_calling_thread
+
+    class Doubling:  # what on_calling_thread uses of a serving function
+        captured_inputs: list = []
+
+        def __init__(self, traced_shift):
+            self.traced_shift = traced_shift
+
+        def _call_flat(self, tensors, captures):
+            return {"y": tensors[0] * 2.0 + (0.0 if tf.executing_eagerly() else self.traced_shift)}
+
+    class Failing(Doubling):
+        def _call_flat(self, tensors, captures):
+            raise RuntimeError("no kernel for this executor")
+
+    types, signature = {"float32": tf.float32}, {"x": "float32"}
+
+    same = on_calling_thread(tf, Doubling(0.0), ["x"], types, signature)
+    other = on_calling_thread(tf, Doubling(1.0), ["x"], types, signature)
+    failing = on_calling_thread(tf, Failing(0.0), ["x"], types, signature)
+
+    assert same is not None and same._call_flat([tf.constant([1.5])], same.captured_inputs)["y"].numpy().tolist() == [3.0]
+    assert other is None and failing is None
+
+
 def test_serve_passes_its_intra_op_threads_to_the_server(monkeypatch):
     from kfkit import cli
     from kfkit.serving import server as serving

@@ -137,7 +137,8 @@ def tensorflow_runtime():
 
 def serving_threads(intra_op: int) -> bool:
     """TensorFlow's intra-op threads for a model server: 1 (kfkit serve's default) runs each operation
-    on the thread that calls it. A server's requests are small, and concurrent ones are predicted
+    on the thread that calls it, and a model loaded after it runs its whole serving function there
+    (on_calling_thread). A server's requests are small, and concurrent ones are predicted
     together: a pool's threads handing one small operation around cost more than they share
     (benchmarks/serve.py: the same predictions for about 15% less of the server's CPU, faster at
     every batch size up to 4096 rows on 2 cores), and waiting for work they take CPU from the
@@ -193,6 +194,34 @@ def flat_call_order(fn, signature: dict[str, str], tf_types: dict) -> list[str] 
     return order if sorted(order) == sorted(signature) else None
 
 
+SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
+
+
+def on_calling_thread(tf, fn, order: list[str], tf_types: dict, signature: dict[str, str]):
+    """`fn` called flat with its inputs in `order`, run by TensorFlow's single-threaded executor: each
+    operation on the thread that calls it, one after another. None where that executor cannot run
+    it (a GPU, control flow it lacks) or answers a probe row otherwise than `fn` does.
+
+    The default executor hands each operation to its inter-op pool, whose threads go to sleep between
+    a server's requests: waking them took about 200-340 us of a one-instance prediction that came
+    after a 300 us wait (1,100-1,300 us back to back, in one process on this 2-core machine), and
+    the single-threaded executor does not pay it (1,100 us either way)."""
+    specs = [tf.TensorSpec([None], tf_types[signature[name]]) for name in order]
+    try:
+        with tf.experimental.function_executor_type(SINGLE_THREADED_EXECUTOR):
+            # the executor is fixed where the call is traced: the wrapper's call of fn carries it
+            call = tf.function(lambda *tensors: fn._call_flat(list(tensors), fn.captured_inputs)
+                               ).get_concrete_function(*specs)
+        blank = {"float32": 0.0, "int64": 0, "string": b""}
+        probe = [tf.constant([blank[signature[name]]] * 2, dtype=tf_types[signature[name]]) for name in order]
+        got, expected = call._call_flat(probe, call.captured_inputs), fn._call_flat(probe, fn.captured_inputs)
+        same = got.keys() == expected.keys() and all(
+            np.array_equal(got[k].numpy(), expected[k].numpy()) for k in expected)
+    except Exception:  # noqa: BLE001 - any failure: the default executor, as without this
+        return None
+    return call if same else None
+
+
 class LoadedModel:
     """An exported model with its kfkit metadata and serving function."""
 
@@ -205,6 +234,11 @@ class LoadedModel:
         self.fn = self._loaded.signatures["serving_default"]
         self._tf_types = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
         self._flat_order = flat_call_order(self.fn, self.signature, self._tf_types)
+        # what predict_arrays calls flat: on a server's one intra-op thread (serving_threads), the
+        # whole function runs on the calling thread too
+        self._flat_fn = self.fn
+        if self._flat_order is not None and tf.config.threading.get_intra_op_parallelism_threads() == 1:
+            self._flat_fn = on_calling_thread(tf, self.fn, self._flat_order, self._tf_types, self.signature) or self.fn
 
     @property
     def signature(self) -> dict[str, str]:
@@ -217,9 +251,9 @@ class LoadedModel:
             tensors = {name: constant(features[name], dtype=tf_types[dtype]) for name, dtype in signature.items()}
             outputs = self.fn(**tensors)
         else:
-            outputs = self.fn._call_flat(
-                [constant(features[name], dtype=tf_types[signature[name]]) for name in order],
-                self.fn.captured_inputs)
+            fn = self._flat_fn
+            outputs = fn._call_flat([constant(features[name], dtype=tf_types[signature[name]]) for name in order],
+                                    fn.captured_inputs)
         return {k: v.numpy() for k, v in outputs.items()}
 
     def predict_table(self, table) -> dict[str, np.ndarray]:
