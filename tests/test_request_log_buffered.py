@@ -462,6 +462,11 @@ SIGNATURE = {"island": "string", "culmen_length_mm": "float32", "count": "int64"
     [{"island": "a", "culmen_length_mm": 1.0, "count": True}],
     [{"island": "a", "culmen_length_mm": 1e39, "count": 1}],
     [{"island": "a", "culmen_length_mm": math.nan, "count": 1}],
+    [{"island": "a", "culmen_length_mm": -math.inf, "count": 1}],
+    [{"island": "a", "culmen_length_mm": 3.4028234663852886e38, "count": 1}],  # float32's largest
+    [{"island": "a", "culmen_length_mm": -3.4028235e38, "count": 1}],  # past it, within half a step: rounds to it
+    [{"island": "a", "culmen_length_mm": 0.1, "count": 1}, {"island": "b", "culmen_length_mm": 1 / 3, "count": 2}],
+    [{"island": "a", "culmen_length_mm": 0.1 * i, "count": i} for i in range(17)],  # past SMALL_BATCH: numpy
     [{"island": "a", "culmen_length_mm": 10 ** 400, "count": 1}],
     [{"island": "a", "culmen_length_mm": 1.0, "count": 2 ** 64}],
     [{"island": "a", "culmen_length_mm": 1.0}],

@@ -12,7 +12,7 @@ from kfkit.components.train.train import Hyperparameters, strategy_from_env, tra
 from kfkit.components.validate.validate import validate
 from kfkit.warehouse import synthetic
 from kfkit.errors import ConfigError, ValidationError
-from kfkit.serving.model_io import LoadedModel, RequestError, flat_call_order
+from kfkit.serving.model_io import LoadedModel, RequestError, direct_call, flat_call_order
 from kfkit.tabular import ModelSpec, build_spec, features_to_numpy
 from tests.conftest import leftovers, split_outputs
 from kfkit.components.ingest.ingest import SplitSpec, run_ingest
@@ -61,6 +61,57 @@ def test_flat_call_answers_exactly_what_the_keyword_call_answers(penguin_model, 
     assert flat.keys() == by_keyword.keys()
     for name in flat:
         assert np.array_equal(flat[name], by_keyword[name])
+
+
+def test_direct_call_answers_exactly_what_tf_constant_and_the_flat_call_answer(penguin_model, penguin_splits):
+    model = LoadedModel(penguin_model)
+    features = features_to_numpy(ds.dataset(penguin_splits["test"]).to_table(), model.spec)
+    assert model._direct is not None and model._direct.fn is model._flat_fn  # the direct call is the one taken
+
+    direct = model.predict_arrays(features)
+    model._direct = None
+    flat = model.predict_arrays(features)
+
+    assert direct.keys() == flat.keys()
+    for name in flat:
+        assert direct[name].dtype == flat[name].dtype and np.array_equal(direct[name], flat[name])
+    assert len(set(flat["classes"].tolist())) > 1
+
+
+def test_a_call_the_direct_way_fails_raises_the_error_tensorflow_names_it_with(penguin_model):
+    import tensorflow as tf
+
+    model = LoadedModel(penguin_model)
+    rows = {name: np.array([[value]]) for name, value in PENGUIN.items()}  # a column of rank 2: no such input
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as direct:
+        model.predict_arrays(rows)
+    model._direct = None
+    with pytest.raises(tf.errors.InvalidArgumentError) as flat:
+        model.predict_arrays(rows)
+
+    assert str(direct.value) == str(flat.value)
+
+
+def test_direct_call_is_not_made_for_a_function_it_would_answer_otherwise(penguin_model):
+    model = LoadedModel(penguin_model)
+    fn = model._flat_fn
+
+    class Shifted:  # the function's parts, but its own call answers otherwise than a direct call of them
+        _inference_function, captured_inputs = fn._inference_function, fn.captured_inputs
+
+        def _call_flat(self, tensors, captures):
+            return {k: (v + 1 if v.dtype.is_floating else v) for k, v in fn._call_flat(tensors, captures).items()}
+
+    class Same(Shifted):
+        def _call_flat(self, tensors, captures):
+            return fn._call_flat(tensors, captures)
+
+    rest = (model._flat_order, model._tf_types, model.signature)
+
+    assert direct_call(model._tf, Same(), *rest) is not None
+    assert direct_call(model._tf, Shifted(), *rest) is None
+    assert direct_call(model._tf, object(), *rest) is None
 
 
 def test_flat_call_is_not_taken_when_the_signature_does_not_match_the_function(penguin_model):
