@@ -425,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="threads that run predictions (4)")
     p.add_argument("--intra-op-threads", type=int, default=1,
                    help="TensorFlow's threads within one operation (default 1: requests, batched, use the "
-                        "cores; 0: TensorFlow's choice, one per core)")
+                        "cores; with it one inter-op thread, not spinning; 0: TensorFlow's choice, one per core, "
+                        "for both)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1 only)")
     p.add_argument("--port", type=int, help="port (default: $AIP_HTTP_PORT or 8080)")
     p.add_argument("--log-sample-rate", type=float, default=1.0, help="share of requests logged for monitoring")

@@ -332,13 +332,32 @@ def test_serve_runs_each_tensorflow_operation_on_its_calling_thread_unless_tenso
             "from kfkit.serving.model_io import serving_threads, tensorflow_runtime\n"
             "tf = tensorflow_runtime()\n"
             "default = build_parser().parse_args(['serve']).intra_op_threads\n"
-            "print(default, serving_threads(default), tf.config.threading.get_intra_op_parallelism_threads())\n"
+            "from tensorflow.python.eager import context\n"
+            "print(default, serving_threads(default), tf.config.threading.get_intra_op_parallelism_threads(),\n"
+            "      tf.config.threading.get_inter_op_parallelism_threads(),\n"
+            "      context.context().config.experimental.disable_thread_spinning)\n"
             "tf.constant(1.0) + 1\n"
-            "print(serving_threads(3), tf.config.threading.get_intra_op_parallelism_threads())\n")
+            "print(serving_threads(3), tf.config.threading.get_intra_op_parallelism_threads())\n"
+            "import os\n"
+            "print(sorted(open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')\n"
+            "             if open(f'/proc/self/task/{t}/comm').read().startswith('tf_Compute')))\n")
 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
-    assert run.stdout.split("\n")[:2] == ["1 True 1", "False 1"], run.stderr[-2000:]
+    # one inter-op thread (the OS names TensorFlow's pool threads tf_Compute), told not to spin
+    assert run.stdout.split("\n")[:3] == ["1 True 1 1 True", "False 1", "['tf_Compute']"], run.stderr[-2000:]
+
+
+def test_tensorflow_that_ran_already_keeps_its_inter_op_pool_as_it_is():
+    code = ("from kfkit.serving.model_io import quiet_inter_op_pool, tensorflow_runtime\n"
+            "tf = tensorflow_runtime()\n"
+            "tf.constant(1.0) + 1\n"
+            "from tensorflow.python.eager import context\n"
+            "print(quiet_inter_op_pool(), context.context().config.experimental.disable_thread_spinning)\n")
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert run.stdout.split("\n")[0] == "False False", run.stderr[-2000:]
 
 
 def test_a_model_loaded_after_serve_sets_its_threads_runs_on_the_single_threaded_executor_with_the_same_answers(

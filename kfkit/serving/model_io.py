@@ -147,19 +147,51 @@ def tensorflow_runtime():
 
 def serving_threads(intra_op: int) -> bool:
     """TensorFlow's intra-op threads for a model server: 1 (kfkit serve's default) runs each operation
-    on the thread that calls it, and a model loaded after it runs its whole serving function there
-    (on_calling_thread). A server's requests are small, and concurrent ones are predicted
+    on the thread that calls it, and a model loaded after it runs its serving function's own graph
+    there (on_calling_thread). A server's requests are small, and concurrent ones are predicted
     together: a pool's threads handing one small operation around cost more than they share
     (benchmarks/serve.py: the same predictions for about 15% less of the server's CPU, faster at
     every batch size up to 4096 rows on 2 cores), and waiting for work they take CPU from the
-    clients. 0 leaves TensorFlow's choice (one per core). Whether it took effect: TensorFlow
-    fixes it when it first runs, so a process that already ran TensorFlow keeps what it had."""
+    clients. With them, one inter-op thread that does not spin (quiet_inter_op_pool). 0 leaves
+    TensorFlow's choice (one per core) for both. Whether it took effect: TensorFlow fixes it when it
+    first runs, so a process that already ran TensorFlow keeps what it had."""
     tf = tensorflow_runtime()
-    if intra_op <= 0 or tf.config.threading.get_intra_op_parallelism_threads() == intra_op:
-        return intra_op > 0
+    if intra_op <= 0:
+        return False
+    threads = tf.config.threading
+    if threads.get_intra_op_parallelism_threads() == intra_op and threads.get_inter_op_parallelism_threads() == 1:
+        return True
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        threads.set_intra_op_parallelism_threads(intra_op)
+        threads.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # "cannot be modified after initialization"
+        return False
+    quiet_inter_op_pool()
+    return True
+
+
+def quiet_inter_op_pool() -> bool:
+    """Before TensorFlow first runs: its inter-op pool's threads sleep when they find no work rather
+    than spin for it (ConfigProto.experimental.disable_thread_spinning, which the eager context has no
+    setter for). The functions a kfkit SavedModel calls inside its serving function run on that pool
+    (the default executor), whatever executor the call itself names; with two threads spinning
+    between a server's predictions, each one-instance prediction cost 170-190 us of the pool's CPU
+    besides the calling thread's 450 us. With one thread and no spinning, kfkit serve took 9-16% less
+    CPU per request at every batch and concurrency, 3-7% more requests a second at concurrency 8
+    and 32, the same at 1 (benchmarks/serve.py's rows, closely paired). Whether it took effect."""
+    try:
+        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if ctx._context_handle is not None:
+            return False  # ran already: its pool is made
+        config = config_pb2.ConfigProto()
+        if ctx._config is not None:
+            config.CopyFrom(ctx._config)
+        config.experimental.disable_thread_spinning = True
+        ctx._config = config
+    except Exception:  # noqa: BLE001 - another TensorFlow's context: its pool as it is
         return False
     return True
 
@@ -209,7 +241,8 @@ SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 
 def on_calling_thread(tf, fn, order: list[str], tf_types: dict, signature: dict[str, str]):
     """`fn` called flat with its inputs in `order`, run by TensorFlow's single-threaded executor: each
-    operation on the thread that calls it, one after another. None where that executor cannot run
+    operation of its graph on the thread that calls it, one after another (the functions that graph
+    calls keep the executor they name, the default one: quiet_inter_op_pool). None where that executor cannot run
     it (a GPU, control flow it lacks) or answers a probe row otherwise than `fn` does.
 
     The default executor hands each operation to its inter-op pool, whose threads go to sleep between
