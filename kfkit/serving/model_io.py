@@ -176,7 +176,7 @@ def quiet_inter_op_pool() -> bool:
     setter for). The functions a kfkit SavedModel calls inside its serving function run on that pool
     (the default executor), whatever executor the call itself names; with two threads spinning
     between a server's predictions, each one-instance prediction cost 170-190 us of the pool's CPU
-    besides the calling thread's 450 us. With one thread and no spinning, kfkit serve took 9-16% less
+    besides the calling thread's 450 us. With one thread and no spinning, kfkit serve took 8-14% less
     CPU per request at every batch and concurrency, 3-7% more requests a second at concurrency 8
     and 32, the same at 1 (benchmarks/serve.py's rows, closely paired). Whether it took effect."""
     try:
