@@ -464,7 +464,7 @@ SIGNATURE = {"island": "string", "culmen_length_mm": "float32", "count": "int64"
     [{"island": "a", "culmen_length_mm": math.nan, "count": 1}],
     [{"island": "a", "culmen_length_mm": -math.inf, "count": 1}],
     [{"island": "a", "culmen_length_mm": 3.4028234663852886e38, "count": 1}],  # float32's largest
-    [{"island": "a", "culmen_length_mm": -3.4028235e38, "count": 1}],  # past it, within half a step: rounds to it
+    [{"island": "a", "culmen_length_mm": -3.4028235e38, "count": 1}],  # past it by less than half a step: both refuse
     [{"island": "a", "culmen_length_mm": 0.1, "count": 1}, {"island": "b", "culmen_length_mm": 1 / 3, "count": 2}],
     [{"island": "a", "culmen_length_mm": 0.1 * i, "count": i} for i in range(17)],  # past SMALL_BATCH: numpy
     [{"island": "a", "culmen_length_mm": 10 ** 400, "count": 1}],
@@ -490,6 +490,25 @@ def test_plain_instances_make_the_arrays_the_per_value_walk_makes(instances, mon
     monkeypatch.setattr(model_io, "_columns_fast", lambda instances, signature: None)
 
     assert fast == outcome()
+
+
+def test_a_small_batch_of_plain_floats_is_narrowed_without_float64_as_numpy_narrows_it(monkeypatch):
+    from kfkit.serving import model_io
+
+    small = [{"island": "a", "culmen_length_mm": 0.1 * i, "count": i} for i in range(model_io.SMALL_BATCH)]
+    wide, asarray = [], np.asarray
+
+    def spy(values, dtype=None, *args, **kwargs):  # the general way goes through float64
+        wide.append(dtype)
+        return asarray(values, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(model_io.np, "asarray", spy)
+    arrays = model_io._columns_fast(small, SIGNATURE)
+    monkeypatch.undo()
+
+    assert np.float64 not in wide and arrays is not None and arrays["culmen_length_mm"].dtype == np.float32
+    narrowed = np.array([0.1 * i for i in range(model_io.SMALL_BATCH)]).astype(np.float32)
+    assert arrays["culmen_length_mm"].tobytes() == narrowed.tobytes()
 
 
 def test_prediction_rows_made_a_column_at_a_time_match_the_item_by_item_rows():

@@ -66,11 +66,22 @@ def test_flat_call_answers_exactly_what_the_keyword_call_answers(penguin_model, 
 def test_direct_call_answers_exactly_what_tf_constant_and_the_flat_call_answer(penguin_model, penguin_splits):
     model = LoadedModel(penguin_model)
     features = features_to_numpy(ds.dataset(penguin_splits["test"]).to_table(), model.spec)
-    assert model._direct is not None and model._direct.fn is model._flat_fn  # the direct call is the one taken
+    assert model._direct is not None and model._direct.fn is model._flat_fn
+    calls, real = [], model._direct
 
+    class Spy:  # the direct call, counted: it is the one taken, not its fallback
+        fn = real.fn
+
+        def __call__(self, arrays):
+            calls.append(len(arrays[0]))
+            return real(arrays)
+
+    model._direct = Spy()
     direct = model.predict_arrays(features)
     model._direct = None
     flat = model.predict_arrays(features)
+
+    assert calls == [len(features["island"])]
 
     assert direct.keys() == flat.keys()
     for name in flat:
@@ -91,6 +102,17 @@ def test_a_call_the_direct_way_fails_raises_the_error_tensorflow_names_it_with(p
         model.predict_arrays(rows)
 
     assert str(direct.value) == str(flat.value)
+
+
+def test_a_column_that_is_not_a_numpy_array_goes_the_old_way(penguin_model):
+    import tensorflow as tf
+
+    model = LoadedModel(penguin_model)
+    rows = {name: np.array([value]) for name, value in PENGUIN.items()}
+    rows["body_mass_g"] = tf.constant([4950], dtype=tf.int32)  # EagerTensor would cast it; tf.constant refuses
+
+    with pytest.raises((TypeError, ValueError)):
+        model.predict_arrays(rows)
 
 
 def test_direct_call_is_not_made_for_a_function_it_would_answer_otherwise(penguin_model):

@@ -270,7 +270,11 @@ class DirectCall:
     around it that a server's call needs none of (direct_call): each input made by the constructor
     tf.constant ends in (EagerTensor, the same conversion) without the copy it makes first, and the
     call handed to TFE_Py_Execute with the attributes the context gave calls when the model loaded,
-    its outputs packed as `fn` packs them. `arrays` are read by the call only; each output is new."""
+    its outputs packed as `fn` packs them. Numpy arrays only (predict_arrays sends anything else the
+    old way: EagerTensor would cast a tensor of another dtype that tf.constant refuses). An input
+    tensor shares its array's memory, and an output a function passes through shares it too:
+    predict_arrays hands back each output's .numpy(), a copy, and no caller changes an array while
+    its call runs."""
 
     def __init__(self, fn, tf_types: list, parts: dict):
         self.fn = fn
@@ -357,14 +361,15 @@ class LoadedModel:
             outputs = self.fn(**tensors)
         else:
             fn, direct, outputs = self._flat_fn, self._direct, None
-            if direct is not None and direct.fn is fn:
+            arrays = [features[name] for name in order]
+            if direct is not None and direct.fn is fn and all(type(values) is np.ndarray for values in arrays):
                 try:
-                    outputs = direct([features[name] for name in order])
+                    outputs = direct(arrays)
                 except Exception:  # noqa: BLE001 - called again below, for the error TensorFlow names it with
                     outputs = None
             if outputs is None:
-                outputs = fn._call_flat([constant(features[name], dtype=tf_types[signature[name]]) for name in order],
-                                        fn.captured_inputs)
+                outputs = fn._call_flat([constant(values, dtype=tf_types[signature[name]]) for values, name in
+                                         zip(arrays, order)], fn.captured_inputs)
         return {k: v.numpy() for k, v in outputs.items()}
 
     def predict_table(self, table) -> dict[str, np.ndarray]:

@@ -746,7 +746,7 @@ def make_http_server(*, endpoint: str | None = None, local_root: str | None = No
     predict_route = os.environ.get("AIP_PREDICT_ROUTE", "/predict")
     explain_route = explain_route_for(predict_route)
     if not serving_threads(intra_op_threads) and intra_op_threads > 0:
-        log.debug("TensorFlow already ran in this process: its intra-op threads stay as they were")
+        log.debug("TensorFlow already ran in this process: its threads stay as they were")
     server = ModelServer(endpoint=endpoint, local_root=local_root, model_dir=model_dir,
                          log_sample_rate=log_sample_rate, log_limits=log_limits, log_buffered=True)
     app = make_app(server, health_route, predict_route, workers=workers, token=read_token(token_file),
