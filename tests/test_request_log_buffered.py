@@ -114,6 +114,35 @@ def test_submitted_records_wait_in_the_buffer_and_a_flush_writes_them_all_in_ord
     request_log.close()
 
 
+def test_a_flush_returns_once_the_batch_another_flush_took_is_written(tmp_path):
+    request_log = buffered_log(tmp_path)
+    for i in range(5):
+        request_log.submit(DEPLOYED, [dict(PENGUIN, n=i)], [PREDICTION], latency_ms=1.0)
+    writing, release, write = threading.Event(), threading.Event(), request_log._write_lines
+
+    def slow_write(entries):  # the writer thread's flush, holding its batch while the disk is slow
+        writing.set()
+        release.wait(30)
+        write(entries)
+
+    request_log._write_lines = slow_write
+    first = threading.Thread(target=request_log.flush)
+    first.start()
+    writing.wait(30)
+    request_log._write_lines = write
+    second = threading.Thread(target=request_log.flush)  # a reader's flush, before it reads the files
+
+    second.start()
+    second.join(0.5)
+    waited = second.is_alive()
+    release.set()
+    second.join(30)
+    first.join(30)
+
+    assert waited and len(lines(tmp_path / "logs")) == 5
+    request_log.close()
+
+
 def test_close_writes_every_buffered_record(tmp_path):
     request_log = buffered_log(tmp_path)
     for i in range(20):

@@ -131,6 +131,7 @@ class RequestLog:
         self._pending: list[tuple[float, bytes]] = []
         self._pending_bytes = 0
         self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._closed = threading.Event()
         self._writer: threading.Thread | None = None
         self._middles: dict[str, tuple[tuple[str, str], bytes]] = {}  # line()'s fixed text per deployed model
@@ -299,9 +300,14 @@ class RequestLog:
         return True
 
     def flush(self) -> None:
-        """Write what the buffer holds now. A write that fails puts the records back (a later flush, or
-        the request that finds the buffer full, tries again) unless part of them reached the file:
-        those are counted in `lost` and logged."""
+        """Write what the buffer holds now: when it returns, every record submitted before it is in the
+        file, also those a flush running at the same time (the writer thread's) had taken. A write that
+        fails puts the records back (a later flush, or the request that finds the buffer full, tries
+        again) unless part of them reached the file: those are counted in `lost` and logged."""
+        with self._flush_lock:  # a second flush waits for the first's batch to be written
+            self._flush()
+
+    def _flush(self) -> None:
         with self._pending_lock:
             batch, self._pending, self._pending_bytes = self._pending, [], 0
         if not batch:
